@@ -1,0 +1,95 @@
+-- qianzhi control tables, MySQL 5.7+/MariaDB 10.3+ (also TiDB, OceanBase, GoldenDB). Applied by `qianzhi migrate`; safe to read before running.
+-- Times are Beijing time as text 'yyyy-MM-dd HH:mm:ss' so they read the same on every backend.
+
+-- Where each job has read its source up to (JSON: change time and key of the last row).
+CREATE TABLE IF NOT EXISTS qz_cursor (
+  job             VARCHAR(100) PRIMARY KEY,
+  position        TEXT,
+  last_run_at     VARCHAR(19),
+  last_success_at VARCHAR(19),
+  last_error      TEXT,
+  updated_at      VARCHAR(19)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Daily Cd_Batch sequence per reporting unit: allocated in a transaction, never reused.
+CREATE TABLE IF NOT EXISTS qz_batch_seq (
+  unit_code  VARCHAR(18) NOT NULL,
+  batch_date CHAR(8)     NOT NULL,
+  last_seq   BIGINT      NOT NULL,
+  PRIMARY KEY (unit_code, batch_date)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- One row per exchange (Cd_Batch). state: pending until every record is acked or refused.
+CREATE TABLE IF NOT EXISTS qz_batch (
+  cd_batch           VARCHAR(50) PRIMARY KEY,
+  job                VARCHAR(100) NOT NULL,
+  upstream           VARCHAR(20)  NOT NULL,
+  data_type          VARCHAR(50)  NOT NULL,
+  table_name         VARCHAR(64),
+  state              VARCHAR(10)  NOT NULL,
+  record_count       BIGINT       NOT NULL,
+  delivered_count    BIGINT       NOT NULL DEFAULT 0,
+  rejected_count     BIGINT       NOT NULL DEFAULT 0,
+  cd_time            VARCHAR(19)  NOT NULL,
+  created_at         VARCHAR(19)  NOT NULL,
+  done_at            VARCHAR(19),
+  platform_batch_num VARCHAR(100),
+  platform_id        VARCHAR(100),
+  INDEX qz_batch_job_state (job, state)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- The exact bytes of every record of a pending batch; resends replay them unchanged.
+CREATE TABLE IF NOT EXISTS qz_outbox (
+  cd_batch   VARCHAR(50)  NOT NULL,
+  seq        BIGINT       NOT NULL,
+  call_no    BIGINT       NOT NULL,
+  source_key VARCHAR(500) NOT NULL,
+  row_guid   VARCHAR(64)  NOT NULL,
+  operation  CHAR(1)      NOT NULL,
+  payload    MEDIUMTEXT         NOT NULL,
+  state      VARCHAR(10)  NOT NULL,
+  PRIMARY KEY (cd_batch, seq)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Rows that were not sent (local validation) or that the platform refused.
+CREATE TABLE IF NOT EXISTS qz_error (
+  id          BIGINT PRIMARY KEY AUTO_INCREMENT,
+  job         VARCHAR(100) NOT NULL,
+  source_key  VARCHAR(500) NOT NULL,
+  row_guid    VARCHAR(64),
+  operation   CHAR(1),
+  field       VARCHAR(100) NOT NULL,
+  rule        VARCHAR(40)  NOT NULL,
+  message     TEXT         NOT NULL,
+  cd_batch    VARCHAR(50),
+  created_at  VARCHAR(19)  NOT NULL,
+  resolved_at VARCHAR(19),
+  resolved_by VARCHAR(50),
+  INDEX qz_error_job_key (job, source_key),
+  INDEX qz_error_open (job, resolved_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- 数据对账: one row per finished batch, and what the reconciliation upload answered.
+CREATE TABLE IF NOT EXISTS qz_reconciliation (
+  cd_batch           VARCHAR(50) PRIMARY KEY,
+  job                VARCHAR(100) NOT NULL,
+  table_name         VARCHAR(64)  NOT NULL,
+  cd_count           BIGINT       NOT NULL,
+  cd_time            VARCHAR(19)  NOT NULL,
+  created_at         VARCHAR(19)  NOT NULL,
+  upload_state       VARCHAR(10)  NOT NULL,
+  upload_message     TEXT,
+  uploaded_at        VARCHAR(19),
+  platform_batch_num VARCHAR(100),
+  INDEX qz_reconciliation_upload (job, upload_state)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Last seen version of each source row (for the incremental and snapshot modes).
+CREATE TABLE IF NOT EXISTS qz_row_state (
+  job        VARCHAR(100) NOT NULL,
+  source_key VARCHAR(500) NOT NULL,
+  row_guid   VARCHAR(64)  NOT NULL,
+  row_hash   CHAR(64)     NOT NULL,
+  updated_at VARCHAR(19)  NOT NULL,
+  PRIMARY KEY (job, source_key)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

@@ -1,0 +1,209 @@
+//! `qianzhi bench`: loads N accept rows into a change table of a fresh database and times
+//! their delivery to the in-process simulator; also peak memory and an idle poll.
+
+use anyhow::{Context, Result, bail};
+use std::fmt::Write as _;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::{Backend, Db};
+use crate::demo::{change_table_ddl, gdzw_config, insert_sql, sample_fields};
+use crate::pipeline::{App, RunOptions, run_once};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Server to benchmark on; a database `qianzhi_bench` is dropped and created there
+    /// (PostgreSQL, MySQL), or a temporary file is used (sqlite:).
+    #[arg(
+        long,
+        env = "QIANZHI_BENCH_DATABASE",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub database: String,
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: i64,
+    #[arg(long, default_value_t = 5000)]
+    pub batch_size: usize,
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.find('?') {
+        Some(q) => (&url[..q], &url[q..]),
+        None => (url, ""),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let slash = base[scheme_end..].find('/').map(|i| i + scheme_end);
+    let host = match slash {
+        Some(s) => &base[..s],
+        None => base,
+    };
+    format!("{host}/{name}{query}")
+}
+
+async fn fresh_database(url: &str) -> Result<(String, Option<tempfile::TempDir>)> {
+    sqlx::any::install_default_drivers();
+    match Backend::from_url(url)? {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir()?;
+            Ok((
+                format!("sqlite://{}", dir.path().join("bench.db").display()),
+                Some(dir),
+            ))
+        }
+        _ => {
+            let admin = sqlx::AnyPool::connect(url)
+                .await
+                .with_context(|| format!("cannot connect to {}", crate::db::redact_url(url)))?;
+            sqlx::query("DROP DATABASE IF EXISTS qianzhi_bench")
+                .execute(&admin)
+                .await?;
+            sqlx::query("CREATE DATABASE qianzhi_bench")
+                .execute(&admin)
+                .await?;
+            admin.close().await;
+            Ok((with_database(url, "qianzhi_bench"), None))
+        }
+    }
+}
+
+/// Peak resident set size of this process, from the kernel.
+pub fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+pub async fn run(args: &BenchArgs) -> Result<()> {
+    let (url, _tmp) = fresh_database(&args.database).await?;
+    let backend = Backend::from_url(&url)?;
+    let db = Db::connect(&url, 4).await?;
+    crate::db::migrate::migrate(&db).await?;
+    let catalog = crate::schema::Catalog::load(None)?;
+    let p = catalog.platform("gdzw").expect("gdzw catalog");
+    let dt = &p.data_types["accept"];
+    db.execute_script(&change_table_ddl(backend, dt, "bench_accept_changes"))
+        .await?;
+
+    let t0 = Instant::now();
+    let per_stmt = 500;
+    let mut i = 0;
+    while i < args.rows {
+        let n = per_stmt.min(args.rows - i);
+        let mut values = Vec::with_capacity(n as usize);
+        let mut head = String::new();
+        for k in 0..n {
+            let id = i + k + 1;
+            let stmt = insert_sql(
+                "bench_accept_changes",
+                id,
+                "I",
+                "2026-11-20 10:00:00",
+                &sample_fields(p, dt, id),
+            );
+            let (h, v) = stmt.split_once(" VALUES ").expect("insert");
+            head = h.to_string();
+            values.push(v.to_string());
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{head} VALUES {}",
+            values.join(", ")
+        )))
+        .execute(&db.any)
+        .await?;
+        i += n;
+    }
+    let load = t0.elapsed();
+    db.close().await;
+
+    let sim = crate::simulate::start(
+        crate::simulate::SimConfig {
+            token: "bench-token".into(),
+            keep_records: false,
+            ..Default::default()
+        },
+        "127.0.0.1:0",
+    )
+    .await?;
+    let tmp = tempfile::tempdir()?;
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "bench-token")?;
+    let extra = format!("batch_size = {}", args.batch_size);
+    let text = gdzw_config(&url, &sim.api_root(), &token, "bench_", &["accept"], &extra);
+    let app = App::new(crate::cli::config_from_str(&text)?).await?;
+    let cancel = CancellationToken::new();
+
+    let t1 = Instant::now();
+    let o = run_once(&app, "accept", &cancel, &RunOptions::default()).await?;
+    let took = t1.elapsed();
+    let peak = peak_rss_mb();
+    let t2 = Instant::now();
+    let idle = run_once(&app, "accept", &cancel, &RunOptions::default()).await?;
+    let idle_took = t2.elapsed();
+    let (accepted, calls) = {
+        let st = sim.state.lock().expect("sim state");
+        (st.accepted_count, st.calls.len())
+    };
+    if accepted as i64 != args.rows || o.delivered as i64 != args.rows {
+        bail!(
+            "benchmark lost rows: delivered {} of {}, simulator accepted {accepted}",
+            o.delivered,
+            args.rows
+        );
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "qianzhi bench: {} accept rows on {}, batch_size {}, 99 records per call",
+        args.rows,
+        backend.name(),
+        args.batch_size
+    );
+    let _ = writeln!(
+        out,
+        "  load change table    {:>8.1} s (not counted)",
+        load.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "  deliver end to end   {:>8.1} s   {:.0} rows/s   ({} batches, {calls} calls incl. reconciliation)",
+        took.as_secs_f64(),
+        args.rows as f64 / took.as_secs_f64(),
+        o.batches.len()
+    );
+    let _ = writeln!(
+        out,
+        "  peak memory (VmHWM)  {:>8.1} MB (whole process, simulator included)",
+        peak.unwrap_or(f64::NAN)
+    );
+    let _ = writeln!(
+        out,
+        "  idle poll            rows read {}, {:.1} ms",
+        idle.rows_read,
+        idle_took.as_secs_f64() * 1000.0
+    );
+    let _ = writeln!(out, "  simulator accepted   {accepted}");
+    print!("{out}");
+    app.db.close().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_name_is_replaced() {
+        for (u, want) in [
+            (
+                "postgres://postgres@127.0.0.1:5432/test",
+                "postgres://postgres@127.0.0.1:5432/qianzhi_bench",
+            ),
+            (
+                "mysql://root@127.0.0.1:3306/test?ssl-mode=disabled",
+                "mysql://root@127.0.0.1:3306/qianzhi_bench?ssl-mode=disabled",
+            ),
+            ("postgres://h", "postgres://h/qianzhi_bench"),
+        ] {
+            assert_eq!(super::with_database(u, "qianzhi_bench"), want);
+        }
+    }
+}

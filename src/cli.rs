@@ -1,0 +1,386 @@
+//! Subcommands: check, migrate, once, run, status, simulate, demo, bench.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config};
+use crate::db::Db;
+use crate::mapping::FieldSource;
+use crate::pipeline::{App, RunOptions, run_once};
+use crate::schema::Catalog;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "qianzhi",
+    version,
+    about = "前置机 daemon: department database changes to provincial platforms"
+)]
+pub struct Cli {
+    /// Config file; default ./config.toml, else /etc/qianzhi/config.toml.
+    #[arg(long, short, env = "QIANZHI_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Report every configuration problem, then check the database, sources and mappings.
+    Check,
+    /// Create the qz_ control tables (see sql/<backend>/).
+    Migrate {
+        /// Print the DDL instead of running it.
+        #[arg(long)]
+        print: bool,
+    },
+    /// One pass of every job (or one), then exit.
+    Once {
+        #[arg(long)]
+        job: Option<String>,
+        /// Print the records that would be sent as JSON lines; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The daemon: every job on its schedule until SIGTERM.
+    Run,
+    /// Per job: position, waiting rows, pending batches, errors, today's Cd_Batch sequence.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A strict local Guangdong gateway for trying a setup before going live.
+    Simulate {
+        #[arg(long, default_value = "127.0.0.1:8810")]
+        listen: String,
+        /// Token the simulator expects in signatures (default "sim-token").
+        #[arg(
+            long,
+            env = "QIANZHI_SIM_TOKEN",
+            default_value = "sim-token",
+            hide_env_values = true
+        )]
+        token: String,
+        #[arg(long, default_value = "/ebus/tysb-sjcj")]
+        base_path: String,
+        #[arg(long, default_value = "uppro")]
+        path_prefix: String,
+    },
+    /// A SQLite department database with sample data, the simulator, one full sync, a summary.
+    Demo {
+        /// Where the demo database and config are written.
+        #[arg(long, default_value = "qianzhi-demo")]
+        dir: PathBuf,
+    },
+    /// Throughput benchmark: change-table rows delivered to the in-process simulator.
+    Bench(crate::bench::BenchArgs),
+}
+
+fn config_path(cli: &Cli) -> PathBuf {
+    if let Some(p) = &cli.config {
+        return p.clone();
+    }
+    let local = PathBuf::from("config.toml");
+    if local.exists() {
+        local
+    } else {
+        PathBuf::from("/etc/qianzhi/config.toml")
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    let path = config_path(cli);
+    let cfg = config::load(&path)?;
+    crate::telemetry::init(&cfg.log.level, &cfg.log.format);
+    Ok(cfg)
+}
+
+pub async fn main_entry() -> ExitCode {
+    let cli = Cli::parse();
+    crate::upstream::init_tls();
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", crate::mask::mask_pii(&format!("{e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match &cli.cmd {
+        Cmd::Check => check(&cli).await,
+        Cmd::Migrate { print } => {
+            let cfg = load_config(&cli)?;
+            let backend = crate::db::Backend::from_url(&cfg.database.url)?;
+            if *print {
+                println!("{}", crate::db::migrate::ddl(backend));
+                return Ok(ExitCode::SUCCESS);
+            }
+            let db = Db::connect(&cfg.database.url, 2).await?;
+            let applied = crate::db::migrate::migrate(&db).await?;
+            if applied.is_empty() {
+                println!("control tables are up to date ({})", backend.name());
+            } else {
+                println!("applied migrations {applied:?} on {}", backend.name());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Once { job, dry_run } => {
+            let app = App::new(load_config(&cli)?).await?;
+            let cancel = CancellationToken::new();
+            crate::daemon::cancel_on_signal(cancel.clone());
+            let names: Vec<String> = match job {
+                Some(j) => vec![app.job(j)?.name.clone()],
+                None => app
+                    .cfg
+                    .jobs
+                    .iter()
+                    .filter(|j| j.enabled)
+                    .map(|j| j.name.clone())
+                    .collect(),
+            };
+            let mut failed = false;
+            for name in names {
+                match run_once(&app, &name, &cancel, &RunOptions { dry_run: *dry_run }).await {
+                    Ok(o) => eprintln!(
+                        "{name}: read {} rows, delivered {}, invalid {}, refused by platform {}, batches {}{}",
+                        o.rows_read,
+                        o.delivered,
+                        o.invalid_rows,
+                        o.refused_by_platform,
+                        if o.batches.is_empty() {
+                            "-".to_string()
+                        } else {
+                            o.batches.join(" ")
+                        },
+                        if o.interrupted { " (interrupted)" } else { "" }
+                    ),
+                    Err(e) => {
+                        failed = true;
+                        eprintln!(
+                            "{name}: FAILED: {}",
+                            crate::mask::mask_pii(&format!("{e:#}"))
+                        );
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Cmd::Run => {
+            let app = App::new(load_config(&cli)?).await?;
+            let cancel = CancellationToken::new();
+            crate::daemon::cancel_on_signal(cancel.clone());
+            crate::daemon::run(app, cancel).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status { json } => {
+            let app = App::new(load_config(&cli)?).await?;
+            let s = crate::status::collect(&app).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print!("{}", crate::status::render_text(&s));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Simulate {
+            listen,
+            token,
+            base_path,
+            path_prefix,
+        } => {
+            crate::telemetry::init("info", "text");
+            let sim = crate::simulate::start(
+                crate::simulate::SimConfig {
+                    base_path: base_path.clone(),
+                    token: token.clone(),
+                    path_prefix: path_prefix.clone(),
+                    ..Default::default()
+                },
+                listen,
+            )
+            .await?;
+            println!(
+                "simulated Guangdong gateway at {} (paasid tysb-sjcj); Ctrl-C to stop",
+                sim.api_root()
+            );
+            let mut seen = 0;
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                }
+                let st = sim.state.lock().expect("sim state");
+                for c in &st.calls[seen..] {
+                    println!(
+                        "{} {} -> {} {}",
+                        c.path,
+                        c.body.len(),
+                        c.status,
+                        crate::mask::mask_pii(&c.answer)
+                    );
+                }
+                seen = st.calls.len();
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Demo { dir } => {
+            crate::telemetry::init("warn", "text");
+            let summary = crate::demo::run(dir).await?;
+            print!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench(args) => {
+            crate::telemetry::init("warn", "text");
+            crate::bench::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `qianzhi check`: configuration first (all problems at once), then what only the database
+/// can tell: connection, control tables, each source and its columns, unsupplied fields.
+async fn check(cli: &Cli) -> Result<ExitCode> {
+    let path = config_path(cli);
+    let cfg = match config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("✗ {}", format!("{e:#}").replace('\n', " "));
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let mut problems = 0usize;
+    let catalog = match Catalog::load(cfg.schema_dir.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("✗ schemas: {e:#}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for issue in cfg.validate(&catalog) {
+        println!("✗ {issue}");
+        problems += 1;
+    }
+    if let Some(g) = &cfg.gdzw {
+        match crate::upstream::gdzw::resolve_token(g) {
+            Ok(_) => println!("✓ gdzw token is readable"),
+            Err(e) => {
+                println!("✗ gdzw: {e:#}");
+                problems += 1;
+            }
+        }
+        if g.token.is_some() {
+            println!("! gdzw.token is written in the config file; prefer token_file or token_env");
+        }
+    }
+    let db = match Db::connect(&cfg.database.url, 2).await {
+        Ok(db) => {
+            println!(
+                "✓ database {} reachable",
+                crate::db::redact_url(&cfg.database.url)
+            );
+            db
+        }
+        Err(e) => {
+            println!("✗ database: {e:#}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if db.source_columns("qz_batch").await.is_err() {
+        println!("✗ control tables missing: run `qianzhi migrate`");
+        problems += 1;
+    }
+    for job in &cfg.jobs {
+        let Some(dt) = catalog.data_type(&job.upstream, &job.data_type) else {
+            continue;
+        };
+        let columns = match db.source_columns(&job.source).await {
+            Ok(c) => c,
+            Err(e) => {
+                println!("✗ job {}: {e:#}", job.name);
+                problems += 1;
+                continue;
+            }
+        };
+        let has = |c: &str| columns.iter().any(|x| x.eq_ignore_ascii_case(c));
+        for c in job
+            .key
+            .iter()
+            .chain([&job.time_column, &job.operation_column])
+            .chain(job.seq_column.iter())
+        {
+            if !has(c) {
+                println!(
+                    "✗ job {}: source {} has no column {c}",
+                    job.name, job.source
+                );
+                problems += 1;
+            }
+        }
+        let app_plan = crate::mapping::Plan::resolve(crate::mapping::PlanInput {
+            job: &job.name,
+            data_type: dt,
+            columns: &columns,
+            map: &job.map,
+            constants: &job.constants,
+            unit: &cfg.unit,
+            null_fields: cfg
+                .gdzw
+                .as_ref()
+                .map(|g| g.null_fields)
+                .unwrap_or(crate::config::NullFields::Omit),
+        });
+        for c in app_plan.missing_columns(&columns) {
+            println!(
+                "✗ job {}: mapped column {c} is not in {}",
+                job.name, job.source
+            );
+            problems += 1;
+        }
+        let unsupplied: Vec<&str> = app_plan
+            .fields
+            .iter()
+            .filter(|(code, _, src)| {
+                *src == FieldSource::Unsupplied && dt.field(code).is_some_and(|f| f.required)
+            })
+            .map(|(c, _, _)| c.as_str())
+            .collect();
+        if unsupplied.is_empty() {
+            println!(
+                "✓ job {}: {} ({}) supplies every required field of {}",
+                job.name,
+                job.source,
+                columns.len(),
+                job.data_type
+            );
+        } else {
+            println!(
+                "✗ job {}: required fields of {} that no column or constant supplies: {}",
+                job.name,
+                job.data_type,
+                unsupplied.join(", ")
+            );
+            problems += 1;
+        }
+    }
+    db.close().await;
+    if problems == 0 {
+        println!("check passed");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{problems} problem(s) found");
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Reads a config from text (demo and tests build theirs in memory).
+pub fn config_from_str(text: &str) -> Result<Config> {
+    config::parse_with_env(text, &[]).context("config")
+}

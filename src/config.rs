@@ -1,0 +1,608 @@
+//! The one TOML file (plus `QIANZHI_*` environment overrides), its defaults, and `validate()`.
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::schema::Catalog;
+use crate::timefmt::parse_duration;
+
+/// A secret read from a file or the environment; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub unit: UnitConfig,
+    /// Extra or corrected schema files: `<schema_dir>/<platform>/<data_type>.toml`.
+    pub schema_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
+    pub gdzw: Option<GdzwConfig>,
+    #[serde(default, rename = "job")]
+    pub jobs: Vec<JobConfig>,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_max_connections() -> u32 {
+    5
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitConfig {
+    /// 报送数据单位的统一社会信用代码: the first 18 characters of every Cd_Batch.
+    pub uscc: String,
+    pub name: String,
+    /// 行政区划代码 (GB/T 2260), 6 or 12 digits.
+    pub region_code: String,
+    /// Default for SystemName (办理本笔业务的系统名称).
+    pub system_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    pub retry_initial: String,
+    pub retry_max: String,
+    pub http_timeout: String,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            retry_initial: "1s".into(),
+            retry_max: "5m".into(),
+            http_timeout: "30s".into(),
+        }
+    }
+}
+
+impl DeliveryConfig {
+    pub fn retry_initial(&self) -> Duration {
+        parse_duration(&self.retry_initial).unwrap_or(Duration::from_secs(1))
+    }
+    pub fn retry_max(&self) -> Duration {
+        parse_duration(&self.retry_max).unwrap_or(Duration::from_secs(300))
+    }
+    pub fn http_timeout(&self) -> Duration {
+        parse_duration(&self.http_timeout).unwrap_or(Duration::from_secs(30))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NullFields {
+    /// Leave the key out of the record.
+    Omit,
+    /// Send JSON null.
+    Null,
+    /// Send "" (what the spec's examples do for empty optional fields).
+    Empty,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LengthUnit {
+    Chars,
+    Bytes,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GdzwConfig {
+    /// API_ROOT including scheme, e.g. http://127.0.0.1:8810/ebus/tysb-sjcj.
+    pub api_root: String,
+    #[serde(default = "default_paasid")]
+    pub paasid: String,
+    pub token_file: Option<PathBuf>,
+    pub token_env: Option<String>,
+    /// Allowed for trials only; `check` warns about it.
+    pub token: Option<String>,
+    /// The normative table says /uppro/; some examples say /upro/.
+    #[serde(default = "default_path_prefix")]
+    pub path_prefix: String,
+    #[serde(default = "default_max_per_call")]
+    pub max_records_per_call: usize,
+    #[serde(default = "default_true")]
+    pub reconciliation_upload: bool,
+    /// Path under API_ROOT; default `<path_prefix>/reconciliation/batchSave`.
+    pub reconciliation_path: Option<String>,
+    #[serde(default)]
+    pub reconciliation_tables: BTreeMap<String, String>,
+    #[serde(default = "default_null_fields")]
+    pub null_fields: NullFields,
+    #[serde(default = "default_length_unit")]
+    pub length_unit: LengthUnit,
+    /// errCode values that mean "stop the job" rather than "this content was refused".
+    #[serde(default)]
+    pub fatal_err_codes: Vec<String>,
+}
+
+fn default_paasid() -> String {
+    "tysb-sjcj".into()
+}
+fn default_path_prefix() -> String {
+    "uppro".into()
+}
+fn default_max_per_call() -> usize {
+    99
+}
+fn default_true() -> bool {
+    true
+}
+fn default_null_fields() -> NullFields {
+    NullFields::Omit
+}
+fn default_length_unit() -> LengthUnit {
+    LengthUnit::Chars
+}
+
+impl GdzwConfig {
+    pub fn reconciliation_path(&self) -> String {
+        self.reconciliation_path
+            .clone()
+            .unwrap_or_else(|| format!("{}/reconciliation/batchSave", self.path_prefix))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Changelog,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    pub name: String,
+    #[serde(default = "default_upstream")]
+    pub upstream: String,
+    pub data_type: String,
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+    /// Table or view, optionally schema-qualified.
+    pub source: String,
+    pub key: Vec<String>,
+    #[serde(default = "default_time_column")]
+    pub time_column: String,
+    #[serde(default = "default_operation_column")]
+    pub operation_column: String,
+    /// A unique, increasing column of the change table (change id). When set, rows are read
+    /// in (time_column, seq_column) order, so several changes of one key in the same second
+    /// are all taken; otherwise (time_column, key) must be unique.
+    pub seq_column: Option<String>,
+    #[serde(default = "default_settle_lag")]
+    pub settle_lag: String,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// 6-field cron (sec min hour day month weekday) in Beijing time.
+    pub schedule: Option<String>,
+    pub interval: Option<String>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Field code -> source column, where the view does not already use the field code.
+    #[serde(default)]
+    pub map: BTreeMap<String, String>,
+    #[serde(default)]
+    pub constants: BTreeMap<String, toml::Value>,
+}
+
+fn default_upstream() -> String {
+    "gdzw".into()
+}
+fn default_mode() -> Mode {
+    Mode::Changelog
+}
+fn default_time_column() -> String {
+    "cd_time".into()
+}
+fn default_operation_column() -> String {
+    "cd_operation".into()
+}
+fn default_settle_lag() -> String {
+    "10s".into()
+}
+fn default_batch_size() -> usize {
+    5000
+}
+
+impl JobConfig {
+    /// Columns after the change time that make the read order unique.
+    pub fn order_columns(&self) -> Vec<String> {
+        match &self.seq_column {
+            Some(c) => vec![c.clone()],
+            None => self.key.clone(),
+        }
+    }
+    pub fn settle_lag(&self) -> Duration {
+        parse_duration(&self.settle_lag).unwrap_or(Duration::from_secs(10))
+    }
+    pub fn interval(&self) -> Option<Duration> {
+        self.interval
+            .as_deref()
+            .and_then(|s| parse_duration(s).ok())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// tracing filter, e.g. "info" or "qianzhi=debug".
+    pub level: String,
+    /// "text" or "json".
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+/// One problem found in the configuration: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub path: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
+/// Read the TOML file and lay `QIANZHI_SECTION__KEY=value` variables over it.
+pub fn load(path: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    parse_with_env(&text, &vars).with_context(|| format!("in {}", path.display()))
+}
+
+pub fn parse_with_env(text: &str, vars: &[(String, String)]) -> Result<Config> {
+    let mut doc: toml::Table = toml::from_str(text)?;
+    for (k, v) in vars {
+        let Some(rest) = k.strip_prefix("QIANZHI_") else {
+            continue;
+        };
+        if !rest.contains("__") {
+            continue; // QIANZHI_CONFIG and friends are CLI variables, not overrides
+        }
+        let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        set_path(&mut doc, &parts, v);
+    }
+    let cfg: Config = toml::Value::Table(doc).try_into()?;
+    Ok(cfg)
+}
+
+fn set_path(doc: &mut toml::Table, parts: &[String], raw: &str) {
+    let (last, parents) = parts.split_last().expect("non-empty");
+    let mut t = doc;
+    for p in parents {
+        let entry = t
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+        let toml::Value::Table(next) = entry else {
+            return;
+        };
+        t = next;
+    }
+    // Numbers and booleans keep their type; anything else is a string.
+    let v = raw
+        .parse::<i64>()
+        .map(toml::Value::Integer)
+        .or_else(|_| raw.parse::<bool>().map(toml::Value::Boolean))
+        .unwrap_or_else(|_| toml::Value::String(raw.to_string()));
+    t.insert(last.clone(), v);
+}
+
+fn ident_ok(s: &str) -> bool {
+    let part_ok = |p: &str| {
+        let mut c = p.chars();
+        matches!(c.next(), Some(ch) if ch.is_alphabetic() || ch == '_')
+            && c.all(|ch| ch.is_alphanumeric() || ch == '_' || ch == '$')
+    };
+    !s.is_empty() && s.split('.').count() <= 2 && s.split('.').all(part_ok)
+}
+
+impl Config {
+    /// Every problem at once, so a DBA fixes the file in one pass.
+    pub fn validate(&self, catalog: &Catalog) -> Vec<ConfigIssue> {
+        let mut out = Vec::new();
+        let mut bad = |path: String, reason: String| out.push(ConfigIssue { path, reason });
+
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.starts_with("mysql://")
+            || url.starts_with("mariadb://"))
+        {
+            bad(
+                "database.url".into(),
+                "must start with sqlite:, postgres:// or mysql://".into(),
+            );
+        }
+        if let Err(e) = crate::checkdigit::uscc(&self.unit.uscc) {
+            bad(
+                "unit.uscc".into(),
+                format!("'{}' is not a valid 统一社会信用代码: {e}", self.unit.uscc),
+            );
+        }
+        let rc = &self.unit.region_code;
+        if !((rc.len() == 6 || rc.len() == 12) && rc.chars().all(|c| c.is_ascii_digit())) {
+            bad(
+                "unit.region_code".into(),
+                format!("'{rc}' must be 6 or 12 digits (GB/T 2260)"),
+            );
+        }
+        if self.unit.name.trim().is_empty() {
+            bad("unit.name".into(), "must not be empty".into());
+        }
+        for (k, v) in [
+            ("delivery.retry_initial", &self.delivery.retry_initial),
+            ("delivery.retry_max", &self.delivery.retry_max),
+            ("delivery.http_timeout", &self.delivery.http_timeout),
+        ] {
+            if let Err(e) = parse_duration(v) {
+                bad(k.into(), e);
+            }
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bad("log.format".into(), "must be \"text\" or \"json\"".into());
+        }
+        if let Some(g) = &self.gdzw {
+            if !(g.api_root.starts_with("http://") || g.api_root.starts_with("https://")) {
+                bad(
+                    "gdzw.api_root".into(),
+                    "must start with http:// or https://".into(),
+                );
+            }
+            if g.token_file.is_none() && g.token_env.is_none() && g.token.is_none() {
+                bad(
+                    "gdzw".into(),
+                    "set token_file or token_env (the gateway token)".into(),
+                );
+            }
+            if g.max_records_per_call == 0 || g.max_records_per_call >= 100 {
+                bad(
+                    "gdzw.max_records_per_call".into(),
+                    "must be 1..=99: the spec requires fewer than 100 records per batch call"
+                        .into(),
+                );
+            }
+            for t in g.reconciliation_tables.keys() {
+                if catalog.data_type("gdzw", t).is_none() {
+                    bad(
+                        format!("gdzw.reconciliation_tables.{t}"),
+                        "no such data type".into(),
+                    );
+                }
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, j) in self.jobs.iter().enumerate() {
+            let p = format!("job[{i}] ({})", j.name);
+            if j.name.is_empty()
+                || !j
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                bad(
+                    format!("{p}.name"),
+                    "use letters, digits, _ and - only".into(),
+                );
+            }
+            if !names.insert(j.name.clone()) {
+                bad(format!("{p}.name"), "another job has the same name".into());
+            }
+            match j.upstream.as_str() {
+                "gdzw" if self.gdzw.is_none() => bad(
+                    format!("{p}.upstream"),
+                    "upstream gdzw needs a [gdzw] section".into(),
+                ),
+                "gdzw" => {}
+                other => bad(
+                    format!("{p}.upstream"),
+                    format!("unknown upstream '{other}' (known: gdzw)"),
+                ),
+            }
+            let dt = catalog.data_type(&j.upstream, &j.data_type);
+            if dt.is_none() {
+                let known: Vec<_> = catalog
+                    .platform(&j.upstream)
+                    .map(|p| p.data_types.keys().cloned().collect())
+                    .unwrap_or_default();
+                bad(
+                    format!("{p}.data_type"),
+                    format!(
+                        "unknown data type '{}' (known: {})",
+                        j.data_type,
+                        known.join(", ")
+                    ),
+                );
+            }
+            if !ident_ok(&j.source) {
+                bad(
+                    format!("{p}.source"),
+                    format!("'{}' is not a table or view name", j.source),
+                );
+            }
+            if j.key.is_empty() {
+                bad(format!("{p}.key"), "name at least one key column".into());
+            }
+            for c in j
+                .key
+                .iter()
+                .chain([&j.time_column, &j.operation_column])
+                .chain(j.seq_column.iter())
+                .chain(j.map.values())
+            {
+                if !ident_ok(c) || c.contains('.') {
+                    bad(format!("{p}"), format!("'{c}' is not a column name"));
+                }
+            }
+            if let Err(e) = parse_duration(&j.settle_lag) {
+                bad(format!("{p}.settle_lag"), e);
+            }
+            if j.batch_size == 0 || j.batch_size > 100_000 {
+                bad(format!("{p}.batch_size"), "must be 1..=100000".into());
+            }
+            match (&j.schedule, &j.interval) {
+                (Some(_), Some(_)) => bad(p.clone(), "set schedule or interval, not both".into()),
+                (None, None) => bad(
+                    p.clone(),
+                    "set schedule (6-field cron, Beijing time) or interval".into(),
+                ),
+                (Some(s), None) => {
+                    if let Err(e) = s.parse::<cron::Schedule>() {
+                        bad(
+                            format!("{p}.schedule"),
+                            format!(
+                                "'{s}' is not a 6-field cron (sec min hour day month weekday): {e}"
+                            ),
+                        );
+                    }
+                }
+                (None, Some(s)) => {
+                    if let Err(e) = parse_duration(s) {
+                        bad(format!("{p}.interval"), e);
+                    }
+                }
+            }
+            if let Some(dt) = dt {
+                for f in j.map.keys().chain(j.constants.keys()) {
+                    if dt.field(f).is_none() {
+                        bad(
+                            format!("{p}"),
+                            format!("field '{f}' is not a field of {}", j.data_type),
+                        );
+                    }
+                    if crate::mapping::PIPELINE_FIELDS.contains(&f.as_str()) {
+                        bad(
+                            format!("{p}"),
+                            format!("field '{f}' is set by qianzhi and cannot be mapped"),
+                        );
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[database]
+url = "sqlite://x.db"
+[unit]
+uscc = "11620000MB199916XB"
+name = "某局"
+region_code = "440100"
+[gdzw]
+api_root = "http://127.0.0.1:1/ebus/tysb-sjcj"
+token_env = "T"
+[[job]]
+name = "accept"
+data_type = "accept"
+source = "accept_changes"
+key = ["id"]
+interval = "30s"
+[job.map]
+ApplyerName = "applicant"
+"#;
+
+    #[test]
+    fn good_config_has_no_issues() {
+        let cat = Catalog::load(None).unwrap();
+        let cfg = parse_with_env(GOOD, &[]).unwrap();
+        assert_eq!(cfg.validate(&cat), vec![]);
+        assert_eq!(cfg.jobs[0].map["ApplyerName"], "applicant");
+        assert_eq!(cfg.gdzw.as_ref().unwrap().max_records_per_call, 99);
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let vars = vec![
+            (
+                "QIANZHI_DATABASE__URL".to_string(),
+                "postgres://h/db".to_string(),
+            ),
+            (
+                "QIANZHI_GDZW__MAX_RECORDS_PER_CALL".to_string(),
+                "50".to_string(),
+            ),
+            ("QIANZHI_CONFIG".to_string(), "/etc/x.toml".to_string()),
+        ];
+        let cfg = parse_with_env(GOOD, &vars).unwrap();
+        assert_eq!(cfg.database.url, "postgres://h/db");
+        assert_eq!(cfg.gdzw.unwrap().max_records_per_call, 50);
+    }
+
+    #[test]
+    fn all_issues_reported_at_once() {
+        let cat = Catalog::load(None).unwrap();
+        let text = GOOD
+            .replace("11620000MB199916XB", "11620000MB199916XA")
+            .replace("440100", "44")
+            .replace("interval = \"30s\"", "schedule = \"every day\"")
+            .replace("ApplyerName", "NoSuchField")
+            .replace("accept_changes", "x; drop table y");
+        let cfg = parse_with_env(&text, &[]).unwrap();
+        let issues = cfg.validate(&cat);
+        let paths: Vec<_> = issues.iter().map(|i| i.to_string()).collect();
+        let joined = paths.join("\n");
+        for want in [
+            "unit.uscc",
+            "unit.region_code",
+            ".schedule",
+            "NoSuchField",
+            ".source",
+        ] {
+            assert!(joined.contains(want), "missing {want} in\n{joined}");
+        }
+    }
+
+    #[test]
+    fn secret_is_not_printed() {
+        let s = Secret::new("tok-123");
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+    }
+}

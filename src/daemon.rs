@@ -1,0 +1,108 @@
+//! `qianzhi run`: each job on its schedule (6-field cron in Beijing time, or an interval)
+//! until SIGTERM, which lets the call in flight finish and starts no new one.
+
+use anyhow::Result;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::JobConfig;
+use crate::pipeline::{App, JobStopped, RunOptions, run_once};
+
+/// How long until the job's next run.
+pub fn next_delay(job: &JobConfig) -> Duration {
+    if let Some(iv) = job.interval() {
+        return iv;
+    }
+    let Some(Ok(schedule)) = job.schedule.as_deref().map(str::parse::<cron::Schedule>) else {
+        return Duration::from_secs(60);
+    };
+    let now = crate::timefmt::now_beijing();
+    schedule
+        .after(&now)
+        .next()
+        .and_then(|t| (t - now).to_std().ok())
+        .unwrap_or(Duration::from_secs(60))
+}
+
+async fn job_loop(app: Arc<App>, job: JobConfig, cancel: CancellationToken) {
+    loop {
+        match run_once(&app, &job.name, &cancel, &RunOptions::default()).await {
+            Ok(o) if o.rows_read > 0 || !o.batches.is_empty() => info!(
+                job = %job.name, rows = o.rows_read, delivered = o.delivered, invalid = o.invalid_rows,
+                refused = o.refused_by_platform, batches = o.batches.len(), "run finished"
+            ),
+            Ok(_) => {}
+            Err(e) if e.downcast_ref::<JobStopped>().is_some() => {
+                error!(job = %job.name, error = %format!("{e:#}"), "JOB STOPPED: fix the cause and restart qianzhi; pending batches will be resent");
+                return;
+            }
+            Err(e) => {
+                warn!(job = %job.name, error = %crate::mask::mask_pii(&format!("{e:#}")), "run failed, will try again at the next scheduled time")
+            }
+        }
+        if cancel.is_cancelled() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(next_delay(&job)) => {}
+            _ = cancel.cancelled() => return,
+        }
+    }
+}
+
+pub async fn run(app: Arc<App>, cancel: CancellationToken) -> Result<()> {
+    let mut tasks = Vec::new();
+    for job in app.cfg.jobs.iter().filter(|j| j.enabled) {
+        info!(job = %job.name, source = %job.source, data_type = %job.data_type, "job scheduled");
+        tasks.push(tokio::spawn(job_loop(
+            app.clone(),
+            job.clone(),
+            cancel.clone(),
+        )));
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    info!("all jobs stopped");
+    Ok(())
+}
+
+/// Cancels the token on SIGTERM or Ctrl-C.
+pub fn cancel_on_signal(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("signal handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        info!("shutdown requested: finishing calls in flight, starting no new ones");
+        cancel.cancel();
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_next_is_within_the_period() {
+        let cfg = crate::config::parse_with_env(
+            "[database]\nurl='sqlite://x'\n[unit]\nuscc='11620000MB199916XB'\nname='x'\nregion_code='440100'\n[[job]]\nname='a'\ndata_type='accept'\nsource='s'\nkey=['id']\nschedule='*/5 * * * * *'\n",
+            &[],
+        )
+        .unwrap();
+        let d = next_delay(&cfg.jobs[0]);
+        assert!(d <= Duration::from_secs(5), "{d:?}");
+    }
+}

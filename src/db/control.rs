@@ -1,0 +1,632 @@
+//! Control-table operations: cursors, Cd_Batch sequence, batches, outbox, errors, reconciliation.
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, FixedOffset};
+use sqlx::{Any, Row, Transaction};
+
+use super::{Backend, Db};
+use crate::batch::{batch_day, format_cd_batch};
+use crate::timefmt::{fmt_spec, now_text};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub seq: i64,
+    pub call_no: i64,
+    pub source_key: String,
+    pub row_guid: String,
+    pub operation: String,
+    pub payload: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorRow {
+    pub source_key: String,
+    pub row_guid: Option<String>,
+    pub operation: Option<String>,
+    pub field: String,
+    pub rule: String,
+    pub message: String,
+}
+
+/// The batch a new exchange opens, numbered inside the commit.
+pub struct NewBatch<'a> {
+    pub upstream: &'a str,
+    pub data_type: &'a str,
+    pub table_name: &'a str,
+    pub unit_code: &'a str,
+    pub at: DateTime<FixedOffset>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchRow {
+    pub cd_batch: String,
+    pub data_type: String,
+    pub table_name: String,
+    pub record_count: i64,
+    pub cd_time: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReconRow {
+    pub cd_batch: String,
+    pub table_name: String,
+    pub cd_count: i64,
+    pub cd_time: String,
+}
+
+/// What one commit stored.
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    pub cd_batch: Option<String>,
+    pub records: usize,
+    pub errors: usize,
+}
+
+const CHUNK_ROWS: usize = 200;
+
+fn placeholders(cols: usize, rows: usize) -> String {
+    let one = format!("({})", vec!["?"; cols].join(", "));
+    vec![one; rows].join(", ")
+}
+
+impl Db {
+    pub async fn load_position(&self, job: &str) -> Result<Option<String>> {
+        let pos: Option<Option<String>> =
+            sqlx::query_scalar(self.sql("SELECT position FROM qz_cursor WHERE job = ?"))
+                .bind(job)
+                .fetch_optional(&self.any)
+                .await?;
+        Ok(pos.flatten())
+    }
+
+    async fn upsert_cursor(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        job: &str,
+        position: &str,
+    ) -> Result<()> {
+        let now = now_text();
+        let q = match self.backend {
+            Backend::Mysql => {
+                "INSERT INTO qz_cursor (job, position, updated_at) VALUES (?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE position = VALUES(position), updated_at = VALUES(updated_at)"
+            }
+            _ => {
+                "INSERT INTO qz_cursor (job, position, updated_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (job) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at"
+            }
+        };
+        sqlx::query(self.sql(q))
+            .bind(job)
+            .bind(position)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Next Cd_Batch for the unit and Beijing day; the row lock on qz_batch_seq serialises
+    /// concurrent jobs, and the number is burnt even if the transaction later rolls back
+    /// into a retry (a rolled-back number was never sent, so reuse cannot happen).
+    async fn allocate_cd_batch(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        unit: &str,
+        at: &DateTime<FixedOffset>,
+    ) -> Result<String> {
+        let day = batch_day(at);
+        let day_text = day.format("%Y%m%d").to_string();
+        let ins = match self.backend {
+            Backend::Mysql => {
+                "INSERT IGNORE INTO qz_batch_seq (unit_code, batch_date, last_seq) VALUES (?, ?, 0)"
+            }
+            _ => {
+                "INSERT INTO qz_batch_seq (unit_code, batch_date, last_seq) VALUES (?, ?, 0) ON CONFLICT DO NOTHING"
+            }
+        };
+        sqlx::query(self.sql(ins))
+            .bind(unit)
+            .bind(&day_text)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(self.sql("UPDATE qz_batch_seq SET last_seq = last_seq + 1 WHERE unit_code = ? AND batch_date = ?"))
+            .bind(unit)
+            .bind(&day_text)
+            .execute(&mut **tx)
+            .await?;
+        let seq: i64 = sqlx::query_scalar(
+            self.sql("SELECT last_seq FROM qz_batch_seq WHERE unit_code = ? AND batch_date = ?"),
+        )
+        .bind(unit)
+        .bind(&day_text)
+        .fetch_one(&mut **tx)
+        .await?;
+        match format_cd_batch(unit, day, seq) {
+            Some(b) => Ok(b),
+            None => bail!(
+                "the daily Cd_Batch sequence for {day_text} is exhausted (99999 batches); raise batch_size"
+            ),
+        }
+    }
+
+    /// The transactional outbox: the batch, its records, the error rows and the new source
+    /// position are stored together or not at all. `build` receives the allocated Cd_Batch
+    /// and returns the serialised records.
+    pub async fn commit_exchange(
+        &self,
+        job: &str,
+        batch: Option<NewBatch<'_>>,
+        build: impl FnOnce(Option<&str>) -> Result<Vec<OutboxRow>>,
+        errors: &[ErrorRow],
+        position: &str,
+    ) -> Result<Committed> {
+        let mut tx = self.any.begin().await?;
+        let now = now_text();
+        let mut cd_batch = None;
+        if let Some(b) = &batch {
+            let id = self.allocate_cd_batch(&mut tx, b.unit_code, &b.at).await?;
+            cd_batch = Some(id);
+        }
+        let rows = build(cd_batch.as_deref())?;
+        if let (Some(id), Some(b)) = (&cd_batch, &batch) {
+            sqlx::query(self.sql(
+                "INSERT INTO qz_batch (cd_batch, job, upstream, data_type, table_name, state, record_count, cd_time, created_at) \
+                 VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+            ))
+            .bind(id)
+            .bind(job)
+            .bind(b.upstream)
+            .bind(b.data_type)
+            .bind(b.table_name)
+            .bind(rows.len() as i64)
+            .bind(fmt_spec(&b.at))
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+            for chunk in rows.chunks(CHUNK_ROWS) {
+                let q = format!(
+                    "INSERT INTO qz_outbox (cd_batch, seq, call_no, source_key, row_guid, operation, payload, state) VALUES {}",
+                    placeholders(8, chunk.len())
+                );
+                let q = self.sql(&q);
+                let mut query = sqlx::query(q);
+                for r in chunk {
+                    query = query
+                        .bind(id)
+                        .bind(r.seq)
+                        .bind(r.call_no)
+                        .bind(&r.source_key)
+                        .bind(&r.row_guid)
+                        .bind(&r.operation)
+                        .bind(&r.payload)
+                        .bind("pending");
+                }
+                query.execute(&mut *tx).await?;
+            }
+        }
+        self.insert_errors(&mut tx, job, errors, cd_batch.as_deref(), &now)
+            .await?;
+        self.upsert_cursor(&mut tx, job, position).await?;
+        tx.commit().await.context(
+            "commit of the exchange failed; nothing was stored, the rows will be read again",
+        )?;
+        Ok(Committed {
+            cd_batch,
+            records: rows.len(),
+            errors: errors.len(),
+        })
+    }
+
+    async fn insert_errors(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        job: &str,
+        errors: &[ErrorRow],
+        cd_batch: Option<&str>,
+        now: &str,
+    ) -> Result<()> {
+        for chunk in errors.chunks(CHUNK_ROWS) {
+            let q = format!(
+                "INSERT INTO qz_error (job, source_key, row_guid, operation, field, rule, message, cd_batch, created_at) VALUES {}",
+                placeholders(9, chunk.len())
+            );
+            let q = self.sql(&q);
+            let mut query = sqlx::query(q);
+            for e in chunk {
+                query = query
+                    .bind(job)
+                    .bind(&e.source_key)
+                    .bind(e.row_guid.clone())
+                    .bind(e.operation.clone())
+                    .bind(&e.field)
+                    .bind(&e.rule)
+                    .bind(&e.message)
+                    .bind(cd_batch.map(str::to_string))
+                    .bind(now);
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn pending_batches(&self, job: &str) -> Result<Vec<BatchRow>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT cd_batch, data_type, table_name, record_count, cd_time, created_at FROM qz_batch \
+             WHERE job = ? AND state = 'pending' ORDER BY created_at, cd_batch",
+        ))
+        .bind(job)
+        .fetch_all(&self.any)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(BatchRow {
+                    cd_batch: r.try_get(0)?,
+                    data_type: r.try_get(1)?,
+                    table_name: r.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
+                    record_count: r.try_get(3)?,
+                    cd_time: r.try_get(4)?,
+                    created_at: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn outbox_pending(&self, cd_batch: &str) -> Result<Vec<OutboxRow>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT seq, call_no, source_key, row_guid, operation, payload FROM qz_outbox \
+             WHERE cd_batch = ? AND state = 'pending' ORDER BY seq",
+        ))
+        .bind(cd_batch)
+        .fetch_all(&self.any)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxRow {
+                    seq: r.try_get::<i64, _>(0)?,
+                    call_no: r.try_get::<i64, _>(1)?,
+                    source_key: r.try_get(2)?,
+                    row_guid: r.try_get(3)?,
+                    operation: r.try_get(4)?,
+                    payload: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks records delivered and, where the job has open error rows, resolves those of the
+    /// same source rows found in earlier exchanges.
+    pub async fn ack(
+        &self,
+        job: &str,
+        cd_batch: &str,
+        rows: &[&OutboxRow],
+        resolve_errors: bool,
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.any.begin().await?;
+        let q = format!(
+            "UPDATE qz_outbox SET state = 'acked' WHERE cd_batch = ? AND seq IN ({})",
+            vec!["?"; rows.len()].join(", ")
+        );
+        let q = self.sql(&q);
+        let mut query = sqlx::query(q).bind(cd_batch);
+        for r in rows {
+            query = query.bind(r.seq);
+        }
+        query.execute(&mut *tx).await?;
+        if resolve_errors {
+            let q = format!(
+                "UPDATE qz_error SET resolved_at = ?, resolved_by = ? WHERE job = ? AND resolved_at IS NULL \
+                 AND (cd_batch IS NULL OR cd_batch <> ?) AND source_key IN ({})",
+                vec!["?"; rows.len()].join(", ")
+            );
+            let q = self.sql(&q);
+            let mut query = sqlx::query(q)
+                .bind(now_text())
+                .bind(cd_batch)
+                .bind(job)
+                .bind(cd_batch);
+            for r in rows {
+                query = query.bind(&r.source_key);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A record the platform refused: it leaves the outbox as an error row carrying the answer.
+    pub async fn reject(
+        &self,
+        job: &str,
+        cd_batch: &str,
+        row: &OutboxRow,
+        field: &str,
+        rule: &str,
+        message: &str,
+    ) -> Result<()> {
+        let mut tx = self.any.begin().await?;
+        sqlx::query(
+            self.sql("UPDATE qz_outbox SET state = 'rejected' WHERE cd_batch = ? AND seq = ?"),
+        )
+        .bind(cd_batch)
+        .bind(row.seq)
+        .execute(&mut *tx)
+        .await?;
+        let e = ErrorRow {
+            source_key: row.source_key.clone(),
+            row_guid: Some(row.row_guid.clone()),
+            operation: Some(row.operation.clone()),
+            field: field.to_string(),
+            rule: rule.to_string(),
+            message: message.to_string(),
+        };
+        self.insert_errors(
+            &mut tx,
+            job,
+            std::slice::from_ref(&e),
+            Some(cd_batch),
+            &now_text(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Closes a batch whose records are all acked or refused: counts, the reconciliation row,
+    /// and the outbox payloads are no longer needed.
+    pub async fn finish_batch(
+        &self,
+        job: &str,
+        b: &BatchRow,
+        upload_state: &str,
+    ) -> Result<ReconRow> {
+        let mut tx = self.any.begin().await?;
+        let counts = sqlx::query(self.sql(
+            "SELECT COALESCE(SUM(CASE WHEN state = 'acked' THEN 1 ELSE 0 END), 0), \
+                    COALESCE(SUM(CASE WHEN state = 'rejected' THEN 1 ELSE 0 END), 0), \
+                    COALESCE(SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), 0) \
+             FROM qz_outbox WHERE cd_batch = ?",
+        ))
+        .bind(&b.cd_batch)
+        .fetch_one(&mut *tx)
+        .await?;
+        let num = |i: usize| -> Result<i64> {
+            // SUM comes back as NUMERIC on PostgreSQL and DECIMAL on MySQL.
+            Ok(match counts.try_get::<i64, _>(i) {
+                Ok(v) => v,
+                Err(_) => counts.try_get::<f64, _>(i).map(|f| f as i64).or_else(|_| {
+                    counts
+                        .try_get::<String, _>(i)
+                        .map(|s| s.parse::<f64>().unwrap_or(0.0) as i64)
+                })?,
+            })
+        };
+        let (acked, rejected, pending) = (num(0)?, num(1)?, num(2)?);
+        if pending > 0 {
+            bail!("batch {} still has {pending} pending records", b.cd_batch);
+        }
+        let now = now_text();
+        sqlx::query(self.sql(
+            "UPDATE qz_batch SET state = 'done', delivered_count = ?, rejected_count = ?, done_at = ? WHERE cd_batch = ?",
+        ))
+        .bind(acked)
+        .bind(rejected)
+        .bind(&now)
+        .bind(&b.cd_batch)
+        .execute(&mut *tx)
+        .await?;
+        let recon = ReconRow {
+            cd_batch: b.cd_batch.clone(),
+            table_name: b.table_name.clone(),
+            cd_count: acked,
+            cd_time: b.cd_time.clone(),
+        };
+        sqlx::query(self.sql(
+            "INSERT INTO qz_reconciliation (cd_batch, job, table_name, cd_count, cd_time, created_at, upload_state) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(&recon.cd_batch)
+        .bind(job)
+        .bind(&recon.table_name)
+        .bind(recon.cd_count)
+        .bind(&recon.cd_time)
+        .bind(&now)
+        .bind(upload_state)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(self.sql("DELETE FROM qz_outbox WHERE cd_batch = ?"))
+            .bind(&b.cd_batch)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(recon)
+    }
+
+    pub async fn pending_reconciliations(&self, job: &str) -> Result<Vec<ReconRow>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT cd_batch, table_name, cd_count, cd_time FROM qz_reconciliation \
+             WHERE job = ? AND upload_state = 'pending' ORDER BY cd_batch",
+        ))
+        .bind(job)
+        .fetch_all(&self.any)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReconRow {
+                    cd_batch: r.try_get(0)?,
+                    table_name: r.try_get(1)?,
+                    cd_count: r.try_get(2)?,
+                    cd_time: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn set_reconciliation_upload(
+        &self,
+        cd_batch: &str,
+        state: &str,
+        message: &str,
+    ) -> Result<()> {
+        sqlx::query(self.sql("UPDATE qz_reconciliation SET upload_state = ?, upload_message = ?, uploaded_at = ? WHERE cd_batch = ?"))
+            .bind(state)
+            .bind(message)
+            .bind(now_text())
+            .bind(cd_batch)
+            .execute(&self.any)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn has_open_errors(&self, job: &str) -> Result<bool> {
+        let n: Option<String> = sqlx::query_scalar(
+            self.sql("SELECT job FROM qz_error WHERE job = ? AND resolved_at IS NULL LIMIT 1"),
+        )
+        .bind(job)
+        .fetch_optional(&self.any)
+        .await?;
+        Ok(n.is_some())
+    }
+
+    /// Records how a run ended; `error` is already free of secrets.
+    pub async fn record_run(&self, job: &str, error: Option<&str>) -> Result<()> {
+        let now = now_text();
+        let (q_ok, q_err) = match self.backend {
+            Backend::Mysql => (
+                "INSERT INTO qz_cursor (job, last_run_at, last_success_at, last_error) VALUES (?, ?, ?, NULL) \
+                 ON DUPLICATE KEY UPDATE last_run_at = VALUES(last_run_at), last_success_at = VALUES(last_success_at), last_error = NULL",
+                "INSERT INTO qz_cursor (job, last_run_at, last_error) VALUES (?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE last_run_at = VALUES(last_run_at), last_error = VALUES(last_error)",
+            ),
+            _ => (
+                "INSERT INTO qz_cursor (job, last_run_at, last_success_at, last_error) VALUES (?, ?, ?, NULL) \
+                 ON CONFLICT (job) DO UPDATE SET last_run_at = excluded.last_run_at, last_success_at = excluded.last_success_at, last_error = NULL",
+                "INSERT INTO qz_cursor (job, last_run_at, last_error) VALUES (?, ?, ?) \
+                 ON CONFLICT (job) DO UPDATE SET last_run_at = excluded.last_run_at, last_error = excluded.last_error",
+            ),
+        };
+        match error {
+            None => {
+                sqlx::query(self.sql(q_ok))
+                    .bind(job)
+                    .bind(&now)
+                    .bind(&now)
+                    .execute(&self.any)
+                    .await?
+            }
+            Some(e) => {
+                sqlx::query(self.sql(q_err))
+                    .bind(job)
+                    .bind(&now)
+                    .bind(e)
+                    .execute(&self.any)
+                    .await?
+            }
+        };
+        Ok(())
+    }
+}
+
+/// Everything `status` shows for one job.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct JobStatus {
+    pub job: String,
+    pub position: Option<serde_json::Value>,
+    pub last_run_at: Option<String>,
+    pub last_success_at: Option<String>,
+    pub last_error: Option<String>,
+    pub pending_batches: i64,
+    pub pending_records: i64,
+    pub open_errors_by_rule: Vec<(String, i64)>,
+    pub reconciliation_uploads_pending: i64,
+    pub rows_waiting: Option<i64>,
+    pub rows_waiting_capped: bool,
+}
+
+impl Db {
+    pub async fn job_status(&self, job: &str) -> Result<JobStatus> {
+        let mut s = JobStatus {
+            job: job.to_string(),
+            ..Default::default()
+        };
+        if let Some(r) = sqlx::query(self.sql("SELECT position, last_run_at, last_success_at, last_error FROM qz_cursor WHERE job = ?"))
+            .bind(job)
+            .fetch_optional(&self.any)
+            .await?
+        {
+            s.position = r.try_get::<Option<String>, _>(0)?.and_then(|p| serde_json::from_str(&p).ok());
+            s.last_run_at = r.try_get(1)?;
+            s.last_success_at = r.try_get(2)?;
+            s.last_error = r.try_get(3)?;
+        }
+        s.pending_batches = sqlx::query_scalar(
+            self.sql("SELECT COUNT(*) FROM qz_batch WHERE job = ? AND state = 'pending'"),
+        )
+        .bind(job)
+        .fetch_one(&self.any)
+        .await?;
+        s.pending_records = sqlx::query_scalar(self.sql(
+            "SELECT COUNT(*) FROM qz_outbox o JOIN qz_batch b ON b.cd_batch = o.cd_batch WHERE b.job = ? AND o.state = 'pending'",
+        ))
+        .bind(job)
+        .fetch_one(&self.any)
+        .await?;
+        let rows = sqlx::query(self.sql(
+            "SELECT rule, COUNT(*) FROM qz_error WHERE job = ? AND resolved_at IS NULL GROUP BY rule ORDER BY rule",
+        ))
+        .bind(job)
+        .fetch_all(&self.any)
+        .await?;
+        for r in rows {
+            s.open_errors_by_rule.push((r.try_get(0)?, r.try_get(1)?));
+        }
+        s.reconciliation_uploads_pending = sqlx::query_scalar(self.sql(
+            "SELECT COUNT(*) FROM qz_reconciliation WHERE job = ? AND upload_state = 'pending'",
+        ))
+        .bind(job)
+        .fetch_one(&self.any)
+        .await?;
+        Ok(s)
+    }
+
+    /// Today's (Beijing) last Cd_Batch sequence for the unit, 0 when none was allocated yet.
+    pub async fn todays_last_seq(&self, unit: &str) -> Result<i64> {
+        let day = crate::timefmt::now_beijing().format("%Y%m%d").to_string();
+        let seq: Option<i64> = sqlx::query_scalar(
+            self.sql("SELECT last_seq FROM qz_batch_seq WHERE unit_code = ? AND batch_date = ?"),
+        )
+        .bind(unit)
+        .bind(day)
+        .fetch_optional(&self.any)
+        .await?;
+        Ok(seq.unwrap_or(0))
+    }
+}
+
+impl Db {
+    /// Newest open error rows: (job, source key, field, rule, message).
+    pub async fn recent_errors(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(String, String, String, String, String)>> {
+        let rows = sqlx::query(self.sql(&format!(
+            "SELECT job, source_key, field, rule, message FROM qz_error WHERE resolved_at IS NULL ORDER BY id LIMIT {limit}"
+        )))
+        .fetch_all(&self.any)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                ))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,79 @@
+//! `qianzhi migrate`: applies the readable DDL in `sql/<backend>/` once, in order.
+
+use anyhow::{Context, Result};
+
+use super::{Backend, Db};
+
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
+    1,
+    include_str!("../../sql/sqlite/001_control.sql"),
+    include_str!("../../sql/postgres/001_control.sql"),
+    include_str!("../../sql/mysql/001_control.sql"),
+)];
+
+/// Splits a DDL file into statements; the files hold no `;` inside strings or bodies.
+fn statements(sql: &str) -> Vec<String> {
+    let code: Vec<&str> = sql
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect();
+    code.join("\n")
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Returns the versions applied by this call.
+pub async fn migrate(db: &Db) -> Result<Vec<i64>> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS qz_schema_version (version BIGINT PRIMARY KEY, applied_at VARCHAR(19) NOT NULL)",
+    )
+    .execute(&db.any)
+    .await
+    .context("cannot create qz_schema_version")?;
+    let mut applied = Vec::new();
+    for (version, sqlite, pg, my) in MIGRATIONS {
+        let done: Option<i64> =
+            sqlx::query_scalar(db.sql("SELECT version FROM qz_schema_version WHERE version = ?"))
+                .bind(*version)
+                .fetch_optional(&db.any)
+                .await?;
+        if done.is_some() {
+            continue;
+        }
+        let text = match db.backend {
+            Backend::Sqlite => sqlite,
+            Backend::Postgres => pg,
+            Backend::Mysql => my,
+        };
+        // MySQL commits DDL implicitly, so statements are applied one by one; every one is
+        // IF NOT EXISTS, which makes a re-run after a failure safe.
+        for stmt in statements(text) {
+            sqlx::query(sqlx::AssertSqlSafe(stmt.clone()))
+                .execute(&db.any)
+                .await
+                .with_context(|| format!("migration {version} failed at:\n{stmt}"))?;
+        }
+        sqlx::query(db.sql("INSERT INTO qz_schema_version (version, applied_at) VALUES (?, ?)"))
+            .bind(*version)
+            .bind(crate::timefmt::now_text())
+            .execute(&db.any)
+            .await?;
+        applied.push(*version);
+    }
+    Ok(applied)
+}
+
+pub fn ddl(backend: Backend) -> String {
+    MIGRATIONS
+        .iter()
+        .map(|(_, s, p, m)| match backend {
+            Backend::Sqlite => *s,
+            Backend::Postgres => *p,
+            Backend::Mysql => *m,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,389 @@
+//! `qianzhi demo`: a SQLite department database with change tables for all seven Guangdong
+//! data types (a few rows deliberately bad), the simulator in-process, one full sync, and a
+//! summary. The sample-row generator is shared with the tests and the benchmark.
+
+use anyhow::{Context, Result};
+use std::fmt::Write as _;
+use std::path::Path;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::{Backend, Db};
+use crate::pipeline::{App, RunOptions, run_once};
+use crate::schema::{DataType, FieldType, Platform};
+
+pub const GDZW_TYPES: [&str; 7] = [
+    "accept",
+    "process",
+    "result",
+    "specialprocedure",
+    "material",
+    "correction",
+    "receive",
+];
+
+/// Sample unit: the valid 统一社会信用代码 printed in the Gansu spec.
+pub const DEMO_UNIT: &str = "11620000MB199916XB";
+pub const VALID_ID: &str = "610431198603210047";
+
+/// Fields the sample tables carry: all but those qianzhi supplies itself (Cd_*, a derived
+/// RowGuid, and the reporting unit's ProData* identity from `[unit]`).
+fn sample_columns(dt: &DataType) -> impl Iterator<Item = &crate::schema::Field> {
+    dt.fields.iter().filter(|f| {
+        let c = f.code.as_str();
+        !crate::mapping::PIPELINE_FIELDS.contains(&c) && c != "RowGuid" && !c.starts_with("ProData")
+    })
+}
+
+/// A value for a change-table column, rendered as a SQL literal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lit {
+    Null,
+    Text(String),
+    Int(i64),
+    Num(f64),
+}
+
+impl Lit {
+    pub fn sql(&self) -> String {
+        match self {
+            Lit::Null => "NULL".into(),
+            Lit::Text(s) => format!("'{}'", s.replace('\'', "''")),
+            Lit::Int(i) => i.to_string(),
+            Lit::Num(f) => f.to_string(),
+        }
+    }
+}
+
+/// Columns of a change table: the data type's fields (named as the field codes, so the
+/// mapping is identity) plus id, change_id, cd_time, cd_operation.
+pub fn change_table_ddl(backend: Backend, dt: &DataType, table: &str) -> String {
+    let mut cols = vec![match backend {
+        Backend::Postgres => "change_id BIGSERIAL PRIMARY KEY".to_string(),
+        Backend::Mysql => "change_id BIGINT AUTO_INCREMENT PRIMARY KEY".to_string(),
+        Backend::Sqlite => "change_id INTEGER PRIMARY KEY AUTOINCREMENT".to_string(),
+    }];
+    cols.push("id BIGINT NOT NULL".into());
+    let ts = match backend {
+        Backend::Postgres => "TIMESTAMP",
+        Backend::Mysql => "DATETIME",
+        Backend::Sqlite => "TEXT",
+    };
+    for f in sample_columns(dt) {
+        let ty = match f.ty {
+            FieldType::Int => "BIGINT".to_string(),
+            FieldType::Number => "DECIMAL(18,2)".to_string(),
+            FieldType::Datetime | FieldType::Date => ts.to_string(),
+            FieldType::String => match f.max_len {
+                // MySQL caps a row's VARCHARs at 64 KiB; long texts go to TEXT.
+                Some(n) if n <= 255 || backend != Backend::Mysql => {
+                    format!("VARCHAR({})", n.max(1) * 2)
+                }
+                _ => "TEXT".to_string(),
+            },
+        };
+        cols.push(format!("{} {ty}", f.code));
+    }
+    cols.push(format!("cd_time {ts} NOT NULL"));
+    cols.push("cd_operation CHAR(1) NOT NULL".into());
+    let mut ddl = format!("CREATE TABLE {table} (\n  {}\n)", cols.join(",\n  "));
+    if backend == Backend::Mysql {
+        ddl.push_str(" DEFAULT CHARSET=utf8mb4");
+    }
+    ddl.push_str(&format!(
+        ";\nCREATE INDEX {table}_ct ON {table} (cd_time, change_id)"
+    ));
+    ddl
+}
+
+/// A valid value for every field of the data type, varied by `i`.
+pub fn sample_fields(p: &Platform, dt: &DataType, i: i64) -> Vec<(String, Lit)> {
+    let mut out = Vec::new();
+    for f in sample_columns(dt) {
+        let code = f.code.as_str();
+        let max = f.max_len.unwrap_or(50) as usize;
+        let v = if f.check == Some(crate::schema::Check::Uscc) {
+            Lit::Text(DEMO_UNIT.into())
+        } else if f.id_type_field.is_some() {
+            Lit::Text(VALID_ID.into())
+        } else if f.code_set.as_deref() == Some("A.2") {
+            Lit::Text("111".into())
+        } else if let Some(cs) = &f.code_set {
+            // Stable but varied choice among the code set's first codes.
+            match p.codesets.get(cs) {
+                Some(set) if !set.codes.is_empty() => {
+                    Lit::Text(set.codes[(i as usize) % set.codes.len()].0.clone())
+                }
+                _ => Lit::Text("1".into()),
+            }
+        } else {
+            match f.ty {
+                FieldType::Datetime => {
+                    Lit::Text(format!("2026-11-{:02} 09:{:02}:00", 1 + i % 20, i % 60))
+                }
+                FieldType::Date => Lit::Text(format!("2026-11-{:02}", 1 + i % 20)),
+                FieldType::Int => Lit::Int(1 + i % 9),
+                FieldType::Number => Lit::Num(100.5 + (i % 10) as f64),
+                FieldType::String => Lit::Text(sample_text(code, &f.name, max, i)),
+            }
+        };
+        out.push((f.code.clone(), v));
+    }
+    out
+}
+
+fn sample_text(code: &str, name: &str, max: usize, i: i64) -> String {
+    let s = if code.contains("RegionCode") {
+        "440100".to_string()
+    } else if code == "ProjectNo" {
+        format!("11440100MB2C12345X44401000010002026112{:04}", i % 10_000)
+    } else if code.contains("Mobile") {
+        "13812345678".to_string()
+    } else if code == "ZipCode" {
+        "510000".to_string()
+    } else if code == "MonetaryUnitCode" {
+        "CNY".to_string()
+    } else if max <= 5 {
+        "1".to_string()
+    } else {
+        let base = if name.is_empty() { code } else { name };
+        format!("{base}{i}")
+    };
+    s.chars().take(max).collect()
+}
+
+pub fn insert_sql(
+    table: &str,
+    id: i64,
+    op: &str,
+    cd_time: &str,
+    fields: &[(String, Lit)],
+) -> String {
+    let mut cols = vec!["id".to_string()];
+    let mut vals = vec![id.to_string()];
+    for (c, v) in fields {
+        cols.push(c.clone());
+        vals.push(v.sql());
+    }
+    cols.push("cd_time".into());
+    vals.push(Lit::Text(cd_time.into()).sql());
+    cols.push("cd_operation".into());
+    vals.push(Lit::Text(op.into()).sql());
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({})",
+        cols.join(", "),
+        vals.join(", ")
+    )
+}
+
+pub fn set_field(fields: &mut [(String, Lit)], code: &str, v: Lit) {
+    if let Some(slot) = fields.iter_mut().find(|(c, _)| c == code) {
+        slot.1 = v;
+    }
+}
+
+/// Config text for jobs named after the data types over tables `<prefix><type>_changes`.
+pub fn gdzw_config(
+    db_url: &str,
+    api_root: &str,
+    token_file: &Path,
+    prefix: &str,
+    types: &[&str],
+    extra_job: &str,
+) -> String {
+    let mut s = format!(
+        r#"# Written by qianzhi demo; every key is documented in config.toml.example.
+[database]
+url = "{db_url}"
+
+[unit]
+uscc = "{DEMO_UNIT}"
+name = "示例市政务服务数据管理局"
+region_code = "440100"
+system_name = "示例业务系统"
+
+[delivery]
+retry_initial = "50ms"
+retry_max = "1s"
+
+[gdzw]
+api_root = "{api_root}"
+token_file = "{}"
+"#,
+        token_file.display()
+    );
+    for t in types {
+        let _ = write!(
+            s,
+            r#"
+[[job]]
+name = "{t}"
+data_type = "{t}"
+source = "{prefix}{t}_changes"
+key = ["id"]
+seq_column = "change_id"
+settle_lag = "0s"
+interval = "30s"
+{extra_job}
+"#
+        );
+    }
+    s
+}
+
+pub async fn run(dir: &Path) -> Result<String> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let db_path = dir.join("department.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db_path.display()));
+    }
+    let db_url = format!("sqlite://{}", db_path.display());
+    let token_file = dir.join("gdzw.token");
+    std::fs::write(&token_file, "demo-token\n")?;
+
+    let sim = crate::simulate::start(
+        crate::simulate::SimConfig {
+            token: "demo-token".into(),
+            ..Default::default()
+        },
+        "127.0.0.1:0",
+    )
+    .await?;
+    let cfg_text = gdzw_config(&db_url, &sim.api_root(), &token_file, "", &GDZW_TYPES, "");
+    std::fs::write(dir.join("config.toml"), &cfg_text)?;
+
+    let db = Db::connect(&db_url, 2).await?;
+    crate::db::migrate::migrate(&db).await?;
+    let catalog = crate::schema::Catalog::load(None)?;
+    let p = catalog.platform("gdzw").expect("gdzw catalog");
+    for t in GDZW_TYPES {
+        let dt = &p.data_types[t];
+        let table = format!("{t}_changes");
+        db.execute_script(&change_table_ddl(Backend::Sqlite, dt, &table))
+            .await?;
+        let mut script = String::new();
+        for id in 1..=5 {
+            let _ = writeln!(
+                script,
+                "{};",
+                insert_sql(
+                    &table,
+                    id,
+                    "I",
+                    &format!("2026-11-20 10:00:{id:02}"),
+                    &sample_fields(p, dt, id)
+                )
+            );
+        }
+        let mut changed = sample_fields(p, dt, 1);
+        set_field(
+            &mut changed,
+            "Remark",
+            Lit::Text("补充说明（已更新）".into()),
+        );
+        let _ = writeln!(
+            script,
+            "{};",
+            insert_sql(&table, 1, "U", "2026-11-20 10:05:00", &changed)
+        );
+        let _ = writeln!(
+            script,
+            "{};",
+            insert_sql(
+                &table,
+                2,
+                "D",
+                "2026-11-20 10:06:00",
+                &sample_fields(p, dt, 2)
+            )
+        );
+        // Deliberately bad rows, one rule each, so the summary shows what error rows look like.
+        let mut bad = sample_fields(p, dt, 6);
+        match t {
+            "accept" => {
+                set_field(
+                    &mut bad,
+                    "ApplyerPageCode",
+                    Lit::Text("610431198603210048".into()),
+                );
+                let mut missing = sample_fields(p, dt, 7);
+                set_field(&mut missing, "TaskName", Lit::Null);
+                let _ = writeln!(
+                    script,
+                    "{};",
+                    insert_sql(&table, 7, "I", "2026-11-20 10:07:00", &missing)
+                );
+            }
+            "process" => set_field(&mut bad, "EventName", Lit::Text("7".into())),
+            "material" => set_field(&mut bad, "GetTime", Lit::Text("昨天下午".into())),
+            "result" => set_field(
+                &mut bad,
+                "HandleOrgCode",
+                Lit::Text("11620000MB199916XA".into()),
+            ),
+            _ => {}
+        }
+        let _ = writeln!(
+            script,
+            "{};",
+            insert_sql(&table, 6, "I", "2026-11-20 10:06:30", &bad)
+        );
+        db.execute_script(&script).await?;
+    }
+    db.close().await;
+
+    let app = App::new(crate::cli::config_from_str(&cfg_text)?).await?;
+    let cancel = CancellationToken::new();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "qianzhi demo: SQLite department database {} + simulated Guangdong gateway {}\n",
+        db_path.display(),
+        sim.api_root()
+    );
+    let _ = writeln!(
+        out,
+        "{:<18} {:>5} {:>9} {:>8} {:>8}  Cd_Batch",
+        "job", "rows", "delivered", "invalid", "refused"
+    );
+    for t in GDZW_TYPES {
+        let o = run_once(&app, t, &cancel, &RunOptions::default()).await?;
+        let _ = writeln!(
+            out,
+            "{:<18} {:>5} {:>9} {:>8} {:>8}  {}",
+            t,
+            o.rows_read,
+            o.delivered,
+            o.invalid_rows,
+            o.refused_by_platform,
+            o.batches.join(" ")
+        );
+    }
+    let errors = app.db.recent_errors(20).await?;
+    let _ = writeln!(
+        out,
+        "\nerror rows in qz_error (not sent; fix the source row and it goes out with its next change):"
+    );
+    for e in &errors {
+        let _ = writeln!(
+            out,
+            "  {:<9} key {:<3} {:<16} {:<13} {}",
+            e.0, e.1, e.2, e.3, e.4
+        );
+    }
+    let (accepted, recon) = {
+        let st = sim.state.lock().expect("sim state");
+        (st.accepted_count, st.reconciliations.len())
+    };
+    let _ = writeln!(
+        out,
+        "\nsimulator: {accepted} records accepted, {recon} reconciliation rows uploaded (see qz_reconciliation)"
+    );
+    let _ = writeln!(
+        out,
+        "config written to {}; try: qianzhi --config {} status",
+        dir.join("config.toml").display(),
+        dir.join("config.toml").display()
+    );
+    app.db.close().await;
+    Ok(out)
+}

@@ -1,0 +1,31 @@
+//! qianzhi: change capture from a department database to provincial platform APIs.
+//!
+//! Invariants every module keeps:
+//! - Only the `db` layer runs SQL; only `upstream/*` (and later `query/*`) know wire formats.
+//! - `mapping`, `validate` and `batch` do no I/O and are tested table-driven.
+//! - A change is never lost: the source position advances only in the same database
+//!   transaction that stores the records it covers in the outbox (or as error rows).
+//! - A record is never sent with different content under the same Cd_Batch: resends replay
+//!   the outbox payload byte for byte.
+//! - Secrets never reach logs, errors or status output; ID and phone numbers are masked.
+
+pub mod batch;
+pub mod bench;
+pub mod checkdigit;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod daemon;
+pub mod db;
+pub mod demo;
+pub mod mapping;
+pub mod mask;
+pub mod pipeline;
+pub mod schema;
+pub mod simulate;
+pub mod status;
+pub mod telemetry;
+pub mod timefmt;
+pub mod upstream;
+pub mod validate;
+pub mod value;

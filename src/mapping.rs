@@ -1,0 +1,426 @@
+//! Pure mapping of a source row to a record keyed by the platform's field codes.
+
+use indexmap::IndexMap;
+use serde_json::Value as Json;
+use std::collections::BTreeMap;
+
+use crate::config::{NullFields, UnitConfig};
+use crate::schema::{DataType, FieldType};
+use crate::timefmt::SPEC_DATETIME;
+use crate::value::{SourceRow, Value};
+
+/// Fields whose values qianzhi itself sets when it numbers a batch.
+pub const PIPELINE_FIELDS: &[&str] = &["Cd_Operation", "Cd_Time", "Cd_Batch"];
+
+/// Namespace for derived RowGuids (UUID v5 of "job:key"), fixed forever so they stay stable.
+const ROW_GUID_NS: uuid::Uuid = uuid::uuid!("6f1c3a52-2f4e-5b8a-9d07-3c1e0a6b4d21");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Insert,
+    Update,
+    Delete,
+}
+
+impl Op {
+    /// Accepts I/U/D and the words INSERT/UPDATE/DELETE, any case.
+    pub fn parse(s: &str) -> Option<Op> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "I" | "INSERT" => Some(Op::Insert),
+            "U" | "UPDATE" => Some(Op::Update),
+            "D" | "DELETE" => Some(Op::Delete),
+            _ => None,
+        }
+    }
+    pub fn code(self) -> &'static str {
+        match self {
+            Op::Insert => "I",
+            Op::Update => "U",
+            Op::Delete => "D",
+        }
+    }
+}
+
+/// Where one field's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldSource {
+    Column(String),
+    Constant(Json),
+    /// Set by the pipeline (Cd_Operation, Cd_Time, Cd_Batch).
+    Pipeline,
+    /// RowGuid derived from job and key.
+    DerivedGuid,
+    Unsupplied,
+}
+
+/// The field -> source plan of one job, resolved once against the source's columns.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub job: String,
+    pub fields: Vec<(String, FieldType, FieldSource)>,
+    pub null_fields: NullFields,
+}
+
+pub struct PlanInput<'a> {
+    pub job: &'a str,
+    pub data_type: &'a DataType,
+    pub columns: &'a [String],
+    pub map: &'a BTreeMap<String, String>,
+    pub constants: &'a BTreeMap<String, toml::Value>,
+    pub unit: &'a UnitConfig,
+    pub null_fields: NullFields,
+}
+
+fn toml_to_json(v: &toml::Value) -> Json {
+    match v {
+        toml::Value::String(s) => Json::String(s.clone()),
+        toml::Value::Integer(i) => Json::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Json::Number)
+            .unwrap_or(Json::Null),
+        toml::Value::Boolean(b) => Json::String(if *b { "1" } else { "0" }.into()),
+        other => Json::String(other.to_string()),
+    }
+}
+
+impl Plan {
+    /// Precedence: explicit map, constant, a column named like the field, the reporting unit's
+    /// own identity, derived RowGuid.
+    pub fn resolve(i: PlanInput<'_>) -> Plan {
+        let find_col = |name: &str| {
+            i.columns
+                .iter()
+                .find(|c| c.eq_ignore_ascii_case(name))
+                .cloned()
+        };
+        let unit_default = |code: &str| -> Option<Json> {
+            Some(Json::String(match code {
+                "ProDataOrgCode" => i.unit.uscc.clone(),
+                "ProDataOrgName" => i.unit.name.clone(),
+                "ProDataRegionCode" => i.unit.region_code.clone(),
+                "SystemName" => i.unit.system_name.clone()?,
+                _ => return None,
+            }))
+        };
+        let fields = i
+            .data_type
+            .fields
+            .iter()
+            .map(|f| {
+                let code = f.code.as_str();
+                let src = if PIPELINE_FIELDS.contains(&code) {
+                    FieldSource::Pipeline
+                } else if let Some(col) = i.map.get(code) {
+                    FieldSource::Column(find_col(col).unwrap_or_else(|| col.clone()))
+                } else if let Some(c) = i.constants.get(code) {
+                    FieldSource::Constant(toml_to_json(c))
+                } else if let Some(col) = find_col(code) {
+                    FieldSource::Column(col)
+                } else if let Some(v) = unit_default(code) {
+                    FieldSource::Constant(v)
+                } else if code == "RowGuid" {
+                    FieldSource::DerivedGuid
+                } else {
+                    FieldSource::Unsupplied
+                };
+                (f.code.clone(), f.ty, src)
+            })
+            .collect();
+        Plan {
+            job: i.job.to_string(),
+            fields,
+            null_fields: i.null_fields,
+        }
+    }
+
+    /// Columns the plan reads that the source does not have.
+    pub fn missing_columns(&self, columns: &[String]) -> Vec<String> {
+        self.fields
+            .iter()
+            .filter_map(|(_, _, s)| match s {
+                FieldSource::Column(c) if !columns.iter().any(|x| x.eq_ignore_ascii_case(c)) => {
+                    Some(c.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A mapped record before Cd_* numbering.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub source_key: String,
+    pub row_guid: String,
+    pub fields: IndexMap<String, Json>,
+}
+
+/// The source key as text: the value itself for one column, a JSON array for several.
+pub fn key_text(row: &SourceRow, key: &[String]) -> String {
+    let parts: Vec<String> = key
+        .iter()
+        .map(|k| row.get(k).and_then(|v| v.to_text()).unwrap_or_default())
+        .collect();
+    if parts.len() == 1 {
+        return parts.into_iter().next().unwrap_or_default();
+    }
+    serde_json::to_string(&parts).unwrap_or_default()
+}
+
+pub fn derive_row_guid(job: &str, source_key: &str) -> String {
+    uuid::Uuid::new_v5(&ROW_GUID_NS, format!("{job}:{source_key}").as_bytes()).to_string()
+}
+
+/// Typed conversion; a value that cannot take the field's type is passed through as text so
+/// that validation names it, rather than being dropped here.
+pub fn convert(v: &Value, ty: FieldType) -> Json {
+    match (ty, v) {
+        (_, Value::Null) => Json::Null,
+        (FieldType::Datetime, v) => match v.to_naive_datetime() {
+            Some(t) => Json::String(t.format(SPEC_DATETIME).to_string()),
+            None => Json::String(v.to_text().unwrap_or_default()),
+        },
+        (FieldType::Date, v) => match v.to_naive_datetime() {
+            Some(t) => Json::String(t.format("%Y-%m-%d").to_string()),
+            None => Json::String(v.to_text().unwrap_or_default()),
+        },
+        (FieldType::Int, Value::Int(i)) => Json::from(*i),
+        (FieldType::Int, Value::Bool(b)) => Json::from(*b as i64),
+        (FieldType::Int, Value::Float(f)) if f.fract() == 0.0 && f.abs() < 9e15 => {
+            Json::from(*f as i64)
+        }
+        (FieldType::Int, Value::Decimal(s) | Value::Text(s)) => {
+            let t = s.trim();
+            let t = t.strip_suffix(".0").unwrap_or(t);
+            t.parse::<i64>()
+                .map(Json::from)
+                .unwrap_or_else(|_| Json::String(s.clone()))
+        }
+        (FieldType::Number, Value::Int(i)) => Json::from(*i),
+        (FieldType::Number, Value::Float(f)) => serde_json::Number::from_f64(*f)
+            .map(Json::Number)
+            .unwrap_or(Json::String(f.to_string())),
+        (FieldType::Number, Value::Decimal(s) | Value::Text(s)) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .and_then(serde_json::Number::from_f64)
+            .map(Json::Number)
+            .unwrap_or_else(|| Json::String(s.clone())),
+        (_, v) => Json::String(v.to_text().unwrap_or_default()),
+    }
+}
+
+pub fn map_row(plan: &Plan, row: &SourceRow, source_key: String) -> Record {
+    let mut fields = IndexMap::with_capacity(plan.fields.len());
+    let mut row_guid = String::new();
+    for (code, ty, src) in &plan.fields {
+        let v = match src {
+            FieldSource::Column(c) => row.get(c).map(|v| convert(v, *ty)).unwrap_or(Json::Null),
+            FieldSource::Constant(j) => j.clone(),
+            FieldSource::Pipeline => Json::Null,
+            FieldSource::DerivedGuid => Json::String(derive_row_guid(&plan.job, &source_key)),
+            FieldSource::Unsupplied => Json::Null,
+        };
+        // Blank text counts as absent: a required field of spaces is still missing.
+        let v = match v {
+            Json::String(s) if s.trim().is_empty() => Json::Null,
+            Json::String(s) if s.len() != s.trim_end().len() => {
+                Json::String(s.trim_end().to_string())
+            }
+            v => v,
+        };
+        if code == "RowGuid" {
+            row_guid = v.as_str().map(str::to_string).unwrap_or_default();
+        }
+        fields.insert(code.clone(), v);
+    }
+    Record {
+        source_key,
+        row_guid,
+        fields,
+    }
+}
+
+/// Render nulls as the platform setting wants, after validation has seen them as absent.
+pub fn finish_nulls(fields: &mut IndexMap<String, Json>, how: NullFields) {
+    match how {
+        NullFields::Omit => fields.retain(|_, v| !v.is_null()),
+        NullFields::Null => {}
+        NullFields::Empty => fields
+            .values_mut()
+            .filter(|v| v.is_null())
+            .for_each(|v| *v = Json::String(String::new())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Catalog;
+    use chrono::NaiveDate;
+
+    fn unit() -> UnitConfig {
+        UnitConfig {
+            uscc: "11620000MB199916XB".into(),
+            name: "某局".into(),
+            region_code: "440100".into(),
+            system_name: Some("业务系统".into()),
+        }
+    }
+
+    #[test]
+    fn conversions() {
+        let dt = NaiveDate::from_ymd_opt(2019, 6, 20)
+            .unwrap()
+            .and_hms_opt(16, 24, 36)
+            .unwrap();
+        let cases: Vec<(Value, FieldType, Json)> = vec![
+            (
+                Value::DateTime(dt),
+                FieldType::Datetime,
+                Json::from("2019-06-20 16:24:36"),
+            ),
+            (
+                Value::Text("2019-06-20T16:24:36.5".into()),
+                FieldType::Datetime,
+                Json::from("2019-06-20 16:24:36"),
+            ),
+            (
+                Value::Text("yesterday".into()),
+                FieldType::Datetime,
+                Json::from("yesterday"),
+            ),
+            (
+                Value::Date(dt.date()),
+                FieldType::Datetime,
+                Json::from("2019-06-20 00:00:00"),
+            ),
+            (Value::Int(3), FieldType::Int, Json::from(3)),
+            (Value::Text("12".into()), FieldType::Int, Json::from(12)),
+            (Value::Decimal("7.0".into()), FieldType::Int, Json::from(7)),
+            (Value::Text("abc".into()), FieldType::Int, Json::from("abc")),
+            (
+                Value::Decimal("100.50".into()),
+                FieldType::Number,
+                serde_json::json!(100.5),
+            ),
+            (Value::Int(40), FieldType::Number, Json::from(40)),
+            (Value::Int(40), FieldType::String, Json::from("40")),
+            (Value::Null, FieldType::String, Json::Null),
+        ];
+        for (v, ty, want) in cases {
+            assert_eq!(convert(&v, ty), want, "{v:?} as {ty:?}");
+        }
+    }
+
+    #[test]
+    fn plan_precedence_and_mapping() {
+        let cat = Catalog::load(None).unwrap();
+        let dt = cat.data_type("gdzw", "process").unwrap();
+        let columns: Vec<String> = [
+            "id",
+            "projectno",
+            "applicant",
+            "EventName",
+            "cd_time",
+            "cd_operation",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut map = BTreeMap::new();
+        map.insert("HandleUserName".to_string(), "applicant".to_string());
+        let mut constants = BTreeMap::new();
+        constants.insert(
+            "ProcessName".to_string(),
+            toml::Value::String("审核".into()),
+        );
+        let plan = Plan::resolve(PlanInput {
+            job: "p",
+            data_type: dt,
+            columns: &columns,
+            map: &map,
+            constants: &constants,
+            unit: &unit(),
+            null_fields: NullFields::Omit,
+        });
+        let src = |c: &str| plan.fields.iter().find(|f| f.0 == c).unwrap().2.clone();
+        assert_eq!(src("ProjectNo"), FieldSource::Column("projectno".into()));
+        assert_eq!(
+            src("HandleUserName"),
+            FieldSource::Column("applicant".into())
+        );
+        assert_eq!(
+            src("ProcessName"),
+            FieldSource::Constant(Json::from("审核"))
+        );
+        assert_eq!(
+            src("ProDataOrgCode"),
+            FieldSource::Constant(Json::from("11620000MB199916XB"))
+        );
+        assert_eq!(
+            src("SystemName"),
+            FieldSource::Constant(Json::from("业务系统"))
+        );
+        assert_eq!(src("RowGuid"), FieldSource::DerivedGuid);
+        assert_eq!(src("Cd_Batch"), FieldSource::Pipeline);
+        assert_eq!(src("Remark"), FieldSource::Unsupplied);
+
+        let row = SourceRow {
+            columns: vec![
+                ("id".into(), Value::Int(7)),
+                ("projectno".into(), Value::Text("P1  ".into())),
+                ("applicant".into(), Value::Text("张三".into())),
+                ("EventName".into(), Value::Text("   ".into())),
+            ],
+        };
+        let rec = map_row(&plan, &row, key_text(&row, &["id".to_string()]));
+        assert_eq!(rec.source_key, "7");
+        assert_eq!(rec.fields["ProjectNo"], Json::from("P1"));
+        assert_eq!(rec.fields["EventName"], Json::Null);
+        assert_eq!(rec.row_guid, derive_row_guid("p", "7"));
+        // Same key, same guid: stable across I, U and D.
+        assert_eq!(
+            derive_row_guid("p", "7"),
+            map_row(&plan, &row, "7".into()).row_guid
+        );
+        assert_ne!(derive_row_guid("p", "7"), derive_row_guid("p", "8"));
+    }
+
+    #[test]
+    fn composite_keys_and_ops() {
+        let row = SourceRow {
+            columns: vec![
+                ("a".into(), Value::Int(1)),
+                ("b".into(), Value::Text("x".into())),
+            ],
+        };
+        assert_eq!(key_text(&row, &["a".into(), "b".into()]), r#"["1","x"]"#);
+        for (s, want) in [
+            ("I", Some(Op::Insert)),
+            ("u", Some(Op::Update)),
+            ("DELETE", Some(Op::Delete)),
+            ("X", None),
+            ("", None),
+        ] {
+            assert_eq!(Op::parse(s), want, "{s}");
+        }
+    }
+
+    #[test]
+    fn null_rendering() {
+        let mut f = IndexMap::new();
+        f.insert("A".to_string(), Json::Null);
+        f.insert("B".to_string(), Json::from("x"));
+        let mut omit = f.clone();
+        finish_nulls(&mut omit, NullFields::Omit);
+        assert_eq!(serde_json::to_string(&omit).unwrap(), r#"{"B":"x"}"#);
+        let mut empty = f.clone();
+        finish_nulls(&mut empty, NullFields::Empty);
+        assert_eq!(
+            serde_json::to_string(&empty).unwrap(),
+            r#"{"A":"","B":"x"}"#
+        );
+    }
+}

@@ -1,0 +1,553 @@
+//! `run_once(job)`: resend what is pending, then read, map, validate, number, store and send
+//! new changes. Every path (once, run, demo, tests, benchmark) goes through here.
+
+use anyhow::{Context, Result, anyhow, bail};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::{Config, JobConfig};
+use crate::db::Db;
+use crate::db::control::{BatchRow, ErrorRow, NewBatch, OutboxRow};
+use crate::db::source::{Position, SourceSpec};
+use crate::mapping::{Op, Plan, PlanInput, finish_nulls, key_text, map_row};
+use crate::schema::{Catalog, DataType, Platform};
+use crate::upstream::gdzw::{GdzwClient, resolve_token};
+use crate::upstream::{Backoff, SubmitError};
+use crate::validate::validate;
+use crate::value::SourceRow;
+
+/// Everything a job needs at run time, built once from the configuration.
+pub struct App {
+    pub cfg: Config,
+    pub catalog: Catalog,
+    pub db: Db,
+    pub gdzw: Option<GdzwClient>,
+}
+
+impl App {
+    pub async fn new(cfg: Config) -> Result<Arc<App>> {
+        let catalog = Catalog::load(cfg.schema_dir.as_deref())?;
+        let issues = cfg.validate(&catalog);
+        if !issues.is_empty() {
+            let list: Vec<String> = issues.iter().map(|i| format!("  - {i}")).collect();
+            bail!(
+                "the configuration has {} problem(s):\n{}",
+                issues.len(),
+                list.join("\n")
+            );
+        }
+        let db = Db::connect(&cfg.database.url, cfg.database.max_connections).await?;
+        let gdzw = match &cfg.gdzw {
+            Some(g) => Some(GdzwClient::new(
+                g,
+                resolve_token(g)?,
+                cfg.delivery.http_timeout(),
+            )?),
+            None => None,
+        };
+        Ok(Arc::new(App {
+            cfg,
+            catalog,
+            db,
+            gdzw,
+        }))
+    }
+
+    pub fn job(&self, name: &str) -> Result<&JobConfig> {
+        self.cfg
+            .jobs
+            .iter()
+            .find(|j| j.name == name)
+            .ok_or_else(|| {
+                let names: Vec<_> = self.cfg.jobs.iter().map(|j| j.name.as_str()).collect();
+                anyhow!("no job named '{name}' (jobs: {})", names.join(", "))
+            })
+    }
+
+    fn platform(&self, job: &JobConfig) -> Result<(&Platform, &DataType)> {
+        let p = self
+            .catalog
+            .platform(&job.upstream)
+            .ok_or_else(|| anyhow!("no schemas for {}", job.upstream))?;
+        let dt = p
+            .data_types
+            .get(&job.data_type)
+            .ok_or_else(|| anyhow!("unknown data type {}", job.data_type))?;
+        Ok((p, dt))
+    }
+
+    /// The reconciliation Table_name of a data type: configured, else the schema's default.
+    pub fn table_name(&self, job: &JobConfig, dt: &DataType) -> String {
+        self.cfg
+            .gdzw
+            .as_ref()
+            .and_then(|g| g.reconciliation_tables.get(&job.data_type).cloned())
+            .or_else(|| dt.reconciliation_table.clone())
+            .unwrap_or_else(|| format!("up_pro_{}_v3", job.data_type))
+    }
+
+    pub fn plan(&self, job: &JobConfig, dt: &DataType, columns: &[String]) -> Plan {
+        let g = self.cfg.gdzw.as_ref();
+        Plan::resolve(PlanInput {
+            job: &job.name,
+            data_type: dt,
+            columns,
+            map: &job.map,
+            constants: &job.constants,
+            unit: &self.cfg.unit,
+            null_fields: g
+                .map(|g| g.null_fields)
+                .unwrap_or(crate::config::NullFields::Omit),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Outcome {
+    pub rows_read: usize,
+    pub batches: Vec<String>,
+    pub delivered: usize,
+    pub refused_by_platform: usize,
+    pub invalid_rows: usize,
+    /// True when the run stopped early (shutdown) and left work pending.
+    pub interrupted: bool,
+}
+
+/// A fatal upstream answer: the daemon stops scheduling this job until restarted.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct JobStopped(pub String);
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub dry_run: bool,
+}
+
+/// Test hook: `QIANZHI_FAILPOINT=after-outbox-commit` (or `after-first-call`) ends the process
+/// at that point, as a crash or kill -9 would.
+fn failpoint(name: &str) {
+    if std::env::var("QIANZHI_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("qianzhi: failpoint {name} reached, exiting without cleanup");
+        std::process::exit(86);
+    }
+}
+
+/// One new exchange, mapped and validated, ready to be committed.
+struct Prepared {
+    records: Vec<(Op, crate::mapping::Record)>,
+    errors: Vec<ErrorRow>,
+    last: Option<Position>,
+    rows: usize,
+    /// The page ended at the settle lag (or was short): no more rows to read now.
+    drained: bool,
+}
+
+fn row_position(row: &SourceRow, job: &JobConfig) -> Position {
+    Position {
+        time: row
+            .get(&job.time_column)
+            .cloned()
+            .unwrap_or(crate::value::Value::Null),
+        key: job
+            .order_columns()
+            .iter()
+            .map(|k| row.get(k).cloned().unwrap_or(crate::value::Value::Null))
+            .collect(),
+    }
+}
+
+pub async fn run_once(
+    app: &App,
+    job_name: &str,
+    cancel: &CancellationToken,
+    opts: &RunOptions,
+) -> Result<Outcome> {
+    let job = app.job(job_name)?;
+    let span = info_span!("job", job = %job.name);
+    let result = run_inner(app, job, cancel, opts).instrument(span).await;
+    if !opts.dry_run {
+        let err = result
+            .as_ref()
+            .err()
+            .map(|e| crate::mask::mask_pii(&format!("{e:#}")));
+        if let Err(e) = app.db.record_run(&job.name, err.as_deref()).await {
+            warn!(job = %job.name, error = %e, "could not record the run in qz_cursor");
+        }
+    }
+    result
+}
+
+async fn run_inner(
+    app: &App,
+    job: &JobConfig,
+    cancel: &CancellationToken,
+    opts: &RunOptions,
+) -> Result<Outcome> {
+    let (platform, dt) = app.platform(job)?;
+    let mut out = Outcome::default();
+    if !opts.dry_run {
+        // Resend first: a batch left pending by a crash or a stop keeps its Cd_Batch.
+        for b in app.db.pending_batches(&job.name).await? {
+            if cancel.is_cancelled() {
+                out.interrupted = true;
+                return Ok(out);
+            }
+            info!(cd_batch = %b.cd_batch, records = b.record_count, "resending pending batch");
+            deliver(app, job, &b, cancel, &mut out).await?;
+            if out.interrupted {
+                return Ok(out);
+            }
+        }
+        upload_pending_reconciliations(app, job).await;
+    }
+
+    let order = job.order_columns();
+    let spec = SourceSpec {
+        table: &job.source,
+        time_column: &job.time_column,
+        key: &order,
+    };
+    let mut position: Option<Position> = app
+        .db
+        .load_position(&job.name)
+        .await?
+        .map(|p| serde_json::from_str(&p).context("qz_cursor.position is not valid JSON"))
+        .transpose()?;
+    let mut dry_seq = if opts.dry_run {
+        app.db.todays_last_seq(&app.cfg.unit.uscc).await?
+    } else {
+        0
+    };
+    loop {
+        if cancel.is_cancelled() {
+            out.interrupted = true;
+            break;
+        }
+        let rows = app
+            .db
+            .read_changes(&spec, position.as_ref(), job.batch_size)
+            .await?;
+        let page_full = rows.len() == job.batch_size;
+        let prep = prepare(app, job, dt, platform, rows, page_full);
+        out.rows_read += prep.rows;
+        out.invalid_rows += prep.errors.len();
+        if prep.rows == 0 {
+            break;
+        }
+        let now = crate::timefmt::now_beijing();
+        let cd_time = crate::timefmt::fmt_spec(&now);
+        if opts.dry_run {
+            dry_seq += 1;
+            let cd_batch = crate::batch::format_cd_batch(
+                &app.cfg.unit.uscc,
+                crate::batch::batch_day(&now),
+                dry_seq,
+            )
+            .unwrap_or_default();
+            for (op, rec) in &prep.records {
+                println!("{}", serialize(app, rec, *op, &cd_time, &cd_batch));
+            }
+            for e in &prep.errors {
+                eprintln!(
+                    "invalid row {}: {} [{}] {}",
+                    e.source_key, e.field, e.rule, e.message
+                );
+            }
+        } else {
+            let table = app.table_name(job, dt);
+            let new_batch = (!prep.records.is_empty()).then(|| NewBatch {
+                upstream: &job.upstream,
+                data_type: &job.data_type,
+                table_name: &table,
+                unit_code: &app.cfg.unit.uscc,
+                at: now,
+            });
+            let per_call = app
+                .cfg
+                .gdzw
+                .as_ref()
+                .map(|g| g.max_records_per_call)
+                .unwrap_or(99);
+            let pos_json = serde_json::to_string(&prep.last).context("position")?;
+            let committed = app
+                .db
+                .commit_exchange(
+                    &job.name,
+                    new_batch,
+                    |cd_batch| {
+                        let Some(cd_batch) = cd_batch else {
+                            return Ok(vec![]);
+                        };
+                        Ok(prep
+                            .records
+                            .iter()
+                            .zip(crate::batch::call_numbers(prep.records.len(), per_call))
+                            .enumerate()
+                            .map(|(i, ((op, rec), call))| OutboxRow {
+                                seq: i as i64,
+                                call_no: call as i64,
+                                source_key: rec.source_key.clone(),
+                                row_guid: rec.row_guid.clone(),
+                                operation: op.code().to_string(),
+                                payload: serialize(app, rec, *op, &cd_time, cd_batch),
+                            })
+                            .collect())
+                    },
+                    &prep.errors,
+                    &pos_json,
+                )
+                .await?;
+            if !prep.errors.is_empty() {
+                warn!(
+                    count = prep.errors.len(),
+                    "rows failed validation and were written to qz_error"
+                );
+            }
+            failpoint("after-outbox-commit");
+            if let Some(id) = committed.cd_batch {
+                let b = app
+                    .db
+                    .pending_batches(&job.name)
+                    .await?
+                    .into_iter()
+                    .find(|b| b.cd_batch == id)
+                    .ok_or_else(|| anyhow!("batch {id} vanished after commit"))?;
+                deliver(app, job, &b, cancel, &mut out).await?;
+                if out.interrupted {
+                    break;
+                }
+            }
+        }
+        position = prep.last;
+        if prep.drained {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Maps and validates one page. Rows past the settle lag are left for a later run.
+fn prepare(
+    app: &App,
+    job: &JobConfig,
+    dt: &DataType,
+    platform: &Platform,
+    rows: Vec<SourceRow>,
+    page_full: bool,
+) -> Prepared {
+    let cutoff = crate::timefmt::now_beijing().naive_local()
+        - chrono::Duration::from_std(job.settle_lag()).unwrap_or_default();
+    let columns: Vec<String> = rows
+        .first()
+        .map(|r| r.columns.iter().map(|(n, _)| n.clone()).collect())
+        .unwrap_or_default();
+    let plan = app.plan(job, dt, &columns);
+    let length_unit = app
+        .cfg
+        .gdzw
+        .as_ref()
+        .map(|g| g.length_unit)
+        .unwrap_or(crate::config::LengthUnit::Chars);
+    let mut p = Prepared {
+        records: Vec::new(),
+        errors: Vec::new(),
+        last: None,
+        rows: 0,
+        drained: !page_full,
+    };
+    let placeholder_batch = format!(
+        "{}{}00001",
+        app.cfg.unit.uscc,
+        crate::timefmt::now_beijing().format("%Y%m%d")
+    );
+    let now_text = crate::timefmt::now_text();
+    for row in rows {
+        let t = row
+            .get(&job.time_column)
+            .and_then(|v| v.to_naive_datetime());
+        if t.is_some_and(|t| t > cutoff) {
+            p.drained = true;
+            break;
+        }
+        p.rows += 1;
+        p.last = Some(row_position(&row, job));
+        let key = key_text(&row, &job.key);
+        let op_text = row
+            .get(&job.operation_column)
+            .and_then(|v| v.to_text())
+            .unwrap_or_default();
+        let Some(op) = Op::parse(&op_text) else {
+            p.errors.push(ErrorRow {
+                source_key: key,
+                row_guid: None,
+                operation: None,
+                field: job.operation_column.clone(),
+                rule: "operation".into(),
+                message: format!(
+                    "变更类型列 {} 的值 '{op_text}' 不是 I、U、D 之一",
+                    job.operation_column
+                ),
+            });
+            continue;
+        };
+        let mut rec = map_row(&plan, &row, key);
+        rec.fields.insert("Cd_Operation".into(), op.code().into());
+        rec.fields.insert("Cd_Time".into(), now_text.clone().into());
+        rec.fields
+            .insert("Cd_Batch".into(), placeholder_batch.clone().into());
+        let violations = validate(&rec.fields, dt, platform, length_unit);
+        if violations.is_empty() {
+            p.records.push((op, rec));
+        } else {
+            for v in violations {
+                p.errors.push(ErrorRow {
+                    source_key: rec.source_key.clone(),
+                    row_guid: Some(rec.row_guid.clone()).filter(|g| !g.is_empty()),
+                    operation: Some(op.code().into()),
+                    field: v.field,
+                    rule: v.rule.into(),
+                    message: v.message,
+                });
+            }
+        }
+    }
+    p
+}
+
+fn serialize(
+    app: &App,
+    rec: &crate::mapping::Record,
+    op: Op,
+    cd_time: &str,
+    cd_batch: &str,
+) -> String {
+    let mut fields = rec.fields.clone();
+    fields.insert("Cd_Operation".into(), op.code().into());
+    fields.insert("Cd_Time".into(), cd_time.into());
+    fields.insert("Cd_Batch".into(), cd_batch.into());
+    let how = app
+        .cfg
+        .gdzw
+        .as_ref()
+        .map(|g| g.null_fields)
+        .unwrap_or(crate::config::NullFields::Omit);
+    finish_nulls(&mut fields, how);
+    serde_json::to_string(&fields).expect("a map of JSON values serialises")
+}
+
+/// Sends a batch's pending records call by call, isolating refused records by halving.
+async fn deliver(
+    app: &App,
+    job: &JobConfig,
+    b: &BatchRow,
+    cancel: &CancellationToken,
+    out: &mut Outcome,
+) -> Result<()> {
+    let span = info_span!("batch", job = %job.name, cd_batch = %b.cd_batch);
+    async {
+        let client = app.gdzw.as_ref().ok_or_else(|| anyhow!("job {} needs the [gdzw] section", job.name))?;
+        let dt = app.platform(job)?.1;
+        let rows = app.db.outbox_pending(&b.cd_batch).await?;
+        let resolve = app.db.has_open_errors(&job.name).await?;
+        let mut backoff = Backoff::new(app.cfg.delivery.retry_initial(), app.cfg.delivery.retry_max());
+        let mut calls: Vec<Vec<&OutboxRow>> = Vec::new();
+        for r in &rows {
+            match calls.last_mut() {
+                Some(c) if c[0].call_no == r.call_no => c.push(r),
+                _ => calls.push(vec![r]),
+            }
+        }
+        for call in calls {
+            let mut queue: VecDeque<Vec<&OutboxRow>> = VecDeque::from([call]);
+            while let Some(part) = queue.pop_front() {
+                if cancel.is_cancelled() {
+                    out.interrupted = true;
+                    return Ok(());
+                }
+                let payloads: Vec<&str> = part.iter().map(|r| r.payload.as_str()).collect();
+                match client.batch_save(&dt.endpoint, &payloads).await {
+                    Ok(()) => {
+                        app.db.ack(&job.name, &b.cd_batch, &part, resolve).await?;
+                        out.delivered += part.len();
+                        backoff.reset();
+                        failpoint("after-first-call");
+                    }
+                    Err(SubmitError::Retryable(msg)) => {
+                        let wait = backoff.next_delay();
+                        warn!(error = %msg, retry_in_ms = wait.as_millis() as u64, "temporary failure, will resend the same call");
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = cancel.cancelled() => { out.interrupted = true; return Ok(()); }
+                        }
+                        queue.push_front(part);
+                    }
+                    Err(SubmitError::Rejected(msg)) if part.len() == 1 => {
+                        warn!(row_guid = %part[0].row_guid, error = %msg, "record refused by the platform");
+                        app.db.reject(&job.name, &b.cd_batch, part[0], "*", "platform_rejected", &format!("平台拒收：{msg}")).await?;
+                        out.refused_by_platform += 1;
+                    }
+                    Err(SubmitError::Rejected(msg)) => {
+                        info!(records = part.len(), error = %msg, "call refused, splitting it to find the refused records");
+                        let (a, c) = part.split_at(part.len() / 2);
+                        queue.push_front(c.to_vec());
+                        queue.push_front(a.to_vec());
+                    }
+                    Err(SubmitError::Fatal(msg)) => {
+                        return Err(JobStopped(format!("job {} stopped, its outbox is kept for resending: {msg}", job.name)).into());
+                    }
+                }
+            }
+        }
+        let upload = app.cfg.gdzw.as_ref().is_some_and(|g| g.reconciliation_upload);
+        let recon = app.db.finish_batch(&job.name, b, if upload { "pending" } else { "off" }).await?;
+        out.batches.push(b.cd_batch.clone());
+        info!(delivered = recon.cd_count, "batch done");
+        if upload {
+            upload_pending_reconciliations(app, job).await;
+        }
+        Ok(())
+    }
+    .instrument(span)
+    .await
+}
+
+/// Reconciliation uploads are best effort per run: a failure is recorded on the row and the
+/// upload is tried again on the next run, without holding back deliveries.
+async fn upload_pending_reconciliations(app: &App, job: &JobConfig) {
+    let Some(client) = app.gdzw.as_ref() else {
+        return;
+    };
+    let pending = match app.db.pending_reconciliations(&job.name).await {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(error = %e, "cannot read pending reconciliation rows");
+            return;
+        }
+    };
+    for r in pending {
+        let (state, msg) = match client.upload_reconciliation(std::slice::from_ref(&r)).await {
+            Ok(()) => ("ok", String::new()),
+            Err(SubmitError::Retryable(m)) => {
+                warn!(cd_batch = %r.cd_batch, error = %m, "reconciliation upload failed, will retry next run");
+                let _ = app
+                    .db
+                    .set_reconciliation_upload(&r.cd_batch, "pending", &m)
+                    .await;
+                return;
+            }
+            Err(e) => ("failed", e.to_string()),
+        };
+        if state == "failed" {
+            warn!(cd_batch = %r.cd_batch, error = %msg, "reconciliation upload refused");
+        }
+        if let Err(e) = app
+            .db
+            .set_reconciliation_upload(&r.cd_batch, state, &msg)
+            .await
+        {
+            warn!(error = %e, "cannot record the reconciliation upload");
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! A strict local Guangdong gateway (GDZW 0003-2019): checks the x-tif-* signature, the call
+//! size and every record against the schema, and remembers what it accepted.
+
+use anyhow::Result;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value as Json, json};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use crate::config::LengthUnit;
+use crate::schema::{Catalog, FieldType};
+use crate::upstream::gdzw::sign;
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Path part of API_ROOT, e.g. "/ebus/tysb-sjcj".
+    pub base_path: String,
+    pub paasid: String,
+    pub token: String,
+    pub path_prefix: String,
+    pub max_skew_secs: i64,
+    pub max_records: usize,
+    /// Keep accepted records in memory (off for benchmarks: count only).
+    pub keep_records: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            base_path: "/ebus/tysb-sjcj".into(),
+            paasid: "tysb-sjcj".into(),
+            token: "sim-token".into(),
+            path_prefix: "uppro".into(),
+            max_skew_secs: 180,
+            max_records: 99,
+            keep_records: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReceivedCall {
+    pub path: String,
+    pub data_type: String,
+    pub body: String,
+    pub status: u16,
+    pub answer: String,
+}
+
+#[derive(Debug, Default)]
+pub struct SimState {
+    pub calls: Vec<ReceivedCall>,
+    /// Accepted records per data type, in arrival order.
+    pub accepted: HashMap<String, Vec<Json>>,
+    pub accepted_count: usize,
+    pub reconciliations: Vec<Json>,
+    /// Records with these RowGuids are refused (a platform-side business rule).
+    pub refuse_row_guids: HashSet<String>,
+    /// HTTP statuses to answer the next calls with, before looking at them.
+    pub fail_next: VecDeque<u16>,
+    nonces: HashSet<String>,
+}
+
+impl SimState {
+    pub fn accepted_of(&self, data_type: &str) -> Vec<Json> {
+        self.accepted.get(data_type).cloned().unwrap_or_default()
+    }
+    pub fn accepted_total(&self) -> usize {
+        self.accepted.values().map(Vec::len).sum()
+    }
+}
+
+#[derive(Clone)]
+struct Ctx {
+    cfg: Arc<SimConfig>,
+    catalog: Arc<Catalog>,
+    state: Arc<Mutex<SimState>>,
+}
+
+pub struct Simulator {
+    pub addr: SocketAddr,
+    pub state: Arc<Mutex<SimState>>,
+    pub cfg: Arc<SimConfig>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Simulator {
+    pub fn api_root(&self) -> String {
+        format!("http://{}{}", self.addr, self.cfg.base_path)
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn start(cfg: SimConfig, listen: &str) -> Result<Simulator> {
+    let catalog = Arc::new(Catalog::load(None)?);
+    let state = Arc::new(Mutex::new(SimState::default()));
+    let cfg = Arc::new(cfg);
+    let ctx = Ctx {
+        cfg: cfg.clone(),
+        catalog,
+        state: state.clone(),
+    };
+    let app = Router::new().fallback(handle).with_state(ctx);
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(Simulator {
+        addr,
+        state,
+        cfg,
+        task,
+    })
+}
+
+fn answer(status: StatusCode, code: &str, msg: &str) -> (StatusCode, String) {
+    (status, json!({"errCode": code, "errMsg": msg}).to_string())
+}
+
+async fn handle(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path().to_string();
+    let body_text = String::from_utf8_lossy(&body).into_owned();
+    let (status, text, data_type) = respond(&ctx, &path, &headers, &body_text);
+    let mut st = ctx.state.lock().expect("sim state");
+    let body = if ctx.cfg.keep_records {
+        body_text
+    } else {
+        String::new()
+    };
+    st.calls.push(ReceivedCall {
+        path,
+        data_type,
+        body,
+        status: status.as_u16(),
+        answer: text.clone(),
+    });
+    (status, [("Content-Type", "application/json")], text).into_response()
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn check_gateway(cfg: &SimConfig, h: &HeaderMap, state: &Mutex<SimState>) -> Result<(), String> {
+    let paasid = header(h, "x-tif-paasid").ok_or("缺少 x-tif-paasid")?;
+    if paasid != cfg.paasid {
+        return Err(format!("x-tif-paasid '{paasid}' 不正确"));
+    }
+    let ts = header(h, "x-tif-timestamp").ok_or("缺少 x-tif-timestamp")?;
+    let t: i64 = ts.parse().map_err(|_| "x-tif-timestamp 不是秒级时间戳")?;
+    if (chrono::Utc::now().timestamp() - t).abs() > cfg.max_skew_secs {
+        return Err("x-tif-timestamp 与网关时间相差过大".into());
+    }
+    let nonce = header(h, "x-tif-nonce")
+        .filter(|n| !n.is_empty())
+        .ok_or("缺少 x-tif-nonce")?;
+    let sig = header(h, "x-tif-signature").ok_or("缺少 x-tif-signature")?;
+    if !sig.eq_ignore_ascii_case(&sign(ts, &cfg.token, nonce)) {
+        return Err("x-tif-signature 签名校验失败".into());
+    }
+    let ct = header(h, "content-type").unwrap_or("");
+    if !ct.starts_with("application/json") {
+        return Err(format!("Content-Type 应为 application/json，实为 '{ct}'"));
+    }
+    if !state
+        .lock()
+        .expect("sim state")
+        .nonces
+        .insert(nonce.to_string())
+    {
+        return Err("x-tif-nonce 重复使用".into());
+    }
+    Ok(())
+}
+
+fn respond(ctx: &Ctx, path: &str, h: &HeaderMap, body: &str) -> (StatusCode, String, String) {
+    if let Some(code) = ctx.state.lock().expect("sim state").fail_next.pop_front() {
+        let s = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return (s, format!("injected {code}"), String::new());
+    }
+    let Some(rest) = path.strip_prefix(ctx.cfg.base_path.as_str()) else {
+        let (s, t) = answer(StatusCode::NOT_FOUND, "404", "no such API");
+        return (s, t, String::new());
+    };
+    let parts: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    let [prefix, data_type, op] = parts.as_slice() else {
+        let (s, t) = answer(StatusCode::NOT_FOUND, "404", "no such API");
+        return (s, t, String::new());
+    };
+    let data_type = data_type.to_string();
+    if *prefix != ctx.cfg.path_prefix || !matches!(*op, "save" | "batchSave") {
+        let (s, t) = answer(StatusCode::NOT_FOUND, "404", "no such API");
+        return (s, t, data_type);
+    }
+    if let Err(msg) = check_gateway(&ctx.cfg, h, &ctx.state) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            json!({"errcode": "401", "errmsg": msg}).to_string(),
+            data_type,
+        );
+    }
+    let records: Vec<Json> = match (serde_json::from_str::<Json>(body), *op) {
+        (Ok(Json::Array(a)), "batchSave") => a,
+        (Ok(o @ Json::Object(_)), "save") => vec![o],
+        _ => {
+            let (s, t) = answer(StatusCode::OK, "1", "请求体不是规范要求的 JSON");
+            return (s, t, data_type);
+        }
+    };
+    if records.is_empty() || records.len() > ctx.cfg.max_records {
+        let (s, t) = answer(
+            StatusCode::OK,
+            "1",
+            &format!(
+                "每次应提交 1 至 {} 条记录，实为 {} 条",
+                ctx.cfg.max_records,
+                records.len()
+            ),
+        );
+        return (s, t, data_type);
+    }
+    let result = if data_type == "reconciliation" {
+        check_reconciliation(&records)
+    } else {
+        check_records(ctx, &data_type, &records)
+    };
+    match result {
+        Ok(()) => {
+            let mut st = ctx.state.lock().expect("sim state");
+            if data_type == "reconciliation" {
+                st.reconciliations.extend(records);
+            } else {
+                st.accepted_count += records.len();
+                if ctx.cfg.keep_records {
+                    st.accepted
+                        .entry(data_type.clone())
+                        .or_default()
+                        .extend(records);
+                }
+            }
+            let (s, t) = answer(StatusCode::OK, "0", "");
+            (s, t, data_type)
+        }
+        Err(msg) => {
+            let (s, t) = answer(StatusCode::OK, "1", &msg);
+            (s, t, data_type)
+        }
+    }
+}
+
+fn check_records(ctx: &Ctx, data_type: &str, records: &[Json]) -> Result<(), String> {
+    let platform = ctx.catalog.platform("gdzw").ok_or("no gdzw catalog")?;
+    let dt = platform
+        .data_types
+        .get(data_type)
+        .ok_or_else(|| format!("未知接口 {data_type}"))?;
+    let refuse = ctx
+        .state
+        .lock()
+        .expect("sim state")
+        .refuse_row_guids
+        .clone();
+    let mut batch_no: Option<&str> = None;
+    for (i, r) in records.iter().enumerate() {
+        let n = i + 1;
+        let Json::Object(map) = r else {
+            return Err(format!("第 {n} 条记录不是 JSON 对象"));
+        };
+        for k in map.keys() {
+            if dt.field(k).is_none() {
+                return Err(format!("第 {n} 条记录含有未定义的字段 {k}"));
+            }
+        }
+        for f in &dt.fields {
+            let Some(v) = map.get(&f.code) else { continue };
+            let ok = match f.ty {
+                FieldType::Int => v.is_i64() || v.is_null(),
+                FieldType::Number => v.is_number() || v.is_null(),
+                _ => v.is_string() || v.is_null(),
+            };
+            if !ok {
+                return Err(format!("第 {n} 条记录字段 {} 的 JSON 类型不对", f.code));
+            }
+        }
+        let fields: indexmap::IndexMap<String, Json> =
+            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        if let Some(v) = crate::validate::validate(&fields, dt, platform, LengthUnit::Chars)
+            .into_iter()
+            .next()
+        {
+            return Err(format!("第 {n} 条记录：{}", v.message));
+        }
+        let cd_batch = map.get("Cd_Batch").and_then(Json::as_str).unwrap_or("");
+        if crate::batch::parse_cd_batch(cd_batch)
+            .is_none_or(|(unit, _, _)| crate::checkdigit::uscc(&unit).is_err())
+        {
+            return Err(format!(
+                "第 {n} 条记录 Cd_Batch '{cd_batch}' 不符合“统一社会信用代码+日期+五位序号”"
+            ));
+        }
+        match batch_no {
+            None => batch_no = Some(cd_batch),
+            Some(b) if b != cd_batch => return Err("同一次提交中的 Cd_Batch 不一致".into()),
+            _ => {}
+        }
+        let guid = map.get("RowGuid").and_then(Json::as_str).unwrap_or("");
+        if refuse.contains(guid) {
+            return Err(format!("第 {n} 条记录 RowGuid={guid} 业务校验不通过"));
+        }
+    }
+    Ok(())
+}
+
+fn check_reconciliation(records: &[Json]) -> Result<(), String> {
+    for (i, r) in records.iter().enumerate() {
+        let n = i + 1;
+        let table = r.get("Table_name").and_then(Json::as_str).unwrap_or("");
+        if table.is_empty() || table.chars().count() > 32 {
+            return Err(format!("第 {n} 条对账记录 Table_name 缺失或超过 32 个字符"));
+        }
+        let b = r.get("Cd_batch").and_then(Json::as_str).unwrap_or("");
+        if crate::batch::parse_cd_batch(b).is_none() {
+            return Err(format!("第 {n} 条对账记录 Cd_batch '{b}' 格式不对"));
+        }
+        if !r.get("Cd_count").is_some_and(Json::is_i64) {
+            return Err(format!("第 {n} 条对账记录 Cd_count 应为整数"));
+        }
+        let t = r.get("Cd_time").and_then(Json::as_str).unwrap_or("");
+        if chrono::NaiveDateTime::parse_from_str(t, crate::timefmt::SPEC_DATETIME).is_err() {
+            return Err(format!(
+                "第 {n} 条对账记录 Cd_time '{t}' 不是 yyyy-MM-dd HH:mm:ss"
+            ));
+        }
+    }
+    Ok(())
+}

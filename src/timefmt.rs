@@ -1,0 +1,115 @@
+//! Beijing-time clock and the spec's date formats, plus human duration strings from the TOML.
+
+use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
+use std::time::Duration;
+
+/// The spec's date-time format (`yyyy-MM-dd HH:mm:ss`).
+pub const SPEC_DATETIME: &str = "%Y-%m-%d %H:%M:%S";
+
+/// Beijing time is UTC+8 all year (no DST), so a fixed offset is exact.
+pub fn beijing() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("valid offset")
+}
+
+pub fn now_beijing() -> DateTime<FixedOffset> {
+    Utc::now().with_timezone(&beijing())
+}
+
+/// Timestamp text for control tables and payloads: Beijing time, spec format.
+pub fn fmt_spec(t: &DateTime<FixedOffset>) -> String {
+    t.format(SPEC_DATETIME).to_string()
+}
+
+pub fn now_text() -> String {
+    fmt_spec(&now_beijing())
+}
+
+/// Parse the date-time spellings departments' databases commonly hold in text columns.
+pub fn parse_loose_datetime(s: &str) -> Option<NaiveDateTime> {
+    let s = s.trim();
+    for f in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y/%m/%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y%m%d%H%M%S",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Some(t);
+        }
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&beijing()).naive_local());
+    }
+    for f in ["%Y-%m-%d", "%Y/%m/%d", "%Y%m%d"] {
+        if let Ok(d) = chrono::NaiveDate::parse_from_str(s, f) {
+            return d.and_hms_opt(0, 0, 0);
+        }
+    }
+    None
+}
+
+/// Parse "500ms", "5s", "10m", "2h", "1d" (or a bare number of seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration like 500ms, 30s, 10m, 2h or 1d"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit '{other}' in '{s}' (use ms, s, m, h or d)"
+            ));
+        }
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("'{s}' is not a valid duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        for (s, ms) in [
+            ("500ms", 500),
+            ("5s", 5000),
+            ("10m", 600_000),
+            ("2h", 7_200_000),
+            ("1d", 86_400_000),
+            ("7", 7000),
+        ] {
+            assert_eq!(parse_duration(s).unwrap().as_millis(), ms, "{s}");
+        }
+        for bad in ["", "x", "5 parsecs", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn loose_datetimes() {
+        for (s, want) in [
+            ("2019-06-20 16:24:36", "2019-06-20 16:24:36"),
+            ("2019-06-20T16:24:36.123", "2019-06-20 16:24:36"),
+            ("2019/06/20 16:24:36", "2019-06-20 16:24:36"),
+            ("2019-06-20", "2019-06-20 00:00:00"),
+            ("2019-06-20T08:24:36Z", "2019-06-20 16:24:36"),
+        ] {
+            let t = parse_loose_datetime(s).unwrap();
+            assert_eq!(t.format(SPEC_DATETIME).to_string(), want, "{s}");
+        }
+        assert!(parse_loose_datetime("20th June").is_none());
+    }
+}

@@ -1,0 +1,73 @@
+//! Submit protocols of the provincial platforms, and how their answers are classified.
+
+pub mod gdzw;
+
+use std::time::Duration;
+
+/// The three kinds of answer the pipeline branches on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// Network, timeout, 5xx: try the same call again later.
+    #[error("temporary failure: {0}")]
+    Retryable(String),
+    /// The platform refused the content of this call.
+    #[error("refused by the platform: {0}")]
+    Rejected(String),
+    /// Auth, signature, configuration: stop the job, keep its outbox.
+    #[error("fatal: {0}")]
+    Fatal(String),
+}
+
+/// Installs ring as rustls' provider once; reqwest is built without a provider of its own
+/// so that no aws-lc or OpenSSL build is needed.
+pub fn init_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Exponential backoff with full jitter, capped.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Backoff {
+            initial,
+            max,
+            attempt: 0,
+        }
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let exp = self.initial.saturating_mul(1u32 << self.attempt.min(20));
+        self.attempt += 1;
+        let ceiling = exp.min(self.max);
+        // Half fixed, half random: never hammers, never waits far beyond the ceiling.
+        let half = ceiling / 2;
+        half + half.mul_f64(rand::random::<f64>())
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let d: Vec<Duration> = (0..10).map(|_| b.next_delay()).collect();
+        assert!(d[0] >= Duration::from_millis(50) && d[0] <= Duration::from_millis(100));
+        assert!(d[3] >= Duration::from_millis(400) && d[3] <= Duration::from_millis(800));
+        assert!(d.iter().all(|x| *x <= Duration::from_secs(2)));
+        assert!(d[9] >= Duration::from_secs(1));
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,379 @@
+//! Pure validation of a mapped record against its data type: required, type, length, code set,
+//! check digits. Each failure names the field and the rule so a DBA can fix the source row.
+
+use indexmap::IndexMap;
+use serde_json::Value as Json;
+
+use crate::checkdigit;
+use crate::config::LengthUnit;
+use crate::mask::mask_value;
+use crate::schema::{Check, DataType, Field, FieldType, Platform};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub field: String,
+    /// Stable rule name, used to group error rows in `status`.
+    pub rule: &'static str,
+    pub message: String,
+}
+
+/// Certificate types (A.2) whose numbers have a check digit qianzhi can verify.
+const ID_CARD_TYPE: &str = "111";
+const USCC_TYPE: &str = "1";
+
+fn label(f: &Field) -> String {
+    if f.name.is_empty() {
+        f.code.clone()
+    } else {
+        format!("{}（{}）", f.code, f.name)
+    }
+}
+
+fn is_spec_datetime(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 19
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b' ',
+            13 | 16 => *c == b':',
+            _ => c.is_ascii_digit(),
+        })
+        && chrono::NaiveDateTime::parse_from_str(s, crate::timefmt::SPEC_DATETIME).is_ok()
+}
+
+fn value_text(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub fn validate(
+    fields: &IndexMap<String, Json>,
+    dt: &DataType,
+    platform: &Platform,
+    unit: LengthUnit,
+) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for f in &dt.fields {
+        let v = fields.get(&f.code).unwrap_or(&Json::Null);
+        let mut bad = |rule: &'static str, message: String| {
+            out.push(Violation {
+                field: f.code.clone(),
+                rule,
+                message,
+            })
+        };
+        if v.is_null() {
+            if f.required {
+                bad("required", format!("必填字段 {} 没有值", label(f)));
+            }
+            continue;
+        }
+        let text = value_text(v);
+        match f.ty {
+            FieldType::Datetime => {
+                if !is_spec_datetime(&text) {
+                    bad(
+                        "datetime",
+                        format!(
+                            "{} 的值 '{text}' 不是 yyyy-MM-dd HH:mm:ss 格式的有效时间",
+                            label(f)
+                        ),
+                    );
+                    continue;
+                }
+            }
+            FieldType::Date => {
+                if chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").is_err() {
+                    bad(
+                        "date",
+                        format!("{} 的值 '{text}' 不是 yyyy-MM-dd 格式的有效日期", label(f)),
+                    );
+                    continue;
+                }
+            }
+            FieldType::Int => {
+                if !v.is_i64() {
+                    bad("integer", format!("{} 应为整数，实为 '{text}'", label(f)));
+                    continue;
+                }
+                let digits = text.trim_start_matches('-').len();
+                if let Some(max) = f.max_len
+                    && digits > max as usize
+                {
+                    bad(
+                        "max_length",
+                        format!("{} 最多 {max} 位数字，实为 {digits} 位", label(f)),
+                    );
+                }
+            }
+            FieldType::Number => {
+                if !v.is_number() {
+                    bad("number", format!("{} 应为数值，实为 '{text}'", label(f)));
+                    continue;
+                }
+                let digits = text.chars().filter(|c| c.is_ascii_digit()).count();
+                if let Some(max) = f.max_len
+                    && digits > max as usize
+                {
+                    bad(
+                        "max_length",
+                        format!("{} 最多 {max} 位数字，实为 {digits} 位", label(f)),
+                    );
+                }
+            }
+            FieldType::String => {
+                let len = match unit {
+                    LengthUnit::Chars => text.chars().count(),
+                    LengthUnit::Bytes => text.len(),
+                };
+                if let Some(max) = f.max_len
+                    && len > max as usize
+                {
+                    let u = if unit == LengthUnit::Chars {
+                        "个字符"
+                    } else {
+                        "字节"
+                    };
+                    bad(
+                        "max_length",
+                        format!("{} 最长 {max} {u}，实为 {len}", label(f)),
+                    );
+                }
+            }
+        }
+        let parts: Vec<&str> = if f.multi {
+            text.split('^').collect()
+        } else {
+            vec![text.as_str()]
+        };
+        if let Some(cs_id) = &f.code_set
+            && let Some(cs) = platform.codesets.get(cs_id)
+        {
+            for p in &parts {
+                if !cs.contains(p) {
+                    bad(
+                        "code_set",
+                        format!(
+                            "{} 的值 '{p}' 不在代码集“{}”（{}）中",
+                            label(f),
+                            cs.name,
+                            cs.id
+                        ),
+                    );
+                }
+            }
+        }
+        match f.check {
+            Some(Check::Uscc) => {
+                for p in &parts {
+                    if let Err(e) = checkdigit::uscc(p) {
+                        bad(
+                            "uscc_check",
+                            format!("{} 的统一社会信用代码 '{p}' 无效：{e}", label(f)),
+                        );
+                    }
+                }
+            }
+            Some(Check::Idcard) => {
+                for p in &parts {
+                    if let Err(e) = checkdigit::id_card(p) {
+                        bad(
+                            "idcard_check",
+                            format!("{} 的身份证号码 '{}' 无效：{e}", label(f), mask_value(p)),
+                        );
+                    }
+                }
+            }
+            None => {}
+        }
+        if let Some(type_field) = &f.id_type_field {
+            let types = fields.get(type_field).map(value_text).unwrap_or_default();
+            let types: Vec<&str> = if types.is_empty() {
+                vec![]
+            } else {
+                types.split('^').collect()
+            };
+            let numbers: Vec<&str> = text.split('^').collect();
+            if types.len() != numbers.len() {
+                bad(
+                    "pairing",
+                    format!(
+                        "{} 有 {} 个证件号码，而 {type_field} 有 {} 个证件类型，应一一对应（用 ^ 分隔）",
+                        label(f),
+                        numbers.len(),
+                        types.len()
+                    ),
+                );
+                continue;
+            }
+            for (i, (t, n)) in types.iter().zip(&numbers).enumerate() {
+                let nth = i + 1;
+                if *t == ID_CARD_TYPE
+                    && let Err(e) = checkdigit::id_card(n)
+                {
+                    bad(
+                        "idcard_check",
+                        format!(
+                            "{} 第 {nth} 个证件（居民身份证）号码 '{}' 无效：{e}",
+                            label(f),
+                            mask_value(n)
+                        ),
+                    );
+                }
+                if *t == USCC_TYPE
+                    && let Err(e) = checkdigit::uscc(n)
+                {
+                    bad(
+                        "uscc_check",
+                        format!(
+                            "{} 第 {nth} 个证件（统一社会信用代码）'{n}' 无效：{e}",
+                            label(f)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Catalog;
+    use serde_json::json;
+
+    fn good_accept() -> IndexMap<String, Json> {
+        let v = json!({
+            "RowGuid": "4d239bbe-781c-49d3-bfad-6e13ac738f4d",
+            "ProjectNo": "11440100MB2C12345X44010000100012019062000001",
+            "LocalCatalogCode": "440100001",
+            "LocalTaskCode": "11440100MB2C12345X4440100001000",
+            "TaskName": "食品经营许可",
+            "TaskVersion": 1,
+            "ApplyerName": "张三",
+            "ApplyerType": "1",
+            "ApplyerPageType": "111",
+            "ApplyerPageCode": "610431198603210047",
+            "ApplyDate": "2019-06-20 16:24:36",
+            "ApplyType": "1",
+            "OrgName": "某局",
+            "OrgCode": "11620000MB199916XB",
+            "SLZTDM": "1",
+            "AcceptDate": "2019-06-20 16:24:36",
+            "ProjectType": "1",
+            "RegionCode": "440100",
+            "ApplyChannel": "0",
+            "SystemName": "业务系统",
+            "Cd_Operation": "I",
+            "Cd_Time": "2019-06-21 00:00:36",
+            "Cd_Batch": "11620000MB199916XB2019062100001",
+            "ProDataRegionCode": "440100",
+            "ProDataOrgCode": "91620100296583830Q",
+            "ProDataOrgName": "某局",
+        });
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn table() {
+        let cat = Catalog::load(None).unwrap();
+        let p = cat.platform("gdzw").unwrap();
+        let dt = &p.data_types["accept"];
+        assert_eq!(validate(&good_accept(), dt, p, LengthUnit::Chars), vec![]);
+
+        let cases: Vec<(&str, Json, &str, &str)> = vec![
+            ("TaskName", Json::Null, "TaskName", "required"),
+            ("ApplyDate", json!("2019-06-20"), "ApplyDate", "datetime"),
+            (
+                "ApplyDate",
+                json!("2019-02-30 10:00:00"),
+                "ApplyDate",
+                "datetime",
+            ),
+            ("TaskVersion", json!("v1"), "TaskVersion", "integer"),
+            (
+                "TaskVersion",
+                json!(12345678901i64),
+                "TaskVersion",
+                "max_length",
+            ),
+            ("ApplyerType", json!("7"), "ApplyerType", "code_set"),
+            (
+                "ApplyerPageType",
+                json!("111^1"),
+                "ApplyerPageCode",
+                "pairing",
+            ),
+            (
+                "ApplyerPageCode",
+                json!("610431198603210048"),
+                "ApplyerPageCode",
+                "idcard_check",
+            ),
+            (
+                "OrgCode",
+                json!("11620000MB199916XA"),
+                "OrgCode",
+                "uscc_check",
+            ),
+            ("ZipCode", json!("5100000"), "ZipCode", "max_length"),
+            ("Cd_Operation", json!("X"), "Cd_Operation", "code_set"),
+        ];
+        for (field, value, want_field, want_rule) in cases {
+            let mut r = good_accept();
+            r.insert(field.to_string(), value.clone());
+            let v = validate(&r, dt, p, LengthUnit::Chars);
+            assert!(
+                v.iter()
+                    .any(|x| x.field == want_field && x.rule == want_rule),
+                "{field}={value}: want {want_field}/{want_rule}, got {v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn multi_certificates_checked_pairwise_and_masked() {
+        let cat = Catalog::load(None).unwrap();
+        let p = cat.platform("gdzw").unwrap();
+        let dt = &p.data_types["accept"];
+        let mut r = good_accept();
+        r.insert("ApplyerPageType".into(), json!("111^1^414"));
+        r.insert(
+            "ApplyerPageCode".into(),
+            json!("610431198603210047^91620100296583830Q^E12345678"),
+        );
+        assert_eq!(validate(&r, dt, p, LengthUnit::Chars), vec![]);
+        r.insert(
+            "ApplyerPageCode".into(),
+            json!("610431198603210047^91620100296583830R^E12345678"),
+        );
+        let v = validate(&r, dt, p, LengthUnit::Chars);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].message.contains("第 2 个"));
+        r.insert(
+            "ApplyerPageCode".into(),
+            json!("610431198603210048^91620100296583830Q^E12345678"),
+        );
+        let v = validate(&r, dt, p, LengthUnit::Chars);
+        assert!(
+            !v[0].message.contains("610431198603210048"),
+            "ID must be masked: {}",
+            v[0].message
+        );
+    }
+
+    #[test]
+    fn length_units() {
+        let cat = Catalog::load(None).unwrap();
+        let p = cat.platform("gdzw").unwrap();
+        let dt = &p.data_types["accept"];
+        let mut r = good_accept();
+        // 34 Chinese characters: 34 chars but 102 UTF-8 bytes; ApplyerName is String(100).
+        r.insert("ApplyerName".into(), json!("张".repeat(34)));
+        assert_eq!(validate(&r, dt, p, LengthUnit::Chars), vec![]);
+        assert_eq!(validate(&r, dt, p, LengthUnit::Bytes)[0].rule, "max_length");
+    }
+}

@@ -1,0 +1,77 @@
+//! A source column value as the database gave it, kept typed so positions can be bound back.
+
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime};
+use serde::{Deserialize, Serialize};
+
+use crate::timefmt::{SPEC_DATETIME, beijing};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", content = "v", rename_all = "lowercase")]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// NUMERIC/DECIMAL as exact text, so money never goes through binary floating point.
+    Decimal(String),
+    Text(String),
+    Date(NaiveDate),
+    DateTime(NaiveDateTime),
+    DateTimeTz(DateTime<FixedOffset>),
+    Uuid(uuid::Uuid),
+    Bytes(Vec<u8>),
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// Text form used for keys, constants and string fields.
+    pub fn to_text(&self) -> Option<String> {
+        Some(match self {
+            Value::Null => return None,
+            Value::Bool(b) => if *b { "1" } else { "0" }.to_string(),
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Decimal(d) => d.clone(),
+            Value::Text(s) => s.clone(),
+            Value::Date(d) => d.format("%Y-%m-%d").to_string(),
+            Value::DateTime(t) => t.format(SPEC_DATETIME).to_string(),
+            Value::DateTimeTz(t) => t
+                .with_timezone(&beijing())
+                .format(SPEC_DATETIME)
+                .to_string(),
+            Value::Uuid(u) => u.to_string(),
+            Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        })
+    }
+
+    /// Local (Beijing) wall-clock time, for change-time columns and datetime fields.
+    pub fn to_naive_datetime(&self) -> Option<NaiveDateTime> {
+        match self {
+            Value::DateTime(t) => Some(*t),
+            Value::DateTimeTz(t) => Some(t.with_timezone(&beijing()).naive_local()),
+            Value::Date(d) => d.and_hms_opt(0, 0, 0),
+            Value::Text(s) => crate::timefmt::parse_loose_datetime(s),
+            _ => None,
+        }
+    }
+}
+
+/// One row read from a source, columns in the order the database returned them.
+#[derive(Debug, Clone, Default)]
+pub struct SourceRow {
+    pub columns: Vec<(String, Value)>,
+}
+
+impl SourceRow {
+    /// Column lookup ignores case: PostgreSQL folds unquoted names to lower case while the
+    /// spec's field codes are mixed case.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.columns
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
