@@ -473,7 +473,7 @@ impl Config {
                 .chain(j.map.values())
             {
                 if !ident_ok(c) || c.contains('.') {
-                    bad(format!("{p}"), format!("'{c}' is not a column name"));
+                    bad(p.to_string(), format!("'{c}' is not a column name"));
                 }
             }
             if let Err(e) = parse_duration(&j.settle_lag) {
@@ -508,13 +508,13 @@ impl Config {
                 for f in j.map.keys().chain(j.constants.keys()) {
                     if dt.field(f).is_none() {
                         bad(
-                            format!("{p}"),
+                            p.to_string(),
                             format!("field '{f}' is not a field of {}", j.data_type),
                         );
                     }
                     if crate::mapping::PIPELINE_FIELDS.contains(&f.as_str()) {
                         bad(
-                            format!("{p}"),
+                            p.to_string(),
                             format!("field '{f}' is set by qianzhi and cannot be mapped"),
                         );
                     }

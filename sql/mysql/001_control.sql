@@ -14,7 +14,7 @@ CREATE TABLE IF NOT EXISTS qz_cursor (
 -- Daily Cd_Batch sequence per reporting unit: allocated in a transaction, never reused.
 CREATE TABLE IF NOT EXISTS qz_batch_seq (
   unit_code  VARCHAR(18) NOT NULL,
-  batch_date CHAR(8)     NOT NULL,
+  batch_date VARCHAR(8)  NOT NULL,
   last_seq   BIGINT      NOT NULL,
   PRIMARY KEY (unit_code, batch_date)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS qz_outbox (
   call_no    BIGINT       NOT NULL,
   source_key VARCHAR(500) NOT NULL,
   row_guid   VARCHAR(64)  NOT NULL,
-  operation  CHAR(1)      NOT NULL,
+  operation  VARCHAR(1)   NOT NULL,
   payload    MEDIUMTEXT         NOT NULL,
   state      VARCHAR(10)  NOT NULL,
   PRIMARY KEY (cd_batch, seq)
@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS qz_error (
   job         VARCHAR(100) NOT NULL,
   source_key  VARCHAR(500) NOT NULL,
   row_guid    VARCHAR(64),
-  operation   CHAR(1),
+  operation   VARCHAR(1),
   field       VARCHAR(100) NOT NULL,
   rule        VARCHAR(40)  NOT NULL,
   message     TEXT         NOT NULL,
@@ -89,7 +89,7 @@ CREATE TABLE IF NOT EXISTS qz_row_state (
   job        VARCHAR(100) NOT NULL,
   source_key VARCHAR(500) NOT NULL,
   row_guid   VARCHAR(64)  NOT NULL,
-  row_hash   CHAR(64)     NOT NULL,
+  row_hash   VARCHAR(64)  NOT NULL,
   updated_at VARCHAR(19)  NOT NULL,
   PRIMARY KEY (job, source_key)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

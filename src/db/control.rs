@@ -385,27 +385,22 @@ impl Db {
         upload_state: &str,
     ) -> Result<ReconRow> {
         let mut tx = self.any.begin().await?;
-        let counts = sqlx::query(self.sql(
-            "SELECT COALESCE(SUM(CASE WHEN state = 'acked' THEN 1 ELSE 0 END), 0), \
-                    COALESCE(SUM(CASE WHEN state = 'rejected' THEN 1 ELSE 0 END), 0), \
-                    COALESCE(SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), 0) \
-             FROM qz_outbox WHERE cd_batch = ?",
-        ))
+        // COUNT(*) is BIGINT on every backend (SUM is NUMERIC or DECIMAL, which Any cannot read).
+        let counts = sqlx::query(
+            self.sql("SELECT state, COUNT(*) FROM qz_outbox WHERE cd_batch = ? GROUP BY state"),
+        )
         .bind(&b.cd_batch)
-        .fetch_one(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
-        let num = |i: usize| -> Result<i64> {
-            // SUM comes back as NUMERIC on PostgreSQL and DECIMAL on MySQL.
-            Ok(match counts.try_get::<i64, _>(i) {
-                Ok(v) => v,
-                Err(_) => counts.try_get::<f64, _>(i).map(|f| f as i64).or_else(|_| {
-                    counts
-                        .try_get::<String, _>(i)
-                        .map(|s| s.parse::<f64>().unwrap_or(0.0) as i64)
-                })?,
-            })
-        };
-        let (acked, rejected, pending) = (num(0)?, num(1)?, num(2)?);
+        let (mut acked, mut rejected, mut pending) = (0i64, 0i64, 0i64);
+        for r in &counts {
+            let n: i64 = r.try_get(1)?;
+            match r.try_get::<String, _>(0)?.as_str() {
+                "acked" => acked = n,
+                "rejected" => rejected = n,
+                _ => pending += n,
+            }
+        }
         if pending > 0 {
             bail!("batch {} still has {pending} pending records", b.cd_batch);
         }

@@ -84,7 +84,7 @@ pub fn classify(status: u16, body: &str, fatal_codes: &[String]) -> Result<(), S
         return Ok(());
     }
     let msg = crate::mask::mask_pii(&answer.err_msg.unwrap_or_default());
-    if fatal_codes.iter().any(|c| *c == code) {
+    if fatal_codes.contains(&code) {
         return Err(SubmitError::Fatal(format!("errCode {code}: {msg}")));
     }
     Err(SubmitError::Rejected(format!("errCode {code}: {msg}")))
@@ -225,7 +225,8 @@ mod tests {
     fn classification() {
         let none: Vec<String> = vec![];
         let fatal = vec!["40001".to_string()];
-        let cases: Vec<(u16, &str, &[String], Result<(), &str>)> = vec![
+        type Case<'a> = (u16, &'a str, &'a [String], Result<(), &'a str>);
+        let cases: Vec<Case> = vec![
             (200, r#"{"errCode":"0","errMsg":""}"#, &none, Ok(())),
             (200, r#"{"errCode":0}"#, &none, Ok(())),
             (

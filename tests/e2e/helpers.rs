@@ -1,0 +1,307 @@
+//! Spawn-app helpers: a fresh database (SQLite always; PostgreSQL and MySQL when
+//! QIANZHI_TEST_PG / QIANZHI_TEST_MYSQL name a server), change tables, a local simulator,
+//! and the App wired to both.
+
+use qianzhi::db::{Backend, Db};
+use qianzhi::demo::{Lit, change_table_ddl, gdzw_config, insert_sql, sample_fields};
+use qianzhi::pipeline::{App, Outcome, RunOptions, run_once};
+use qianzhi::schema::Catalog;
+use qianzhi::simulate::{SimConfig, Simulator};
+use serde_json::Value as Json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+pub const TOKEN: &str = "test-token-9f3a";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+/// The server URL for a backend, or None when the suite for it is switched off.
+pub fn server(which: Which) -> Option<String> {
+    match which {
+        Which::Sqlite => Some(String::new()),
+        Which::Postgres => std::env::var("QIANZHI_TEST_PG")
+            .ok()
+            .filter(|s| !s.is_empty()),
+        Which::Mysql => std::env::var("QIANZHI_TEST_MYSQL")
+            .ok()
+            .filter(|s| !s.is_empty()),
+    }
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map(|(b, q)| (b, format!("?{q}")))
+        .unwrap_or((url, String::new()));
+    let scheme_end = base.find("://").unwrap() + 3;
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(base.len());
+    format!("{}/{name}{query}", &base[..host_end])
+}
+
+pub struct TestApp {
+    pub app: Arc<App>,
+    pub sim: Simulator,
+    pub cfg_text: String,
+    pub cfg_path: PathBuf,
+    pub catalog: Catalog,
+    pub dir: tempfile::TempDir,
+    cleanup: Option<(String, String)>,
+}
+
+pub struct Spawn<'a> {
+    pub types: &'a [&'a str],
+    /// Extra lines for every [[job]].
+    pub job_extra: &'a str,
+    /// Token the qianzhi side signs with (the simulator always expects TOKEN).
+    pub client_token: &'a str,
+    /// Applied to the config text after it is generated.
+    pub edit: &'a dyn Fn(String) -> String,
+}
+
+impl Default for Spawn<'_> {
+    fn default() -> Self {
+        Spawn {
+            types: &["accept"],
+            job_extra: "",
+            client_token: TOKEN,
+            edit: &|s| s,
+        }
+    }
+}
+
+pub async fn spawn_app(which: Which, opts: Spawn<'_>) -> Option<TestApp> {
+    let server = server(which)?;
+    sqlx::any::install_default_drivers();
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("qz_t_{}", uuid::Uuid::new_v4().simple());
+    let (db_url, cleanup) = match which {
+        Which::Sqlite => (
+            format!("sqlite://{}", dir.path().join("dept.db").display()),
+            None,
+        ),
+        _ => {
+            let admin = sqlx::AnyPool::connect(&server)
+                .await
+                .expect("test database server reachable");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+            (
+                with_database(&server, &name),
+                Some((server.clone(), name.clone())),
+            )
+        }
+    };
+    let backend = Backend::from_url(&db_url).unwrap();
+    let sim = qianzhi::simulate::start(
+        SimConfig {
+            token: TOKEN.into(),
+            ..Default::default()
+        },
+        "127.0.0.1:0",
+    )
+    .await
+    .unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, opts.client_token).unwrap();
+    let cfg_text = (opts.edit)(gdzw_config(
+        &db_url,
+        &sim.api_root(),
+        &token_file,
+        "",
+        opts.types,
+        opts.job_extra,
+    ));
+    let cfg_path = dir.path().join("config.toml");
+    std::fs::write(&cfg_path, &cfg_text).unwrap();
+
+    let db = Db::connect(&db_url, 2).await.unwrap();
+    qianzhi::db::migrate::migrate(&db).await.unwrap();
+    let catalog = Catalog::load(None).unwrap();
+    for t in opts.types {
+        let dt = catalog.data_type("gdzw", t).unwrap();
+        db.execute_script(&change_table_ddl(backend, dt, &format!("{t}_changes")))
+            .await
+            .unwrap();
+    }
+    db.close().await;
+    let app = App::new(qianzhi::cli::config_from_str(&cfg_text).unwrap())
+        .await
+        .unwrap();
+    Some(TestApp {
+        app,
+        sim,
+        cfg_text,
+        cfg_path,
+        catalog,
+        dir,
+        cleanup,
+    })
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some((server, name)) = self.cleanup.take() {
+            // Best effort: a separate runtime, since Drop cannot await.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(admin) = sqlx::AnyPool::connect(&server).await {
+                        let force = if server.starts_with("postgres") {
+                            " WITH (FORCE)"
+                        } else {
+                            ""
+                        };
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name}{force}"
+                        )))
+                        .execute(&admin)
+                        .await;
+                        admin.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+impl TestApp {
+    pub fn sample(&self, data_type: &str, id: i64) -> Vec<(String, Lit)> {
+        let p = self.catalog.platform("gdzw").unwrap();
+        sample_fields(p, &p.data_types[data_type], id)
+    }
+
+    pub async fn insert(
+        &self,
+        data_type: &str,
+        id: i64,
+        op: &str,
+        cd_time: &str,
+        fields: &[(String, Lit)],
+    ) {
+        let sql = insert_sql(&format!("{data_type}_changes"), id, op, cd_time, fields);
+        self.app.db.execute_script(&sql).await.unwrap();
+    }
+
+    pub async fn once(&self, job: &str) -> anyhow::Result<Outcome> {
+        run_once(
+            &self.app,
+            job,
+            &CancellationToken::new(),
+            &RunOptions::default(),
+        )
+        .await
+    }
+
+    pub fn accepted(&self, data_type: &str) -> Vec<Json> {
+        self.sim.state.lock().unwrap().accepted_of(data_type)
+    }
+
+    /// Rows of a control table as JSON objects (all columns read as text or integers).
+    pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        use sqlx::Row;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_all(&self.app.db.any)
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| {
+                (0..sqlx::Row::len(r))
+                    .map(|i| {
+                        r.try_get::<Option<String>, _>(i)
+                            .ok()
+                            .flatten()
+                            .or_else(|| {
+                                r.try_get::<Option<i64>, _>(i)
+                                    .ok()
+                                    .flatten()
+                                    .map(|v| v.to_string())
+                            })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(&self.app.db.any)
+            .await
+            .unwrap()
+    }
+
+    /// Runs the qianzhi binary against this app's config.
+    pub fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_qianzhi"));
+        c.arg("--config")
+            .arg(&self.cfg_path)
+            .args(args)
+            .env_remove("RUST_LOG");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    }
+}
+
+/// The value a sample literal must arrive as, by the field's type in the spec.
+pub fn expected_json(lit: &Lit) -> Json {
+    match lit {
+        Lit::Null => Json::Null,
+        Lit::Text(s) => Json::String(s.clone()),
+        Lit::Int(i) => Json::from(*i),
+        Lit::Num(f) => serde_json::json!(f),
+    }
+}
+
+pub fn today_beijing() -> String {
+    (chrono::Utc::now() + chrono::Duration::hours(8))
+        .format("%Y%m%d")
+        .to_string()
+}
+
+/// Declares one test per backend; PostgreSQL and MySQL ones return early (and say so) when
+/// their server variable is not set.
+#[macro_export]
+macro_rules! on_all_backends {
+    ($name:ident, $body:path) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $body(Which::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if server(Which::Postgres).is_none() {
+                    eprintln!("QIANZHI_TEST_PG not set: PostgreSQL suite off");
+                    return;
+                }
+                $body(Which::Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mysql() {
+                if server(Which::Mysql).is_none() {
+                    eprintln!("QIANZHI_TEST_MYSQL not set: MySQL suite off");
+                    return;
+                }
+                $body(Which::Mysql).await
+            }
+        }
+    };
+}

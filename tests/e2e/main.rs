@@ -1,0 +1,772 @@
+//! End-to-end scenarios on SQLite, PostgreSQL and MySQL against the local simulator.
+
+mod helpers;
+
+use helpers::*;
+use qianzhi::demo::{GDZW_TYPES, Lit, set_field};
+use qianzhi::mapping::derive_row_guid;
+use serde_json::Value as Json;
+
+const UNIT: &str = qianzhi::demo::DEMO_UNIT;
+
+async fn seven_types(which: Which) {
+    let Some(t) = spawn_app(
+        which,
+        Spawn {
+            types: &GDZW_TYPES,
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    for dt in GDZW_TYPES {
+        for id in 1..=3 {
+            t.insert(
+                dt,
+                id,
+                "I",
+                &format!("2026-11-20 10:00:0{id}"),
+                &t.sample(dt, id),
+            )
+            .await;
+        }
+        let mut changed = t.sample(dt, 1);
+        set_field(&mut changed, "Remark", Lit::Text("已更新".into()));
+        t.insert(dt, 1, "U", "2026-11-20 10:01:00", &changed).await;
+        t.insert(dt, 2, "D", "2026-11-20 10:02:00", &t.sample(dt, 2))
+            .await;
+    }
+    let mut bad = t.sample("accept", 9);
+    set_field(
+        &mut bad,
+        "ApplyerPageCode",
+        Lit::Text("610431198603210048".into()),
+    );
+    t.insert("accept", 9, "I", "2026-11-20 10:03:00", &bad)
+        .await;
+
+    let mut batches = Vec::new();
+    for dt in GDZW_TYPES {
+        let o = t.once(dt).await.unwrap();
+        assert_eq!(o.delivered, 5, "{dt}: {o:?}");
+        assert_eq!(o.batches.len(), 1, "{dt}");
+        batches.push(o.batches[0].clone());
+    }
+    // Cd_Batch: unit + Beijing date + daily sequence from 00001, one per exchange.
+    let day = today_beijing();
+    let want: Vec<String> = (1..=7).map(|i| format!("{UNIT}{day}{i:05}")).collect();
+    assert_eq!(batches, want);
+
+    let schema = t.catalog.platform("gdzw").unwrap();
+    for (n, dt) in GDZW_TYPES.iter().enumerate() {
+        let got = t.accepted(dt);
+        let ops: Vec<(&str, &str)> = got
+            .iter()
+            .map(|r| {
+                (
+                    r["RowGuid"].as_str().unwrap(),
+                    r["Cd_Operation"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        let g = |id: i64| derive_row_guid(dt, &id.to_string());
+        let expect = [
+            (g(1), "I"),
+            (g(2), "I"),
+            (g(3), "I"),
+            (g(1), "U"),
+            (g(2), "D"),
+        ];
+        let expect: Vec<(&str, &str)> = expect.iter().map(|(a, b)| (a.as_str(), *b)).collect();
+        assert_eq!(ops, expect, "{dt}: operations and stable RowGuids");
+        for (rec, id) in got.iter().zip([1, 2, 3, 1, 2]) {
+            let mut sample = t.sample(dt, id);
+            if rec["Cd_Operation"] == "U" {
+                set_field(&mut sample, "Remark", Lit::Text("已更新".into()));
+            }
+            let obj = rec.as_object().unwrap();
+            for (code, lit) in &sample {
+                assert_eq!(
+                    obj.get(code).cloned().unwrap_or(Json::Null),
+                    expected_json(lit),
+                    "{dt} id {id} field {code}"
+                );
+            }
+            assert_eq!(rec["Cd_Batch"], Json::from(batches[n].clone()));
+            assert_eq!(rec["ProDataOrgCode"], Json::from(UNIT));
+            assert_eq!(rec["ProDataRegionCode"], Json::from("440100"));
+            let cd_time = rec["Cd_Time"].as_str().unwrap();
+            assert!(
+                chrono::NaiveDateTime::parse_from_str(cd_time, "%Y-%m-%d %H:%M:%S").is_ok(),
+                "{cd_time}"
+            );
+            // Exactly the sample fields, the pipeline's Cd_* fields, RowGuid and the unit's identity.
+            let dtype = &schema.data_types[*dt];
+            let extra = [
+                "RowGuid",
+                "Cd_Operation",
+                "Cd_Time",
+                "Cd_Batch",
+                "ProDataRegionCode",
+                "ProDataOrgCode",
+                "ProDataOrgName",
+                "SystemName",
+            ];
+            for k in obj.keys() {
+                assert!(
+                    sample.iter().any(|(c, _)| c == k) || extra.contains(&k.as_str()),
+                    "{dt}: unexpected field {k}"
+                );
+                assert!(dtype.field(k).is_some(), "{dt}: {k} is not a spec field");
+            }
+        }
+        // Typed values as the spec says.
+        match *dt {
+            "accept" => assert!(got[0]["TaskVersion"].is_i64()),
+            "result" => assert!(got[0]["Charge"].is_f64()),
+            "specialprocedure" => {
+                assert!(got[0]["TBCXSX"].is_i64() && got[0]["Charge"].is_number())
+            }
+            _ => {}
+        }
+    }
+
+    // Reconciliation rows and uploads match what was delivered.
+    let recon = t.rows("SELECT cd_batch, table_name, cd_count, upload_state FROM qz_reconciliation ORDER BY cd_batch").await;
+    assert_eq!(recon.len(), 7);
+    let uploads = t.sim.state.lock().unwrap().reconciliations.clone();
+    assert_eq!(uploads.len(), 7);
+    for (i, r) in recon.iter().enumerate() {
+        assert_eq!(r[0].as_deref(), Some(batches[i].as_str()));
+        assert_eq!(r[2].as_deref(), Some("5"));
+        assert_eq!(r[3].as_deref(), Some("ok"));
+        let up = &uploads[i];
+        assert_eq!(up["Cd_batch"], Json::from(batches[i].clone()));
+        assert_eq!(up["Cd_count"], Json::from(5));
+        assert_eq!(up["Table_name"].as_str(), r[1].as_deref());
+    }
+    assert_eq!(recon[0][1].as_deref(), Some("up_pro_accept_v3"));
+
+    // The bad row is an error row naming field and rule, and was not sent.
+    let errs = t
+        .rows("SELECT job, source_key, field, rule, message, cd_batch FROM qz_error")
+        .await;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(
+        errs[0][..4].to_vec(),
+        vec![
+            Some("accept".into()),
+            Some("9".into()),
+            Some("ApplyerPageCode".into()),
+            Some("idcard_check".into())
+        ]
+    );
+    assert!(
+        !errs[0][4].as_ref().unwrap().contains("610431198603210048"),
+        "ID numbers are masked in messages"
+    );
+    assert!(
+        t.accepted("accept")
+            .iter()
+            .all(|r| r["RowGuid"] != derive_row_guid("accept", "9"))
+    );
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM qz_batch WHERE state = 'done'")
+            .await,
+        7
+    );
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM qz_outbox").await,
+        0,
+        "outbox emptied once batches are done"
+    );
+
+    // A second poll with nothing new reads nothing and sends nothing.
+    let calls = t.sim.state.lock().unwrap().calls.len();
+    let o = t.once("accept").await.unwrap();
+    assert_eq!((o.rows_read, o.delivered), (0, 0));
+    assert_eq!(t.sim.state.lock().unwrap().calls.len(), calls);
+}
+on_all_backends!(seven_types_reach_the_platform_exactly, seven_types);
+
+async fn rejected_call_is_split(which: Which) {
+    let Some(t) = spawn_app(which, Spawn::default()).await else {
+        return;
+    };
+    for id in 1..=10 {
+        t.insert(
+            "accept",
+            id,
+            "I",
+            "2026-11-20 10:00:00",
+            &t.sample("accept", id),
+        )
+        .await;
+    }
+    {
+        let mut st = t.sim.state.lock().unwrap();
+        st.refuse_row_guids.insert(derive_row_guid("accept", "4"));
+        st.refuse_row_guids.insert(derive_row_guid("accept", "7"));
+    }
+    let o = t.once("accept").await.unwrap();
+    assert_eq!((o.delivered, o.refused_by_platform), (8, 2), "{o:?}");
+    let got: Vec<String> = t
+        .accepted("accept")
+        .iter()
+        .map(|r| r["RowGuid"].as_str().unwrap().to_string())
+        .collect();
+    let want: Vec<String> = [1, 2, 3, 5, 6, 8, 9, 10]
+        .iter()
+        .map(|i| derive_row_guid("accept", &i.to_string()))
+        .collect();
+    let mut sorted = got.clone();
+    sorted.sort();
+    let mut want_sorted = want.clone();
+    want_sorted.sort();
+    assert_eq!(sorted, want_sorted);
+    let errs = t
+        .rows("SELECT source_key, rule, message, cd_batch FROM qz_error ORDER BY source_key")
+        .await;
+    assert_eq!(errs.len(), 2);
+    for (e, key) in errs.iter().zip(["4", "7"]) {
+        assert_eq!(e[0].as_deref(), Some(key));
+        assert_eq!(e[1].as_deref(), Some("platform_rejected"));
+        let msg = e[2].as_deref().unwrap();
+        assert!(
+            msg.contains("业务校验不通过") && msg.contains(&derive_row_guid("accept", key)),
+            "{msg}"
+        );
+        assert_eq!(e[3].as_deref(), Some(o.batches[0].as_str()));
+    }
+    let b = t
+        .rows("SELECT delivered_count, rejected_count FROM qz_batch")
+        .await;
+    assert_eq!(b[0], vec![Some("8".into()), Some("2".into())]);
+    let up = t.sim.state.lock().unwrap().reconciliations.clone();
+    assert_eq!(up[0]["Cd_count"], Json::from(8));
+}
+on_all_backends!(
+    rejected_call_is_split_and_only_refused_records_fail,
+    rejected_call_is_split
+);
+
+async fn calls_stay_below_100(which: Which) {
+    let Some(t) = spawn_app(which, Spawn::default()).await else {
+        return;
+    };
+    let mut script = String::new();
+    for id in 1..=250 {
+        script.push_str(&qianzhi::demo::insert_sql(
+            "accept_changes",
+            id,
+            "I",
+            "2026-11-20 10:00:00",
+            &t.sample("accept", id),
+        ));
+        script.push_str(";\n");
+    }
+    t.app.db.execute_script(&script).await.unwrap();
+    let o = t.once("accept").await.unwrap();
+    assert_eq!(o.delivered, 250);
+    let st = t.sim.state.lock().unwrap();
+    let sizes: Vec<usize> = st
+        .calls
+        .iter()
+        .filter(|c| c.data_type == "accept")
+        .map(|c| serde_json::from_str::<Vec<Json>>(&c.body).unwrap().len())
+        .collect();
+    assert_eq!(sizes, vec![99, 99, 52]);
+    // One Cd_Batch for the whole exchange, in every call.
+    let batches: std::collections::BTreeSet<String> = st
+        .accepted_of("accept")
+        .iter()
+        .map(|r| r["Cd_Batch"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(batches.len(), 1);
+}
+on_all_backends!(batch_calls_stay_below_100_records, calls_stay_below_100);
+
+async fn retry_then_deliver(which: Which) {
+    let Some(t) = spawn_app(which, Spawn::default()).await else {
+        return;
+    };
+    t.insert(
+        "accept",
+        1,
+        "I",
+        "2026-11-20 10:00:00",
+        &t.sample("accept", 1),
+    )
+    .await;
+    t.sim
+        .state
+        .lock()
+        .unwrap()
+        .fail_next
+        .extend([503, 502, 500]);
+    let o = t.once("accept").await.unwrap();
+    assert_eq!(o.delivered, 1);
+    let st = t.sim.state.lock().unwrap();
+    let statuses: Vec<u16> = st.calls.iter().map(|c| c.status).collect();
+    assert_eq!(statuses[..4], [503, 502, 500, 200]);
+    // The resent call is the same bytes.
+    assert_eq!(st.calls[0].body, st.calls[3].body);
+}
+on_all_backends!(retryable_failures_are_resent_unchanged, retry_then_deliver);
+
+async fn fatal_keeps_outbox(which: Which) {
+    let Some(t) = spawn_app(
+        which,
+        Spawn {
+            client_token: "wrong-token-x1",
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    t.insert(
+        "accept",
+        1,
+        "I",
+        "2026-11-20 10:00:00",
+        &t.sample("accept", 1),
+    )
+    .await;
+    let err = t.once("accept").await.unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        err.downcast_ref::<qianzhi::pipeline::JobStopped>()
+            .is_some(),
+        "{text}"
+    );
+    assert!(
+        !text.contains("wrong-token-x1") && !text.contains(TOKEN),
+        "no token in errors: {text}"
+    );
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM qz_batch WHERE state = 'pending'")
+            .await,
+        1
+    );
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM qz_outbox WHERE state = 'pending'")
+            .await,
+        1
+    );
+    let last = t
+        .rows("SELECT last_error FROM qz_cursor WHERE job = 'accept'")
+        .await;
+    let last = last[0][0].clone().unwrap();
+    assert!(
+        last.contains("401") && !last.contains("wrong-token-x1"),
+        "{last}"
+    );
+    let pending_batch = t.rows("SELECT cd_batch FROM qz_batch").await[0][0]
+        .clone()
+        .unwrap();
+
+    // Fix the token: the same Cd_Batch goes out, nothing new is numbered.
+    std::fs::write(t.dir.path().join("token"), TOKEN).unwrap();
+    let fixed = qianzhi::pipeline::App::new(qianzhi::cli::config_from_str(&t.cfg_text).unwrap())
+        .await
+        .unwrap();
+    let o = qianzhi::pipeline::run_once(&fixed, "accept", &Default::default(), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(o.batches, vec![pending_batch.clone()]);
+    assert_eq!(
+        t.accepted("accept")[0]["Cd_Batch"],
+        Json::from(pending_batch)
+    );
+    assert_eq!(fixed.db.todays_last_seq(UNIT).await.unwrap(), 1);
+}
+on_all_backends!(fatal_answer_stops_job_and_keeps_outbox, fatal_keeps_outbox);
+
+async fn errors_resolve(which: Which) {
+    let Some(t) = spawn_app(which, Spawn::default()).await else {
+        return;
+    };
+    let mut bad = t.sample("accept", 5);
+    set_field(&mut bad, "ApplyType", Lit::Text("9".into()));
+    t.insert("accept", 5, "I", "2026-11-20 10:00:00", &bad)
+        .await;
+    t.insert(
+        "accept",
+        6,
+        "I",
+        "2026-11-20 10:00:01",
+        &t.sample("accept", 6),
+    )
+    .await;
+    let o = t.once("accept").await.unwrap();
+    assert_eq!((o.delivered, o.invalid_rows), (1, 1));
+    let open = t
+        .rows("SELECT field, rule, resolved_at FROM qz_error")
+        .await;
+    assert_eq!(
+        open,
+        vec![vec![
+            Some("ApplyType".into()),
+            Some("code_set".into()),
+            None
+        ]]
+    );
+    // The DBA fixes the row; its next change is delivered and the error row is resolved.
+    t.insert(
+        "accept",
+        5,
+        "U",
+        "2026-11-20 11:00:00",
+        &t.sample("accept", 5),
+    )
+    .await;
+    let o = t.once("accept").await.unwrap();
+    assert_eq!(o.delivered, 1);
+    let rows = t
+        .rows("SELECT resolved_at, resolved_by FROM qz_error")
+        .await;
+    assert!(rows[0][0].is_some(), "{rows:?}");
+    assert_eq!(rows[0][1].as_deref(), Some(o.batches[0].as_str()));
+}
+on_all_backends!(
+    error_rows_resolve_when_a_later_version_is_delivered,
+    errors_resolve
+);
+
+async fn settle_lag_holds_back_fresh_rows(which: Which) {
+    let Some(t) = spawn_app(
+        which,
+        Spawn {
+            job_extra: "",
+            edit: &|s| s.replace("settle_lag = \"0s\"", "settle_lag = \"1h\""),
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let now = (chrono::Utc::now() + chrono::Duration::hours(8))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    t.insert(
+        "accept",
+        1,
+        "I",
+        "2026-11-20 10:00:00",
+        &t.sample("accept", 1),
+    )
+    .await;
+    t.insert("accept", 2, "I", &now, &t.sample("accept", 2))
+        .await;
+    let o = t.once("accept").await.unwrap();
+    assert_eq!((o.rows_read, o.delivered), (1, 1));
+    let pos = t.rows("SELECT position FROM qz_cursor").await[0][0]
+        .clone()
+        .unwrap();
+    assert!(pos.contains("2026-11-20"), "{pos}");
+}
+on_all_backends!(
+    settle_lag_leaves_recent_rows_for_later,
+    settle_lag_holds_back_fresh_rows
+);
+
+async fn crash_after_outbox_commit(which: Which) {
+    let Some(t) = spawn_app(which, Spawn::default()).await else {
+        return;
+    };
+    let mut script = String::new();
+    for id in 1..=150 {
+        script.push_str(&qianzhi::demo::insert_sql(
+            "accept_changes",
+            id,
+            "I",
+            "2026-11-20 10:00:00",
+            &t.sample("accept", id),
+        ));
+        script.push_str(";\n");
+    }
+    t.app.db.execute_script(&script).await.unwrap();
+
+    // 1. Killed right after the outbox commit: nothing sent yet.
+    let out = t.cli(&["once"], &[("QIANZHI_FAILPOINT", "after-outbox-commit")]);
+    assert_eq!(
+        out.status.code(),
+        Some(86),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(t.sim.state.lock().unwrap().accepted_count, 0);
+    let stored: Vec<String> = t
+        .rows("SELECT payload FROM qz_outbox ORDER BY seq")
+        .await
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    assert_eq!(stored.len(), 150);
+    let batch = t.rows("SELECT cd_batch FROM qz_batch").await[0][0]
+        .clone()
+        .unwrap();
+
+    // 2. Next process: killed after the first call was acknowledged.
+    let out = t.cli(&["once"], &[("QIANZHI_FAILPOINT", "after-first-call")]);
+    assert_eq!(
+        out.status.code(),
+        Some(86),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(t.sim.state.lock().unwrap().accepted_count, 99);
+
+    // 3. A clean run finishes the rest under the same Cd_Batch, byte for byte.
+    let out = t.cli(&["once"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    {
+        let st = t.sim.state.lock().unwrap();
+        let bodies: Vec<&str> = st
+            .calls
+            .iter()
+            .filter(|c| c.data_type == "accept" && c.status == 200)
+            .map(|c| c.body.as_str())
+            .collect();
+        assert_eq!(bodies.len(), 2);
+        assert_eq!(bodies[0], format!("[{}]", stored[..99].join(",")));
+        assert_eq!(bodies[1], format!("[{}]", stored[99..].join(",")));
+        let accepted = st.accepted_of("accept");
+        assert_eq!(accepted.len(), 150, "nothing lost, nothing twice");
+        let guids: std::collections::HashSet<&str> = accepted
+            .iter()
+            .map(|r| r["RowGuid"].as_str().unwrap())
+            .collect();
+        assert_eq!(guids.len(), 150);
+        assert!(accepted.iter().all(|r| r["Cd_Batch"] == batch));
+    }
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM qz_batch").await,
+        1,
+        "no Cd_Batch reused or added"
+    );
+    assert_eq!(
+        t.rows("SELECT last_seq FROM qz_batch_seq").await[0][0].as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        t.rows("SELECT cd_count FROM qz_reconciliation").await[0][0].as_deref(),
+        Some("150")
+    );
+}
+on_all_backends!(
+    crash_after_outbox_commit_resends_same_batch,
+    crash_after_outbox_commit
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_prints_records_and_changes_nothing() {
+    let t = spawn_app(Which::Sqlite, Spawn::default()).await.unwrap();
+    for id in 1..=3 {
+        t.insert(
+            "accept",
+            id,
+            "I",
+            "2026-11-20 10:00:00",
+            &t.sample("accept", id),
+        )
+        .await;
+    }
+    let out = t.cli(&["once", "--dry-run"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Json> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(
+        lines[0]["RowGuid"],
+        Json::from(derive_row_guid("accept", "1"))
+    );
+    assert_eq!(lines[0]["Cd_Operation"], Json::from("I"));
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM qz_batch").await, 0);
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM qz_cursor").await, 0);
+    assert_eq!(t.sim.state.lock().unwrap().calls.len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_every_problem() {
+    let t = spawn_app(Which::Sqlite, Spawn::default()).await.unwrap();
+    let ok = t.cli(&["check"], &[]);
+    assert!(
+        ok.status.success(),
+        "{}{}{:?}",
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr),
+        ok.status
+    );
+    // A mapping to a missing column, and a required field nobody supplies.
+    let broken = t.cfg_text.replace(
+        "seq_column = \"change_id\"",
+        "seq_column = \"change_id\"\n[job.map]\nTaskName = \"no_such_column\"",
+    );
+    let broken = broken.replace("interval = \"30s\"", "interval = \"soon\"");
+    std::fs::write(&t.cfg_path, &broken).unwrap();
+    let out = t.cli(&["check"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(text.contains("interval"), "{text}");
+    assert!(text.contains("no_such_column"), "{text}");
+    // The accept table read as process data: process's required fields have no supplier.
+    let unsupplied = t
+        .cfg_text
+        .replace("data_type = \"accept\"", "data_type = \"process\"");
+    std::fs::write(&t.cfg_path, &unsupplied).unwrap();
+    let out = t.cli(&["check"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && text.contains("EventName") && text.contains("ProcessName"),
+        "{text}"
+    );
+    assert!(!text.contains(TOKEN));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_json_reports_jobs_without_secrets() {
+    let t = spawn_app(Which::Sqlite, Spawn::default()).await.unwrap();
+    t.insert(
+        "accept",
+        1,
+        "I",
+        "2026-11-20 10:00:00",
+        &t.sample("accept", 1),
+    )
+    .await;
+    let mut bad = t.sample("accept", 2);
+    set_field(&mut bad, "TaskName", Lit::Null);
+    t.insert("accept", 2, "I", "2026-11-20 10:00:01", &bad)
+        .await;
+    t.insert(
+        "accept",
+        3,
+        "I",
+        "2026-11-20 10:00:02",
+        &t.sample("accept", 3),
+    )
+    .await;
+    let out = t.cli(&["once"], &[]);
+    assert!(out.status.success());
+    t.insert(
+        "accept",
+        4,
+        "I",
+        "2026-11-20 10:00:03",
+        &t.sample("accept", 4),
+    )
+    .await;
+    let out = t.cli(&["status", "--json"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains(TOKEN));
+    let s: Json = serde_json::from_str(&text).unwrap();
+    assert_eq!(s["todays_last_cd_batch_seq"], Json::from(1));
+    let j = &s["jobs"][0];
+    assert_eq!(j["job"], "accept");
+    assert_eq!(j["rows_waiting"], Json::from(1));
+    assert_eq!(j["pending_batches"], Json::from(0));
+    assert_eq!(
+        j["open_errors_by_rule"],
+        serde_json::json!([["required", 1]])
+    );
+    assert!(j["last_success_at"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_never_logged_and_ids_masked() {
+    let t = spawn_app(
+        Which::Sqlite,
+        Spawn {
+            client_token: "sekret-tok-777",
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut f = t.sample("accept", 1);
+    set_field(
+        &mut f,
+        "ApplyerPageCode",
+        Lit::Text("11010519491231002Y".into()),
+    );
+    t.insert("accept", 1, "I", "2026-11-20 10:00:00", &f).await;
+    t.insert(
+        "accept",
+        2,
+        "I",
+        "2026-11-20 10:00:01",
+        &t.sample("accept", 2),
+    )
+    .await;
+    let out = t.cli(&["once"], &[("RUST_LOG", "trace")]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "wrong token is fatal");
+    assert!(!all.contains("sekret-tok-777"), "token leaked");
+    assert!(
+        !all.contains("11010519491231002"),
+        "ID number leaked: {all}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_stops_on_sigterm() {
+    let t = spawn_app(Which::Sqlite, Spawn::default()).await.unwrap();
+    t.insert(
+        "accept",
+        1,
+        "I",
+        "2026-11-20 10:00:00",
+        &t.sample("accept", 1),
+    )
+    .await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_qianzhi"))
+        .arg("--config")
+        .arg(&t.cfg_path)
+        .arg("run")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while t.sim.state.lock().unwrap().accepted_count == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "daemon delivered nothing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+}
