@@ -74,6 +74,9 @@ pub struct DeliveryConfig {
     pub retry_initial: String,
     pub retry_max: String,
     pub http_timeout: String,
+    /// Acknowledged calls are recorded in one transaction per this many calls. After a
+    /// crash, at most this many calls are sent again (same Cd_Batch, same bytes).
+    pub ack_every_calls: usize,
 }
 
 impl Default for DeliveryConfig {
@@ -82,6 +85,7 @@ impl Default for DeliveryConfig {
             retry_initial: "1s".into(),
             retry_max: "5m".into(),
             http_timeout: "30s".into(),
+            ack_every_calls: 10,
         }
     }
 }
@@ -380,6 +384,12 @@ impl Config {
             if let Err(e) = parse_duration(v) {
                 bad(k.into(), e);
             }
+        }
+        if self.delivery.ack_every_calls == 0 {
+            bad(
+                "delivery.ack_every_calls".into(),
+                "must be at least 1".into(),
+            );
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bad("log.format".into(), "must be \"text\" or \"json\"".into());

@@ -307,32 +307,33 @@ impl Db {
             return Ok(());
         }
         let mut tx = self.any.begin().await?;
-        let q = format!(
-            "UPDATE qz_outbox SET state = 'acked' WHERE cd_batch = ? AND seq IN ({})",
-            vec!["?"; rows.len()].join(", ")
-        );
-        let q = self.sql(&q);
-        let mut query = sqlx::query(q).bind(cd_batch);
-        for r in rows {
-            query = query.bind(r.seq);
-        }
-        query.execute(&mut *tx).await?;
-        if resolve_errors {
+        // Bounded IN lists keep every backend under its bind-parameter limit.
+        for chunk in rows.chunks(CHUNK_ROWS) {
             let q = format!(
-                "UPDATE qz_error SET resolved_at = ?, resolved_by = ? WHERE job = ? AND resolved_at IS NULL \
-                 AND (cd_batch IS NULL OR cd_batch <> ?) AND source_key IN ({})",
-                vec!["?"; rows.len()].join(", ")
+                "UPDATE qz_outbox SET state = 'acked' WHERE cd_batch = ? AND seq IN ({})",
+                vec!["?"; chunk.len()].join(", ")
             );
-            let q = self.sql(&q);
-            let mut query = sqlx::query(q)
-                .bind(now_text())
-                .bind(cd_batch)
-                .bind(job)
-                .bind(cd_batch);
-            for r in rows {
-                query = query.bind(&r.source_key);
+            let mut query = sqlx::query(self.sql(&q)).bind(cd_batch);
+            for r in chunk {
+                query = query.bind(r.seq);
             }
             query.execute(&mut *tx).await?;
+            if resolve_errors {
+                let q = format!(
+                    "UPDATE qz_error SET resolved_at = ?, resolved_by = ? WHERE job = ? AND resolved_at IS NULL \
+                     AND (cd_batch IS NULL OR cd_batch <> ?) AND source_key IN ({})",
+                    vec!["?"; chunk.len()].join(", ")
+                );
+                let mut query = sqlx::query(self.sql(&q))
+                    .bind(now_text())
+                    .bind(cd_batch)
+                    .bind(job)
+                    .bind(cd_batch);
+                for r in chunk {
+                    query = query.bind(&r.source_key);
+                }
+                query.execute(&mut *tx).await?;
+            }
         }
         tx.commit().await?;
         Ok(())
