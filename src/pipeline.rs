@@ -5,11 +5,11 @@ use anyhow::{Context, Result, anyhow, bail};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::{Config, JobConfig};
 use crate::db::Db;
-use crate::db::control::{BatchRow, ErrorRow, NewBatch, OutboxRow};
+use crate::db::control::{BatchRow, ErrorRow, NewBatch, OutboxCall, RecordMeta};
 use crate::db::source::{Position, SourceSpec};
 use crate::mapping::{Op, Plan, PlanInput, finish_nulls, key_text, map_row};
 use crate::schema::{Catalog, DataType, Platform};
@@ -225,12 +225,20 @@ async fn run_inner(
             out.interrupted = true;
             break;
         }
+        let t_read = std::time::Instant::now();
         let rows = app
             .db
             .read_changes(&spec, position.as_ref(), job.batch_size)
             .await?;
         let page_full = rows.len() == job.batch_size;
+        let t_prep = std::time::Instant::now();
         let prep = prepare(app, job, dt, platform, rows, page_full);
+        debug!(
+            rows = prep.rows,
+            read_ms = (t_prep - t_read).as_millis() as u64,
+            prepare_ms = t_prep.elapsed().as_millis() as u64,
+            "page read"
+        );
         out.rows_read += prep.rows;
         out.invalid_rows += prep.errors.len();
         if prep.rows == 0 {
@@ -282,16 +290,31 @@ async fn run_inner(
                         };
                         Ok(prep
                             .records
-                            .iter()
-                            .zip(crate::batch::call_numbers(prep.records.len(), per_call))
+                            .chunks(per_call)
                             .enumerate()
-                            .map(|(i, ((op, rec), call))| OutboxRow {
-                                seq: i as i64,
-                                call_no: call as i64,
-                                source_key: rec.source_key.clone(),
-                                row_guid: rec.row_guid.clone(),
-                                operation: op.code().to_string(),
-                                payload: serialize(app, rec, *op, &cd_time, cd_batch),
+                            .map(|(n, chunk)| {
+                                let mut body = String::with_capacity(chunk.len() * 1500);
+                                body.push('[');
+                                for (i, (op, rec)) in chunk.iter().enumerate() {
+                                    if i > 0 {
+                                        body.push(',');
+                                    }
+                                    body.push_str(&serialize(app, rec, *op, &cd_time, cd_batch));
+                                }
+                                body.push(']');
+                                OutboxCall {
+                                    call_no: n as i64,
+                                    body,
+                                    records: chunk
+                                        .iter()
+                                        .map(|(op, rec)| RecordMeta {
+                                            source_key: rec.source_key.clone(),
+                                            row_guid: rec.row_guid.clone(),
+                                            operation: op.code().to_string(),
+                                        })
+                                        .collect(),
+                                    done: Default::default(),
+                                }
                             })
                             .collect())
                     },
@@ -305,6 +328,10 @@ async fn run_inner(
                     "rows failed validation and were written to qz_error"
                 );
             }
+            debug!(
+                commit_ms = t_prep.elapsed().as_millis() as u64,
+                "exchange committed"
+            );
             failpoint("after-outbox-commit");
             if let Some(id) = committed.cd_batch {
                 let b = app
@@ -437,7 +464,8 @@ fn serialize(
     serde_json::to_string(&fields).expect("a map of JSON values serialises")
 }
 
-/// Sends a batch's pending records call by call, isolating refused records by halving.
+/// Sends a batch's pending calls; a refused call is halved until the refused records are
+/// isolated, each step recorded so a restart neither loses nor repeats an error row.
 async fn deliver(
     app: &App,
     job: &JobConfig,
@@ -447,74 +475,78 @@ async fn deliver(
 ) -> Result<()> {
     let span = info_span!("batch", job = %job.name, cd_batch = %b.cd_batch);
     async {
+        let t_deliver = std::time::Instant::now();
         let client = app.gdzw.as_ref().ok_or_else(|| anyhow!("job {} needs the [gdzw] section", job.name))?;
         let dt = app.platform(job)?.1;
-        let rows = app.db.outbox_pending(&b.cd_batch).await?;
+        let mut calls = app.db.outbox_pending(&b.cd_batch).await?;
         let resolve = app.db.has_open_errors(&job.name).await?;
         let mut backoff = Backoff::new(app.cfg.delivery.retry_initial(), app.cfg.delivery.retry_max());
-        let mut calls: Vec<Vec<&OutboxRow>> = Vec::new();
-        for r in &rows {
-            match calls.last_mut() {
-                Some(c) if c[0].call_no == r.call_no => c.push(r),
-                _ => calls.push(vec![r]),
-            }
-        }
         let ack_every = app.cfg.delivery.ack_every_calls.max(1);
-        let mut acks = Acks { rows: Vec::new(), calls: 0 };
-        for call in calls {
-            let mut queue: VecDeque<Vec<&OutboxRow>> = VecDeque::from([call]);
-            while let Some(part) = queue.pop_front() {
+        let mut acked: Vec<usize> = Vec::new();
+        for ci in 0..calls.len() {
+            if !calls[ci].done.is_empty() {
+                // A split was under way when the last run stopped: finish it.
+                flush_acks(app, job, b, resolve, &mut acked, &calls).await?;
+                match split_call(app, job, b, client, &dt.endpoint, &mut calls[ci], resolve, cancel, &mut backoff, out).await? {
+                    true => app.db.ack_calls(&job.name, &b.cd_batch, &[&calls[ci]], false).await?,
+                    false => return Ok(()),
+                }
+                continue;
+            }
+            loop {
                 if cancel.is_cancelled() {
-                    acks.flush(app, job, b, resolve).await?;
+                    flush_acks(app, job, b, resolve, &mut acked, &calls).await?;
                     out.interrupted = true;
                     return Ok(());
                 }
-                let payloads: Vec<&str> = part.iter().map(|r| r.payload.as_str()).collect();
-                match client.batch_save(&dt.endpoint, &payloads).await {
+                match client.post_batch(&dt.endpoint, calls[ci].body.clone()).await {
                     Ok(()) => {
-                        out.delivered += part.len();
-                        acks.rows.extend(part);
-                        acks.calls += 1;
-                        if acks.calls >= ack_every {
-                            acks.flush(app, job, b, resolve).await?;
+                        out.delivered += calls[ci].records.len();
+                        acked.push(ci);
+                        if acked.len() >= ack_every {
+                            flush_acks(app, job, b, resolve, &mut acked, &calls).await?;
                         }
                         backoff.reset();
                         failpoint("after-first-call");
+                        break;
                     }
                     Err(SubmitError::Retryable(msg)) => {
                         // Record progress before waiting: an outage can last long.
-                        acks.flush(app, job, b, resolve).await?;
-                        let wait = backoff.next_delay();
-                        warn!(error = %msg, retry_in_ms = wait.as_millis() as u64, "temporary failure, will resend the same call");
-                        tokio::select! {
-                            _ = tokio::time::sleep(wait) => {}
-                            _ = cancel.cancelled() => { out.interrupted = true; return Ok(()); }
+                        flush_acks(app, job, b, resolve, &mut acked, &calls).await?;
+                        if !wait_to_retry(&mut backoff, &msg, cancel).await {
+                            out.interrupted = true;
+                            return Ok(());
                         }
-                        queue.push_front(part);
-                    }
-                    Err(SubmitError::Rejected(msg)) if part.len() == 1 => {
-                        warn!(row_guid = %part[0].row_guid, error = %msg, "record refused by the platform");
-                        app.db.reject(&job.name, &b.cd_batch, part[0], "*", "platform_rejected", &format!("平台拒收：{msg}")).await?;
-                        out.refused_by_platform += 1;
                     }
                     Err(SubmitError::Rejected(msg)) => {
-                        info!(records = part.len(), error = %msg, "call refused, splitting it to find the refused records");
-                        let (a, c) = part.split_at(part.len() / 2);
-                        queue.push_front(c.to_vec());
-                        queue.push_front(a.to_vec());
+                        flush_acks(app, job, b, resolve, &mut acked, &calls).await?;
+                        info!(records = calls[ci].records.len(), error = %msg, "call refused, splitting it to find the refused records");
+                        if calls[ci].records.len() == 1 {
+                            calls[ci].done.insert(0, 'r');
+                            app.db.record_split_progress(&job.name, &b.cd_batch, &calls[ci], &[0], Some(&format!("平台拒收：{msg}")), false).await?;
+                            out.refused_by_platform += 1;
+                            app.db.ack_calls(&job.name, &b.cd_batch, &[&calls[ci]], false).await?;
+                            break;
+                        }
+                        match split_call(app, job, b, client, &dt.endpoint, &mut calls[ci], resolve, cancel, &mut backoff, out).await? {
+                            true => app.db.ack_calls(&job.name, &b.cd_batch, &[&calls[ci]], false).await?,
+                            false => return Ok(()),
+                        }
+                        break;
                     }
                     Err(SubmitError::Fatal(msg)) => {
-                        acks.flush(app, job, b, resolve).await?;
+                        flush_acks(app, job, b, resolve, &mut acked, &calls).await?;
                         return Err(JobStopped(format!("job {} stopped, its outbox is kept for resending: {msg}", job.name)).into());
                     }
                 }
             }
         }
-        acks.flush(app, job, b, resolve).await?;
+        flush_acks(app, job, b, resolve, &mut acked, &calls).await?;
         let upload = app.cfg.gdzw.as_ref().is_some_and(|g| g.reconciliation_upload);
         let recon = app.db.finish_batch(&job.name, b, if upload { "pending" } else { "off" }).await?;
         out.batches.push(b.cd_batch.clone());
         info!(delivered = recon.cd_count, "batch done");
+        debug!(deliver_ms = t_deliver.elapsed().as_millis() as u64, "batch delivered");
         if upload {
             upload_pending_reconciliations(app, job).await;
         }
@@ -524,30 +556,123 @@ async fn deliver(
     .await
 }
 
-/// Acknowledged records not yet recorded; one transaction per `ack_every_calls` calls
-/// instead of one per call keeps the database's commit rate (fsync) off the hot path.
-struct Acks<'a> {
-    rows: Vec<&'a OutboxRow>,
-    calls: usize,
+/// Acknowledged calls are recorded together, one transaction per `ack_every_calls`, which
+/// keeps the database's commit rate off the hot path; a crash resends at most those calls.
+async fn flush_acks(
+    app: &App,
+    job: &JobConfig,
+    b: &BatchRow,
+    resolve: bool,
+    acked: &mut Vec<usize>,
+    calls: &[OutboxCall],
+) -> Result<()> {
+    let done: Vec<&OutboxCall> = acked.iter().map(|i| &calls[*i]).collect();
+    acked.clear();
+    app.db
+        .ack_calls(&job.name, &b.cd_batch, &done, resolve)
+        .await
 }
 
-impl Acks<'_> {
-    async fn flush(
-        &mut self,
-        app: &App,
-        job: &JobConfig,
-        b: &BatchRow,
-        resolve: bool,
-    ) -> Result<()> {
-        if !self.rows.is_empty() {
-            app.db
-                .ack(&job.name, &b.cd_batch, &self.rows, resolve)
-                .await?;
-            self.rows.clear();
-        }
-        self.calls = 0;
-        Ok(())
+/// Sleeps before a retry; false when shutdown came first.
+async fn wait_to_retry(backoff: &mut Backoff, msg: &str, cancel: &CancellationToken) -> bool {
+    let wait = backoff.next_delay();
+    warn!(error = %msg, retry_in_ms = wait.as_millis() as u64, "temporary failure, will resend the same call");
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => true,
+        _ = cancel.cancelled() => false,
     }
+}
+
+/// Halves a refused call until every record is acked or refused alone. Each record's
+/// bytes are taken from the stored body unchanged. Returns false when interrupted.
+#[allow(clippy::too_many_arguments)]
+async fn split_call(
+    app: &App,
+    job: &JobConfig,
+    b: &BatchRow,
+    client: &crate::upstream::gdzw::GdzwClient,
+    endpoint: &str,
+    call: &mut crate::db::control::OutboxCall,
+    resolve: bool,
+    cancel: &CancellationToken,
+    backoff: &mut Backoff,
+    out: &mut Outcome,
+) -> Result<bool> {
+    let raw: Vec<&serde_json::value::RawValue> =
+        serde_json::from_str(&call.body).context("stored call body is not a JSON array")?;
+    let raw: Vec<String> = raw.iter().map(|r| r.get().to_string()).collect();
+    let todo: Vec<usize> = (0..raw.len())
+        .filter(|i| !call.done.contains_key(i))
+        .collect();
+    let mut queue: VecDeque<Vec<usize>> = VecDeque::new();
+    // The whole remainder was just refused (or is being resumed): start with its halves.
+    let (a, c) = todo.split_at(todo.len() / 2);
+    for part in [c, a] {
+        if !part.is_empty() {
+            queue.push_front(part.to_vec());
+        }
+    }
+    while let Some(part) = queue.pop_front() {
+        if cancel.is_cancelled() {
+            out.interrupted = true;
+            return Ok(false);
+        }
+        let body = format!(
+            "[{}]",
+            part.iter()
+                .map(|i| raw[*i].as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        match client.post_batch(endpoint, body).await {
+            Ok(()) => {
+                part.iter().for_each(|i| {
+                    call.done.insert(*i, 'a');
+                });
+                app.db
+                    .record_split_progress(&job.name, &b.cd_batch, call, &part, None, resolve)
+                    .await?;
+                out.delivered += part.len();
+                backoff.reset();
+            }
+            Err(SubmitError::Retryable(msg)) => {
+                if !wait_to_retry(backoff, &msg, cancel).await {
+                    out.interrupted = true;
+                    return Ok(false);
+                }
+                queue.push_front(part);
+            }
+            Err(SubmitError::Rejected(msg)) if part.len() == 1 => {
+                let m = &call.records[part[0]];
+                warn!(row_guid = %m.row_guid, error = %msg, "record refused by the platform");
+                call.done.insert(part[0], 'r');
+                app.db
+                    .record_split_progress(
+                        &job.name,
+                        &b.cd_batch,
+                        call,
+                        &part,
+                        Some(&format!("平台拒收：{msg}")),
+                        false,
+                    )
+                    .await?;
+                out.refused_by_platform += 1;
+            }
+            Err(SubmitError::Rejected(_)) => {
+                let (a, c) = part.split_at(part.len() / 2);
+                queue.push_front(c.to_vec());
+                queue.push_front(a.to_vec());
+            }
+            Err(SubmitError::Fatal(msg)) => {
+                return Err(JobStopped(format!(
+                    "job {} stopped, its outbox is kept for resending: {msg}",
+                    job.name
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(true)
 }
 
 /// Reconciliation uploads are best effort per run: a failure is recorded on the row and the

@@ -113,6 +113,10 @@ pub async fn start(cfg: SimConfig, listen: &str) -> Result<Simulator> {
     let app = Router::new().fallback(handle).with_state(ctx);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    // Without TCP_NODELAY, Nagle and delayed ACKs add tens of milliseconds to each answer.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });

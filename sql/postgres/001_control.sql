@@ -38,17 +38,18 @@ CREATE TABLE IF NOT EXISTS qz_batch (
 );
 CREATE INDEX IF NOT EXISTS qz_batch_job_state ON qz_batch (job, state);
 
--- The exact bytes of every record of a pending batch; resends replay them unchanged.
+-- One row per platform call of a pending batch: the exact body sent, replayed byte for byte
+-- on resend. records: JSON [{source_key,row_guid,operation}] in body order. done: after the
+-- platform refused a call and it was split, which records (by index) were acked (a) or refused (r).
 CREATE TABLE IF NOT EXISTS qz_outbox (
-  cd_batch   VARCHAR(50)  NOT NULL,
-  seq        BIGINT       NOT NULL,
-  call_no    BIGINT       NOT NULL,
-  source_key VARCHAR(500) NOT NULL,
-  row_guid   VARCHAR(64)  NOT NULL,
-  operation  VARCHAR(1)   NOT NULL,
-  payload    TEXT         NOT NULL,
-  state      VARCHAR(10)  NOT NULL,
-  PRIMARY KEY (cd_batch, seq)
+  cd_batch     VARCHAR(50) NOT NULL,
+  call_no      BIGINT      NOT NULL,
+  record_count BIGINT      NOT NULL,
+  body         TEXT        NOT NULL,
+  records      TEXT        NOT NULL,
+  done         TEXT,
+  state        VARCHAR(10) NOT NULL,
+  PRIMARY KEY (cd_batch, call_no)
 );
 
 -- Rows that were not sent (local validation) or that the platform refused.

@@ -8,14 +8,22 @@ use super::{Backend, Db};
 use crate::batch::{batch_day, format_cd_batch};
 use crate::timefmt::{fmt_spec, now_text};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxRow {
-    pub seq: i64,
-    pub call_no: i64,
+/// One record's identity inside an outbox call, in body order.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecordMeta {
     pub source_key: String,
     pub row_guid: String,
     pub operation: String,
-    pub payload: String,
+}
+
+/// One platform call of a batch: the exact body and who is in it. Resends replay `body`;
+/// after a split, `done` says which records (by index) were acked (`a`) or refused (`r`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxCall {
+    pub call_no: i64,
+    pub body: String,
+    pub records: Vec<RecordMeta>,
+    pub done: std::collections::BTreeMap<usize, char>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,7 +165,7 @@ impl Db {
         &self,
         job: &str,
         batch: Option<NewBatch<'_>>,
-        build: impl FnOnce(Option<&str>) -> Result<Vec<OutboxRow>>,
+        build: impl FnOnce(Option<&str>) -> Result<Vec<OutboxCall>>,
         errors: &[ErrorRow],
         position: &str,
     ) -> Result<Committed> {
@@ -179,30 +187,22 @@ impl Db {
             .bind(b.upstream)
             .bind(b.data_type)
             .bind(b.table_name)
-            .bind(rows.len() as i64)
+            .bind(rows.iter().map(|c| c.records.len() as i64).sum::<i64>())
             .bind(fmt_spec(&b.at))
             .bind(&now)
             .execute(&mut *tx)
             .await?;
-            for chunk in rows.chunks(CHUNK_ROWS) {
-                let q = format!(
-                    "INSERT INTO qz_outbox (cd_batch, seq, call_no, source_key, row_guid, operation, payload, state) VALUES {}",
-                    placeholders(8, chunk.len())
-                );
-                let q = self.sql(&q);
-                let mut query = sqlx::query(q);
-                for r in chunk {
-                    query = query
-                        .bind(id)
-                        .bind(r.seq)
-                        .bind(r.call_no)
-                        .bind(&r.source_key)
-                        .bind(&r.row_guid)
-                        .bind(&r.operation)
-                        .bind(&r.payload)
-                        .bind("pending");
-                }
-                query.execute(&mut *tx).await?;
+            for call in &rows {
+                sqlx::query(self.sql(
+                    "INSERT INTO qz_outbox (cd_batch, call_no, record_count, body, records, state) VALUES (?, ?, ?, ?, ?, 'pending')",
+                ))
+                .bind(id)
+                .bind(call.call_no)
+                .bind(call.records.len() as i64)
+                .bind(&call.body)
+                .bind(serde_json::to_string(&call.records)?)
+                .execute(&mut *tx)
+                .await?;
             }
         }
         self.insert_errors(&mut tx, job, errors, cd_batch.as_deref(), &now)
@@ -213,7 +213,7 @@ impl Db {
         )?;
         Ok(Committed {
             cd_batch,
-            records: rows.len(),
+            records: rows.iter().map(|c| c.records.len()).sum(),
             errors: errors.len(),
         })
     }
@@ -272,113 +272,149 @@ impl Db {
             .collect()
     }
 
-    pub async fn outbox_pending(&self, cd_batch: &str) -> Result<Vec<OutboxRow>> {
+    pub async fn outbox_pending(&self, cd_batch: &str) -> Result<Vec<OutboxCall>> {
         let rows = sqlx::query(self.sql(
-            "SELECT seq, call_no, source_key, row_guid, operation, payload FROM qz_outbox \
-             WHERE cd_batch = ? AND state = 'pending' ORDER BY seq",
+            "SELECT call_no, body, records, done FROM qz_outbox WHERE cd_batch = ? AND state = 'pending' ORDER BY call_no",
         ))
         .bind(cd_batch)
         .fetch_all(&self.any)
         .await?;
         rows.iter()
             .map(|r| {
-                Ok(OutboxRow {
-                    seq: r.try_get::<i64, _>(0)?,
-                    call_no: r.try_get::<i64, _>(1)?,
-                    source_key: r.try_get(2)?,
-                    row_guid: r.try_get(3)?,
-                    operation: r.try_get(4)?,
-                    payload: r.try_get(5)?,
+                let records: String = r.try_get(2)?;
+                let done: Option<String> = r.try_get(3)?;
+                Ok(OutboxCall {
+                    call_no: r.try_get(0)?,
+                    body: r.try_get(1)?,
+                    records: serde_json::from_str(&records).context("qz_outbox.records")?,
+                    done: done
+                        .map(|d| serde_json::from_str(&d))
+                        .transpose()
+                        .context("qz_outbox.done")?
+                        .unwrap_or_default(),
                 })
             })
             .collect()
     }
 
-    /// Marks records delivered and, where the job has open error rows, resolves those of the
-    /// same source rows found in earlier exchanges.
-    pub async fn ack(
+    async fn resolve_errors(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        job: &str,
+        cd_batch: &str,
+        keys: &[&str],
+    ) -> Result<()> {
+        // Bounded IN lists keep every backend under its bind-parameter limit.
+        for chunk in keys.chunks(CHUNK_ROWS) {
+            let q = format!(
+                "UPDATE qz_error SET resolved_at = ?, resolved_by = ? WHERE job = ? AND resolved_at IS NULL \
+                 AND (cd_batch IS NULL OR cd_batch <> ?) AND source_key IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut query = sqlx::query(self.sql(&q))
+                .bind(now_text())
+                .bind(cd_batch)
+                .bind(job)
+                .bind(cd_batch);
+            for k in chunk {
+                query = query.bind(*k);
+            }
+            query.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Marks whole calls delivered and, where the job has open error rows, resolves those of
+    /// the same source rows found in earlier exchanges.
+    pub async fn ack_calls(
         &self,
         job: &str,
         cd_batch: &str,
-        rows: &[&OutboxRow],
+        calls: &[&OutboxCall],
         resolve_errors: bool,
     ) -> Result<()> {
-        if rows.is_empty() {
+        if calls.is_empty() {
             return Ok(());
         }
         let mut tx = self.any.begin().await?;
-        // Bounded IN lists keep every backend under its bind-parameter limit.
-        for chunk in rows.chunks(CHUNK_ROWS) {
-            let q = format!(
-                "UPDATE qz_outbox SET state = 'acked' WHERE cd_batch = ? AND seq IN ({})",
-                vec!["?"; chunk.len()].join(", ")
-            );
-            let mut query = sqlx::query(self.sql(&q)).bind(cd_batch);
-            for r in chunk {
-                query = query.bind(r.seq);
-            }
-            query.execute(&mut *tx).await?;
-            if resolve_errors {
-                let q = format!(
-                    "UPDATE qz_error SET resolved_at = ?, resolved_by = ? WHERE job = ? AND resolved_at IS NULL \
-                     AND (cd_batch IS NULL OR cd_batch <> ?) AND source_key IN ({})",
-                    vec!["?"; chunk.len()].join(", ")
-                );
-                let mut query = sqlx::query(self.sql(&q))
-                    .bind(now_text())
-                    .bind(cd_batch)
-                    .bind(job)
-                    .bind(cd_batch);
-                for r in chunk {
-                    query = query.bind(&r.source_key);
-                }
-                query.execute(&mut *tx).await?;
-            }
+        let q = format!(
+            "UPDATE qz_outbox SET state = 'acked' WHERE cd_batch = ? AND call_no IN ({})",
+            vec!["?"; calls.len()].join(", ")
+        );
+        let mut query = sqlx::query(self.sql(&q)).bind(cd_batch);
+        for c in calls {
+            query = query.bind(c.call_no);
+        }
+        query.execute(&mut *tx).await?;
+        if resolve_errors {
+            let keys: Vec<&str> = calls
+                .iter()
+                .flat_map(|c| {
+                    c.records
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| c.done.get(i) != Some(&'r'))
+                        .map(|(_, m)| m.source_key.as_str())
+                })
+                .collect();
+            self.resolve_errors(&mut tx, job, cd_batch, &keys).await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
-    /// A record the platform refused: it leaves the outbox as an error row carrying the answer.
-    pub async fn reject(
+    /// Progress inside a split call: which records were acked or refused so far. Refused
+    /// records become error rows carrying the platform's answer, in the same transaction.
+    pub async fn record_split_progress(
         &self,
         job: &str,
         cd_batch: &str,
-        row: &OutboxRow,
-        field: &str,
-        rule: &str,
-        message: &str,
+        call: &OutboxCall,
+        newly: &[usize],
+        refused_message: Option<&str>,
+        resolve_errors: bool,
     ) -> Result<()> {
         let mut tx = self.any.begin().await?;
-        sqlx::query(
-            self.sql("UPDATE qz_outbox SET state = 'rejected' WHERE cd_batch = ? AND seq = ?"),
-        )
-        .bind(cd_batch)
-        .bind(row.seq)
-        .execute(&mut *tx)
-        .await?;
-        let e = ErrorRow {
-            source_key: row.source_key.clone(),
-            row_guid: Some(row.row_guid.clone()),
-            operation: Some(row.operation.clone()),
-            field: field.to_string(),
-            rule: rule.to_string(),
-            message: message.to_string(),
-        };
-        self.insert_errors(
-            &mut tx,
-            job,
-            std::slice::from_ref(&e),
-            Some(cd_batch),
-            &now_text(),
-        )
-        .await?;
+        sqlx::query(self.sql("UPDATE qz_outbox SET done = ? WHERE cd_batch = ? AND call_no = ?"))
+            .bind(serde_json::to_string(&call.done)?)
+            .bind(cd_batch)
+            .bind(call.call_no)
+            .execute(&mut *tx)
+            .await?;
+        match refused_message {
+            Some(msg) => {
+                let errors: Vec<ErrorRow> = newly
+                    .iter()
+                    .map(|i| {
+                        let m = &call.records[*i];
+                        ErrorRow {
+                            source_key: m.source_key.clone(),
+                            row_guid: Some(m.row_guid.clone()),
+                            operation: Some(m.operation.clone()),
+                            field: "*".into(),
+                            rule: "platform_rejected".into(),
+                            message: msg.to_string(),
+                        }
+                    })
+                    .collect();
+                self.insert_errors(&mut tx, job, &errors, Some(cd_batch), &now_text())
+                    .await?;
+            }
+            None if resolve_errors => {
+                let keys: Vec<&str> = newly
+                    .iter()
+                    .map(|i| call.records[*i].source_key.as_str())
+                    .collect();
+                self.resolve_errors(&mut tx, job, cd_batch, &keys).await?;
+            }
+            None => {}
+        }
         tx.commit().await?;
         Ok(())
     }
 
-    /// Closes a batch whose records are all acked or refused: counts, the reconciliation row,
-    /// and the outbox payloads are no longer needed.
+    /// Closes a batch whose calls are all done: counts, the reconciliation row, and the
+    /// outbox bodies are no longer needed.
     pub async fn finish_batch(
         &self,
         job: &str,
@@ -386,25 +422,28 @@ impl Db {
         upload_state: &str,
     ) -> Result<ReconRow> {
         let mut tx = self.any.begin().await?;
-        // COUNT(*) is BIGINT on every backend (SUM is NUMERIC or DECIMAL, which Any cannot read).
-        let counts = sqlx::query(
-            self.sql("SELECT state, COUNT(*) FROM qz_outbox WHERE cd_batch = ? GROUP BY state"),
+        let calls = sqlx::query(
+            self.sql("SELECT record_count, done, state FROM qz_outbox WHERE cd_batch = ?"),
         )
         .bind(&b.cd_batch)
         .fetch_all(&mut *tx)
         .await?;
-        let (mut acked, mut rejected, mut pending) = (0i64, 0i64, 0i64);
-        for r in &counts {
-            let n: i64 = r.try_get(1)?;
-            match r.try_get::<String, _>(0)?.as_str() {
-                "acked" => acked = n,
-                "rejected" => rejected = n,
-                _ => pending += n,
+        let (mut total, mut rejected, mut pending) = (0i64, 0i64, 0i64);
+        for r in &calls {
+            let n: i64 = r.try_get(0)?;
+            total += n;
+            if let Some(done) = r.try_get::<Option<String>, _>(1)? {
+                let done: std::collections::BTreeMap<usize, char> = serde_json::from_str(&done)?;
+                rejected += done.values().filter(|c| **c == 'r').count() as i64;
+            }
+            if r.try_get::<String, _>(2)? == "pending" {
+                pending += 1;
             }
         }
         if pending > 0 {
-            bail!("batch {} still has {pending} pending records", b.cd_batch);
+            bail!("batch {} still has {pending} pending calls", b.cd_batch);
         }
+        let acked = total - rejected;
         let now = now_text();
         sqlx::query(self.sql(
             "UPDATE qz_batch SET state = 'done', delivered_count = ?, rejected_count = ?, done_at = ? WHERE cd_batch = ?",
@@ -564,12 +603,14 @@ impl Db {
         .bind(job)
         .fetch_one(&self.any)
         .await?;
-        s.pending_records = sqlx::query_scalar(self.sql(
-            "SELECT COUNT(*) FROM qz_outbox o JOIN qz_batch b ON b.cd_batch = o.cd_batch WHERE b.job = ? AND o.state = 'pending'",
+        // record_count is read per call and added here: SUM() is DECIMAL on MySQL.
+        let counts: Vec<i64> = sqlx::query_scalar(self.sql(
+            "SELECT o.record_count FROM qz_outbox o JOIN qz_batch b ON b.cd_batch = o.cd_batch WHERE b.job = ? AND o.state = 'pending'",
         ))
         .bind(job)
-        .fetch_one(&self.any)
+        .fetch_all(&self.any)
         .await?;
+        s.pending_records = counts.iter().sum();
         let rows = sqlx::query(self.sql(
             "SELECT rule, COUNT(*) FROM qz_error WHERE job = ? AND resolved_at IS NULL GROUP BY rule ORDER BY rule",
         ))

@@ -161,19 +161,9 @@ impl GdzwClient {
         classify(status, &text, &self.fatal_codes)
     }
 
-    /// One batchSave call; `records` are the outbox payloads, joined without re-encoding so
-    /// the bytes sent are the bytes stored.
-    pub async fn batch_save(&self, endpoint: &str, records: &[&str]) -> Result<(), SubmitError> {
-        let mut body =
-            String::with_capacity(records.iter().map(|r| r.len() + 1).sum::<usize>() + 2);
-        body.push('[');
-        for (i, r) in records.iter().enumerate() {
-            if i > 0 {
-                body.push(',');
-            }
-            body.push_str(r);
-        }
-        body.push(']');
+    /// One batchSave call with a body taken from the outbox as it is, so the bytes sent
+    /// are the bytes stored.
+    pub async fn post_batch(&self, endpoint: &str, body: String) -> Result<(), SubmitError> {
         self.post(&self.batch_url(endpoint), body).await
     }
 
