@@ -11,7 +11,7 @@ use crate::config::{Config, JobConfig};
 use crate::db::Db;
 use crate::db::control::{BatchRow, ErrorRow, NewBatch, OutboxCall, RecordMeta};
 use crate::db::source::{Position, SourceSpec};
-use crate::mapping::{Op, Plan, PlanInput, finish_nulls, key_text, map_row};
+use crate::mapping::{Op, Plan, PlanInput, key_text, map_row};
 use crate::schema::{Catalog, DataType, Platform};
 use crate::upstream::gdzw::{GdzwClient, resolve_token};
 use crate::upstream::{Backoff, SubmitError};
@@ -120,6 +120,17 @@ pub struct Outcome {
 #[error("{0}")]
 pub struct JobStopped(pub String);
 
+impl Outcome {
+    fn merge(&mut self, o: Outcome) {
+        self.rows_read += o.rows_read;
+        self.batches.extend(o.batches);
+        self.delivered += o.delivered;
+        self.refused_by_platform += o.refused_by_platform;
+        self.invalid_rows += o.invalid_rows;
+        self.interrupted |= o.interrupted;
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub dry_run: bool,
@@ -220,139 +231,182 @@ async fn run_inner(
     } else {
         0
     };
+    // Two stages overlap: while batch N is being delivered, page N+1 is read, checked and
+    // committed to the outbox. Batches are still delivered one after another, in order.
+    let mut inflight: Option<BatchRow> = None;
     loop {
         if cancel.is_cancelled() {
             out.interrupted = true;
             break;
         }
-        let t_read = std::time::Instant::now();
-        let rows = app
-            .db
-            .read_changes(&spec, position.as_ref(), job.batch_size)
-            .await?;
-        let page_full = rows.len() == job.batch_size;
-        let t_prep = std::time::Instant::now();
-        let prep = prepare(app, job, dt, platform, rows, page_full);
-        debug!(
-            rows = prep.rows,
-            read_ms = (t_prep - t_read).as_millis() as u64,
-            prepare_ms = t_prep.elapsed().as_millis() as u64,
-            "page read"
-        );
-        out.rows_read += prep.rows;
-        out.invalid_rows += prep.errors.len();
-        if prep.rows == 0 {
-            break;
-        }
-        let now = crate::timefmt::now_beijing();
-        let cd_time = crate::timefmt::fmt_spec(&now);
-        if opts.dry_run {
-            dry_seq += 1;
-            let cd_batch = crate::batch::format_cd_batch(
-                &app.cfg.unit.uscc,
-                crate::batch::batch_day(&now),
-                dry_seq,
-            )
-            .unwrap_or_default();
-            for (op, rec) in &prep.records {
-                println!("{}", serialize(app, rec, *op, &cd_time, &cd_batch));
-            }
-            for e in &prep.errors {
-                eprintln!(
-                    "invalid row {}: {} [{}] {}",
-                    e.source_key, e.field, e.rule, e.message
-                );
-            }
-        } else {
-            let table = app.table_name(job, dt);
-            let new_batch = (!prep.records.is_empty()).then(|| NewBatch {
-                upstream: &job.upstream,
-                data_type: &job.data_type,
-                table_name: &table,
-                unit_code: &app.cfg.unit.uscc,
-                at: now,
-            });
-            let per_call = app
-                .cfg
-                .gdzw
-                .as_ref()
-                .map(|g| g.max_records_per_call)
-                .unwrap_or(99);
-            let pos_json = serde_json::to_string(&prep.last).context("position")?;
-            let committed = app
+        let produce = async {
+            let t_read = std::time::Instant::now();
+            let rows = app
                 .db
-                .commit_exchange(
-                    &job.name,
-                    new_batch,
-                    |cd_batch| {
-                        let Some(cd_batch) = cd_batch else {
-                            return Ok(vec![]);
-                        };
-                        Ok(prep
-                            .records
-                            .chunks(per_call)
-                            .enumerate()
-                            .map(|(n, chunk)| {
-                                let mut body = String::with_capacity(chunk.len() * 1500);
-                                body.push('[');
-                                for (i, (op, rec)) in chunk.iter().enumerate() {
-                                    if i > 0 {
-                                        body.push(',');
-                                    }
-                                    body.push_str(&serialize(app, rec, *op, &cd_time, cd_batch));
-                                }
-                                body.push(']');
-                                OutboxCall {
-                                    call_no: n as i64,
-                                    body,
-                                    records: chunk
-                                        .iter()
-                                        .map(|(op, rec)| RecordMeta {
-                                            source_key: rec.source_key.clone(),
-                                            row_guid: rec.row_guid.clone(),
-                                            operation: op.code().to_string(),
-                                        })
-                                        .collect(),
-                                    done: Default::default(),
-                                }
-                            })
-                            .collect())
-                    },
-                    &prep.errors,
-                    &pos_json,
-                )
+                .read_changes(&spec, position.as_ref(), job.batch_size)
                 .await?;
-            if !prep.errors.is_empty() {
-                warn!(
-                    count = prep.errors.len(),
-                    "rows failed validation and were written to qz_error"
-                );
+            let page_full = rows.len() == job.batch_size;
+            let t_prep = std::time::Instant::now();
+            let prep = prepare(app, job, dt, platform, rows, page_full);
+            debug!(
+                rows = prep.rows,
+                read_ms = (t_prep - t_read).as_millis() as u64,
+                prepare_ms = t_prep.elapsed().as_millis() as u64,
+                "page read"
+            );
+            if prep.rows == 0 {
+                return Ok::<_, anyhow::Error>((prep, None));
             }
+            let now = crate::timefmt::now_beijing();
+            if opts.dry_run {
+                let cd_time = crate::timefmt::fmt_spec(&now);
+                let cd_batch = crate::batch::format_cd_batch(
+                    &app.cfg.unit.uscc,
+                    crate::batch::batch_day(&now),
+                    dry_seq + 1,
+                )
+                .unwrap_or_default();
+                for (op, rec) in &prep.records {
+                    println!("{}", serialize(app, rec, *op, &cd_time, &cd_batch));
+                }
+                for e in &prep.errors {
+                    eprintln!(
+                        "invalid row {}: {} [{}] {}",
+                        e.source_key, e.field, e.rule, e.message
+                    );
+                }
+                return Ok((prep, None));
+            }
+            let batch = commit_page(app, job, dt, &prep, now).await?;
             debug!(
                 commit_ms = t_prep.elapsed().as_millis() as u64,
                 "exchange committed"
             );
             failpoint("after-outbox-commit");
-            if let Some(id) = committed.cd_batch {
-                let b = app
-                    .db
-                    .pending_batches(&job.name)
-                    .await?
-                    .into_iter()
-                    .find(|b| b.cd_batch == id)
-                    .ok_or_else(|| anyhow!("batch {id} vanished after commit"))?;
-                deliver(app, job, &b, cancel, &mut out).await?;
-                if out.interrupted {
-                    break;
-                }
+            Ok((prep, batch))
+        };
+        let previous = inflight.take();
+        let deliver_previous = async {
+            let mut o = Outcome::default();
+            if let Some(b) = &previous {
+                deliver(app, job, b, cancel, &mut o).await?;
             }
+            Ok::<_, anyhow::Error>(o)
+        };
+        let (produced, delivered) = tokio::join!(produce, deliver_previous);
+        let delivered = delivered?;
+        out.merge(delivered);
+        let (prep, batch) = produced?;
+        out.rows_read += prep.rows;
+        out.invalid_rows += prep.errors.len();
+        if prep.rows > 0 && opts.dry_run {
+            dry_seq += 1;
+        }
+        if out.interrupted {
+            break;
+        }
+        inflight = batch;
+        if prep.rows == 0 {
+            break;
         }
         position = prep.last;
         if prep.drained {
             break;
         }
     }
+    if let Some(b) = inflight
+        && !out.interrupted
+    {
+        deliver(app, job, &b, cancel, &mut out).await?;
+    }
     Ok(out)
+}
+
+/// Stores one page as an exchange: the batch (if any record is valid), its calls, the
+/// error rows and the new position, in one transaction.
+async fn commit_page(
+    app: &App,
+    job: &JobConfig,
+    dt: &DataType,
+    prep: &Prepared,
+    now: chrono::DateTime<chrono::FixedOffset>,
+) -> Result<Option<BatchRow>> {
+    let cd_time = crate::timefmt::fmt_spec(&now);
+    let table = app.table_name(job, dt);
+    let new_batch = (!prep.records.is_empty()).then(|| NewBatch {
+        upstream: &job.upstream,
+        data_type: &job.data_type,
+        table_name: &table,
+        unit_code: &app.cfg.unit.uscc,
+        at: now,
+    });
+    let per_call = app
+        .cfg
+        .gdzw
+        .as_ref()
+        .map(|g| g.max_records_per_call)
+        .unwrap_or(99);
+    let pos_json = serde_json::to_string(&prep.last).context("position")?;
+    let committed = app
+        .db
+        .commit_exchange(
+            &job.name,
+            new_batch,
+            |cd_batch| {
+                let Some(cd_batch) = cd_batch else {
+                    return Ok(vec![]);
+                };
+                Ok(prep
+                    .records
+                    .chunks(per_call)
+                    .enumerate()
+                    .map(|(n, chunk)| {
+                        let mut body = String::with_capacity(chunk.len() * 1500);
+                        body.push('[');
+                        for (i, (op, rec)) in chunk.iter().enumerate() {
+                            if i > 0 {
+                                body.push(',');
+                            }
+                            body.push_str(&serialize(app, rec, *op, &cd_time, cd_batch));
+                        }
+                        body.push(']');
+                        OutboxCall {
+                            call_no: n as i64,
+                            body,
+                            records: chunk
+                                .iter()
+                                .map(|(op, rec)| RecordMeta {
+                                    source_key: rec.source_key.clone(),
+                                    row_guid: rec.row_guid.clone(),
+                                    operation: op.code().to_string(),
+                                })
+                                .collect(),
+                            done: Default::default(),
+                        }
+                    })
+                    .collect())
+            },
+            &prep.errors,
+            &pos_json,
+        )
+        .await?;
+    if !prep.errors.is_empty() {
+        warn!(
+            count = prep.errors.len(),
+            "rows failed validation and were written to qz_error"
+        );
+    }
+    let Some(id) = committed.cd_batch else {
+        return Ok(None);
+    };
+    let b = app
+        .db
+        .pending_batches(&job.name)
+        .await?
+        .into_iter()
+        .find(|b| b.cd_batch == id)
+        .ok_or_else(|| anyhow!("batch {id} vanished after commit"))?;
+    Ok(Some(b))
 }
 
 /// Maps and validates one page. Rows past the settle lag are left for a later run.
@@ -450,18 +504,44 @@ fn serialize(
     cd_time: &str,
     cd_batch: &str,
 ) -> String {
-    let mut fields = rec.fields.clone();
-    fields.insert("Cd_Operation".into(), op.code().into());
-    fields.insert("Cd_Time".into(), cd_time.into());
-    fields.insert("Cd_Batch".into(), cd_batch.into());
+    use crate::config::NullFields;
     let how = app
         .cfg
         .gdzw
         .as_ref()
         .map(|g| g.null_fields)
-        .unwrap_or(crate::config::NullFields::Omit);
-    finish_nulls(&mut fields, how);
-    serde_json::to_string(&fields).expect("a map of JSON values serialises")
+        .unwrap_or(NullFields::Omit);
+    let mut out = String::with_capacity(1500);
+    out.push('{');
+    let mut first = true;
+    let mut put = |out: &mut String, k: &str, v: &serde_json::Value| {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(&serde_json::to_string(k).expect("string"));
+        out.push(':');
+        out.push_str(&serde_json::to_string(v).expect("json value"));
+    };
+    for (k, v) in &rec.fields {
+        let pipeline = match k.as_str() {
+            "Cd_Operation" => Some(op.code()),
+            "Cd_Time" => Some(cd_time),
+            "Cd_Batch" => Some(cd_batch),
+            _ => None,
+        };
+        match (pipeline, v) {
+            (Some(p), _) => put(&mut out, k, &serde_json::Value::String(p.to_string())),
+            (None, serde_json::Value::Null) => match how {
+                NullFields::Omit => {}
+                NullFields::Null => put(&mut out, k, v),
+                NullFields::Empty => put(&mut out, k, &serde_json::Value::String(String::new())),
+            },
+            (None, v) => put(&mut out, k, v),
+        }
+    }
+    out.push('}');
+    out
 }
 
 /// Sends a batch's pending calls; a refused call is halved until the refused records are

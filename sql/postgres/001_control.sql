@@ -51,6 +51,9 @@ CREATE TABLE IF NOT EXISTS qz_outbox (
   state        VARCHAR(10) NOT NULL,
   PRIMARY KEY (cd_batch, call_no)
 );
+-- Bodies are written once and read at most once more: compressing them costs more than it saves.
+ALTER TABLE qz_outbox ALTER COLUMN body SET STORAGE EXTERNAL;
+ALTER TABLE qz_outbox ALTER COLUMN records SET STORAGE EXTERNAL;
 
 -- Rows that were not sent (local validation) or that the platform refused.
 CREATE TABLE IF NOT EXISTS qz_error (
