@@ -166,7 +166,8 @@ impl Db {
     ) -> Result<i64> {
         let q = "INSERT INTO qz_query_ledger (provider, job, subject_key, page, call_day, called_at, billed) VALUES (?, ?, ?, ?, ?, ?, 0)";
         let now = now_text();
-        if self.backend == Backend::Postgres {
+        // SQLite's Any driver reports no last insert id; RETURNING needs SQLite 3.35 (bundled).
+        if self.backend != Backend::Mysql {
             let id: i64 = sqlx::query_scalar(self.sql(&format!("{q} RETURNING id")))
                 .bind(provider)
                 .bind(job)

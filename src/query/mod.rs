@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod config;
+pub mod demo;
 pub mod qcc;
 pub mod run;
 pub mod shuidi;

@@ -67,187 +67,44 @@ use Action::*;
 
 /// Every code of spec section 7 (有效请求 and 无效请求), with its message verbatim. 110's
 /// pause is the configured `pause_on_110` (default the spec's two hours); see `action`.
+#[rustfmt::skip]
 pub const CODES: &[CodeRow] = &[
-    CodeRow {
-        code: "200",
-        action: Success,
-        message: "【有效请求】查询成功",
-    },
-    CodeRow {
-        code: "201",
-        action: NoResult,
-        message: "【有效请求】查询无结果",
-    },
-    CodeRow {
-        code: "202",
-        action: SubjectRejected,
-        message: "【有效请求】查询参数错误，请检查",
-    },
-    CodeRow {
-        code: "205",
-        action: RetryLater,
-        message: "【有效请求】等待处理中",
-    },
-    CodeRow {
-        code: "207",
-        action: SubjectRejected,
-        message: "【有效请求】请求数据的条目数超过上限（5000）",
-    },
-    CodeRow {
-        code: "208",
-        action: SubjectRejected,
-        message: "【有效请求】此接口不支持此公司类型查询",
-    },
-    CodeRow {
-        code: "209",
-        action: SubjectRejected,
-        message: "【有效请求】企业数量超过上限",
-    },
-    CodeRow {
-        code: "213",
-        action: SubjectRejected,
-        message: "【有效请求】参数长度不能小于 2",
-    },
-    CodeRow {
-        code: "215",
-        action: SubjectRejected,
-        message: "【有效请求】不支持的查询关键字",
-    },
-    CodeRow {
-        code: "218",
-        action: SubjectRejected,
-        message: "【有效请求】该企业暂不支持空壳扫描",
-    },
-    CodeRow {
-        code: "219",
-        action: SubjectRejected,
-        message: "【有效请求】该企业暂不支持准入尽调",
-    },
-    CodeRow {
-        code: "105",
-        action: StopProvider,
-        message: "【有效请求】接口已下线停用",
-    },
-    CodeRow {
-        code: "110",
-        action: Pause(Pause::For(Duration::from_secs(7200))),
-        message: "【有效请求】当前相同查询连续出错，请等 2 小时后重试",
-    },
-    CodeRow {
-        code: "101",
-        action: StopProvider,
-        message: "【无效请求】当前的 KEY 无效或者还未生效中",
-    },
-    CodeRow {
-        code: "102",
-        action: StopProvider,
-        message: "【无效请求】当前 KEY 已欠费",
-    },
-    CodeRow {
-        code: "103",
-        action: StopProvider,
-        message: "【无效请求】当前 KEY 被暂停使用",
-    },
-    CodeRow {
-        code: "104",
-        action: StopProvider,
-        message: "【无效请求】请求 KEY 异常，请联系管理员",
-    },
-    CodeRow {
-        code: "106",
-        action: StopProvider,
-        message: "【无效请求】非法请求过多，请联系管理员",
-    },
-    CodeRow {
-        code: "107",
-        action: StopProvider,
-        message: "【无效请求】被禁止的 IP 或者签名错误",
-    },
-    CodeRow {
-        code: "108",
-        action: StopProvider,
-        message: "【无效请求】异常请求过多，请联系管理员",
-    },
-    CodeRow {
-        code: "109",
-        action: Pause(Pause::UntilBeijingMidnight),
-        message: "【无效请求】请求超过每日系统限制",
-    },
-    CodeRow {
-        code: "111",
-        action: StopProvider,
-        message: "【无效请求】接口权限未开通，请联系管理员",
-    },
-    CodeRow {
-        code: "112",
-        action: StopProvider,
-        message: "【无效请求】您的账号剩余使用量已不足或已过期",
-    },
-    CodeRow {
-        code: "113",
-        action: StopProvider,
-        message: "【无效请求】当前接口已被删除，请重新申请",
-    },
-    CodeRow {
-        code: "114",
-        action: StopProvider,
-        message: "【无效请求】当前接口已被禁用，请联系管理员",
-    },
-    CodeRow {
-        code: "115",
-        action: Resign,
-        message: "【无效请求】身份验证错误或者已过期",
-    },
-    CodeRow {
-        code: "116",
-        action: Pause(Pause::UntilBeijingMidnight),
-        message: "【无效请求】请求超过每日调用总量限制",
-    },
-    CodeRow {
-        code: "117",
-        action: StopProvider,
-        message: "【无效请求】当前不支持的请求参数调用量过多",
-    },
-    CodeRow {
-        code: "118",
-        action: StopProvider,
-        message: "【无效请求】当前接口不支持此方式的调用",
-    },
-    CodeRow {
-        code: "119",
-        action: StopProvider,
-        message: "【无效请求】您的帐号出现异常，请联系管理员",
-    },
-    CodeRow {
-        code: "120",
-        action: RetryLater,
-        message: "【无效请求】系统流量异常，请稍后再试",
-    },
-    CodeRow {
-        code: "121",
-        action: StopProvider,
-        message: "【无效请求】数据不能出境",
-    },
-    CodeRow {
-        code: "199",
-        action: RetryLater,
-        message: "【无效请求】系统未知错误，请联系技术客服",
-    },
-    CodeRow {
-        code: "203",
-        action: RetryLater,
-        message: "【无效请求】系统查询有异常，请联系技术人员",
-    },
-    CodeRow {
-        code: "214",
-        action: StopProvider,
-        message: "【无效请求】您还未购买过该接口，请先购买",
-    },
-    CodeRow {
-        code: "223",
-        action: SubjectRejected,
-        message: "【无效请求】当前接口的计费方式不支持此查询参数",
-    },
+    CodeRow { code: "200", action: Success, message: "【有效请求】查询成功" },
+    CodeRow { code: "201", action: NoResult, message: "【有效请求】查询无结果" },
+    CodeRow { code: "202", action: SubjectRejected, message: "【有效请求】查询参数错误，请检查" },
+    CodeRow { code: "205", action: RetryLater, message: "【有效请求】等待处理中" },
+    CodeRow { code: "207", action: SubjectRejected, message: "【有效请求】请求数据的条目数超过上限（5000）" },
+    CodeRow { code: "208", action: SubjectRejected, message: "【有效请求】此接口不支持此公司类型查询" },
+    CodeRow { code: "209", action: SubjectRejected, message: "【有效请求】企业数量超过上限" },
+    CodeRow { code: "213", action: SubjectRejected, message: "【有效请求】参数长度不能小于 2" },
+    CodeRow { code: "215", action: SubjectRejected, message: "【有效请求】不支持的查询关键字" },
+    CodeRow { code: "218", action: SubjectRejected, message: "【有效请求】该企业暂不支持空壳扫描" },
+    CodeRow { code: "219", action: SubjectRejected, message: "【有效请求】该企业暂不支持准入尽调" },
+    CodeRow { code: "105", action: StopProvider, message: "【有效请求】接口已下线停用" },
+    CodeRow { code: "110", action: Pause(Pause::For(Duration::from_secs(7200))), message: "【有效请求】当前相同查询连续出错，请等 2 小时后重试" },
+    CodeRow { code: "101", action: StopProvider, message: "【无效请求】当前的 KEY 无效或者还未生效中" },
+    CodeRow { code: "102", action: StopProvider, message: "【无效请求】当前 KEY 已欠费" },
+    CodeRow { code: "103", action: StopProvider, message: "【无效请求】当前 KEY 被暂停使用" },
+    CodeRow { code: "104", action: StopProvider, message: "【无效请求】请求 KEY 异常，请联系管理员" },
+    CodeRow { code: "106", action: StopProvider, message: "【无效请求】非法请求过多，请联系管理员" },
+    CodeRow { code: "107", action: StopProvider, message: "【无效请求】被禁止的 IP 或者签名错误" },
+    CodeRow { code: "108", action: StopProvider, message: "【无效请求】异常请求过多，请联系管理员" },
+    CodeRow { code: "109", action: Pause(Pause::UntilBeijingMidnight), message: "【无效请求】请求超过每日系统限制" },
+    CodeRow { code: "111", action: StopProvider, message: "【无效请求】接口权限未开通，请联系管理员" },
+    CodeRow { code: "112", action: StopProvider, message: "【无效请求】您的账号剩余使用量已不足或已过期" },
+    CodeRow { code: "113", action: StopProvider, message: "【无效请求】当前接口已被删除，请重新申请" },
+    CodeRow { code: "114", action: StopProvider, message: "【无效请求】当前接口已被禁用，请联系管理员" },
+    CodeRow { code: "115", action: Resign, message: "【无效请求】身份验证错误或者已过期" },
+    CodeRow { code: "116", action: Pause(Pause::UntilBeijingMidnight), message: "【无效请求】请求超过每日调用总量限制" },
+    CodeRow { code: "117", action: StopProvider, message: "【无效请求】当前不支持的请求参数调用量过多" },
+    CodeRow { code: "118", action: StopProvider, message: "【无效请求】当前接口不支持此方式的调用" },
+    CodeRow { code: "119", action: StopProvider, message: "【无效请求】您的帐号出现异常，请联系管理员" },
+    CodeRow { code: "120", action: RetryLater, message: "【无效请求】系统流量异常，请稍后再试" },
+    CodeRow { code: "121", action: StopProvider, message: "【无效请求】数据不能出境" },
+    CodeRow { code: "199", action: RetryLater, message: "【无效请求】系统未知错误，请联系技术客服" },
+    CodeRow { code: "203", action: RetryLater, message: "【无效请求】系统查询有异常，请联系技术人员" },
+    CodeRow { code: "214", action: StopProvider, message: "【无效请求】您还未购买过该接口，请先购买" },
+    CodeRow { code: "223", action: SubjectRejected, message: "【无效请求】当前接口的计费方式不支持此查询参数" },
 ];
 
 /// The table's action, with 110's pause taken from the configuration.

@@ -32,6 +32,27 @@ pub struct QueryOutcome {
     pub interrupted: bool,
 }
 
+/// One line for `qianzhi once` and the demo.
+pub fn summary(o: &QueryOutcome) -> String {
+    let mut s = format!(
+        "{} subjects, {} fresh, {} calls: {} found, {} no result, {} refused",
+        o.subjects, o.fresh, o.calls, o.found, o.no_result, o.rejected
+    );
+    if o.retry_later > 0 {
+        s.push_str(", temporary failures (retried next run)");
+    }
+    if o.budget_exhausted {
+        s.push_str(", DAILY BUDGET SPENT");
+    }
+    if let Some(until) = &o.paused_until {
+        s.push_str(&format!(", provider paused until {until}"));
+    }
+    if o.interrupted {
+        s.push_str(" (interrupted)");
+    }
+    s
+}
+
 /// A provider refused our credentials, permission or quota: no more calls until restart.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]

@@ -33,127 +33,32 @@ pub const COLUMNS: &[&str] = &[
 use Action::*;
 
 /// Every code of the spec (服务级 and 系统级), with its message verbatim.
+#[rustfmt::skip]
 pub const CODES: &[CodeRow] = &[
-    CodeRow {
-        code: "1",
-        action: Success,
-        message: "请求成功",
-    },
-    CodeRow {
-        code: "2",
-        action: NoResult,
-        message: "查询无结果",
-    },
-    CodeRow {
-        code: "3",
-        action: StopProvider,
-        message: "接口权限未开通",
-    },
-    CodeRow {
-        code: "4",
-        action: SubjectRejected,
-        message: "查询参数错误, 请检查",
-    },
-    CodeRow {
-        code: "5",
-        action: RetryLater,
-        message: "等待处理中",
-    },
-    CodeRow {
-        code: "20000",
-        action: StopProvider,
-        message: "请求接口URL不存在, 请确认",
-    },
-    CodeRow {
-        code: "20001",
-        action: StopProvider,
-        message: "接口已下线停用",
-    },
-    CodeRow {
-        code: "20002",
-        action: StopProvider,
-        message: "您还未购买过该接口, 请先购买",
-    },
-    CodeRow {
-        code: "20003",
-        action: StopProvider,
-        message: "您的账号剩余用量已不足或已过期",
-    },
-    CodeRow {
-        code: "10000",
-        action: StopProvider,
-        message: "账号无效或者还未生效中",
-    },
-    CodeRow {
-        code: "10001",
-        action: StopProvider,
-        message: "账号未实名认证",
-    },
-    CodeRow {
-        code: "10002",
-        action: StopProvider,
-        message: "账号状态异常, 请联系管理员",
-    },
-    CodeRow {
-        code: "10003",
-        action: StopProvider,
-        message: "账号密钥状态异常, 请联系管理员",
-    },
-    CodeRow {
-        code: "10010",
-        action: StopProvider,
-        message: "认证参数缺失, 请确认",
-    },
-    CodeRow {
-        code: "10011",
-        action: StopProvider,
-        message: "vkey校验失败, 请核对计算逻辑",
-    },
-    CodeRow {
-        code: "10012",
-        action: StopProvider,
-        message: "ptime格式错误, 请确认",
-    },
-    CodeRow {
-        code: "30001",
-        action: Resign,
-        message: "请求已过期",
-    },
-    CodeRow {
-        code: "30002",
-        action: StopProvider,
-        message: "当前套餐已被禁用, 请联系管理员",
-    },
-    CodeRow {
-        code: "30003",
-        action: Pause(Pause::UntilBeijingMidnight),
-        message: "请求超过当前套餐每日调用总量限制",
-    },
-    CodeRow {
-        code: "30004",
-        action: StopProvider,
-        message: "当前套餐已消费完毕",
-    },
-    CodeRow {
-        code: "40000",
-        action: StopProvider,
-        message: "非法请求过多, 请联系管理员",
-    },
-    CodeRow {
-        code: "40001",
-        action: StopProvider,
-        message: "被禁止的IP",
-    },
-    CodeRow {
-        code: "40002",
-        action: StopProvider,
-        message: "不支持的请求方法",
-    },
-    CodeRow {
-        code: "99999",
-        action: RetryLater,
-        message: "系统未知错误, 请联系技术客服",
-    },
+    CodeRow { code: "1", action: Success, message: "请求成功" },
+    CodeRow { code: "2", action: NoResult, message: "查询无结果" },
+    CodeRow { code: "3", action: StopProvider, message: "接口权限未开通" },
+    CodeRow { code: "4", action: SubjectRejected, message: "查询参数错误, 请检查" },
+    CodeRow { code: "5", action: RetryLater, message: "等待处理中" },
+    CodeRow { code: "20000", action: StopProvider, message: "请求接口URL不存在, 请确认" },
+    CodeRow { code: "20001", action: StopProvider, message: "接口已下线停用" },
+    CodeRow { code: "20002", action: StopProvider, message: "您还未购买过该接口, 请先购买" },
+    CodeRow { code: "20003", action: StopProvider, message: "您的账号剩余用量已不足或已过期" },
+    CodeRow { code: "10000", action: StopProvider, message: "账号无效或者还未生效中" },
+    CodeRow { code: "10001", action: StopProvider, message: "账号未实名认证" },
+    CodeRow { code: "10002", action: StopProvider, message: "账号状态异常, 请联系管理员" },
+    CodeRow { code: "10003", action: StopProvider, message: "账号密钥状态异常, 请联系管理员" },
+    CodeRow { code: "10010", action: StopProvider, message: "认证参数缺失, 请确认" },
+    CodeRow { code: "10011", action: StopProvider, message: "vkey校验失败, 请核对计算逻辑" },
+    CodeRow { code: "10012", action: StopProvider, message: "ptime格式错误, 请确认" },
+    CodeRow { code: "30001", action: Resign, message: "请求已过期" },
+    CodeRow { code: "30002", action: StopProvider, message: "当前套餐已被禁用, 请联系管理员" },
+    CodeRow { code: "30003", action: Pause(Pause::UntilBeijingMidnight), message: "请求超过当前套餐每日调用总量限制" },
+    CodeRow { code: "30004", action: StopProvider, message: "当前套餐已消费完毕" },
+    CodeRow { code: "40000", action: StopProvider, message: "非法请求过多, 请联系管理员" },
+    CodeRow { code: "40001", action: StopProvider, message: "被禁止的IP" },
+    CodeRow { code: "40002", action: StopProvider, message: "不支持的请求方法" },
+    CodeRow { code: "99999", action: RetryLater, message: "系统未知错误, 请联系技术客服" },
 ];
 
 /// vkey = lowercase md5(pkey + "_" + ptime + "_" + pkey).

@@ -86,77 +86,22 @@ use Action::*;
 
 /// Every code of the spec, with its message verbatim. 1002 is re-signed once (a call made
 /// across Beijing midnight carries yesterday's date); a second 1002 stops the provider.
+#[rustfmt::skip]
 pub const CODES: &[CodeRow] = &[
-    CodeRow {
-        code: "0000",
-        action: Success,
-        message: "查询成功",
-    },
-    CodeRow {
-        code: "0001",
-        action: NoResult,
-        message: "查询成功,无数据",
-    },
-    CodeRow {
-        code: "1000",
-        action: StopProvider,
-        message: "apikey 校验失败",
-    },
-    CodeRow {
-        code: "1001",
-        action: StopProvider,
-        message: "apikey 暂停使用",
-    },
-    CodeRow {
-        code: "1002",
-        action: Resign,
-        message: "sign 校验失败",
-    },
-    CodeRow {
-        code: "1003",
-        action: StopProvider,
-        message: "未配置资源访问权限",
-    },
-    CodeRow {
-        code: "1004",
-        action: StopProvider,
-        message: "无该资源访问权限",
-    },
-    CodeRow {
-        code: "1005",
-        action: StopProvider,
-        message: "未授权的 IP 地址",
-    },
-    CodeRow {
-        code: "2000",
-        action: SubjectRejected,
-        message: "参数{}设置错误:{...具体错误信息...}",
-    },
-    CodeRow {
-        code: "3000",
-        action: StopProvider,
-        message: "未配置查询次数",
-    },
-    CodeRow {
-        code: "3001",
-        action: StopProvider,
-        message: "可用查询次数为 0",
-    },
-    CodeRow {
-        code: "3002",
-        action: StopProvider,
-        message: "未配置资源池",
-    },
-    CodeRow {
-        code: "3003",
-        action: StopProvider,
-        message: "资源池可用次数为 0",
-    },
-    CodeRow {
-        code: "9999",
-        action: RetryLater,
-        message: "查询失败, 服务端异常",
-    },
+    CodeRow { code: "0000", action: Success, message: "查询成功" },
+    CodeRow { code: "0001", action: NoResult, message: "查询成功,无数据" },
+    CodeRow { code: "1000", action: StopProvider, message: "apikey 校验失败" },
+    CodeRow { code: "1001", action: StopProvider, message: "apikey 暂停使用" },
+    CodeRow { code: "1002", action: Resign, message: "sign 校验失败" },
+    CodeRow { code: "1003", action: StopProvider, message: "未配置资源访问权限" },
+    CodeRow { code: "1004", action: StopProvider, message: "无该资源访问权限" },
+    CodeRow { code: "1005", action: StopProvider, message: "未授权的 IP 地址" },
+    CodeRow { code: "2000", action: SubjectRejected, message: "参数{}设置错误:{...具体错误信息...}" },
+    CodeRow { code: "3000", action: StopProvider, message: "未配置查询次数" },
+    CodeRow { code: "3001", action: StopProvider, message: "可用查询次数为 0" },
+    CodeRow { code: "3002", action: StopProvider, message: "未配置资源池" },
+    CodeRow { code: "3003", action: StopProvider, message: "资源池可用次数为 0" },
+    CodeRow { code: "9999", action: RetryLater, message: "查询失败, 服务端异常" },
 ];
 
 /// The Beijing (UTC+8) calendar date, yyyyMMdd, whatever the host's time zone.
