@@ -55,9 +55,41 @@ pub struct ProviderState {
     pub updated_at: Option<String>,
 }
 
+/// Deadlocks and serialisation failures (MySQL gap locks, PostgreSQL 40P01) roll the whole
+/// transaction back; running it again is safe.
+async fn retry_on_conflict<T, F, Fut>(mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Err(e) if attempt < 5 && is_conflict(&e) => {
+                attempt += 1;
+                let ms = 20 * attempt + rand::random::<u64>() % 30;
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_conflict(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| match c.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(d)) => {
+            matches!(
+                d.code().as_deref(),
+                Some("40001" | "40P01" | "1213" | "5" | "6")
+            )
+        }
+        _ => false,
+    })
+}
+
 impl Db {
     /// The given columns of a table or view as text (cast in SQL, since the `Any` driver
-    /// cannot decode dates or decimals), ordered by the first.
+    /// cannot decode dates or decimals).
     pub async fn read_text_columns(
         &self,
         table: &str,
@@ -74,7 +106,7 @@ impl Db {
             .map(|(i, c)| format!("CAST({} AS {ty}) AS c{i}", ident(self.backend, c)))
             .collect();
         let sql = format!(
-            "SELECT {} FROM {} ORDER BY 1",
+            "SELECT {} FROM {}",
             cols.join(", "),
             ident(self.backend, table)
         );
@@ -121,7 +153,8 @@ impl Db {
         day: &str,
         budget: u32,
     ) -> Result<Option<Reserved>> {
-        let mut tx = self.any.begin().await?;
+        // Created outside the transaction: on MySQL, INSERT IGNORE of an existing row takes a
+        // shared lock that would deadlock two reservations upgrading it to exclusive.
         let ins = match self.backend {
             Backend::Mysql => {
                 "INSERT IGNORE INTO qz_query_budget (provider, call_day, calls) VALUES (?, ?, 0)"
@@ -133,26 +166,30 @@ impl Db {
         sqlx::query(self.sql(ins))
             .bind(provider)
             .bind(day)
+            .execute(&self.any)
+            .await?;
+        retry_on_conflict(|| async {
+            let mut tx = self.any.begin().await?;
+            let took = sqlx::query(self.sql(
+                "UPDATE qz_query_budget SET calls = calls + 1 WHERE provider = ? AND call_day = ? AND calls < ?",
+            ))
+            .bind(provider)
+            .bind(day)
+            .bind(i64::from(budget))
             .execute(&mut *tx)
-            .await?;
-        let took = sqlx::query(self.sql(
-            "UPDATE qz_query_budget SET calls = calls + 1 WHERE provider = ? AND call_day = ? AND calls < ?",
-        ))
-        .bind(provider)
-        .bind(day)
-        .bind(i64::from(budget))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if took != 1 {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        let ledger_id = self
-            .insert_ledger(&mut tx, provider, job, subject_key, page, day)
-            .await?;
-        tx.commit().await?;
-        Ok(Some(Reserved { ledger_id }))
+            .await?
+            .rows_affected();
+            if took != 1 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            let ledger_id = self
+                .insert_ledger(&mut tx, provider, job, subject_key, page, day)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(Reserved { ledger_id }))
+        })
+        .await
     }
 
     async fn insert_ledger(
@@ -210,8 +247,16 @@ impl Db {
     /// Replaces the subject's rows of every table of the provider and its freshness row, in
     /// one transaction: a reader sees the old result or the new one, never a mix.
     pub async fn store_subject_result(&self, r: &SubjectResult<'_>) -> Result<()> {
+        retry_on_conflict(|| self.store_subject_once(r))
+            .await
+            .context("storing the query result failed; the subject stays due")
+    }
+
+    async fn store_subject_once(&self, r: &SubjectResult<'_>) -> Result<()> {
         let now = now_text();
         let mut tx = self.any.begin().await?;
+        // The subject's row first: its lock serialises writers of the same subject.
+        self.upsert_subject(&mut tx, r, &now).await?;
         for table in r.tables_of_provider {
             sqlx::query(self.sql(&format!("DELETE FROM {table} WHERE subject_key = ?")))
                 .bind(r.subject_key)
@@ -245,6 +290,16 @@ impl Db {
                     .with_context(|| format!("storing a row of {}", t.table))?;
             }
         }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn upsert_subject(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        r: &SubjectResult<'_>,
+        now: &str,
+    ) -> Result<()> {
         let count: i64 = r.tables.first().map(|t| t.rows.len() as i64).unwrap_or(0);
         let q = match self.backend {
             Backend::Mysql => {
@@ -271,12 +326,9 @@ impl Db {
             .bind(count)
             .bind(r.calls)
             .bind(r.order_no.map(str::to_string))
-            .bind(&now)
-            .execute(&mut *tx)
+            .bind(now)
+            .execute(&mut **tx)
             .await?;
-        tx.commit()
-            .await
-            .context("storing the query result failed; the subject stays due")?;
         Ok(())
     }
 

@@ -122,10 +122,12 @@ pub fn subjects_from_rows(job: &QueryJobConfig, rows: Vec<Vec<Option<String>>>) 
             tax_no: at(&row, &job.tax_no_column),
         });
     }
+    // Same order on every backend (they sort NULLs differently).
+    out.sort_by(|a, b| a.key.cmp(&b.key));
     out
 }
 
-/// The view columns a job reads, each once, the key first (rows are ordered by it).
+/// The view columns a job reads, each once.
 pub fn subject_columns(job: &QueryJobConfig) -> Vec<String> {
     let mut cols: Vec<String> = Vec::new();
     for c in job
