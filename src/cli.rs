@@ -314,6 +314,15 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
             println!("! gdzw.token is written in the config file; prefer token_file or token_env");
         }
     }
+    if cfg.shuidi.is_some() || cfg.qcc.is_some() || cfg.xinshu.is_some() {
+        match crate::query::client::Clients::new(&cfg) {
+            Ok(_) => println!("✓ credit-query credentials are readable"),
+            Err(e) => {
+                println!("✗ credit queries: {e:#}");
+                problems += 1;
+            }
+        }
+    }
     let db = match Db::connect(&cfg.database.url, 2).await {
         Ok(db) => {
             println!(
@@ -402,6 +411,34 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
                 unsupplied.join(", ")
             );
             problems += 1;
+        }
+    }
+    for q in &cfg.queries {
+        match db.source_columns(&q.subjects).await {
+            Ok(columns) => {
+                let missing: Vec<String> = crate::query::run::subject_columns(q)
+                    .into_iter()
+                    .filter(|c| !columns.iter().any(|x| x.eq_ignore_ascii_case(c)))
+                    .collect();
+                if missing.is_empty() {
+                    println!(
+                        "✓ query {}: subjects view {} has the columns",
+                        q.name, q.subjects
+                    );
+                } else {
+                    println!(
+                        "✗ query {}: subjects view {} has no column {}",
+                        q.name,
+                        q.subjects,
+                        missing.join(", ")
+                    );
+                    problems += 1;
+                }
+            }
+            Err(e) => {
+                println!("✗ query {}: {e:#}", q.name);
+                problems += 1;
+            }
         }
     }
     db.close().await;

@@ -364,3 +364,87 @@ pub fn validate(cfg: &crate::config::Config, out: &mut Vec<ConfigIssue>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::schema::Catalog;
+
+    const BASE: &str = r#"
+[database]
+url = "sqlite://x.db"
+[unit]
+uscc = "11620000MB199916XB"
+name = "某局"
+region_code = "440100"
+[shuidi]
+url = "http://127.0.0.1:1/utn/ic/Punish"
+pname = "p"
+pkey_env = "K"
+daily_budget = 100
+[qcc]
+url = "http://127.0.0.1:1/api/yj/OperationCheck/GetList"
+key_env = "K"
+secret_key_file = "/etc/qianzhi/qcc.secret"
+daily_budget = 100
+[[query]]
+name = "penalties"
+provider = "shuidi"
+subjects = "v_subjects"
+uscc_column = "uscc"
+interval = "1h"
+"#;
+
+    fn issues(text: &str) -> String {
+        let cat = Catalog::load(None).unwrap();
+        let cfg = crate::config::parse_with_env(text, &[]).unwrap();
+        cfg.validate(&cat)
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn good_query_config_has_no_issues() {
+        assert_eq!(issues(BASE), "");
+        let cfg = crate::config::parse_with_env(BASE, &[]).unwrap();
+        let q = &cfg.queries[0];
+        assert_eq!(q.fresh_for().as_secs(), 30 * 86400);
+        assert_eq!(cfg.shuidi.unwrap().page_size, 20);
+        assert_eq!(cfg.qcc.unwrap().pause_on_110().as_secs(), 7200);
+    }
+
+    #[test]
+    fn every_query_problem_at_once() {
+        let text = BASE
+            .replace("page_size", "x")
+            .replace(
+                "daily_budget = 100\n[[query]]",
+                "daily_budget = 100\npage_size = 50\n[[query]]",
+            )
+            .replace("pkey_env = \"K\"\n", "")
+            .replace(
+                "url = \"http://127.0.0.1:1/utn",
+                "url = \"ftp://127.0.0.1:1/utn",
+            )
+            .replace(
+                "interval = \"1h\"",
+                "interval = \"soon\"\nfresh_for = \"a while\"\ntax_no_column = \"tax_no\"",
+            )
+            + "[[query]]\nname = \"penalties\"\nprovider = \"tianyancha\"\nsubjects = \"x; drop table y\"\nschedule = \"0 0 3 * * *\"\n";
+        let all = issues(&text);
+        for want in [
+            "shuidi.url",
+            "set pkey_file or pkey_env",
+            "qcc.page_size",
+            "query[0] (penalties).interval",
+            "query[0] (penalties).fresh_for",
+            "for provider xinshu only",
+            "query[1] (penalties).name",
+            "unknown provider 'tianyancha'",
+            "query[1] (penalties).subjects",
+        ] {
+            assert!(all.contains(want), "missing {want} in\n{all}");
+        }
+    }
+}

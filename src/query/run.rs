@@ -297,6 +297,16 @@ async fn run_inner(
                     .set_provider_state(pname, "active", None, None, None)
                     .await?;
             }
+            // Stopped by an earlier process: a restart is the sign the cause was dealt with.
+            ("stopped", _) => {
+                warn!(
+                    reason = st.reason.as_deref().unwrap_or(""),
+                    "provider was stopped before this start; trying again"
+                );
+                app.db
+                    .set_provider_state(pname, "active", None, None, None)
+                    .await?;
+            }
             _ => {}
         }
     }

@@ -507,6 +507,18 @@ async fn codes_follow_the_mapping(which: Which) {
     ] {
         assert!(!text.contains(secret.as_str()), "status leaks a credential");
     }
+
+    // A restart tries a stopped provider again; success makes it active.
+    let app2 = q.restart().await;
+    let o = run_query_once(&app2, "tax_blacklist", &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!((o.calls, o.no_result), (3, 3), "{o:?}");
+    let st =
+        q.t.rows("SELECT state FROM qz_query_provider WHERE provider = 'xinshu'")
+            .await;
+    assert_eq!(st[0][0].as_deref(), Some("active"));
+    q.assert_ledger_matches(Xinshu).await;
 }
 on_all_backends!(query_codes_follow_the_mapping, codes_follow_the_mapping);
 
