@@ -663,3 +663,42 @@ async fn query_credentials_never_logged_and_ids_masked() {
     // The run went through once for every provider: the CLI path runs query jobs.
     assert!(q.sim_calls(Shuidi) >= 3 && q.sim_calls(Xinshu) >= 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_runs_query_jobs_and_stops_on_sigterm() {
+    let q = spawn_query(Which::Sqlite, 100, DEMO_SUBJECTS)
+        .await
+        .unwrap();
+    q.sim.state.lock().unwrap().set(Qcc, S1, qcc_records(1, 1));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_qianzhi"))
+        .arg("--config")
+        .arg(&q.t.cfg_path)
+        .arg("run")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let all_asked = || [Shuidi, Qcc, Xinshu].iter().all(|p| q.sim_calls(*p) >= 3);
+    while !all_asked() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not run every query job"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        q.t.scalar("SELECT COUNT(*) FROM qz_qcc_customs_credit")
+            .await,
+        1
+    );
+    for p in [Shuidi, Qcc, Xinshu] {
+        q.assert_ledger_matches(p).await;
+    }
+}
