@@ -36,7 +36,7 @@ pub enum Cmd {
         #[arg(long)]
         print: bool,
     },
-    /// One pass of every job (or one), then exit.
+    /// One pass of every job and query job (or one), then exit.
     Once {
         #[arg(long)]
         job: Option<String>,
@@ -132,7 +132,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let app = App::new(load_config(&cli)?).await?;
             let cancel = CancellationToken::new();
             crate::daemon::cancel_on_signal(cancel.clone());
+            let is_query = job
+                .as_ref()
+                .is_some_and(|j| app.cfg.queries.iter().any(|q| &q.name == j));
             let names: Vec<String> = match job {
+                Some(_) if is_query => vec![],
                 Some(j) => vec![app.job(j)?.name.clone()],
                 None => app
                     .cfg
@@ -164,6 +168,36 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                             "{name}: FAILED: {}",
                             crate::mask::mask_pii(&format!("{e:#}"))
                         );
+                    }
+                }
+            }
+            if !*dry_run {
+                let queries: Vec<String> = match job {
+                    Some(j) => app
+                        .cfg
+                        .queries
+                        .iter()
+                        .filter(|q| &q.name == j)
+                        .map(|q| q.name.clone())
+                        .collect(),
+                    None => app
+                        .cfg
+                        .queries
+                        .iter()
+                        .filter(|q| q.enabled)
+                        .map(|q| q.name.clone())
+                        .collect(),
+                };
+                for name in queries {
+                    match crate::query::run_query_once(&app, &name, &cancel).await {
+                        Ok(o) => eprintln!("{name}: {}", crate::query::run::summary(&o)),
+                        Err(e) => {
+                            failed = true;
+                            eprintln!(
+                                "{name}: FAILED: {}",
+                                crate::mask::mask_pii(&format!("{e:#}"))
+                            );
+                        }
                     }
                 }
             }
@@ -280,6 +314,15 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
             println!("! gdzw.token is written in the config file; prefer token_file or token_env");
         }
     }
+    if cfg.shuidi.is_some() || cfg.qcc.is_some() || cfg.xinshu.is_some() {
+        match crate::query::client::Clients::new(&cfg) {
+            Ok(_) => println!("✓ credit-query credentials are readable"),
+            Err(e) => {
+                println!("✗ credit queries: {e:#}");
+                problems += 1;
+            }
+        }
+    }
     let db = match Db::connect(&cfg.database.url, 2).await {
         Ok(db) => {
             println!(
@@ -368,6 +411,34 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
                 unsupplied.join(", ")
             );
             problems += 1;
+        }
+    }
+    for q in &cfg.queries {
+        match db.source_columns(&q.subjects).await {
+            Ok(columns) => {
+                let missing: Vec<String> = crate::query::run::subject_columns(q)
+                    .into_iter()
+                    .filter(|c| !columns.iter().any(|x| x.eq_ignore_ascii_case(c)))
+                    .collect();
+                if missing.is_empty() {
+                    println!(
+                        "✓ query {}: subjects view {} has the columns",
+                        q.name, q.subjects
+                    );
+                } else {
+                    println!(
+                        "✗ query {}: subjects view {} has no column {}",
+                        q.name,
+                        q.subjects,
+                        missing.join(", ")
+                    );
+                    problems += 1;
+                }
+            }
+            Err(e) => {
+                println!("✗ query {}: {e:#}", q.name);
+                problems += 1;
+            }
         }
     }
     db.close().await;

@@ -40,6 +40,11 @@ pub struct Config {
     pub gdzw: Option<GdzwConfig>,
     #[serde(default, rename = "job")]
     pub jobs: Vec<JobConfig>,
+    pub shuidi: Option<crate::query::config::ShuidiConfig>,
+    pub qcc: Option<crate::query::config::QccConfig>,
+    pub xinshu: Option<crate::query::config::XinshuConfig>,
+    #[serde(default, rename = "query")]
+    pub queries: Vec<crate::query::config::QueryJobConfig>,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -531,6 +536,7 @@ impl Config {
                 }
             }
         }
+        crate::query::config::validate(self, &mut out);
         out
     }
 }

@@ -1,4 +1,4 @@
-//! `qianzhi run`: each job on its schedule (6-field cron in Beijing time, or an interval)
+//! `qianzhi run`: each job and query job on its schedule (6-field cron in Beijing time, or an interval)
 //! until SIGTERM, which lets the call in flight finish and starts no new one.
 
 use anyhow::Result;
@@ -9,13 +9,20 @@ use tracing::{error, info, warn};
 
 use crate::config::JobConfig;
 use crate::pipeline::{App, JobStopped, RunOptions, run_once};
+use crate::query::config::QueryJobConfig;
+use crate::query::{QueryStopped, run_query_once};
 
 /// How long until the job's next run.
 pub fn next_delay(job: &JobConfig) -> Duration {
-    if let Some(iv) = job.interval() {
+    delay_until_next(job.interval(), job.schedule.as_deref())
+}
+
+/// An interval, else the next time of a 6-field cron in Beijing time.
+pub fn delay_until_next(interval: Option<Duration>, schedule: Option<&str>) -> Duration {
+    if let Some(iv) = interval {
         return iv;
     }
-    let Some(Ok(schedule)) = job.schedule.as_deref().map(str::parse::<cron::Schedule>) else {
+    let Some(Ok(schedule)) = schedule.map(str::parse::<cron::Schedule>) else {
         return Duration::from_secs(60);
     };
     let now = crate::timefmt::now_beijing();
@@ -52,8 +59,42 @@ async fn job_loop(app: Arc<App>, job: JobConfig, cancel: CancellationToken) {
     }
 }
 
+async fn query_loop(app: Arc<App>, job: QueryJobConfig, cancel: CancellationToken) {
+    loop {
+        match run_query_once(&app, &job.name, &cancel).await {
+            Ok(o) if o.calls > 0 => info!(
+                job = %job.name, calls = o.calls, found = o.found, no_result = o.no_result,
+                rejected = o.rejected, fresh = o.fresh, budget_exhausted = o.budget_exhausted, "query run finished"
+            ),
+            Ok(_) => {}
+            Err(e) if e.downcast_ref::<QueryStopped>().is_some() => {
+                error!(job = %job.name, error = %format!("{e:#}"), "QUERY JOB STOPPED: fix the cause and restart qianzhi");
+                return;
+            }
+            Err(e) => {
+                warn!(job = %job.name, error = %crate::mask::mask_pii(&format!("{e:#}")), "query run failed, will try again at the next scheduled time")
+            }
+        }
+        if cancel.is_cancelled() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay_until_next(job.interval(), job.schedule.as_deref())) => {}
+            _ = cancel.cancelled() => return,
+        }
+    }
+}
+
 pub async fn run(app: Arc<App>, cancel: CancellationToken) -> Result<()> {
     let mut tasks = Vec::new();
+    for q in app.cfg.queries.iter().filter(|q| q.enabled) {
+        info!(job = %q.name, provider = %q.provider, subjects = %q.subjects, "query job scheduled");
+        tasks.push(tokio::spawn(query_loop(
+            app.clone(),
+            q.clone(),
+            cancel.clone(),
+        )));
+    }
     for job in app.cfg.jobs.iter().filter(|j| j.enabled) {
         info!(job = %job.name, source = %job.source, data_type = %job.data_type, "job scheduled");
         tasks.push(tokio::spawn(job_loop(

@@ -1,6 +1,7 @@
 //! `qianzhi demo`: a SQLite department database with change tables for all seven Guangdong
-//! data types (a few rows deliberately bad), the simulator in-process, one full sync, and a
-//! summary. The sample-row generator is shared with the tests and the benchmark.
+//! data types (a few rows deliberately bad), the simulator in-process, one full sync, one query
+//! job per credit provider against the query simulator, and a summary. The sample-row
+//! generator is shared with the tests and the benchmark.
 
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
@@ -248,7 +249,10 @@ pub async fn run(dir: &Path) -> Result<String> {
         "127.0.0.1:0",
     )
     .await?;
-    let cfg_text = gdzw_config(&db_url, &sim.api_root(), &token_file, "", &GDZW_TYPES, "");
+    let qsim = crate::query::sim::start(Default::default(), "127.0.0.1:0").await?;
+    crate::query::demo::load_fixtures(&qsim);
+    let mut cfg_text = gdzw_config(&db_url, &sim.api_root(), &token_file, "", &GDZW_TYPES, "");
+    cfg_text.push_str(&crate::query::demo::query_config(&qsim, dir, 100, "")?);
     std::fs::write(dir.join("config.toml"), &cfg_text)?;
 
     let db = Db::connect(&db_url, 2).await?;
@@ -329,6 +333,12 @@ pub async fn run(dir: &Path) -> Result<String> {
         );
         db.execute_script(&script).await?;
     }
+    let mut script = crate::query::demo::subjects_ddl(Backend::Sqlite) + ";\n";
+    for r in crate::query::demo::DEMO_SUBJECTS {
+        script.push_str(&crate::query::demo::subject_insert(r));
+        script.push_str(";\n");
+    }
+    db.execute_script(&script).await?;
     db.close().await;
 
     let app = App::new(crate::cli::config_from_str(&cfg_text)?).await?;
@@ -377,6 +387,32 @@ pub async fn run(dir: &Path) -> Result<String> {
     let _ = writeln!(
         out,
         "\nsimulator: {accepted} records accepted, {recon} reconciliation rows uploaded (see qz_reconciliation)"
+    );
+    let _ = writeln!(
+        out,
+        "\ncredit queries against the simulated Shuidi, Qichacha and Xinshu APIs (subjects: table {}):",
+        crate::query::demo::SUBJECTS_TABLE
+    );
+    for q in &app.cfg.queries {
+        let o = crate::query::run_query_once(&app, &q.name, &cancel).await?;
+        let _ = writeln!(
+            out,
+            "  {:<14} {:<7} {}",
+            q.name,
+            q.provider,
+            crate::query::run::summary(&o)
+        );
+    }
+    for p in crate::status::collect(&app).await?.providers {
+        let _ = writeln!(
+            out,
+            "  {:<14} calls today {}, billed {}, budget left {} of {}",
+            p.provider, p.calls_today, p.billed_today, p.budget_left, p.daily_budget
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  results: qz_shuidi_punish, qz_qcc_customs_credit, qz_qcc_customs_punish, qz_xinshu_tax_black; ledger: qz_query_ledger"
     );
     let _ = writeln!(
         out,

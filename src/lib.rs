@@ -1,7 +1,7 @@
 //! qianzhi: change capture from a department database to provincial platform APIs.
 //!
 //! Invariants every module keeps:
-//! - Only the `db` layer runs SQL; only `upstream/*` (and later `query/*`) know wire formats.
+//! - Only the `db` layer runs SQL; only `upstream/*` and `query/*` know wire formats.
 //! - `mapping`, `validate` and `batch` do no I/O and are tested table-driven.
 //! - A change is never lost: the source position advances only in the same database
 //!   transaction that stores the records it covers in the outbox (or as error rows).
@@ -21,6 +21,7 @@ pub mod demo;
 pub mod mapping;
 pub mod mask;
 pub mod pipeline;
+pub mod query;
 pub mod schema;
 pub mod simulate;
 pub mod status;

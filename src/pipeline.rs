@@ -24,6 +24,8 @@ pub struct App {
     pub catalog: Catalog,
     pub db: Db,
     pub gdzw: Option<GdzwClient>,
+    /// Credit-query providers ([shuidi], [qcc], [xinshu]) with their credentials.
+    pub query: crate::query::client::Clients,
 }
 
 impl App {
@@ -47,11 +49,13 @@ impl App {
             )?),
             None => None,
         };
+        let query = crate::query::client::Clients::new(&cfg)?;
         Ok(Arc::new(App {
             cfg,
             catalog,
             db,
             gdzw,
+            query,
         }))
     }
 

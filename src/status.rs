@@ -1,4 +1,5 @@
-//! `qianzhi status`: what each job has done and what is waiting, as text or JSON.
+//! `qianzhi status`: what each job has done and what is waiting, and today's credit-query
+//! spend per provider, as text or JSON.
 
 use anyhow::Result;
 use serde::Serialize;
@@ -15,6 +16,68 @@ pub struct Status {
     pub unit: String,
     pub todays_last_cd_batch_seq: i64,
     pub jobs: Vec<JobStatus>,
+    /// Per configured credit-query provider: today's (Beijing) calls and budget left.
+    pub providers: Vec<ProviderStatus>,
+    pub query_jobs: Vec<QueryJobStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProviderStatus {
+    pub provider: String,
+    pub day: String,
+    pub daily_budget: i64,
+    pub calls_today: i64,
+    pub billed_today: i64,
+    pub budget_left: i64,
+    /// active, paused or stopped; the reason keeps the spec's Chinese message.
+    pub state: String,
+    pub paused_until: Option<String>,
+    pub status_code: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QueryJobStatus {
+    pub job: String,
+    pub provider: String,
+    pub last_run_at: Option<String>,
+    pub last_success_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+async fn provider_statuses(app: &App) -> Result<Vec<ProviderStatus>> {
+    let day = crate::query::run::budget_day(chrono::Utc::now());
+    let mut out = Vec::new();
+    for p in crate::query::Provider::ALL {
+        let Some(budget) = p.daily_budget(&app.cfg) else {
+            continue;
+        };
+        let (calls, billed) = app.db.ledger_day(p.name(), &day).await?;
+        let st = app.db.provider_state(p.name()).await?.unwrap_or_default();
+        let paused = st.state == "paused"
+            && st
+                .paused_until
+                .as_deref()
+                .is_some_and(|u| u > crate::timefmt::now_text().as_str());
+        let state = match st.state.as_str() {
+            "stopped" => "stopped",
+            _ if paused => "paused",
+            _ => "active",
+        };
+        out.push(ProviderStatus {
+            provider: p.name().into(),
+            day: day.clone(),
+            daily_budget: budget.into(),
+            calls_today: calls,
+            billed_today: billed,
+            budget_left: (i64::from(budget) - calls).max(0),
+            state: state.into(),
+            paused_until: st.paused_until.filter(|_| paused),
+            status_code: st.status_code.filter(|_| state != "active"),
+            reason: st.reason.filter(|_| state != "active"),
+        });
+    }
+    Ok(out)
 }
 
 pub async fn collect(app: &App) -> Result<Status> {
@@ -44,10 +107,23 @@ pub async fn collect(app: &App) -> Result<Status> {
         }
         jobs.push(s);
     }
+    let mut query_jobs = Vec::new();
+    for q in &app.cfg.queries {
+        let s = app.db.job_status(&q.name).await?;
+        query_jobs.push(QueryJobStatus {
+            job: q.name.clone(),
+            provider: q.provider.clone(),
+            last_run_at: s.last_run_at,
+            last_success_at: s.last_success_at,
+            last_error: s.last_error,
+        });
+    }
     Ok(Status {
         unit: app.cfg.unit.uscc.clone(),
         todays_last_cd_batch_seq: app.db.todays_last_seq(&app.cfg.unit.uscc).await?,
         jobs,
+        providers: provider_statuses(app).await?,
+        query_jobs,
     })
 }
 
@@ -100,6 +176,38 @@ pub fn render_text(s: &Status) -> String {
                 "  reconciliation uploads pending {}\n",
                 j.reconciliation_uploads_pending
             ));
+        }
+    }
+    if !s.providers.is_empty() {
+        out.push_str("\n信用查询 credit queries (today, Beijing day)\n");
+        out.push_str(&format!(
+            "  {:<8} {:>6} {:>6} {:>6} {:>6}  state\n",
+            "provider", "budget", "calls", "billed", "left"
+        ));
+        for p in &s.providers {
+            let mut state = p.state.clone();
+            if let Some(u) = &p.paused_until {
+                state.push_str(&format!(" until {u}"));
+            }
+            if let Some(r) = &p.reason {
+                state.push_str(&format!(": {r}"));
+            }
+            out.push_str(&format!(
+                "  {:<8} {:>6} {:>6} {:>6} {:>6}  {state}\n",
+                p.provider, p.daily_budget, p.calls_today, p.billed_today, p.budget_left
+            ));
+        }
+    }
+    for q in &s.query_jobs {
+        out.push_str(&format!(
+            "\n[{}] query via {}\n  last run             {}\n  last success         {}\n",
+            q.job,
+            q.provider,
+            q.last_run_at.as_deref().unwrap_or("-"),
+            q.last_success_at.as_deref().unwrap_or("-")
+        ));
+        if let Some(e) = &q.last_error {
+            out.push_str(&format!("  last error           {e}\n"));
         }
     }
     out

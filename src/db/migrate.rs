@@ -4,12 +4,20 @@ use anyhow::{Context, Result};
 
 use super::{Backend, Db};
 
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    include_str!("../../sql/sqlite/001_control.sql"),
-    include_str!("../../sql/postgres/001_control.sql"),
-    include_str!("../../sql/mysql/001_control.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        include_str!("../../sql/sqlite/001_control.sql"),
+        include_str!("../../sql/postgres/001_control.sql"),
+        include_str!("../../sql/mysql/001_control.sql"),
+    ),
+    (
+        2,
+        include_str!("../../sql/sqlite/002_query.sql"),
+        include_str!("../../sql/postgres/002_query.sql"),
+        include_str!("../../sql/mysql/002_query.sql"),
+    ),
+];
 
 /// Splits a DDL file into statements; the files hold no `;` inside strings or bodies.
 fn statements(sql: &str) -> Vec<String> {

@@ -2,6 +2,7 @@
 
 pub mod control;
 pub mod migrate;
+pub mod query;
 pub mod source;
 
 use anyhow::{Context, Result};

@@ -1,6 +1,7 @@
 //! End-to-end scenarios on SQLite, PostgreSQL and MySQL against the local simulator.
 
 mod helpers;
+mod query;
 
 use helpers::*;
 use qianzhi::demo::{GDZW_TYPES, Lit, set_field};

@@ -1,0 +1,117 @@
+//! The configured providers with their credentials, and the one place a `Call` goes on the wire.
+
+use anyhow::{Context, Result};
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use super::config::resolve_secret;
+use super::{Call, Provider, qcc, shuidi, xinshu};
+use crate::config::Config;
+
+pub struct Clients {
+    http: reqwest::Client,
+    pub shuidi: Option<shuidi::Client>,
+    pub qcc: Option<qcc::Client>,
+    pub xinshu: Option<xinshu::Client>,
+    /// Providers stopped by an answer in this process: nothing more is sent until restart.
+    stopped: Mutex<HashSet<Provider>>,
+}
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clients")
+            .field("shuidi", &self.shuidi.is_some())
+            .field("qcc", &self.qcc.is_some())
+            .field("xinshu", &self.xinshu.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clients {
+    pub fn new(cfg: &Config) -> Result<Clients> {
+        crate::upstream::init_tls();
+        let http = reqwest::Client::builder()
+            .timeout(cfg.delivery.http_timeout())
+            .build()
+            .context("cannot build the HTTP client")?;
+        let shuidi = match &cfg.shuidi {
+            Some(c) => Some(shuidi::Client {
+                cfg: c.clone(),
+                pkey: resolve_secret("shuidi.pkey", &c.pkey_file, &c.pkey_env)?,
+            }),
+            None => None,
+        };
+        let qcc = match &cfg.qcc {
+            Some(c) => Some(qcc::Client {
+                cfg: c.clone(),
+                key: resolve_secret("qcc.key", &c.key_file, &c.key_env)?,
+                secret_key: resolve_secret(
+                    "qcc.secret_key",
+                    &c.secret_key_file,
+                    &c.secret_key_env,
+                )?,
+            }),
+            None => None,
+        };
+        let xinshu = match &cfg.xinshu {
+            Some(c) => Some(xinshu::Client {
+                cfg: c.clone(),
+                apikey: resolve_secret("xinshu.apikey", &c.apikey_file, &c.apikey_env)?,
+                private_key: resolve_secret(
+                    "xinshu.private_key",
+                    &c.private_key_file,
+                    &c.private_key_env,
+                )?,
+            }),
+            None => None,
+        };
+        Ok(Clients {
+            http,
+            shuidi,
+            qcc,
+            xinshu,
+            stopped: Mutex::new(HashSet::new()),
+        })
+    }
+
+    pub fn is_stopped(&self, p: Provider) -> bool {
+        self.stopped.lock().expect("stopped set").contains(&p)
+    }
+
+    pub fn stop(&self, p: Provider) {
+        self.stopped.lock().expect("stopped set").insert(p);
+    }
+
+    /// Sends a call; Err is a network failure, described without the URL (it carries keys).
+    pub async fn send(&self, call: &Call) -> Result<(u16, String), String> {
+        let mut req = if call.post {
+            self.http.post(&call.url)
+        } else {
+            self.http.get(&call.url)
+        };
+        if !call.query.is_empty() {
+            req = req.query(&call.query);
+        }
+        for (k, v) in &call.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        if let Some(form) = &call.form {
+            let body = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(form.iter())
+                .finish();
+            req = req
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(body);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the provider: {}", e.without_url()))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| format!("the answer broke off: {}", e.without_url()))?;
+        Ok((status, text))
+    }
+}

@@ -1,0 +1,450 @@
+//! The `[shuidi]`, `[qcc]`, `[xinshu]` provider sections and `[[query]]` jobs, and their checks.
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::{ConfigIssue, Secret};
+use crate::timefmt::parse_duration;
+
+/// Reads a credential from a file (first line, trimmed) or an environment variable.
+pub fn resolve_secret(what: &str, file: &Option<PathBuf>, env: &Option<String>) -> Result<Secret> {
+    if let Some(path) = file {
+        let t = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {what}_file {}", path.display()))?;
+        let t = t.trim();
+        if t.is_empty() {
+            bail!("{what}_file {} is empty", path.display());
+        }
+        return Ok(Secret::new(t));
+    }
+    if let Some(var) = env {
+        return match std::env::var(var) {
+            Ok(t) if !t.trim().is_empty() => Ok(Secret::new(t.trim())),
+            _ => bail!("environment variable {var} ({what}_env) is not set"),
+        };
+    }
+    bail!("set {what}_file or {what}_env")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpMethod {
+    Get,
+    Post,
+}
+
+/// Where Xinshu's parameters go: its spec says POST but its example puts them in the URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamsIn {
+    Form,
+    Query,
+}
+
+/// 水滴 工商行政处罚 (interface 2032).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShuidiConfig {
+    /// The full interface address (spec: http://api.shuidi.cn/utn/ic/Punish).
+    pub url: String,
+    /// 接入ID; not a secret (it travels in every URL).
+    pub pname: String,
+    pub pkey_file: Option<PathBuf>,
+    pub pkey_env: Option<String>,
+    pub daily_budget: u32,
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    #[serde(default = "default_max_pages")]
+    pub max_pages: u32,
+    /// The spec allows GET or form POST.
+    #[serde(default = "default_get")]
+    pub method: HttpMethod,
+}
+
+/// 企查查 进出口信用核查 (OperationCheck/GetList).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QccConfig {
+    /// The full method address (spec: https://pro.qcc.com/api/yj/OperationCheck/GetList).
+    pub url: String,
+    pub key_file: Option<PathBuf>,
+    pub key_env: Option<String>,
+    pub secret_key_file: Option<PathBuf>,
+    pub secret_key_env: Option<String>,
+    pub daily_budget: u32,
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    #[serde(default = "default_max_pages")]
+    pub max_pages: u32,
+    /// Status 110 says "请等 2 小时后重试".
+    #[serde(default = "default_qcc_pause")]
+    pub pause_on_110: String,
+}
+
+/// 信数 税务负面信息 (taxBlack).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XinshuConfig {
+    /// The interface address (spec: http://api.xinshucredit.com/ws/repository/taxBlack).
+    pub url: String,
+    pub apikey_file: Option<PathBuf>,
+    pub apikey_env: Option<String>,
+    pub private_key_file: Option<PathBuf>,
+    pub private_key_env: Option<String>,
+    pub daily_budget: u32,
+    #[serde(default = "default_params_in")]
+    pub params_in: ParamsIn,
+}
+
+fn default_page_size() -> u32 {
+    20
+}
+fn default_max_pages() -> u32 {
+    25
+}
+fn default_get() -> HttpMethod {
+    HttpMethod::Get
+}
+fn default_qcc_pause() -> String {
+    "2h".into()
+}
+fn default_params_in() -> ParamsIn {
+    ParamsIn::Form
+}
+
+impl QccConfig {
+    pub fn pause_on_110(&self) -> Duration {
+        parse_duration(&self.pause_on_110).unwrap_or(Duration::from_secs(7200))
+    }
+}
+
+/// What Shuidi and Qichacha search by (both take a name or a 统一社会信用代码).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchBy {
+    /// The 统一社会信用代码 when the row has one, else the name.
+    Auto,
+    Uscc,
+    Name,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryJobConfig {
+    pub name: String,
+    /// shuidi, qcc or xinshu.
+    pub provider: String,
+    /// Table or view listing the subjects, optionally schema-qualified.
+    pub subjects: String,
+    #[serde(default = "default_name_column")]
+    pub name_column: String,
+    /// Column holding the 统一社会信用代码.
+    pub uscc_column: Option<String>,
+    /// Xinshu only: 法人身份证号码 (idCard).
+    pub id_card_column: Option<String>,
+    /// Xinshu only: 税务登记号 (taxNo).
+    pub tax_no_column: Option<String>,
+    /// Column that identifies a subject in the result tables; default: the 统一社会信用代码
+    /// when the row has one, else the name.
+    pub key_column: Option<String>,
+    #[serde(default = "default_search_by")]
+    pub search_by: SearchBy,
+    /// How long a result (or a "no result") stays good before the subject is asked again.
+    #[serde(default = "default_fresh_for")]
+    pub fresh_for: String,
+    /// Retries of one call after a temporary failure, within a run.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    pub schedule: Option<String>,
+    pub interval: Option<String>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_name_column() -> String {
+    "name".into()
+}
+fn default_search_by() -> SearchBy {
+    SearchBy::Auto
+}
+fn default_fresh_for() -> String {
+    "30d".into()
+}
+fn default_retries() -> u32 {
+    2
+}
+
+impl QueryJobConfig {
+    pub fn fresh_for(&self) -> Duration {
+        parse_duration(&self.fresh_for).unwrap_or(Duration::from_secs(30 * 86400))
+    }
+    pub fn interval(&self) -> Option<Duration> {
+        self.interval
+            .as_deref()
+            .and_then(|s| parse_duration(s).ok())
+    }
+}
+
+fn url_ok(u: &str) -> bool {
+    u.starts_with("http://") || u.starts_with("https://")
+}
+
+fn column_ok(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(ch) if ch.is_alphabetic() || ch == '_')
+        && c.all(|ch| ch.is_alphanumeric() || ch == '_' || ch == '$')
+}
+
+fn table_ok(s: &str) -> bool {
+    !s.is_empty() && s.split('.').count() <= 2 && s.split('.').all(column_ok)
+}
+
+/// Every problem of the query sections, in the same style as `Config::validate`.
+pub fn validate(cfg: &crate::config::Config, out: &mut Vec<ConfigIssue>) {
+    let mut bad = |path: String, reason: String| out.push(ConfigIssue { path, reason });
+    let cred = |file: &Option<PathBuf>, env: &Option<String>| file.is_some() || env.is_some();
+    let pages = |bad: &mut dyn FnMut(String, String), p: &str, size: u32, max: u32| {
+        if !(1..=20).contains(&size) {
+            bad(
+                format!("{p}.page_size"),
+                "must be 1..=20 (the spec's maximum)".into(),
+            );
+        }
+        if max == 0 {
+            bad(format!("{p}.max_pages"), "must be at least 1".into());
+        }
+    };
+    if let Some(s) = &cfg.shuidi {
+        if !url_ok(&s.url) {
+            bad(
+                "shuidi.url".into(),
+                "must start with http:// or https://".into(),
+            );
+        }
+        if s.pname.trim().is_empty() {
+            bad("shuidi.pname".into(), "must not be empty".into());
+        }
+        if !cred(&s.pkey_file, &s.pkey_env) {
+            bad("shuidi".into(), "set pkey_file or pkey_env".into());
+        }
+        pages(&mut bad, "shuidi", s.page_size, s.max_pages);
+    }
+    if let Some(q) = &cfg.qcc {
+        if !url_ok(&q.url) {
+            bad(
+                "qcc.url".into(),
+                "must start with http:// or https://".into(),
+            );
+        }
+        if !cred(&q.key_file, &q.key_env) {
+            bad("qcc".into(), "set key_file or key_env".into());
+        }
+        if !cred(&q.secret_key_file, &q.secret_key_env) {
+            bad("qcc".into(), "set secret_key_file or secret_key_env".into());
+        }
+        pages(&mut bad, "qcc", q.page_size, q.max_pages);
+        if let Err(e) = parse_duration(&q.pause_on_110) {
+            bad("qcc.pause_on_110".into(), e);
+        }
+    }
+    if let Some(x) = &cfg.xinshu {
+        if !url_ok(&x.url) {
+            bad(
+                "xinshu.url".into(),
+                "must start with http:// or https://".into(),
+            );
+        }
+        if !cred(&x.apikey_file, &x.apikey_env) {
+            bad("xinshu".into(), "set apikey_file or apikey_env".into());
+        }
+        if !cred(&x.private_key_file, &x.private_key_env) {
+            bad(
+                "xinshu".into(),
+                "set private_key_file or private_key_env".into(),
+            );
+        }
+    }
+    let job_names: std::collections::HashSet<&str> =
+        cfg.jobs.iter().map(|j| j.name.as_str()).collect();
+    let mut names = std::collections::HashSet::new();
+    for (i, q) in cfg.queries.iter().enumerate() {
+        let p = format!("query[{i}] ({})", q.name);
+        if q.name.is_empty()
+            || !q
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            bad(
+                format!("{p}.name"),
+                "use letters, digits, _ and - only".into(),
+            );
+        }
+        if !names.insert(q.name.as_str()) || job_names.contains(q.name.as_str()) {
+            bad(
+                format!("{p}.name"),
+                "another job or query has the same name".into(),
+            );
+        }
+        let configured = match q.provider.as_str() {
+            "shuidi" => cfg.shuidi.is_some(),
+            "qcc" => cfg.qcc.is_some(),
+            "xinshu" => cfg.xinshu.is_some(),
+            other => {
+                bad(
+                    format!("{p}.provider"),
+                    format!("unknown provider '{other}' (known: shuidi, qcc, xinshu)"),
+                );
+                true
+            }
+        };
+        if !configured {
+            bad(
+                format!("{p}.provider"),
+                format!("provider {} needs a [{}] section", q.provider, q.provider),
+            );
+        }
+        if !table_ok(&q.subjects) {
+            bad(
+                format!("{p}.subjects"),
+                format!("'{}' is not a table or view name", q.subjects),
+            );
+        }
+        for c in std::iter::once(&q.name_column)
+            .chain(q.uscc_column.iter())
+            .chain(q.id_card_column.iter())
+            .chain(q.tax_no_column.iter())
+            .chain(q.key_column.iter())
+        {
+            if !column_ok(c) {
+                bad(p.clone(), format!("'{c}' is not a column name"));
+            }
+        }
+        if q.provider != "xinshu" && (q.id_card_column.is_some() || q.tax_no_column.is_some()) {
+            bad(
+                p.clone(),
+                "id_card_column and tax_no_column are for provider xinshu only".into(),
+            );
+        }
+        if q.search_by == SearchBy::Uscc && q.uscc_column.is_none() {
+            bad(
+                format!("{p}.search_by"),
+                "search_by = \"uscc\" needs uscc_column".into(),
+            );
+        }
+        if let Err(e) = parse_duration(&q.fresh_for) {
+            bad(format!("{p}.fresh_for"), e);
+        }
+        match (&q.schedule, &q.interval) {
+            (Some(_), Some(_)) => bad(p.clone(), "set schedule or interval, not both".into()),
+            (None, None) => bad(
+                p.clone(),
+                "set schedule (6-field cron, Beijing time) or interval".into(),
+            ),
+            (Some(s), None) => {
+                if let Err(e) = s.parse::<cron::Schedule>() {
+                    bad(
+                        format!("{p}.schedule"),
+                        format!(
+                            "'{s}' is not a 6-field cron (sec min hour day month weekday): {e}"
+                        ),
+                    );
+                }
+            }
+            (None, Some(s)) => {
+                if let Err(e) = parse_duration(s) {
+                    bad(format!("{p}.interval"), e);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::schema::Catalog;
+
+    const BASE: &str = r#"
+[database]
+url = "sqlite://x.db"
+[unit]
+uscc = "11620000MB199916XB"
+name = "某局"
+region_code = "440100"
+[shuidi]
+url = "http://127.0.0.1:1/utn/ic/Punish"
+pname = "p"
+pkey_env = "K"
+daily_budget = 100
+[qcc]
+url = "http://127.0.0.1:1/api/yj/OperationCheck/GetList"
+key_env = "K"
+secret_key_file = "/etc/qianzhi/qcc.secret"
+daily_budget = 100
+[[query]]
+name = "penalties"
+provider = "shuidi"
+subjects = "v_subjects"
+uscc_column = "uscc"
+interval = "1h"
+"#;
+
+    fn issues(text: &str) -> String {
+        let cat = Catalog::load(None).unwrap();
+        let cfg = crate::config::parse_with_env(text, &[]).unwrap();
+        cfg.validate(&cat)
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn good_query_config_has_no_issues() {
+        assert_eq!(issues(BASE), "");
+        let cfg = crate::config::parse_with_env(BASE, &[]).unwrap();
+        let q = &cfg.queries[0];
+        assert_eq!(q.fresh_for().as_secs(), 30 * 86400);
+        assert_eq!(cfg.shuidi.unwrap().page_size, 20);
+        assert_eq!(cfg.qcc.unwrap().pause_on_110().as_secs(), 7200);
+    }
+
+    #[test]
+    fn every_query_problem_at_once() {
+        let text = BASE
+            .replace("page_size", "x")
+            .replace(
+                "daily_budget = 100\n[[query]]",
+                "daily_budget = 100\npage_size = 50\n[[query]]",
+            )
+            .replace("pkey_env = \"K\"\n", "")
+            .replace(
+                "url = \"http://127.0.0.1:1/utn",
+                "url = \"ftp://127.0.0.1:1/utn",
+            )
+            .replace(
+                "interval = \"1h\"",
+                "interval = \"soon\"\nfresh_for = \"a while\"\ntax_no_column = \"tax_no\"",
+            )
+            + "[[query]]\nname = \"penalties\"\nprovider = \"tianyancha\"\nsubjects = \"x; drop table y\"\nschedule = \"0 0 3 * * *\"\n";
+        let all = issues(&text);
+        for want in [
+            "shuidi.url",
+            "set pkey_file or pkey_env",
+            "qcc.page_size",
+            "query[0] (penalties).interval",
+            "query[0] (penalties).fresh_for",
+            "for provider xinshu only",
+            "query[1] (penalties).name",
+            "unknown provider 'tianyancha'",
+            "query[1] (penalties).subjects",
+        ] {
+            assert!(all.contains(want), "missing {want} in\n{all}");
+        }
+    }
+}
