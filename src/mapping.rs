@@ -1,6 +1,5 @@
 //! Pure mapping of a source row to a record keyed by the platform's field codes.
 
-use indexmap::IndexMap;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 
@@ -152,7 +151,7 @@ impl Plan {
 pub struct Record {
     pub source_key: String,
     pub row_guid: String,
-    pub fields: IndexMap<String, Json>,
+    pub fields: serde_json::Map<String, Json>,
 }
 
 /// The source key as text: the value itself for one column, a JSON array for several.
@@ -213,7 +212,7 @@ pub fn convert(v: &Value, ty: FieldType) -> Json {
 }
 
 pub fn map_row(plan: &Plan, row: &SourceRow, source_key: String) -> Record {
-    let mut fields = IndexMap::with_capacity(plan.fields.len());
+    let mut fields = serde_json::Map::with_capacity(plan.fields.len());
     let mut row_guid = String::new();
     for (code, ty, src) in &plan.fields {
         let v = match src {
@@ -244,7 +243,7 @@ pub fn map_row(plan: &Plan, row: &SourceRow, source_key: String) -> Record {
 }
 
 /// Render nulls as the platform setting wants, after validation has seen them as absent.
-pub fn finish_nulls(fields: &mut IndexMap<String, Json>, how: NullFields) {
+pub fn finish_nulls(fields: &mut serde_json::Map<String, Json>, how: NullFields) {
     match how {
         NullFields::Omit => fields.retain(|_, v| !v.is_null()),
         NullFields::Null => {}
@@ -410,7 +409,7 @@ mod tests {
 
     #[test]
     fn null_rendering() {
-        let mut f = IndexMap::new();
+        let mut f = serde_json::Map::new();
         f.insert("A".to_string(), Json::Null);
         f.insert("B".to_string(), Json::from("x"));
         let mut omit = f.clone();

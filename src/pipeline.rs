@@ -140,7 +140,8 @@ pub struct RunOptions {
     pub dry_run: bool,
 }
 
-/// Test hook: `QIANZHI_FAILPOINT=after-outbox-commit` (or `after-first-call`) ends the process
+/// Test hook: `QIANZHI_FAILPOINT=after-outbox-commit` (or `after-first-call`,
+/// `after-split-progress`) ends the process
 /// at that point, as a crash or kill -9 would.
 fn failpoint(name: &str) {
     if std::env::var("QIANZHI_FAILPOINT").is_ok_and(|v| v == name) {
@@ -718,6 +719,7 @@ async fn split_call(
                     .await?;
                 out.delivered += part.len();
                 backoff.reset();
+                failpoint("after-split-progress");
             }
             Err(SubmitError::Retryable(msg)) => {
                 if !wait_to_retry(backoff, &msg, cancel).await {

@@ -297,9 +297,8 @@ fn check_records(ctx: &Ctx, data_type: &str, records: &[Json]) -> Result<(), Str
                 return Err(format!("第 {n} 条记录字段 {} 的 JSON 类型不对", f.code));
             }
         }
-        let fields: indexmap::IndexMap<String, Json> =
-            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        if let Some(v) = crate::validate::validate(&fields, dt, platform, LengthUnit::Chars)
+
+        if let Some(v) = crate::validate::validate(map, dt, platform, LengthUnit::Chars)
             .into_iter()
             .next()
         {

@@ -1,7 +1,6 @@
 //! Pure validation of a mapped record against its data type: required, type, length, code set,
 //! check digits. Each failure names the field and the rule so a DBA can fix the source row.
 
-use indexmap::IndexMap;
 use serde_json::Value as Json;
 
 use crate::checkdigit;
@@ -49,7 +48,7 @@ fn value_text(v: &Json) -> String {
 }
 
 pub fn validate(
-    fields: &IndexMap<String, Json>,
+    fields: &serde_json::Map<String, Json>,
     dt: &DataType,
     platform: &Platform,
     unit: LengthUnit,
@@ -245,7 +244,7 @@ mod tests {
     use crate::schema::Catalog;
     use serde_json::json;
 
-    fn good_accept() -> IndexMap<String, Json> {
+    fn good_accept() -> serde_json::Map<String, Json> {
         let v = json!({
             "RowGuid": "4d239bbe-781c-49d3-bfad-6e13ac738f4d",
             "ProjectNo": "11440100MB2C12345X44010000100012019062000001",

@@ -176,7 +176,9 @@ impl Db {
             let id = self.allocate_cd_batch(&mut tx, b.unit_code, &b.at).await?;
             cd_batch = Some(id);
         }
+        let t_build = std::time::Instant::now();
         let rows = build(cd_batch.as_deref())?;
+        let t_insert = std::time::Instant::now();
         if let (Some(id), Some(b)) = (&cd_batch, &batch) {
             sqlx::query(self.sql(
                 "INSERT INTO qz_batch (cd_batch, job, upstream, data_type, table_name, state, record_count, cd_time, created_at) \
@@ -208,6 +210,12 @@ impl Db {
         self.insert_errors(&mut tx, job, errors, cd_batch.as_deref(), &now)
             .await?;
         self.upsert_cursor(&mut tx, job, position).await?;
+        let t_commit = std::time::Instant::now();
+        tracing::debug!(
+            build_ms = (t_insert - t_build).as_millis() as u64,
+            insert_ms = (t_commit - t_insert).as_millis() as u64,
+            "outbox rows written"
+        );
         tx.commit().await.context(
             "commit of the exchange failed; nothing was stored, the rows will be read again",
         )?;

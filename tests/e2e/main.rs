@@ -849,3 +849,68 @@ on_all_backends!(
     crash_before_ack_flush_resends_identical_call,
     crash_before_ack_flush
 );
+
+async fn crash_during_split(which: Which) {
+    let Some(t) = spawn_app(which, Spawn::default()).await else {
+        return;
+    };
+    for id in 1..=10 {
+        t.insert(
+            "accept",
+            id,
+            "I",
+            "2026-11-20 10:00:00",
+            &t.sample("accept", id),
+        )
+        .await;
+    }
+    let refused = derive_row_guid("accept", "7");
+    t.sim
+        .state
+        .lock()
+        .unwrap()
+        .refuse_row_guids
+        .insert(refused.clone());
+    // Killed after the first half of the refused call went through.
+    let out = t.cli(&["once"], &[("QIANZHI_FAILPOINT", "after-split-progress")]);
+    assert_eq!(
+        out.status.code(),
+        Some(86),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = t.sim.state.lock().unwrap().accepted_count;
+    assert_eq!(first, 5, "records 1-5 acked before the crash");
+    let out = t.cli(&["once"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let accepted = t.accepted("accept");
+    let guids: Vec<&str> = accepted
+        .iter()
+        .map(|r| r["RowGuid"].as_str().unwrap())
+        .collect();
+    let unique: std::collections::HashSet<&str> = guids.iter().copied().collect();
+    assert_eq!(
+        guids.len(),
+        9,
+        "no record sent twice after the resume: {guids:?}"
+    );
+    assert_eq!(unique.len(), 9);
+    assert!(!unique.contains(refused.as_str()));
+    let errs = t.rows("SELECT source_key, rule FROM qz_error").await;
+    assert_eq!(
+        errs,
+        vec![vec![Some("7".into()), Some("platform_rejected".into())]]
+    );
+    assert_eq!(
+        t.rows("SELECT cd_count FROM qz_reconciliation").await[0][0].as_deref(),
+        Some("9")
+    );
+}
+on_all_backends!(
+    crash_during_split_resumes_without_repeats,
+    crash_during_split
+);
