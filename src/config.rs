@@ -329,12 +329,17 @@ fn set_path(doc: &mut toml::Table, parts: &[String], raw: &str) {
         };
         t = next;
     }
-    // Numbers and booleans keep their type; anything else is a string.
-    let v = raw
-        .parse::<i64>()
-        .map(toml::Value::Integer)
-        .or_else(|_| raw.parse::<bool>().map(toml::Value::Boolean))
-        .unwrap_or_else(|_| toml::Value::String(raw.to_string()));
+    // The file's value decides the type (region_code "440300" stays text); a key the file
+    // does not set is read as a number or boolean when it looks like one.
+    let as_string = matches!(t.get(last.as_str()), Some(toml::Value::String(_)));
+    let v = if as_string {
+        toml::Value::String(raw.to_string())
+    } else {
+        raw.parse::<i64>()
+            .map(toml::Value::Integer)
+            .or_else(|_| raw.parse::<bool>().map(toml::Value::Boolean))
+            .unwrap_or_else(|_| toml::Value::String(raw.to_string()))
+    };
     t.insert(last.clone(), v);
 }
 
@@ -586,9 +591,17 @@ ApplyerName = "applicant"
                 "50".to_string(),
             ),
             ("QIANZHI_CONFIG".to_string(), "/etc/x.toml".to_string()),
+            (
+                "QIANZHI_UNIT__REGION_CODE".to_string(),
+                "440300".to_string(),
+            ),
         ];
         let cfg = parse_with_env(GOOD, &vars).unwrap();
         assert_eq!(cfg.database.url, "postgres://h/db");
+        assert_eq!(
+            cfg.unit.region_code, "440300",
+            "digits stay text where the file has text"
+        );
         assert_eq!(cfg.gdzw.unwrap().max_records_per_call, 50);
     }
 

@@ -449,6 +449,9 @@ fn prepare(
         crate::timefmt::now_beijing().format("%Y%m%d")
     );
     let now_text = crate::timefmt::now_text();
+    // Page row number of each error row and of each record, to tell earlier from later.
+    let mut error_rows: Vec<usize> = Vec::new();
+    let mut record_rows: Vec<usize> = Vec::new();
     for row in rows {
         let t = row
             .get(&job.time_column)
@@ -475,7 +478,9 @@ fn prepare(
                     "变更类型列 {} 的值 '{op_text}' 不是 I、U、D 之一",
                     job.operation_column
                 ),
+                superseded: false,
             });
+            error_rows.push(p.rows);
             continue;
         };
         let mut rec = map_row(&plan, &row, key);
@@ -486,6 +491,7 @@ fn prepare(
         let violations = validate(&rec.fields, dt, platform, length_unit);
         if violations.is_empty() {
             p.records.push((op, rec));
+            record_rows.push(p.rows);
         } else {
             for v in violations {
                 p.errors.push(ErrorRow {
@@ -495,9 +501,22 @@ fn prepare(
                     field: v.field,
                     rule: v.rule.into(),
                     message: v.message,
+                    superseded: false,
                 });
+                error_rows.push(p.rows);
             }
         }
+    }
+    // A bad version followed by a good one of the same row in this page: the good one is
+    // delivered in this very batch, so the error is already answered.
+    let mut last_valid: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for ((_, rec), row) in p.records.iter().zip(&record_rows) {
+        last_valid.insert(rec.source_key.clone(), *row);
+    }
+    for (e, row) in p.errors.iter_mut().zip(&error_rows) {
+        e.superseded = last_valid
+            .get(&e.source_key)
+            .is_some_and(|valid| valid > row);
     }
     p
 }

@@ -34,6 +34,9 @@ pub struct ErrorRow {
     pub field: String,
     pub rule: String,
     pub message: String,
+    /// A later version of the same row in the same exchange is valid and goes out with it:
+    /// the error row is stored already resolved by that batch.
+    pub superseded: bool,
 }
 
 /// The batch a new exchange opens, numbered inside the commit.
@@ -236,8 +239,8 @@ impl Db {
     ) -> Result<()> {
         for chunk in errors.chunks(CHUNK_ROWS) {
             let q = format!(
-                "INSERT INTO qz_error (job, source_key, row_guid, operation, field, rule, message, cd_batch, created_at) VALUES {}",
-                placeholders(9, chunk.len())
+                "INSERT INTO qz_error (job, source_key, row_guid, operation, field, rule, message, cd_batch, created_at, resolved_at, resolved_by) VALUES {}",
+                placeholders(11, chunk.len())
             );
             let q = self.sql(&q);
             let mut query = sqlx::query(q);
@@ -251,7 +254,13 @@ impl Db {
                     .bind(&e.rule)
                     .bind(&e.message)
                     .bind(cd_batch.map(str::to_string))
-                    .bind(now);
+                    .bind(now)
+                    .bind(e.superseded.then(|| now.to_string()))
+                    .bind(if e.superseded {
+                        cd_batch.map(str::to_string)
+                    } else {
+                        None
+                    });
             }
             query.execute(&mut **tx).await?;
         }
@@ -402,6 +411,7 @@ impl Db {
                             field: "*".into(),
                             rule: "platform_rejected".into(),
                             message: msg.to_string(),
+                            superseded: false,
                         }
                     })
                     .collect();

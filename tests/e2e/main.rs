@@ -914,3 +914,50 @@ on_all_backends!(
     crash_during_split_resumes_without_repeats,
     crash_during_split
 );
+
+async fn errors_within_one_page(which: Which) {
+    let Some(t) = spawn_app(which, Spawn::default()).await else {
+        return;
+    };
+    let mut bad = t.sample("accept", 1);
+    set_field(&mut bad, "ApplyType", Lit::Text("9".into()));
+    // Key 1: bad, then fixed in the same page. Key 2: good, then broken in the same page.
+    t.insert("accept", 1, "I", "2026-11-20 10:00:00", &bad)
+        .await;
+    t.insert(
+        "accept",
+        1,
+        "U",
+        "2026-11-20 10:00:01",
+        &t.sample("accept", 1),
+    )
+    .await;
+    t.insert(
+        "accept",
+        2,
+        "I",
+        "2026-11-20 10:00:02",
+        &t.sample("accept", 2),
+    )
+    .await;
+    let mut bad2 = t.sample("accept", 2);
+    set_field(&mut bad2, "ApplyType", Lit::Text("9".into()));
+    t.insert("accept", 2, "U", "2026-11-20 10:00:03", &bad2)
+        .await;
+    let o = t.once("accept").await.unwrap();
+    assert_eq!((o.delivered, o.invalid_rows), (2, 2));
+    let rows = t
+        .rows("SELECT source_key, resolved_by FROM qz_error ORDER BY source_key")
+        .await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![Some("1".into()), Some(o.batches[0].clone())],
+            vec![Some("2".into()), None]
+        ]
+    );
+}
+on_all_backends!(
+    errors_within_one_page_resolve_by_order,
+    errors_within_one_page
+);
