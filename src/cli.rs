@@ -67,6 +67,9 @@ pub enum Cmd {
         base_path: String,
         #[arg(long, default_value = "uppro")]
         path_prefix: String,
+        /// Schema overlay directory (as `schema_dir` in the config).
+        #[arg(long)]
+        schema_dir: Option<PathBuf>,
     },
     /// A SQLite department database with sample data, the simulator, one full sync, a summary.
     Demo {
@@ -99,6 +102,14 @@ fn load_config(cli: &Cli) -> Result<Config> {
 
 pub async fn main_entry() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Run | Cmd::Simulate { .. }) {
+        // Printing commands end quietly when their output is piped into `head`, as shell
+        // tools do; the daemon keeps Rust's default of ignoring SIGPIPE.
+        // SAFETY: called before any other thread writes to a pipe; restores the default action.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     crate::upstream::init_tls();
     match dispatch(cli).await {
         Ok(code) => code,
@@ -229,6 +240,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             token,
             base_path,
             path_prefix,
+            schema_dir,
         } => {
             crate::telemetry::init("info", "text");
             let sim = crate::simulate::start(
@@ -236,6 +248,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     base_path: base_path.clone(),
                     token: token.clone(),
                     path_prefix: path_prefix.clone(),
+                    schema_dir: schema_dir.clone(),
                     ..Default::default()
                 },
                 listen,
@@ -266,7 +279,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo { dir } => {
-            crate::telemetry::init("warn", "text");
+            // The summary shows the error rows; per-row warnings would only repeat them.
+            crate::telemetry::init("error", "text");
             let summary = crate::demo::run(dir).await?;
             print!("{summary}");
             Ok(ExitCode::SUCCESS)

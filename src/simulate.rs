@@ -27,6 +27,9 @@ pub struct SimConfig {
     pub max_records: usize,
     /// Keep accepted records in memory (off for benchmarks: count only).
     pub keep_records: bool,
+    /// The same schema overlay directory qianzhi uses, so corrected data types are checked
+    /// as the DBA defined them.
+    pub schema_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -39,6 +42,7 @@ impl Default for SimConfig {
             max_skew_secs: 180,
             max_records: 99,
             keep_records: true,
+            schema_dir: None,
         }
     }
 }
@@ -102,7 +106,7 @@ impl Drop for Simulator {
 }
 
 pub async fn start(cfg: SimConfig, listen: &str) -> Result<Simulator> {
-    let catalog = Arc::new(Catalog::load(None)?);
+    let catalog = Arc::new(Catalog::load(cfg.schema_dir.as_deref())?);
     let state = Arc::new(Mutex::new(SimState::default()));
     let cfg = Arc::new(cfg);
     let ctx = Ctx {

@@ -139,6 +139,7 @@ pub fn render_text(s: &Status) -> String {
             .as_ref()
             .map(|p| p.to_string())
             .unwrap_or_else(|| "(not started)".into());
+        let pos = j.position.as_ref().and_then(render_position).unwrap_or(pos);
         out.push_str(&format!("  source position      {pos}\n"));
         let waiting = match (j.rows_waiting, j.rows_waiting_capped) {
             (Some(n), true) => format!("more than {n}"),
@@ -211,4 +212,16 @@ pub fn render_text(s: &Status) -> String {
         }
     }
     out
+}
+
+/// "2026-11-20 10:07:00 / 8" instead of the stored JSON.
+fn render_position(p: &serde_json::Value) -> Option<String> {
+    let p: Position = serde_json::from_value(p.clone()).ok()?;
+    let mut parts = vec![p.time.to_text().unwrap_or_else(|| "NULL".into())];
+    parts.extend(
+        p.key
+            .iter()
+            .map(|v| v.to_text().unwrap_or_else(|| "NULL".into())),
+    );
+    Some(parts.join(" / "))
 }
