@@ -70,6 +70,9 @@ pub enum Cmd {
         /// Schema overlay directory (as `schema_dir` in the config).
         #[arg(long)]
         schema_dir: Option<PathBuf>,
+        /// Count accepted records without keeping them or printing each call (benchmarks).
+        #[arg(long)]
+        count_only: bool,
     },
     /// A SQLite department database with sample data, the simulator, one full sync, a summary.
     Demo {
@@ -241,6 +244,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             base_path,
             path_prefix,
             schema_dir,
+            count_only,
         } => {
             crate::telemetry::init("info", "text");
             let sim = crate::simulate::start(
@@ -249,6 +253,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     token: token.clone(),
                     path_prefix: path_prefix.clone(),
                     schema_dir: schema_dir.clone(),
+                    keep_records: !*count_only,
                     ..Default::default()
                 },
                 listen,
@@ -265,6 +270,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
                 }
                 let st = sim.state.lock().expect("sim state");
+                if *count_only {
+                    continue;
+                }
                 for c in &st.calls[seen..] {
                     println!(
                         "{} {} -> {} {}",

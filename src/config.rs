@@ -241,7 +241,7 @@ fn default_settle_lag() -> String {
     "10s".into()
 }
 fn default_batch_size() -> usize {
-    5000
+    1000
 }
 
 impl JobConfig {

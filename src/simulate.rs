@@ -136,8 +136,21 @@ fn answer(status: StatusCode, code: &str, msg: &str) -> (StatusCode, String) {
     (status, json!({"errCode": code, "errMsg": msg}).to_string())
 }
 
+/// Counters for a benchmark that runs the simulator as a separate process.
+pub const STATS_PATH: &str = "/_sim/stats";
+
 async fn handle(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path().to_string();
+    if path == STATS_PATH {
+        let st = ctx.state.lock().expect("sim state");
+        let stats = json!({"accepted": st.accepted_count, "calls": st.calls.len(), "reconciliations": st.reconciliations.len()});
+        return (
+            StatusCode::OK,
+            [("Content-Type", "application/json")],
+            stats.to_string(),
+        )
+            .into_response();
+    }
     let body_text = String::from_utf8_lossy(&body).into_owned();
     let (status, text, data_type) = respond(&ctx, &path, &headers, &body_text);
     let mut st = ctx.state.lock().expect("sim state");
