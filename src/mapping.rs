@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use crate::config::{NullFields, UnitConfig};
 use crate::schema::{DataType, FieldType};
-use crate::timefmt::SPEC_DATETIME;
 use crate::value::{SourceRow, Value};
 
 /// Fields whose values qianzhi itself sets when it numbers a batch.
@@ -132,6 +131,14 @@ impl Plan {
         }
     }
 
+    pub fn index_of(&self, code: &str) -> Option<usize> {
+        self.fields.iter().position(|(c, _, _)| c == code)
+    }
+
+    pub fn get<'a>(&self, rec: &'a Record, code: &str) -> Option<&'a Json> {
+        rec.values.get(self.index_of(code)?)
+    }
+
     /// Columns the plan reads that the source does not have.
     pub fn missing_columns(&self, columns: &[String]) -> Vec<String> {
         self.fields
@@ -146,12 +153,13 @@ impl Plan {
     }
 }
 
-/// A mapped record before Cd_* numbering.
+/// A mapped record before Cd_* numbering. `values` follow the plan's field order (the data
+/// type's), so no per-row map of field names is built.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub source_key: String,
     pub row_guid: String,
-    pub fields: serde_json::Map<String, Json>,
+    pub values: Vec<Json>,
 }
 
 /// The source key as text: the value itself for one column, a JSON array for several.
@@ -176,7 +184,7 @@ pub fn convert(v: &Value, ty: FieldType) -> Json {
     match (ty, v) {
         (_, Value::Null) => Json::Null,
         (FieldType::Datetime, v) => match v.to_naive_datetime() {
-            Some(t) => Json::String(t.format(SPEC_DATETIME).to_string()),
+            Some(t) => Json::String(crate::timefmt::spec_string(&t)),
             None => Json::String(v.to_text().unwrap_or_default()),
         },
         (FieldType::Date, v) => match v.to_naive_datetime() {
@@ -212,7 +220,7 @@ pub fn convert(v: &Value, ty: FieldType) -> Json {
 }
 
 pub fn map_row(plan: &Plan, row: &SourceRow, source_key: String) -> Record {
-    let mut fields = serde_json::Map::with_capacity(plan.fields.len());
+    let mut values = Vec::with_capacity(plan.fields.len());
     let mut row_guid = String::new();
     for (code, ty, src) in &plan.fields {
         let v = match src {
@@ -233,12 +241,12 @@ pub fn map_row(plan: &Plan, row: &SourceRow, source_key: String) -> Record {
         if code == "RowGuid" {
             row_guid = v.as_str().map(str::to_string).unwrap_or_default();
         }
-        fields.insert(code.clone(), v);
+        values.push(v);
     }
     Record {
         source_key,
         row_guid,
-        fields,
+        values,
     }
 }
 
@@ -376,8 +384,8 @@ mod tests {
         };
         let rec = map_row(&plan, &row, key_text(&row, &["id".to_string()]));
         assert_eq!(rec.source_key, "7");
-        assert_eq!(rec.fields["ProjectNo"], Json::from("P1"));
-        assert_eq!(rec.fields["EventName"], Json::Null);
+        assert_eq!(plan.get(&rec, "ProjectNo"), Some(&Json::from("P1")));
+        assert_eq!(plan.get(&rec, "EventName"), Some(&Json::Null));
         assert_eq!(rec.row_guid, derive_row_guid("p", "7"));
         // Same key, same guid: stable across I, U and D.
         assert_eq!(

@@ -15,7 +15,7 @@ use crate::mapping::{Op, Plan, PlanInput, key_text, map_row};
 use crate::schema::{Catalog, DataType, Platform};
 use crate::upstream::gdzw::{GdzwClient, resolve_token};
 use crate::upstream::{Backoff, SubmitError};
-use crate::validate::validate;
+use crate::validate::validate_aligned;
 use crate::value::SourceRow;
 
 /// Everything a job needs at run time, built once from the configuration.
@@ -152,6 +152,8 @@ fn failpoint(name: &str) {
 
 /// One new exchange, mapped and validated, ready to be committed.
 struct Prepared {
+    /// Field codes in the order of each record's values.
+    codes: Vec<String>,
     records: Vec<(Op, crate::mapping::Record)>,
     errors: Vec<ErrorRow>,
     last: Option<Position>,
@@ -272,7 +274,10 @@ async fn run_inner(
                 )
                 .unwrap_or_default();
                 for (op, rec) in &prep.records {
-                    println!("{}", serialize(app, rec, *op, &cd_time, &cd_batch));
+                    println!(
+                        "{}",
+                        serialize(app, &prep.codes, rec, *op, &cd_time, &cd_batch)
+                    );
                 }
                 for e in &prep.errors {
                     eprintln!(
@@ -372,7 +377,14 @@ async fn commit_page(
                             if i > 0 {
                                 body.push(',');
                             }
-                            body.push_str(&serialize(app, rec, *op, &cd_time, cd_batch));
+                            body.push_str(&serialize(
+                                app,
+                                &prep.codes,
+                                rec,
+                                *op,
+                                &cd_time,
+                                cd_batch,
+                            ));
                         }
                         body.push(']');
                         OutboxCall {
@@ -430,6 +442,11 @@ fn prepare(
         .map(|r| r.columns.iter().map(|(n, _)| n.clone()).collect())
         .unwrap_or_default();
     let plan = app.plan(job, dt, &columns);
+    let (cd_op, cd_time, cd_batch) = (
+        plan.index_of("Cd_Operation"),
+        plan.index_of("Cd_Time"),
+        plan.index_of("Cd_Batch"),
+    );
     let length_unit = app
         .cfg
         .gdzw
@@ -437,6 +454,7 @@ fn prepare(
         .map(|g| g.length_unit)
         .unwrap_or(crate::config::LengthUnit::Chars);
     let mut p = Prepared {
+        codes: Vec::new(),
         records: Vec::new(),
         errors: Vec::new(),
         last: None,
@@ -484,11 +502,17 @@ fn prepare(
             continue;
         };
         let mut rec = map_row(&plan, &row, key);
-        rec.fields.insert("Cd_Operation".into(), op.code().into());
-        rec.fields.insert("Cd_Time".into(), now_text.clone().into());
-        rec.fields
-            .insert("Cd_Batch".into(), placeholder_batch.clone().into());
-        let violations = validate(&rec.fields, dt, platform, length_unit);
+        // Checked with the values numbering will give them; the real Cd_Batch is set at commit.
+        for (slot, v) in [
+            (cd_op, op.code()),
+            (cd_time, now_text.as_str()),
+            (cd_batch, placeholder_batch.as_str()),
+        ] {
+            if let Some(i) = slot {
+                rec.values[i] = v.into();
+            }
+        }
+        let violations = validate_aligned(&rec.values, dt, platform, length_unit);
         if violations.is_empty() {
             p.records.push((op, rec));
             record_rows.push(p.rows);
@@ -507,6 +531,7 @@ fn prepare(
             }
         }
     }
+    p.codes = plan.fields.iter().map(|(c, _, _)| c.clone()).collect();
     // A bad version followed by a good one of the same row in this page: the good one is
     // delivered in this very batch, so the error is already answered.
     let mut last_valid: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
@@ -523,6 +548,7 @@ fn prepare(
 
 fn serialize(
     app: &App,
+    codes: &[String],
     rec: &crate::mapping::Record,
     op: Op,
     cd_time: &str,
@@ -547,7 +573,7 @@ fn serialize(
         out.push(':');
         out.push_str(&serde_json::to_string(v).expect("json value"));
     };
-    for (k, v) in &rec.fields {
+    for (k, v) in codes.iter().zip(&rec.values) {
         let pipeline = match k.as_str() {
             "Cd_Operation" => Some(op.code()),
             "Cd_Time" => Some(cd_time),

@@ -17,7 +17,22 @@ pub fn now_beijing() -> DateTime<FixedOffset> {
 
 /// Timestamp text for control tables and payloads: Beijing time, spec format.
 pub fn fmt_spec(t: &DateTime<FixedOffset>) -> String {
-    t.format(SPEC_DATETIME).to_string()
+    spec_string(&t.naive_local())
+}
+
+/// `yyyy-MM-dd HH:mm:ss` without chrono's format-string interpreter, which showed up in
+/// profiles: every date column of every row passes through here.
+pub fn spec_string(t: &NaiveDateTime) -> String {
+    use chrono::{Datelike, Timelike};
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 pub fn now_text() -> String {
@@ -95,6 +110,18 @@ mod tests {
         }
         for bad in ["", "x", "5 parsecs", "-1s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn spec_string_matches_chrono_format() {
+        for s in [
+            "2019-06-20 16:24:36",
+            "0999-01-02 03:04:05",
+            "2026-12-31 23:59:59",
+        ] {
+            let t = NaiveDateTime::parse_from_str(s, SPEC_DATETIME).unwrap();
+            assert_eq!(spec_string(&t), t.format(SPEC_DATETIME).to_string());
         }
     }
 

@@ -47,15 +47,36 @@ fn value_text(v: &Json) -> String {
     }
 }
 
+/// Validates a record given as a JSON object keyed by field code (what the platform receives).
 pub fn validate(
     fields: &serde_json::Map<String, Json>,
     dt: &DataType,
     platform: &Platform,
     unit: LengthUnit,
 ) -> Vec<Violation> {
+    validate_by(|i| fields.get(&dt.fields[i].code), dt, platform, unit)
+}
+
+/// Validates values laid out in the data type's field order (what mapping produces).
+pub fn validate_aligned(
+    values: &[Json],
+    dt: &DataType,
+    platform: &Platform,
+    unit: LengthUnit,
+) -> Vec<Violation> {
+    debug_assert_eq!(values.len(), dt.fields.len());
+    validate_by(|i| values.get(i), dt, platform, unit)
+}
+
+fn validate_by<'a>(
+    get: impl Fn(usize) -> Option<&'a Json>,
+    dt: &DataType,
+    platform: &Platform,
+    unit: LengthUnit,
+) -> Vec<Violation> {
     let mut out = Vec::new();
-    for f in &dt.fields {
-        let v = fields.get(&f.code).unwrap_or(&Json::Null);
+    for (i, f) in dt.fields.iter().enumerate() {
+        let v = get(i).unwrap_or(&Json::Null);
         let mut bad = |rule: &'static str, message: String| {
             out.push(Violation {
                 field: f.code.clone(),
@@ -188,7 +209,13 @@ pub fn validate(
             None => {}
         }
         if let Some(type_field) = &f.id_type_field {
-            let types = fields.get(type_field).map(value_text).unwrap_or_default();
+            let types = dt
+                .fields
+                .iter()
+                .position(|x| &x.code == type_field)
+                .and_then(&get)
+                .map(value_text)
+                .unwrap_or_default();
             let types: Vec<&str> = if types.is_empty() {
                 vec![]
             } else {

@@ -3,7 +3,7 @@
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime};
 use serde::{Deserialize, Serialize};
 
-use crate::timefmt::{SPEC_DATETIME, beijing};
+use crate::timefmt::beijing;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", content = "v", rename_all = "lowercase")]
@@ -37,11 +37,10 @@ impl Value {
             Value::Decimal(d) => d.clone(),
             Value::Text(s) => s.clone(),
             Value::Date(d) => d.format("%Y-%m-%d").to_string(),
-            Value::DateTime(t) => t.format(SPEC_DATETIME).to_string(),
-            Value::DateTimeTz(t) => t
-                .with_timezone(&beijing())
-                .format(SPEC_DATETIME)
-                .to_string(),
+            Value::DateTime(t) => crate::timefmt::spec_string(t),
+            Value::DateTimeTz(t) => {
+                crate::timefmt::spec_string(&t.with_timezone(&beijing()).naive_local())
+            }
             Value::Uuid(u) => u.to_string(),
             Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
         })
