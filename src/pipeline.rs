@@ -13,8 +13,9 @@ use crate::db::control::{BatchRow, ErrorRow, NewBatch, OutboxCall, RecordMeta};
 use crate::db::source::{Position, SourceSpec};
 use crate::mapping::{Op, Plan, PlanInput, key_text, map_row};
 use crate::schema::{Catalog, DataType, Platform};
+use crate::upstream::gansu::{GansuClient, Receipt};
 use crate::upstream::gdzw::{GdzwClient, resolve_token};
-use crate::upstream::{Backoff, SubmitError};
+use crate::upstream::{Backoff, Sender, SubmitError};
 use crate::validate::validate;
 use crate::value::SourceRow;
 
@@ -24,6 +25,7 @@ pub struct App {
     pub catalog: Catalog,
     pub db: Db,
     pub gdzw: Option<GdzwClient>,
+    pub gansu: Option<GansuClient>,
     /// Credit-query providers ([shuidi], [qcc], [xinshu]) with their credentials.
     pub query: crate::query::client::Clients,
 }
@@ -49,12 +51,17 @@ impl App {
             )?),
             None => None,
         };
+        let gansu = match &cfg.gansu {
+            Some(g) => Some(GansuClient::from_config(g, cfg.delivery.http_timeout())?),
+            None => None,
+        };
         let query = crate::query::client::Clients::new(&cfg)?;
         Ok(Arc::new(App {
             cfg,
             catalog,
             db,
             gdzw,
+            gansu,
             query,
         }))
     }
@@ -84,6 +91,12 @@ impl App {
 
     /// The reconciliation Table_name of a data type: configured, else the schema's default.
     pub fn table_name(&self, job: &JobConfig, dt: &DataType) -> String {
+        if job.upstream == "gansu" {
+            return dt
+                .reconciliation_table
+                .clone()
+                .unwrap_or_else(|| job.data_type.clone());
+        }
         self.cfg
             .gdzw
             .as_ref()
@@ -93,7 +106,6 @@ impl App {
     }
 
     pub fn plan(&self, job: &JobConfig, dt: &DataType, columns: &[String]) -> Plan {
-        let g = self.cfg.gdzw.as_ref();
         Plan::resolve(PlanInput {
             job: &job.name,
             data_type: dt,
@@ -101,10 +113,32 @@ impl App {
             map: &job.map,
             constants: &job.constants,
             unit: &self.cfg.unit,
-            null_fields: g
-                .map(|g| g.null_fields)
-                .unwrap_or(crate::config::NullFields::Omit),
+            null_fields: self.null_fields(job),
         })
+    }
+
+    fn null_fields(&self, job: &JobConfig) -> crate::config::NullFields {
+        let n = match job.upstream.as_str() {
+            "gansu" => self.cfg.gansu.as_ref().map(|g| g.null_fields),
+            _ => self.cfg.gdzw.as_ref().map(|g| g.null_fields),
+        };
+        n.unwrap_or(crate::config::NullFields::Omit)
+    }
+
+    /// The job's platform client and call address.
+    fn sender<'a>(&'a self, job: &JobConfig, dt: &'a DataType) -> Result<Sender<'a>> {
+        if job.upstream == "gansu" {
+            let client = self.gansu.as_ref().ok_or_else(|| anyhow!("job {} needs the [gansu] section", job.name))?;
+            let (segment, resource) = self
+                .cfg
+                .gansu
+                .as_ref()
+                .and_then(|g| g.route(dt))
+                .ok_or_else(|| anyhow!("data type {} has no resource id or subject", dt.data_type))?;
+            return Ok(Sender::Gansu { client, url: client.url(&segment, &resource) });
+        }
+        let client = self.gdzw.as_ref().ok_or_else(|| anyhow!("job {} needs the [gdzw] section", job.name))?;
+        Ok(Sender::Gdzw { client, endpoint: &dt.endpoint })
     }
 }
 
@@ -271,7 +305,7 @@ async fn run_inner(
                 )
                 .unwrap_or_default();
                 for (op, rec) in &prep.records {
-                    println!("{}", serialize(app, rec, *op, &cd_time, &cd_batch));
+                    println!("{}", serialize(app, job, rec, *op, &cd_time, &cd_batch));
                 }
                 for e in &prep.errors {
                     eprintln!(
@@ -344,12 +378,14 @@ async fn commit_page(
         unit_code: &app.cfg.unit.uscc,
         at: now,
     });
-    let per_call = app
-        .cfg
-        .gdzw
-        .as_ref()
-        .map(|g| g.max_records_per_call)
-        .unwrap_or(99);
+    let per_call = match (job.upstream.as_str(), &app.cfg.gansu, &app.cfg.gdzw) {
+        ("gansu", Some(g), _) => g.max_records_per_call,
+        (_, _, Some(g)) => g.max_records_per_call,
+        _ => 99,
+    };
+    let codec = (job.upstream == "gansu")
+        .then(|| app.gansu.as_ref().map(|c| &c.codec))
+        .flatten();
     let pos_json = serde_json::to_string(&prep.last).context("position")?;
     let committed = app
         .db
@@ -360,21 +396,34 @@ async fn commit_page(
                 let Some(cd_batch) = cd_batch else {
                     return Ok(vec![]);
                 };
-                Ok(prep
-                    .records
+                prep.records
                     .chunks(per_call)
                     .enumerate()
                     .map(|(n, chunk)| {
-                        let mut body = String::with_capacity(chunk.len() * 1500);
-                        body.push('[');
-                        for (i, (op, rec)) in chunk.iter().enumerate() {
-                            if i > 0 {
-                                body.push(',');
+                        let body = match codec {
+                            // Encrypted here, so the outbox holds exactly the bytes sent.
+                            Some(codec) => {
+                                let plain: Vec<String> = chunk
+                                    .iter()
+                                    .map(|(op, rec)| serialize(app, job, rec, *op, &cd_time, cd_batch))
+                                    .collect();
+                                let refs: Vec<&str> = plain.iter().map(String::as_str).collect();
+                                codec.seal(&refs)?
                             }
-                            body.push_str(&serialize(app, rec, *op, &cd_time, cd_batch));
-                        }
-                        body.push(']');
-                        OutboxCall {
+                            None => {
+                                let mut body = String::with_capacity(chunk.len() * 1500);
+                                body.push('[');
+                                for (i, (op, rec)) in chunk.iter().enumerate() {
+                                    if i > 0 {
+                                        body.push(',');
+                                    }
+                                    body.push_str(&serialize(app, job, rec, *op, &cd_time, cd_batch));
+                                }
+                                body.push(']');
+                                body
+                            }
+                        };
+                        Ok(OutboxCall {
                             call_no: n as i64,
                             body,
                             records: chunk
@@ -386,9 +435,9 @@ async fn commit_page(
                                 })
                                 .collect(),
                             done: Default::default(),
-                        }
+                        })
                     })
-                    .collect())
+                    .collect()
             },
             &prep.errors,
             &pos_json,
@@ -429,12 +478,13 @@ fn prepare(
         .map(|r| r.columns.iter().map(|(n, _)| n.clone()).collect())
         .unwrap_or_default();
     let plan = app.plan(job, dt, &columns);
-    let length_unit = app
-        .cfg
-        .gdzw
-        .as_ref()
-        .map(|g| g.length_unit)
-        .unwrap_or(crate::config::LengthUnit::Chars);
+    let length_unit = match job.upstream.as_str() {
+        "gdzw" => app.cfg.gdzw.as_ref().map(|g| g.length_unit),
+        _ => None,
+    }
+    .unwrap_or(crate::config::LengthUnit::Chars);
+    // Gansu records carry no change fields: only data types that have them get them.
+    let change_fields = dt.field("Cd_Operation").is_some();
     let mut p = Prepared {
         records: Vec::new(),
         errors: Vec::new(),
@@ -477,11 +527,24 @@ fn prepare(
             });
             continue;
         };
+        if !change_fields && op == Op::Delete {
+            p.errors.push(ErrorRow {
+                source_key: key,
+                row_guid: None,
+                operation: Some(op.code().into()),
+                field: job.operation_column.clone(),
+                rule: "delete_unsupported".into(),
+                message: "该平台的接口没有删除操作，删除的记录未报送；如需撤回请在平台上处理".into(),
+            });
+            continue;
+        }
         let mut rec = map_row(&plan, &row, key);
-        rec.fields.insert("Cd_Operation".into(), op.code().into());
-        rec.fields.insert("Cd_Time".into(), now_text.clone().into());
-        rec.fields
-            .insert("Cd_Batch".into(), placeholder_batch.clone().into());
+        if change_fields {
+            rec.fields.insert("Cd_Operation".into(), op.code().into());
+            rec.fields.insert("Cd_Time".into(), now_text.clone().into());
+            rec.fields
+                .insert("Cd_Batch".into(), placeholder_batch.clone().into());
+        }
         let violations = validate(&rec.fields, dt, platform, length_unit);
         if violations.is_empty() {
             p.records.push((op, rec));
@@ -503,18 +566,14 @@ fn prepare(
 
 fn serialize(
     app: &App,
+    job: &JobConfig,
     rec: &crate::mapping::Record,
     op: Op,
     cd_time: &str,
     cd_batch: &str,
 ) -> String {
     use crate::config::NullFields;
-    let how = app
-        .cfg
-        .gdzw
-        .as_ref()
-        .map(|g| g.null_fields)
-        .unwrap_or(NullFields::Omit);
+    let how = app.null_fields(job);
     let mut out = String::with_capacity(1500);
     out.push('{');
     let mut first = true;
@@ -560,8 +619,8 @@ async fn deliver(
     let span = info_span!("batch", job = %job.name, cd_batch = %b.cd_batch);
     async {
         let t_deliver = std::time::Instant::now();
-        let client = app.gdzw.as_ref().ok_or_else(|| anyhow!("job {} needs the [gdzw] section", job.name))?;
         let dt = app.platform(job)?.1;
+        let client = app.sender(job, dt)?;
         let mut calls = app.db.outbox_pending(&b.cd_batch).await?;
         let resolve = app.db.has_open_errors(&job.name).await?;
         let mut backoff = Backoff::new(app.cfg.delivery.retry_initial(), app.cfg.delivery.retry_max());
@@ -571,7 +630,7 @@ async fn deliver(
             if !calls[ci].done.is_empty() {
                 // A split was under way when the last run stopped: finish it.
                 flush_acks(app, job, b, resolve, &mut acked, &calls).await?;
-                match split_call(app, job, b, client, &dt.endpoint, &mut calls[ci], resolve, cancel, &mut backoff, out).await? {
+                match split_call(app, job, b, &client, &mut calls[ci], resolve, cancel, &mut backoff, out).await? {
                     true => app.db.ack_calls(&job.name, &b.cd_batch, &[&calls[ci]], false).await?,
                     false => return Ok(()),
                 }
@@ -583,8 +642,9 @@ async fn deliver(
                     out.interrupted = true;
                     return Ok(());
                 }
-                match client.post_batch(&dt.endpoint, calls[ci].body.clone()).await {
-                    Ok(()) => {
+                match client.post(calls[ci].body.clone()).await {
+                    Ok(receipt) => {
+                        note_receipt(app, b, &calls[ci], calls[ci].records.len(), receipt).await?;
                         out.delivered += calls[ci].records.len();
                         acked.push(ci);
                         if acked.len() >= ack_every {
@@ -612,7 +672,7 @@ async fn deliver(
                             app.db.ack_calls(&job.name, &b.cd_batch, &[&calls[ci]], false).await?;
                             break;
                         }
-                        match split_call(app, job, b, client, &dt.endpoint, &mut calls[ci], resolve, cancel, &mut backoff, out).await? {
+                        match split_call(app, job, b, &client, &mut calls[ci], resolve, cancel, &mut backoff, out).await? {
                             true => app.db.ack_calls(&job.name, &b.cd_batch, &[&calls[ci]], false).await?,
                             false => return Ok(()),
                         }
@@ -626,7 +686,7 @@ async fn deliver(
             }
         }
         flush_acks(app, job, b, resolve, &mut acked, &calls).await?;
-        let upload = app.cfg.gdzw.as_ref().is_some_and(|g| g.reconciliation_upload);
+        let upload = job.upstream == "gdzw" && app.cfg.gdzw.as_ref().is_some_and(|g| g.reconciliation_upload);
         let recon = app.db.finish_batch(&job.name, b, if upload { "pending" } else { "off" }).await?;
         out.batches.push(b.cd_batch.clone());
         info!(delivered = recon.cd_count, "batch done");
@@ -657,6 +717,25 @@ async fn flush_acks(
         .await
 }
 
+/// Keeps the platform's own batch number of an accepted call (Gansu answers with one).
+async fn note_receipt(
+    app: &App,
+    b: &BatchRow,
+    call: &OutboxCall,
+    records: usize,
+    receipt: Option<Receipt>,
+) -> Result<()> {
+    match receipt {
+        Some(r) => {
+            debug!(platform_batch_num = %r.batch_num, "call accepted");
+            app.db
+                .record_receipt(&b.cd_batch, call.call_no, records, &r.batch_num, &r.id)
+                .await
+        }
+        None => Ok(()),
+    }
+}
+
 /// Sleeps before a retry; false when shutdown came first.
 async fn wait_to_retry(backoff: &mut Backoff, msg: &str, cancel: &CancellationToken) -> bool {
     let wait = backoff.next_delay();
@@ -674,17 +753,14 @@ async fn split_call(
     app: &App,
     job: &JobConfig,
     b: &BatchRow,
-    client: &crate::upstream::gdzw::GdzwClient,
-    endpoint: &str,
+    client: &Sender<'_>,
     call: &mut crate::db::control::OutboxCall,
     resolve: bool,
     cancel: &CancellationToken,
     backoff: &mut Backoff,
     out: &mut Outcome,
 ) -> Result<bool> {
-    let raw: Vec<&serde_json::value::RawValue> =
-        serde_json::from_str(&call.body).context("stored call body is not a JSON array")?;
-    let raw: Vec<String> = raw.iter().map(|r| r.get().to_string()).collect();
+    let raw = client.parts(&call.body)?;
     let todo: Vec<usize> = (0..raw.len())
         .filter(|i| !call.done.contains_key(i))
         .collect();
@@ -701,15 +777,10 @@ async fn split_call(
             out.interrupted = true;
             return Ok(false);
         }
-        let body = format!(
-            "[{}]",
-            part.iter()
-                .map(|i| raw[*i].as_str())
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        match client.post_batch(endpoint, body).await {
-            Ok(()) => {
+        let body = client.join(&part.iter().map(|i| raw[*i].as_str()).collect::<Vec<_>>())?;
+        match client.post(body).await {
+            Ok(receipt) => {
+                note_receipt(app, b, call, part.len(), receipt).await?;
                 part.iter().for_each(|i| {
                     call.done.insert(*i, 'a');
                 });

@@ -1,5 +1,6 @@
 //! Submit protocols of the provincial platforms, and how their answers are classified.
 
+pub mod gansu;
 pub mod gdzw;
 
 use std::time::Duration;
@@ -16,6 +17,49 @@ pub enum SubmitError {
     /// Auth, signature, configuration: stop the job, keep its outbox.
     #[error("fatal: {0}")]
     Fatal(String),
+}
+
+/// Where one job's calls go. The delivery loop sends, and splits refused calls, through
+/// this, whatever the platform's wire format.
+pub enum Sender<'a> {
+    Gdzw {
+        client: &'a gdzw::GdzwClient,
+        endpoint: &'a str,
+    },
+    Gansu {
+        client: &'a gansu::GansuClient,
+        url: String,
+    },
+}
+
+impl Sender<'_> {
+    /// Sends a stored body as it is; Gansu answers with its own batch number.
+    pub async fn post(&self, body: String) -> Result<Option<gansu::Receipt>, SubmitError> {
+        match self {
+            Sender::Gdzw { client, endpoint } => client.post_batch(endpoint, body).await.map(|()| None),
+            Sender::Gansu { client, url } => client.post(url, body).await.map(Some),
+        }
+    }
+
+    /// The records of a stored body, as the units a refused call is split into.
+    pub fn parts(&self, body: &str) -> anyhow::Result<Vec<String>> {
+        match self {
+            Sender::Gdzw { .. } => {
+                let raw: Vec<&serde_json::value::RawValue> = serde_json::from_str(body)
+                    .map_err(|e| anyhow::anyhow!("stored call body is not a JSON array: {e}"))?;
+                Ok(raw.iter().map(|r| r.get().to_string()).collect())
+            }
+            Sender::Gansu { client, .. } => client.codec.parts(body),
+        }
+    }
+
+    /// A body for some of the parts, built exactly as the stored body was.
+    pub fn join(&self, parts: &[&str]) -> anyhow::Result<String> {
+        match self {
+            Sender::Gdzw { .. } => Ok(format!("[{}]", parts.join(","))),
+            Sender::Gansu { client, .. } => client.codec.join(parts),
+        }
+    }
 }
 
 /// Installs ring as rustls' provider once; reqwest is built without a provider of its own
