@@ -314,6 +314,16 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
             println!("! gdzw.token is written in the config file; prefer token_file or token_env");
         }
     }
+    if let Some(g) = &cfg.gansu {
+        // Builds the client as `run` would: both secrets read, the key parsed.
+        match crate::upstream::gansu::GansuClient::from_config(g, cfg.delivery.http_timeout()) {
+            Ok(_) => println!("✓ gansu Authorization and SM4 key are readable"),
+            Err(e) => {
+                println!("✗ gansu: {e:#}");
+                problems += 1;
+            }
+        }
+    }
     if cfg.shuidi.is_some() || cfg.qcc.is_some() || cfg.xinshu.is_some() {
         match crate::query::client::Clients::new(&cfg) {
             Ok(_) => println!("✓ credit-query credentials are readable"),

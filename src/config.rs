@@ -586,10 +586,9 @@ impl Config {
                     "upstream gansu needs a [gansu] section".into(),
                 ),
                 "gansu" => {
-                    if let (Some(g), Some(dt)) = (
-                        &self.gansu,
-                        catalog.data_type("gansu", &j.data_type),
-                    ) && g.route(dt).is_none()
+                    if let (Some(g), Some(dt)) =
+                        (&self.gansu, catalog.data_type("gansu", &j.data_type))
+                        && g.route(dt).is_none()
                     {
                         bad(
                             format!("{p}.data_type"),
@@ -724,7 +723,11 @@ fn validate_gansu(g: &GansuConfig, catalog: &Catalog, bad: &mut impl FnMut(Strin
         ("gansu.legal_segment", &g.legal_segment),
         ("gansu.natural_segment", &g.natural_segment),
     ] {
-        if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        if v.is_empty()
+            || !v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
             bad(k.into(), "use letters, digits, _ and - only".into());
         }
     }
@@ -879,9 +882,20 @@ interval = "30s"
         ] {
             assert!(joined.contains(want), "missing {want} in\n{joined}");
         }
-        let no_section = parse_with_env(&format!("{GOOD}{}", &GANSU[GANSU.find("[[job]]").unwrap()..]), &[]).unwrap();
-        let issues: Vec<String> = no_section.validate(&cat).iter().map(|i| i.to_string()).collect();
-        assert!(issues.iter().any(|i| i.contains("needs a [gansu] section")), "{issues:?}");
+        let no_section = parse_with_env(
+            &format!("{GOOD}{}", &GANSU[GANSU.find("[[job]]").unwrap()..]),
+            &[],
+        )
+        .unwrap();
+        let issues: Vec<String> = no_section
+            .validate(&cat)
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        assert!(
+            issues.iter().any(|i| i.contains("needs a [gansu] section")),
+            "{issues:?}"
+        );
     }
 
     #[test]

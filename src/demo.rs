@@ -305,7 +305,12 @@ pub async fn run(dir: &Path) -> Result<String> {
         "",
     ));
     let gansu_table = format!("{GANSU_DEMO_TYPE}_changes");
-    cfg_text.push_str(&gansu_job(GANSU_DEMO_TYPE, GANSU_DEMO_TYPE, &gansu_table, ""));
+    cfg_text.push_str(&gansu_job(
+        GANSU_DEMO_TYPE,
+        GANSU_DEMO_TYPE,
+        &gansu_table,
+        "",
+    ));
     cfg_text.push_str(&crate::query::demo::query_config(&qsim, dir, 100, "")?);
     std::fs::write(dir.join("config.toml"), &cfg_text)?;
 
@@ -403,12 +408,22 @@ pub async fn run(dir: &Path) -> Result<String> {
             let _ = writeln!(
                 script,
                 "{};",
-                insert_sql(&gansu_table, id, "I", &format!("2026-11-20 10:00:{id:02}"), &f)
+                insert_sql(
+                    &gansu_table,
+                    id,
+                    "I",
+                    &format!("2026-11-20 10:00:{id:02}"),
+                    &f
+                )
             );
         }
         // A full-width comma: the platform would drop this row after its asynchronous check.
         let mut bad = sample_fields(gp, dt, 5);
-        set_field(&mut bad, "xy10101001", Lit::Text("甘肃示例物流有限公司，兰州".into()));
+        set_field(
+            &mut bad,
+            "xy10101001",
+            Lit::Text("甘肃示例物流有限公司，兰州".into()),
+        );
         let _ = writeln!(
             script,
             "{};",

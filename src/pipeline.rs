@@ -128,17 +128,31 @@ impl App {
     /// The job's platform client and call address.
     fn sender<'a>(&'a self, job: &JobConfig, dt: &'a DataType) -> Result<Sender<'a>> {
         if job.upstream == "gansu" {
-            let client = self.gansu.as_ref().ok_or_else(|| anyhow!("job {} needs the [gansu] section", job.name))?;
+            let client = self
+                .gansu
+                .as_ref()
+                .ok_or_else(|| anyhow!("job {} needs the [gansu] section", job.name))?;
             let (segment, resource) = self
                 .cfg
                 .gansu
                 .as_ref()
                 .and_then(|g| g.route(dt))
-                .ok_or_else(|| anyhow!("data type {} has no resource id or subject", dt.data_type))?;
-            return Ok(Sender::Gansu { client, url: client.url(&segment, &resource) });
+                .ok_or_else(|| {
+                    anyhow!("data type {} has no resource id or subject", dt.data_type)
+                })?;
+            return Ok(Sender::Gansu {
+                client,
+                url: client.url(&segment, &resource),
+            });
         }
-        let client = self.gdzw.as_ref().ok_or_else(|| anyhow!("job {} needs the [gdzw] section", job.name))?;
-        Ok(Sender::Gdzw { client, endpoint: &dt.endpoint })
+        let client = self
+            .gdzw
+            .as_ref()
+            .ok_or_else(|| anyhow!("job {} needs the [gdzw] section", job.name))?;
+        Ok(Sender::Gdzw {
+            client,
+            endpoint: &dt.endpoint,
+        })
     }
 }
 
@@ -405,7 +419,9 @@ async fn commit_page(
                             Some(codec) => {
                                 let plain: Vec<String> = chunk
                                     .iter()
-                                    .map(|(op, rec)| serialize(app, job, rec, *op, &cd_time, cd_batch))
+                                    .map(|(op, rec)| {
+                                        serialize(app, job, rec, *op, &cd_time, cd_batch)
+                                    })
                                     .collect();
                                 let refs: Vec<&str> = plain.iter().map(String::as_str).collect();
                                 codec.seal(&refs)?
@@ -417,7 +433,9 @@ async fn commit_page(
                                     if i > 0 {
                                         body.push(',');
                                     }
-                                    body.push_str(&serialize(app, job, rec, *op, &cd_time, cd_batch));
+                                    body.push_str(&serialize(
+                                        app, job, rec, *op, &cd_time, cd_batch,
+                                    ));
                                 }
                                 body.push(']');
                                 body
@@ -534,7 +552,8 @@ fn prepare(
                 operation: Some(op.code().into()),
                 field: job.operation_column.clone(),
                 rule: "delete_unsupported".into(),
-                message: "该平台的接口没有删除操作，删除的记录未报送；如需撤回请在平台上处理".into(),
+                message: "该平台的接口没有删除操作，删除的记录未报送；如需撤回请在平台上处理"
+                    .into(),
             });
             continue;
         }

@@ -83,7 +83,10 @@ impl SimState {
         self.accepted.get(data_type).cloned().unwrap_or_default()
     }
     pub fn gansu_accepted_of(&self, resource_id: &str) -> Vec<Json> {
-        self.gansu_accepted.get(resource_id).cloned().unwrap_or_default()
+        self.gansu_accepted
+            .get(resource_id)
+            .cloned()
+            .unwrap_or_default()
     }
     pub fn accepted_total(&self) -> usize {
         self.accepted.values().map(Vec::len).sum()

@@ -438,7 +438,10 @@ mod tests {
         let g = cat.platform("gdzw").unwrap();
         let mut a = good_accept();
         a.insert("TaskName".into(), json!("食品经营许可，变更"));
-        assert_eq!(validate(&a, &g.data_types["accept"], g, LengthUnit::Chars), vec![]);
+        assert_eq!(
+            validate(&a, &g.data_types["accept"], g, LengthUnit::Chars),
+            vec![]
+        );
     }
 
     #[test]

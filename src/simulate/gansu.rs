@@ -108,7 +108,11 @@ pub(super) fn respond(
                 st.gansu_accepted
                     .entry(resource.to_string())
                     .or_default()
-                    .extend(records.into_iter().map(|r| Json::Object(r.into_iter().collect())));
+                    .extend(
+                        records
+                            .into_iter()
+                            .map(|r| Json::Object(r.into_iter().collect())),
+                    );
             }
             (
                 StatusCode::OK,
@@ -186,7 +190,10 @@ fn check_call(ctx: &Ctx, dt: &DataType, body: &str) -> Result<Vec<IndexMap<Strin
         {
             return Err(format!("第 {n} 条记录：{}", v.message));
         }
-        if rec.values().any(|v| v.as_str().is_some_and(|s| refuse.contains(s))) {
+        if rec
+            .values()
+            .any(|v| v.as_str().is_some_and(|s| refuse.contains(s)))
+        {
             return Err(format!("第 {n} 条记录业务校验不通过"));
         }
         out.push(rec);

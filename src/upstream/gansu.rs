@@ -350,7 +350,8 @@ mod tests {
     use crate::crypto::{KeyForm, Padding};
 
     fn cfg(envelope: Envelope, padding: Padding, encoding: TextEncoding) -> GansuConfig {
-        let text = "base_url = \"http://127.0.0.1:1/s\"\nkey_env = \"K\"\nauthorization_env = \"A\"\n";
+        let text =
+            "base_url = \"http://127.0.0.1:1/s\"\nkey_env = \"K\"\nauthorization_env = \"A\"\n";
         let mut c: GansuConfig = toml::from_str(text).unwrap();
         c.envelope = envelope;
         c.padding = padding;
@@ -364,7 +365,9 @@ mod tests {
     fn default_values_envelope_matches_the_java_helper() {
         let c = cfg(Envelope::Values, Padding::Iso7816, TextEncoding::Hex);
         let codec = Codec::new(&c, &Secret::new(KEY)).unwrap();
-        let body = codec.seal(&[r#"{"a":"I Love You","n":12.5,"z":null}"#]).unwrap();
+        let body = codec
+            .seal(&[r#"{"a":"I Love You","n":12.5,"z":null}"#])
+            .unwrap();
         // The DESIGN.md vector of SM4EncForCBC, so the default settings are the helper's.
         assert_eq!(
             body,
@@ -386,7 +389,11 @@ mod tests {
 
     #[test]
     fn envelopes_round_trip_and_split_byte_identically() {
-        let recs = [r#"{"a":"甲","n":1}"#, r#"{"a":"乙","n":2.5}"#, r#"{"a":"丙","n":3}"#];
+        let recs = [
+            r#"{"a":"甲","n":1}"#,
+            r#"{"a":"乙","n":2.5}"#,
+            r#"{"a":"丙","n":3}"#,
+        ];
         for env in [Envelope::Body, Envelope::Values, Envelope::Wrapper] {
             for pad in [Padding::Pkcs7, Padding::Iso7816] {
                 for enc in [TextEncoding::Hex, TextEncoding::Base64] {
@@ -426,7 +433,10 @@ mod tests {
         let c = cfg(Envelope::Values, Padding::Iso7816, TextEncoding::Hex);
         let err = Codec::new(&c, &Secret::new("secret-key-zz")).unwrap_err();
         let text = format!("{err:#}");
-        assert!(!text.contains("secret-key-zz") && text.contains("32 hex"), "{text}");
+        assert!(
+            !text.contains("secret-key-zz") && text.contains("32 hex"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -443,14 +453,30 @@ mod tests {
         );
         let cases: Vec<(u16, &str, &str)> = vec![
             (200, r#"{"code":200,"success":false,"msg":"x"}"#, "rejected"),
-            (200, r#"{"code":400,"success":false,"msg":"数据格式错误"}"#, "rejected"),
-            (400, r#"{"code":400,"success":false,"msg":"参数错误"}"#, "rejected"),
-            (200, r#"{"code":401,"success":false,"msg":"授权信息无效"}"#, "fatal"),
+            (
+                200,
+                r#"{"code":400,"success":false,"msg":"数据格式错误"}"#,
+                "rejected",
+            ),
+            (
+                400,
+                r#"{"code":400,"success":false,"msg":"参数错误"}"#,
+                "rejected",
+            ),
+            (
+                200,
+                r#"{"code":401,"success":false,"msg":"授权信息无效"}"#,
+                "fatal",
+            ),
             (200, r#"{"code":"403","success":false}"#, "fatal"),
             (401, "", "fatal"),
             (403, "denied", "fatal"),
             (404, "", "fatal"),
-            (200, r#"{"code":500,"success":false,"msg":"系统繁忙"}"#, "retryable"),
+            (
+                200,
+                r#"{"code":500,"success":false,"msg":"系统繁忙"}"#,
+                "retryable",
+            ),
             (502, "", "retryable"),
             (503, "", "retryable"),
             (429, "", "retryable"),

@@ -36,7 +36,9 @@ impl Sender<'_> {
     /// Sends a stored body as it is; Gansu answers with its own batch number.
     pub async fn post(&self, body: String) -> Result<Option<gansu::Receipt>, SubmitError> {
         match self {
-            Sender::Gdzw { client, endpoint } => client.post_batch(endpoint, body).await.map(|()| None),
+            Sender::Gdzw { client, endpoint } => {
+                client.post_batch(endpoint, body).await.map(|()| None)
+            }
             Sender::Gansu { client, url } => client.post(url, body).await.map(Some),
         }
     }
