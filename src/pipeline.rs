@@ -116,44 +116,6 @@ impl App {
             null_fields: self.null_fields(job),
         })
     }
-
-    fn null_fields(&self, job: &JobConfig) -> crate::config::NullFields {
-        let n = match job.upstream.as_str() {
-            "gansu" => self.cfg.gansu.as_ref().map(|g| g.null_fields),
-            _ => self.cfg.gdzw.as_ref().map(|g| g.null_fields),
-        };
-        n.unwrap_or(crate::config::NullFields::Omit)
-    }
-
-    /// The job's platform client and call address.
-    fn sender<'a>(&'a self, job: &JobConfig, dt: &'a DataType) -> Result<Sender<'a>> {
-        if job.upstream == "gansu" {
-            let client = self
-                .gansu
-                .as_ref()
-                .ok_or_else(|| anyhow!("job {} needs the [gansu] section", job.name))?;
-            let (segment, resource) = self
-                .cfg
-                .gansu
-                .as_ref()
-                .and_then(|g| g.route(dt))
-                .ok_or_else(|| {
-                    anyhow!("data type {} has no resource id or subject", dt.data_type)
-                })?;
-            return Ok(Sender::Gansu {
-                client,
-                url: client.url(&segment, &resource),
-            });
-        }
-        let client = self
-            .gdzw
-            .as_ref()
-            .ok_or_else(|| anyhow!("job {} needs the [gdzw] section", job.name))?;
-        Ok(Sender::Gdzw {
-            client,
-            endpoint: &dt.endpoint,
-        })
-    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]

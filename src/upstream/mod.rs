@@ -64,6 +64,51 @@ impl Sender<'_> {
     }
 }
 
+/// Which platform settings and client a job uses, by its `upstream`.
+impl crate::pipeline::App {
+    pub(crate) fn null_fields(&self, job: &crate::config::JobConfig) -> crate::config::NullFields {
+        let n = match job.upstream.as_str() {
+            "gansu" => self.cfg.gansu.as_ref().map(|g| g.null_fields),
+            _ => self.cfg.gdzw.as_ref().map(|g| g.null_fields),
+        };
+        n.unwrap_or(crate::config::NullFields::Omit)
+    }
+
+    /// The job's platform client and call address.
+    pub(crate) fn sender<'a>(
+        &'a self,
+        job: &crate::config::JobConfig,
+        dt: &'a crate::schema::DataType,
+    ) -> anyhow::Result<Sender<'a>> {
+        if job.upstream == "gansu" {
+            let client = self
+                .gansu
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("job {} needs the [gansu] section", job.name))?;
+            let (segment, resource) = self
+                .cfg
+                .gansu
+                .as_ref()
+                .and_then(|g| g.route(dt))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("data type {} has no resource id or subject", dt.data_type)
+                })?;
+            return Ok(Sender::Gansu {
+                client,
+                url: client.url(&segment, &resource),
+            });
+        }
+        let client = self
+            .gdzw
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("job {} needs the [gdzw] section", job.name))?;
+        Ok(Sender::Gdzw {
+            client,
+            endpoint: &dt.endpoint,
+        })
+    }
+}
+
 /// Installs ring as rustls' provider once; reqwest is built without a provider of its own
 /// so that no aws-lc or OpenSSL build is needed.
 pub fn init_tls() {
