@@ -372,3 +372,64 @@ async fn gansu_server_errors_are_retried() {
     );
     assert!(calls.windows(2).all(|w| w[0].body == w[1].body));
 }
+
+/// Without a lower setting a call holds the spec's 500 records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gansu_calls_hold_at_most_500_records() {
+    let t = spawn_app(Which::Sqlite, gansu("")).await.unwrap();
+    let mut script = String::new();
+    for id in 1..=1001 {
+        script.push_str(&qianzhi::demo::insert_sql(
+            &format!("{JOB}_changes"),
+            id,
+            "I",
+            "2026-11-20 10:00:00",
+            &t.gansu_sample(JOB, id),
+        ));
+        script.push_str(";\n");
+    }
+    t.app.db.execute_script(&script).await.unwrap();
+    let o = t.once(JOB).await.unwrap();
+    assert_eq!(o.delivered, 1001);
+    let sizes: Vec<usize> = t
+        .sim
+        .state
+        .lock()
+        .unwrap()
+        .gansu_batches
+        .iter()
+        .map(|b| b.records)
+        .collect();
+    assert_eq!(sizes, vec![500, 500, 1]);
+}
+
+/// `qianzhi check` reads both Gansu secrets and names a bad key without quoting it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gansu_check_reads_the_secrets() {
+    let t = spawn_app(Which::Sqlite, gansu("")).await.unwrap();
+    let out = t.cli(&["check"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("✓ gansu Authorization and SM4 key are readable"),
+        "{text}"
+    );
+    assert!(out.status.success(), "{text}");
+
+    std::fs::write(t.dir.path().join("gansu.key"), "not-a-key-4711").unwrap();
+    std::fs::remove_file(t.dir.path().join("gansu.auth")).unwrap();
+    let out = t.cli(&["check"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success());
+    assert!(
+        text.contains("✗ gansu: cannot read gansu.authorization_file"),
+        "{text}"
+    );
+    std::fs::write(t.dir.path().join("gansu.auth"), GANSU_AUTH).unwrap();
+    let out = t.cli(&["check"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("✗ gansu: gansu SM4 key"), "{text}");
+    assert!(
+        !text.contains("not-a-key-4711") && !text.contains(GANSU_AUTH),
+        "{text}"
+    );
+}
