@@ -1,5 +1,6 @@
-//! `qianzhi bench`: loads N accept rows into a change table of a fresh database and times
-//! their delivery to the in-process simulator; also peak memory and an idle poll.
+//! `qianzhi bench`: loads N accept rows (or, with `--upstream gansu`, 仓储物流寄件量 rows) into a
+//! change table of a fresh database and times their delivery to the in-process simulator;
+//! also peak memory and an idle poll.
 
 use anyhow::{Context, Result, bail};
 use std::fmt::Write as _;
@@ -24,6 +25,13 @@ pub struct BenchArgs {
     pub rows: i64,
     #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,
+    /// Platform: gdzw (accept rows, 99 per call) or gansu (cclw_jjl rows, SM4-encrypted,
+    /// `--per-call` per call).
+    #[arg(long, default_value = "gdzw", value_parser = ["gdzw", "gansu"])]
+    pub upstream: String,
+    /// Records per Gansu call (1..=500).
+    #[arg(long, default_value_t = 500)]
+    pub per_call: usize,
 }
 
 fn with_database(url: &str, name: &str) -> String {
@@ -111,9 +119,16 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     let db = Db::connect(&url, 4).await?;
     crate::db::migrate::migrate(&db).await?;
     let catalog = crate::schema::Catalog::load(None)?;
-    let p = catalog.platform("gdzw").expect("gdzw catalog");
-    let dt = &p.data_types["accept"];
-    db.execute_script(&change_table_ddl(backend, dt, "bench_accept_changes"))
+    let gansu = args.upstream == "gansu";
+    let (platform, job) = if gansu {
+        ("gansu", crate::demo::GANSU_DEMO_TYPE)
+    } else {
+        ("gdzw", "accept")
+    };
+    let p = catalog.platform(platform).expect("catalog");
+    let dt = &p.data_types[job];
+    let table = format!("bench_{job}_changes");
+    db.execute_script(&change_table_ddl(backend, dt, &table))
         .await?;
 
     let t0 = Instant::now();
@@ -126,7 +141,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         for k in 0..n {
             let id = i + k + 1;
             let stmt = insert_sql(
-                "bench_accept_changes",
+                &table,
                 id,
                 "I",
                 "2026-11-20 10:00:00",
@@ -153,25 +168,43 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     let token = tmp.path().join("token");
     std::fs::write(&token, "bench-token")?;
     let extra = format!("batch_size = {}", args.batch_size);
-    let text = gdzw_config(&url, &api_root, &token, "bench_", &["accept"], &extra);
+    let host = api_root
+        .split("/ebus")
+        .next()
+        .unwrap_or(&api_root)
+        .to_string();
+    let text = if gansu {
+        // The simulator process's default Gansu credentials (see `qianzhi simulate --help`).
+        let defaults = crate::simulate::gansu::GansuSim::default();
+        let (auth, key) = (tmp.path().join("auth"), tmp.path().join("key"));
+        std::fs::write(&auth, &defaults.authorization)?;
+        std::fs::write(&key, &defaults.key)?;
+        let mut t = gdzw_config(&url, &api_root, &token, "bench_", &[], "");
+        t.push_str(&crate::demo::gansu_section(
+            &format!("{host}{}", defaults.base_path),
+            &auth,
+            &key,
+            &format!("max_records_per_call = {}", args.per_call),
+        ));
+        t.push_str(&crate::demo::gansu_job(job, job, &table, &extra));
+        t
+    } else {
+        gdzw_config(&url, &api_root, &token, "bench_", &["accept"], &extra)
+    };
     let app = App::new(crate::cli::config_from_str(&text)?).await?;
     let cancel = CancellationToken::new();
 
     let t1 = Instant::now();
-    let o = run_once(&app, "accept", &cancel, &RunOptions::default()).await?;
+    let o = run_once(&app, job, &cancel, &RunOptions::default()).await?;
     let took = t1.elapsed();
     let peak = peak_rss_mb();
     let t2 = Instant::now();
-    let idle = run_once(&app, "accept", &cancel, &RunOptions::default()).await?;
+    let idle = run_once(&app, job, &cancel, &RunOptions::default()).await?;
     let idle_took = t2.elapsed();
-    let stats: serde_json::Value = reqwest::get(format!(
-        "{}{}",
-        api_root.split("/ebus").next().unwrap_or(&api_root),
-        crate::simulate::STATS_PATH
-    ))
-    .await?
-    .json()
-    .await?;
+    let stats: serde_json::Value = reqwest::get(format!("{host}{}", crate::simulate::STATS_PATH))
+        .await?
+        .json()
+        .await?;
     let _ = sim_child.kill().await;
     let accepted = stats["accepted"].as_u64().unwrap_or(0);
     let calls = stats["calls"].as_u64().unwrap_or(0);
@@ -183,10 +216,24 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         );
     }
     let mut out = String::new();
+    let per_call = if gansu {
+        format!(
+            "{} records per call, SM4-CBC {:?} envelope",
+            args.per_call,
+            app.cfg
+                .gansu
+                .as_ref()
+                .map(|g| g.envelope)
+                .unwrap_or(crate::config::Envelope::Values)
+        )
+    } else {
+        "99 records per call".to_string()
+    };
     let _ = writeln!(
         out,
-        "qianzhi bench: {} accept rows on {}, batch_size {}, 99 records per call",
+        "qianzhi bench: {} {job} rows ({}) on {}, batch_size {}, {per_call}",
         args.rows,
+        args.upstream,
         backend.name(),
         args.batch_size
     );
@@ -197,10 +244,11 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     );
     let _ = writeln!(
         out,
-        "  deliver end to end   {:>8.1} s   {:.0} rows/s   ({} batches, {calls} calls incl. reconciliation)",
+        "  deliver end to end   {:>8.1} s   {:.0} rows/s   ({} batches, {calls} calls{})",
         took.as_secs_f64(),
         args.rows as f64 / took.as_secs_f64(),
-        o.batches.len()
+        o.batches.len(),
+        if gansu { "" } else { " incl. reconciliation" }
     );
     let _ = writeln!(
         out,

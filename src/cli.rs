@@ -51,7 +51,8 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// A strict local Guangdong gateway for trying a setup before going live.
+    /// A strict local Guangdong gateway and Gansu platform for trying a setup before going
+    /// live. The Gansu side uses the SM4 settings of the config's [gansu] section when there is one.
     Simulate {
         #[arg(long, default_value = "127.0.0.1:8810")]
         listen: String,
@@ -73,6 +74,22 @@ pub enum Cmd {
         /// Count accepted records without keeping them or printing each call (benchmarks).
         #[arg(long)]
         count_only: bool,
+        /// Authorization the simulated Gansu platform expects.
+        #[arg(
+            long,
+            env = "QIANZHI_SIM_GANSU_AUTHORIZATION",
+            default_value = "sim-authorization",
+            hide_env_values = true
+        )]
+        gansu_authorization: String,
+        /// SM4 key of the simulated Gansu platform, in the [gansu] key_form.
+        #[arg(
+            long,
+            env = "QIANZHI_SIM_GANSU_KEY",
+            default_value = "0123456789abcdeffedcba9876543210",
+            hide_env_values = true
+        )]
+        gansu_key: String,
     },
     /// A SQLite department database with sample data, the simulator, one full sync, a summary.
     Demo {
@@ -245,8 +262,18 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             path_prefix,
             schema_dir,
             count_only,
+            gansu_authorization,
+            gansu_key,
         } => {
             crate::telemetry::init("info", "text");
+            let mut gansu = crate::simulate::gansu::GansuSim {
+                authorization: gansu_authorization.clone(),
+                key: gansu_key.clone(),
+                ..Default::default()
+            };
+            if let Some(g) = config::load(&config_path(&cli)).ok().and_then(|c| c.gansu) {
+                gansu.settings = g;
+            }
             let sim = crate::simulate::start(
                 crate::simulate::SimConfig {
                     base_path: base_path.clone(),
@@ -254,14 +281,20 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     path_prefix: path_prefix.clone(),
                     schema_dir: schema_dir.clone(),
                     keep_records: !*count_only,
+                    gansu,
                     ..Default::default()
                 },
                 listen,
             )
             .await?;
             println!(
-                "simulated Guangdong gateway at {} (paasid tysb-sjcj); Ctrl-C to stop",
+                "simulated Guangdong gateway at {} (paasid tysb-sjcj)",
                 sim.api_root()
+            );
+            println!(
+                "simulated Gansu platform at {} ({:?} envelope); Ctrl-C to stop",
+                sim.gansu_base_url(),
+                sim.cfg.gansu.settings.envelope
             );
             let mut seen = 0;
             loop {
@@ -334,6 +367,16 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
         }
         if g.token.is_some() {
             println!("! gdzw.token is written in the config file; prefer token_file or token_env");
+        }
+    }
+    if let Some(g) = &cfg.gansu {
+        // Builds the client as `run` would: both secrets read, the key parsed.
+        match crate::upstream::gansu::GansuClient::from_config(g, cfg.delivery.http_timeout()) {
+            Ok(_) => println!("✓ gansu Authorization and SM4 key are readable"),
+            Err(e) => {
+                println!("✗ gansu: {e:#}");
+                problems += 1;
+            }
         }
     }
     if cfg.shuidi.is_some() || cfg.qcc.is_some() || cfg.xinshu.is_some() {

@@ -38,6 +38,7 @@ pub struct Config {
     #[serde(default)]
     pub delivery: DeliveryConfig,
     pub gdzw: Option<GdzwConfig>,
+    pub gansu: Option<GansuConfig>,
     #[serde(default, rename = "job")]
     pub jobs: Vec<JobConfig>,
     pub shuidi: Option<crate::query::config::ShuidiConfig>,
@@ -180,6 +181,132 @@ impl GdzwConfig {
         self.reconciliation_path
             .clone()
             .unwrap_or_else(|| format!("{}/reconciliation/batchSave", self.path_prefix))
+    }
+}
+
+/// Where the Gansu ciphertext goes. The platform's helper is not public, so all three are
+/// possible readings of "所有入参使用 pwd-crypt-1.1.1.jar 的 Util.SM4EncForCBC 加密".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Envelope {
+    /// The whole JSON array is encrypted; the body is the ciphertext text.
+    Body,
+    /// Each value is encrypted in place; keys stay readable (the spec's reading: "所有入参").
+    Values,
+    /// The whole JSON array is encrypted into one field of a JSON object.
+    Wrapper,
+}
+
+/// `[gansu]`: 甘肃省信用信息共享平台 submission. Defaults marked "Java helper" are those of the
+/// widely copied `SM4EncForCBC` (DESIGN.md), since the platform's own jar is not public.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GansuConfig {
+    /// Everything before `/data/{L|P}/{resource id}`, e.g. http://host:10010/submit-server.
+    pub base_url: String,
+    /// The Authorization value issued at registration, from a file or the environment.
+    pub authorization_file: Option<PathBuf>,
+    pub authorization_env: Option<String>,
+    pub key_file: Option<PathBuf>,
+    pub key_env: Option<String>,
+    /// Java helper: 32 hex digits.
+    #[serde(default = "default_key_form")]
+    pub key_form: crate::crypto::KeyForm,
+    /// Java helper: the ASCII text "1111111111111111".
+    #[serde(default = "default_gansu_iv")]
+    pub iv: String,
+    #[serde(default = "default_iv_form")]
+    pub iv_form: crate::crypto::KeyForm,
+    /// Java helper: 0x80 then zeros.
+    #[serde(default = "default_gansu_padding")]
+    pub padding: crate::crypto::Padding,
+    /// Java helper: lowercase hex.
+    #[serde(default = "default_gansu_encoding")]
+    pub encoding: crate::crypto::TextEncoding,
+    #[serde(default = "default_envelope")]
+    pub envelope: Envelope,
+    /// The field that holds the ciphertext when envelope = "wrapper".
+    #[serde(default = "default_wrapper_field")]
+    pub wrapper_field: String,
+    /// Path segment for 法人 data types.
+    #[serde(default = "default_legal_segment")]
+    pub legal_segment: String,
+    /// Path segment for 自然人 data types.
+    #[serde(default = "default_natural_segment")]
+    pub natural_segment: String,
+    /// The spec: "接口上报条数限制，500条/单次".
+    #[serde(default = "default_gansu_max_per_call")]
+    pub max_records_per_call: usize,
+    /// The spec's request format prints every key, empty optional ones as "".
+    #[serde(default = "default_gansu_null_fields")]
+    pub null_fields: NullFields,
+    /// Data type -> resource id, overriding the schema file's `resource_id`.
+    #[serde(default)]
+    pub resources: BTreeMap<String, String>,
+    /// Data type -> L or P, overriding the schema file's `subject`.
+    #[serde(default)]
+    pub subjects: BTreeMap<String, crate::schema::Subject>,
+    /// Answer `code`s that mean "stop the job" (bad Authorization) rather than "refused".
+    #[serde(default = "default_gansu_fatal_codes")]
+    pub fatal_codes: Vec<i64>,
+    /// Answer `code`s that mean "try the same call again later".
+    #[serde(default = "default_gansu_retry_codes")]
+    pub retry_codes: Vec<i64>,
+}
+
+fn default_key_form() -> crate::crypto::KeyForm {
+    crate::crypto::KeyForm::Hex
+}
+fn default_gansu_iv() -> String {
+    "1111111111111111".into()
+}
+fn default_iv_form() -> crate::crypto::KeyForm {
+    crate::crypto::KeyForm::Utf8
+}
+fn default_gansu_padding() -> crate::crypto::Padding {
+    crate::crypto::Padding::Iso7816
+}
+fn default_gansu_encoding() -> crate::crypto::TextEncoding {
+    crate::crypto::TextEncoding::Hex
+}
+fn default_envelope() -> Envelope {
+    Envelope::Values
+}
+fn default_wrapper_field() -> String {
+    "data".into()
+}
+fn default_legal_segment() -> String {
+    "L".into()
+}
+fn default_natural_segment() -> String {
+    "P".into()
+}
+fn default_gansu_max_per_call() -> usize {
+    500
+}
+fn default_gansu_null_fields() -> NullFields {
+    NullFields::Empty
+}
+fn default_gansu_fatal_codes() -> Vec<i64> {
+    vec![401, 403]
+}
+fn default_gansu_retry_codes() -> Vec<i64> {
+    vec![500, 502, 503, 504]
+}
+
+impl GansuConfig {
+    /// The resource id and path segment of a data type: configured, else the schema's.
+    pub fn route(&self, dt: &crate::schema::DataType) -> Option<(String, String)> {
+        let resource = self
+            .resources
+            .get(&dt.data_type)
+            .cloned()
+            .or_else(|| dt.resource_id.clone())?;
+        let segment = match self.subjects.get(&dt.data_type).copied().or(dt.subject)? {
+            crate::schema::Subject::L => self.legal_segment.clone(),
+            crate::schema::Subject::P => self.natural_segment.clone(),
+        };
+        Some((segment, resource))
     }
 }
 
@@ -433,6 +560,9 @@ impl Config {
                 }
             }
         }
+        if let Some(g) = &self.gansu {
+            validate_gansu(g, catalog, &mut bad);
+        }
         let mut names = std::collections::HashSet::new();
         for (i, j) in self.jobs.iter().enumerate() {
             let p = format!("job[{i}] ({})", j.name);
@@ -456,9 +586,27 @@ impl Config {
                     "upstream gdzw needs a [gdzw] section".into(),
                 ),
                 "gdzw" => {}
+                "gansu" if self.gansu.is_none() => bad(
+                    format!("{p}.upstream"),
+                    "upstream gansu needs a [gansu] section".into(),
+                ),
+                "gansu" => {
+                    if let (Some(g), Some(dt)) =
+                        (&self.gansu, catalog.data_type("gansu", &j.data_type))
+                        && g.route(dt).is_none()
+                    {
+                        bad(
+                            format!("{p}.data_type"),
+                            format!(
+                                "{} has no resource_id or subject: set them in its schema file or in [gansu] resources / subjects",
+                                j.data_type
+                            ),
+                        );
+                    }
+                }
                 other => bad(
                     format!("{p}.upstream"),
-                    format!("unknown upstream '{other}' (known: gdzw)"),
+                    format!("unknown upstream '{other}' (known: gdzw, gansu)"),
                 ),
             }
             let dt = catalog.data_type(&j.upstream, &j.data_type);
@@ -546,6 +694,72 @@ impl Config {
     }
 }
 
+fn validate_gansu(g: &GansuConfig, catalog: &Catalog, bad: &mut impl FnMut(String, String)) {
+    if !(g.base_url.starts_with("http://") || g.base_url.starts_with("https://")) {
+        bad(
+            "gansu.base_url".into(),
+            "must start with http:// or https://".into(),
+        );
+    }
+    if g.authorization_file.is_none() && g.authorization_env.is_none() {
+        bad(
+            "gansu".into(),
+            "set authorization_file or authorization_env (the Authorization issued at registration)"
+                .into(),
+        );
+    }
+    if g.key_file.is_none() && g.key_env.is_none() {
+        bad(
+            "gansu".into(),
+            "set key_file or key_env (the SM4 key)".into(),
+        );
+    }
+    // The IV is not secret (the Java helper's is a constant), so its error may be precise.
+    if let Err(e) = crate::crypto::parse_key(&g.iv, g.iv_form) {
+        bad("gansu.iv".into(), e.to_string());
+    }
+    if g.max_records_per_call == 0 || g.max_records_per_call > 500 {
+        bad(
+            "gansu.max_records_per_call".into(),
+            "must be 1..=500: the platform takes at most 500 records per call".into(),
+        );
+    }
+    for (k, v) in [
+        ("gansu.legal_segment", &g.legal_segment),
+        ("gansu.natural_segment", &g.natural_segment),
+    ] {
+        if v.is_empty()
+            || !v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            bad(k.into(), "use letters, digits, _ and - only".into());
+        }
+    }
+    if g.envelope == Envelope::Wrapper && g.wrapper_field.trim().is_empty() {
+        bad(
+            "gansu.wrapper_field".into(),
+            "envelope = \"wrapper\" needs a field name".into(),
+        );
+    }
+    for (t, r) in &g.resources {
+        if catalog.data_type("gansu", t).is_none() {
+            bad(format!("gansu.resources.{t}"), "no such data type".into());
+        }
+        if r.is_empty() || !r.chars().all(|c| c.is_ascii_alphanumeric()) {
+            bad(
+                format!("gansu.resources.{t}"),
+                "a resource id is letters and digits".into(),
+            );
+        }
+    }
+    for t in g.subjects.keys() {
+        if catalog.data_type("gansu", t).is_none() {
+            bad(format!("gansu.subjects.{t}"), "no such data type".into());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -627,6 +841,74 @@ ApplyerName = "applicant"
         ] {
             assert!(joined.contains(want), "missing {want} in\n{joined}");
         }
+    }
+
+    const GANSU: &str = r#"
+[gansu]
+base_url = "http://127.0.0.1:1/submit-server"
+authorization_env = "A"
+key_env = "K"
+[[job]]
+name = "jjl"
+upstream = "gansu"
+data_type = "cclw_jjl"
+source = "jjl_changes"
+key = ["id"]
+interval = "30s"
+"#;
+
+    #[test]
+    fn gansu_defaults_are_the_java_helpers() {
+        let cat = Catalog::load(None).unwrap();
+        let cfg = parse_with_env(&format!("{GOOD}{GANSU}"), &[]).unwrap();
+        assert_eq!(cfg.validate(&cat), vec![]);
+        let g = cfg.gansu.as_ref().unwrap();
+        assert_eq!(g.iv, "1111111111111111");
+        assert_eq!(g.iv_form, crate::crypto::KeyForm::Utf8);
+        assert_eq!(g.key_form, crate::crypto::KeyForm::Hex);
+        assert_eq!(g.padding, crate::crypto::Padding::Iso7816);
+        assert_eq!(g.encoding, crate::crypto::TextEncoding::Hex);
+        assert_eq!(g.envelope, Envelope::Values);
+        assert_eq!(g.max_records_per_call, 500);
+        let dt = cat.data_type("gansu", "cclw_jjl").unwrap();
+        assert_eq!(g.route(dt), Some(("L".into(), "00041759".into())));
+    }
+
+    #[test]
+    fn gansu_issues() {
+        let cat = Catalog::load(None).unwrap();
+        let text = format!("{GOOD}{GANSU}")
+            .replace("authorization_env = \"A\"\n", "")
+            .replace("http://127.0.0.1:1/submit-server", "127.0.0.1")
+            .replace("key_env = \"K\"", "key_env = \"K\"\niv = \"0011\"\nmax_records_per_call = 501\nenvelope = \"wrapper\"\nwrapper_field = \"\"\nlegal_segment = \"L/x\"\n[gansu.resources]\nnope = \"1\"");
+        let cfg = parse_with_env(&text, &[]).unwrap();
+        let joined: Vec<String> = cfg.validate(&cat).iter().map(|i| i.to_string()).collect();
+        let joined = joined.join("\n");
+        for want in [
+            "gansu.base_url",
+            "authorization_file or authorization_env",
+            "gansu.iv",
+            "gansu.max_records_per_call",
+            "gansu.wrapper_field",
+            "gansu.legal_segment",
+            "gansu.resources.nope",
+        ] {
+            assert!(joined.contains(want), "missing {want} in\n{joined}");
+        }
+        let no_section = parse_with_env(
+            &format!("{GOOD}{}", &GANSU[GANSU.find("[[job]]").unwrap()..]),
+            &[],
+        )
+        .unwrap();
+        let issues: Vec<String> = no_section
+            .validate(&cat)
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        assert!(
+            issues.iter().any(|i| i.contains("needs a [gansu] section")),
+            "{issues:?}"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `qianzhi demo`: a SQLite department database with change tables for all seven Guangdong
-//! data types (a few rows deliberately bad), the simulator in-process, one full sync, one query
+//! data types and one Gansu 仓储物流 type (a few rows deliberately bad), the simulator
+//! in-process (both platforms), one full sync, one query
 //! job per credit provider against the query simulator, and a summary. The sample-row
 //! generator is shared with the tests and the benchmark.
 
@@ -231,6 +232,47 @@ interval = "30s"
     s
 }
 
+/// The `[gansu]` section; `extra` holds further keys (envelope, padding, ...).
+pub fn gansu_section(
+    base_url: &str,
+    authorization_file: &Path,
+    key_file: &Path,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+[gansu]
+base_url = "{base_url}"
+authorization_file = "{}"
+key_file = "{}"
+{extra}
+"#,
+        authorization_file.display(),
+        key_file.display()
+    )
+}
+
+/// A Gansu job over `<source>`, a change table with the field codes as columns.
+pub fn gansu_job(name: &str, data_type: &str, source: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[job]]
+name = "{name}"
+upstream = "gansu"
+data_type = "{data_type}"
+source = "{source}"
+key = ["id"]
+seq_column = "change_id"
+settle_lag = "0s"
+interval = "30s"
+{extra}
+"#
+    )
+}
+
+/// The demo's Gansu data type and its change table.
+pub const GANSU_DEMO_TYPE: &str = "cclw_jjl";
+
 pub async fn run(dir: &Path) -> Result<String> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let db_path = dir.join("department.db");
@@ -252,6 +294,23 @@ pub async fn run(dir: &Path) -> Result<String> {
     let qsim = crate::query::sim::start(Default::default(), "127.0.0.1:0").await?;
     crate::query::demo::load_fixtures(&qsim);
     let mut cfg_text = gdzw_config(&db_url, &sim.api_root(), &token_file, "", &GDZW_TYPES, "");
+    let gansu_auth = dir.join("gansu.authorization");
+    let gansu_key = dir.join("gansu.sm4key");
+    std::fs::write(&gansu_auth, format!("{}\n", sim.cfg.gansu.authorization))?;
+    std::fs::write(&gansu_key, format!("{}\n", sim.cfg.gansu.key))?;
+    cfg_text.push_str(&gansu_section(
+        &sim.gansu_base_url(),
+        &gansu_auth,
+        &gansu_key,
+        "",
+    ));
+    let gansu_table = format!("{GANSU_DEMO_TYPE}_changes");
+    cfg_text.push_str(&gansu_job(
+        GANSU_DEMO_TYPE,
+        GANSU_DEMO_TYPE,
+        &gansu_table,
+        "",
+    ));
     cfg_text.push_str(&crate::query::demo::query_config(&qsim, dir, 100, "")?);
     std::fs::write(dir.join("config.toml"), &cfg_text)?;
 
@@ -333,6 +392,45 @@ pub async fn run(dir: &Path) -> Result<String> {
         );
         db.execute_script(&script).await?;
     }
+    {
+        let gp = catalog.platform("gansu").expect("gansu catalog");
+        let dt = &gp.data_types[GANSU_DEMO_TYPE];
+        db.execute_script(&change_table_ddl(Backend::Sqlite, dt, &gansu_table))
+            .await?;
+        let mut script = String::new();
+        for id in 1..=4 {
+            let mut f = sample_fields(gp, dt, id);
+            set_field(
+                &mut f,
+                "xy10101001",
+                Lit::Text(format!("甘肃示例物流有限公司（第{id}分公司）")),
+            );
+            let _ = writeln!(
+                script,
+                "{};",
+                insert_sql(
+                    &gansu_table,
+                    id,
+                    "I",
+                    &format!("2026-11-20 10:00:{id:02}"),
+                    &f
+                )
+            );
+        }
+        // A full-width comma: the platform would drop this row after its asynchronous check.
+        let mut bad = sample_fields(gp, dt, 5);
+        set_field(
+            &mut bad,
+            "xy10101001",
+            Lit::Text("甘肃示例物流有限公司，兰州".into()),
+        );
+        let _ = writeln!(
+            script,
+            "{};",
+            insert_sql(&gansu_table, 5, "I", "2026-11-20 10:00:05", &bad)
+        );
+        db.execute_script(&script).await?;
+    }
     let mut script = crate::query::demo::subjects_ddl(Backend::Sqlite) + ";\n";
     for r in crate::query::demo::DEMO_SUBJECTS {
         script.push_str(&crate::query::demo::subject_insert(r));
@@ -355,7 +453,7 @@ pub async fn run(dir: &Path) -> Result<String> {
         "{:<18} {:>5} {:>9} {:>8} {:>8}  Cd_Batch",
         "job", "rows", "delivered", "invalid", "refused"
     );
-    for t in GDZW_TYPES {
+    for t in GDZW_TYPES.iter().chain([&GANSU_DEMO_TYPE]) {
         let o = run_once(&app, t, &cancel, &RunOptions::default()).await?;
         let _ = writeln!(
             out,
@@ -380,13 +478,23 @@ pub async fn run(dir: &Path) -> Result<String> {
             e.0, e.1, e.2, e.3, e.4
         );
     }
-    let (accepted, recon) = {
+    let (accepted, recon, gansu_batches) = {
         let st = sim.state.lock().expect("sim state");
-        (st.accepted_count, st.reconciliations.len())
+        let g: Vec<String> = st
+            .gansu_batches
+            .iter()
+            .map(|b| format!("{} ({} records)", b.batch_num, b.records))
+            .collect();
+        (st.accepted_count, st.reconciliations.len(), g)
     };
     let _ = writeln!(
         out,
         "\nsimulator: {accepted} records accepted, {recon} reconciliation rows uploaded (see qz_reconciliation)"
+    );
+    let _ = writeln!(
+        out,
+        "simulated Gansu platform batch numbers (qz_batch.platform_batch_num): {}",
+        gansu_batches.join(", ")
     );
     let _ = writeln!(
         out,

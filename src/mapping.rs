@@ -243,6 +243,11 @@ pub fn map_row(plan: &Plan, row: &SourceRow, source_key: String) -> Record {
         }
         values.push(v);
     }
+    // Data types without a RowGuid field (Gansu) still get a stable identity for the outbox
+    // and error rows; it is not sent.
+    if row_guid.is_empty() && !plan.fields.iter().any(|(c, _, _)| c == "RowGuid") {
+        row_guid = derive_row_guid(&plan.job, &source_key);
+    }
     Record {
         source_key,
         row_guid,
@@ -393,6 +398,51 @@ mod tests {
             map_row(&plan, &row, "7".into()).row_guid
         );
         assert_ne!(derive_row_guid("p", "7"), derive_row_guid("p", "8"));
+    }
+
+    #[test]
+    fn gansu_plan_has_no_pipeline_fields() {
+        let cat = Catalog::load(None).unwrap();
+        let dt = cat.data_type("gansu", "cclw_jjl").unwrap();
+        let columns: Vec<String> = ["id", "qymc", "xy10101002"].map(String::from).to_vec();
+        let mut map = BTreeMap::new();
+        map.insert("xy10101001".to_string(), "qymc".to_string());
+        let plan = Plan::resolve(PlanInput {
+            job: "g",
+            data_type: dt,
+            columns: &columns,
+            map: &map,
+            constants: &BTreeMap::new(),
+            unit: &unit(),
+            null_fields: NullFields::Empty,
+        });
+        assert!(
+            plan.fields
+                .iter()
+                .all(|(c, _, s)| *s != FieldSource::Pipeline && !c.starts_with("Cd_"))
+        );
+        let row = SourceRow {
+            columns: vec![
+                ("id".into(), Value::Int(3)),
+                ("qymc".into(), Value::Text("甲公司".into())),
+                (
+                    "xy10101002".into(),
+                    Value::Text("91620100296583830Q".into()),
+                ),
+            ],
+        };
+        let rec = map_row(&plan, &row, "3".into());
+        let keys: Vec<&str> = plan.fields.iter().map(|(c, _, _)| c.as_str()).collect();
+        assert_eq!(
+            keys,
+            dt.fields
+                .iter()
+                .map(|f| f.code.as_str())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(rec.values.len(), keys.len());
+        assert_eq!(plan.get(&rec, "xy10101001"), Some(&Json::from("甲公司")));
+        assert_eq!(rec.row_guid, derive_row_guid("g", "3"));
     }
 
     #[test]

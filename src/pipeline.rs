@@ -13,8 +13,9 @@ use crate::db::control::{BatchRow, ErrorRow, NewBatch, OutboxCall, RecordMeta};
 use crate::db::source::{Position, SourceSpec};
 use crate::mapping::{Op, Plan, PlanInput, key_text, map_row};
 use crate::schema::{Catalog, DataType, Platform};
+use crate::upstream::gansu::{GansuClient, Receipt};
 use crate::upstream::gdzw::{GdzwClient, resolve_token};
-use crate::upstream::{Backoff, SubmitError};
+use crate::upstream::{Backoff, Sender, SubmitError};
 use crate::validate::validate_aligned;
 use crate::value::SourceRow;
 
@@ -24,6 +25,7 @@ pub struct App {
     pub catalog: Catalog,
     pub db: Db,
     pub gdzw: Option<GdzwClient>,
+    pub gansu: Option<GansuClient>,
     /// Credit-query providers ([shuidi], [qcc], [xinshu]) with their credentials.
     pub query: crate::query::client::Clients,
 }
@@ -49,12 +51,17 @@ impl App {
             )?),
             None => None,
         };
+        let gansu = match &cfg.gansu {
+            Some(g) => Some(GansuClient::from_config(g, cfg.delivery.http_timeout())?),
+            None => None,
+        };
         let query = crate::query::client::Clients::new(&cfg)?;
         Ok(Arc::new(App {
             cfg,
             catalog,
             db,
             gdzw,
+            gansu,
             query,
         }))
     }
@@ -84,6 +91,12 @@ impl App {
 
     /// The reconciliation Table_name of a data type: configured, else the schema's default.
     pub fn table_name(&self, job: &JobConfig, dt: &DataType) -> String {
+        if job.upstream == "gansu" {
+            return dt
+                .reconciliation_table
+                .clone()
+                .unwrap_or_else(|| job.data_type.clone());
+        }
         self.cfg
             .gdzw
             .as_ref()
@@ -93,7 +106,6 @@ impl App {
     }
 
     pub fn plan(&self, job: &JobConfig, dt: &DataType, columns: &[String]) -> Plan {
-        let g = self.cfg.gdzw.as_ref();
         Plan::resolve(PlanInput {
             job: &job.name,
             data_type: dt,
@@ -101,9 +113,7 @@ impl App {
             map: &job.map,
             constants: &job.constants,
             unit: &self.cfg.unit,
-            null_fields: g
-                .map(|g| g.null_fields)
-                .unwrap_or(crate::config::NullFields::Omit),
+            null_fields: self.null_fields(job),
         })
     }
 }
@@ -276,7 +286,7 @@ async fn run_inner(
                 for (op, rec) in &prep.records {
                     println!(
                         "{}",
-                        serialize(app, &prep.codes, rec, *op, &cd_time, &cd_batch)
+                        serialize(app, job, &prep.codes, rec, *op, &cd_time, &cd_batch)
                     );
                 }
                 for e in &prep.errors {
@@ -350,12 +360,14 @@ async fn commit_page(
         unit_code: &app.cfg.unit.uscc,
         at: now,
     });
-    let per_call = app
-        .cfg
-        .gdzw
-        .as_ref()
-        .map(|g| g.max_records_per_call)
-        .unwrap_or(99);
+    let per_call = match (job.upstream.as_str(), &app.cfg.gansu, &app.cfg.gdzw) {
+        ("gansu", Some(g), _) => g.max_records_per_call,
+        (_, _, Some(g)) => g.max_records_per_call,
+        _ => 99,
+    };
+    let codec = (job.upstream == "gansu")
+        .then(|| app.gansu.as_ref().map(|c| &c.codec))
+        .flatten();
     let pos_json = serde_json::to_string(&prep.last).context("position")?;
     let committed = app
         .db
@@ -366,28 +378,52 @@ async fn commit_page(
                 let Some(cd_batch) = cd_batch else {
                     return Ok(vec![]);
                 };
-                Ok(prep
-                    .records
+                prep.records
                     .chunks(per_call)
                     .enumerate()
                     .map(|(n, chunk)| {
-                        let mut body = String::with_capacity(chunk.len() * 1500);
-                        body.push('[');
-                        for (i, (op, rec)) in chunk.iter().enumerate() {
-                            if i > 0 {
-                                body.push(',');
+                        let body = match codec {
+                            // Encrypted here, so the outbox holds exactly the bytes sent.
+                            Some(codec) => {
+                                let plain: Vec<String> = chunk
+                                    .iter()
+                                    .map(|(op, rec)| {
+                                        serialize(
+                                            app,
+                                            job,
+                                            &prep.codes,
+                                            rec,
+                                            *op,
+                                            &cd_time,
+                                            cd_batch,
+                                        )
+                                    })
+                                    .collect();
+                                let refs: Vec<&str> = plain.iter().map(String::as_str).collect();
+                                codec.seal(&refs)?
                             }
-                            body.push_str(&serialize(
-                                app,
-                                &prep.codes,
-                                rec,
-                                *op,
-                                &cd_time,
-                                cd_batch,
-                            ));
-                        }
-                        body.push(']');
-                        OutboxCall {
+                            None => {
+                                let mut body = String::with_capacity(chunk.len() * 1500);
+                                body.push('[');
+                                for (i, (op, rec)) in chunk.iter().enumerate() {
+                                    if i > 0 {
+                                        body.push(',');
+                                    }
+                                    body.push_str(&serialize(
+                                        app,
+                                        job,
+                                        &prep.codes,
+                                        rec,
+                                        *op,
+                                        &cd_time,
+                                        cd_batch,
+                                    ));
+                                }
+                                body.push(']');
+                                body
+                            }
+                        };
+                        Ok(OutboxCall {
                             call_no: n as i64,
                             body,
                             records: chunk
@@ -399,9 +435,9 @@ async fn commit_page(
                                 })
                                 .collect(),
                             done: Default::default(),
-                        }
+                        })
                     })
-                    .collect())
+                    .collect()
             },
             &prep.errors,
             &pos_json,
@@ -447,12 +483,11 @@ fn prepare(
         plan.index_of("Cd_Time"),
         plan.index_of("Cd_Batch"),
     );
-    let length_unit = app
-        .cfg
-        .gdzw
-        .as_ref()
-        .map(|g| g.length_unit)
-        .unwrap_or(crate::config::LengthUnit::Chars);
+    let length_unit = match job.upstream.as_str() {
+        "gdzw" => app.cfg.gdzw.as_ref().map(|g| g.length_unit),
+        _ => None,
+    }
+    .unwrap_or(crate::config::LengthUnit::Chars);
     let mut p = Prepared {
         codes: Vec::new(),
         records: Vec::new(),
@@ -501,6 +536,20 @@ fn prepare(
             error_rows.push(p.rows);
             continue;
         };
+        if cd_op.is_none() && op == Op::Delete {
+            p.errors.push(ErrorRow {
+                source_key: key,
+                row_guid: None,
+                operation: Some(op.code().into()),
+                field: job.operation_column.clone(),
+                rule: "delete_unsupported".into(),
+                message: "该平台的接口没有删除操作，删除的记录未报送；如需撤回请在平台上处理"
+                    .into(),
+                superseded: false,
+            });
+            error_rows.push(p.rows);
+            continue;
+        }
         let mut rec = map_row(&plan, &row, key);
         // Checked with the values numbering will give them; the real Cd_Batch is set at commit.
         for (slot, v) in [
@@ -548,6 +597,7 @@ fn prepare(
 
 fn serialize(
     app: &App,
+    job: &JobConfig,
     codes: &[String],
     rec: &crate::mapping::Record,
     op: Op,
@@ -555,12 +605,7 @@ fn serialize(
     cd_batch: &str,
 ) -> String {
     use crate::config::NullFields;
-    let how = app
-        .cfg
-        .gdzw
-        .as_ref()
-        .map(|g| g.null_fields)
-        .unwrap_or(NullFields::Omit);
+    let how = app.null_fields(job);
     let mut out = String::with_capacity(1500);
     out.push('{');
     let mut first = true;
@@ -606,8 +651,8 @@ async fn deliver(
     let span = info_span!("batch", job = %job.name, cd_batch = %b.cd_batch);
     async {
         let t_deliver = std::time::Instant::now();
-        let client = app.gdzw.as_ref().ok_or_else(|| anyhow!("job {} needs the [gdzw] section", job.name))?;
         let dt = app.platform(job)?.1;
+        let client = app.sender(job, dt)?;
         let mut calls = app.db.outbox_pending(&b.cd_batch).await?;
         let resolve = app.db.has_open_errors(&job.name).await?;
         let mut backoff = Backoff::new(app.cfg.delivery.retry_initial(), app.cfg.delivery.retry_max());
@@ -617,7 +662,7 @@ async fn deliver(
             if !calls[ci].done.is_empty() {
                 // A split was under way when the last run stopped: finish it.
                 flush_acks(app, job, b, resolve, &mut acked, &calls).await?;
-                match split_call(app, job, b, client, &dt.endpoint, &mut calls[ci], resolve, cancel, &mut backoff, out).await? {
+                match split_call(app, job, b, &client, &mut calls[ci], resolve, cancel, &mut backoff, out).await? {
                     true => app.db.ack_calls(&job.name, &b.cd_batch, &[&calls[ci]], false).await?,
                     false => return Ok(()),
                 }
@@ -629,8 +674,9 @@ async fn deliver(
                     out.interrupted = true;
                     return Ok(());
                 }
-                match client.post_batch(&dt.endpoint, calls[ci].body.clone()).await {
-                    Ok(()) => {
+                match client.post(calls[ci].body.clone()).await {
+                    Ok(receipt) => {
+                        note_receipt(app, b, &calls[ci], calls[ci].records.len(), receipt).await?;
                         out.delivered += calls[ci].records.len();
                         acked.push(ci);
                         if acked.len() >= ack_every {
@@ -658,7 +704,7 @@ async fn deliver(
                             app.db.ack_calls(&job.name, &b.cd_batch, &[&calls[ci]], false).await?;
                             break;
                         }
-                        match split_call(app, job, b, client, &dt.endpoint, &mut calls[ci], resolve, cancel, &mut backoff, out).await? {
+                        match split_call(app, job, b, &client, &mut calls[ci], resolve, cancel, &mut backoff, out).await? {
                             true => app.db.ack_calls(&job.name, &b.cd_batch, &[&calls[ci]], false).await?,
                             false => return Ok(()),
                         }
@@ -672,7 +718,7 @@ async fn deliver(
             }
         }
         flush_acks(app, job, b, resolve, &mut acked, &calls).await?;
-        let upload = app.cfg.gdzw.as_ref().is_some_and(|g| g.reconciliation_upload);
+        let upload = job.upstream == "gdzw" && app.cfg.gdzw.as_ref().is_some_and(|g| g.reconciliation_upload);
         let recon = app.db.finish_batch(&job.name, b, if upload { "pending" } else { "off" }).await?;
         out.batches.push(b.cd_batch.clone());
         info!(delivered = recon.cd_count, "batch done");
@@ -703,6 +749,25 @@ async fn flush_acks(
         .await
 }
 
+/// Keeps the platform's own batch number of an accepted call (Gansu answers with one).
+async fn note_receipt(
+    app: &App,
+    b: &BatchRow,
+    call: &OutboxCall,
+    records: usize,
+    receipt: Option<Receipt>,
+) -> Result<()> {
+    match receipt {
+        Some(r) => {
+            debug!(platform_batch_num = %r.batch_num, "call accepted");
+            app.db
+                .record_receipt(&b.cd_batch, call.call_no, records, &r.batch_num, &r.id)
+                .await
+        }
+        None => Ok(()),
+    }
+}
+
 /// Sleeps before a retry; false when shutdown came first.
 async fn wait_to_retry(backoff: &mut Backoff, msg: &str, cancel: &CancellationToken) -> bool {
     let wait = backoff.next_delay();
@@ -720,17 +785,14 @@ async fn split_call(
     app: &App,
     job: &JobConfig,
     b: &BatchRow,
-    client: &crate::upstream::gdzw::GdzwClient,
-    endpoint: &str,
+    client: &Sender<'_>,
     call: &mut crate::db::control::OutboxCall,
     resolve: bool,
     cancel: &CancellationToken,
     backoff: &mut Backoff,
     out: &mut Outcome,
 ) -> Result<bool> {
-    let raw: Vec<&serde_json::value::RawValue> =
-        serde_json::from_str(&call.body).context("stored call body is not a JSON array")?;
-    let raw: Vec<String> = raw.iter().map(|r| r.get().to_string()).collect();
+    let raw = client.parts(&call.body)?;
     let todo: Vec<usize> = (0..raw.len())
         .filter(|i| !call.done.contains_key(i))
         .collect();
@@ -747,15 +809,10 @@ async fn split_call(
             out.interrupted = true;
             return Ok(false);
         }
-        let body = format!(
-            "[{}]",
-            part.iter()
-                .map(|i| raw[*i].as_str())
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        match client.post_batch(endpoint, body).await {
-            Ok(()) => {
+        let body = client.join(&part.iter().map(|i| raw[*i].as_str()).collect::<Vec<_>>())?;
+        match client.post(body).await {
+            Ok(receipt) => {
+                note_receipt(app, b, call, part.len(), receipt).await?;
                 part.iter().for_each(|i| {
                     call.done.insert(*i, 'a');
                 });

@@ -52,6 +52,16 @@ const EMBEDDED: &[(&str, &str, &str)] = &[
         "reconciliation",
         include_str!("../schemas/gdzw/reconciliation.toml"),
     ),
+    (
+        "gansu",
+        "codesets",
+        include_str!("../schemas/gansu/codesets.toml"),
+    ),
+    (
+        "gansu",
+        "cclw_jjl",
+        include_str!("../schemas/gansu/cclw_jjl.toml"),
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -94,6 +104,14 @@ pub struct Field {
     pub note: String,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Subject {
+    /// 法人 (legal persons, including 个体工商户).
+    L,
+    /// 自然人 (natural persons).
+    P,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataType {
@@ -105,6 +123,14 @@ pub struct DataType {
     #[serde(default)]
     pub endpoint: String,
     pub reconciliation_table: Option<String>,
+    /// Gansu: the resource id, last segment of `{base}/data/{L|P}/{resource id}`.
+    pub resource_id: Option<String>,
+    /// Gansu: whose records these are, `L` (法人) or `P` (自然人); mapped to the configured
+    /// path segments.
+    pub subject: Option<Subject>,
+    /// Text fields may hold no full-width characters other than （ and ） (Gansu's rule).
+    #[serde(default)]
+    pub halfwidth_text: bool,
     #[serde(rename = "field")]
     pub fields: Vec<Field>,
 }
@@ -117,7 +143,7 @@ impl DataType {
 
 #[derive(Debug, Clone, Deserialize)]
 struct CodeSetFile {
-    #[serde(rename = "codeset")]
+    #[serde(rename = "codeset", default)]
     codesets: Vec<CodeSetDef>,
 }
 
@@ -317,6 +343,34 @@ mod tests {
             p.data_types["result"].field("Charge").unwrap().ty,
             FieldType::Number
         );
+    }
+
+    #[test]
+    fn gansu_storage_logistics_as_printed() {
+        let cat = Catalog::load(None).unwrap();
+        let dt = cat.data_type("gansu", "cclw_jjl").unwrap();
+        assert_eq!(dt.resource_id.as_deref(), Some("00041759"));
+        assert_eq!(dt.subject, Some(Subject::L));
+        assert!(dt.halfwidth_text);
+        let codes: Vec<(&str, FieldType, bool)> = dt
+            .fields
+            .iter()
+            .map(|f| (f.code.as_str(), f.ty, f.required))
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                ("xy10101001", FieldType::String, true),
+                ("xy10101002", FieldType::String, true),
+                ("xy501001", FieldType::Date, true),
+                ("yx501002", FieldType::Number, true),
+                ("xy501003", FieldType::Number, true),
+                ("xy501004", FieldType::Number, true),
+                ("xy501005", FieldType::Number, true),
+                ("xy501006", FieldType::String, false),
+            ]
+        );
+        assert_eq!(dt.field("xy10101002").unwrap().check, Some(Check::Uscc));
     }
 
     #[test]

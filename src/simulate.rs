@@ -1,5 +1,8 @@
 //! A strict local Guangdong gateway (GDZW 0003-2019): checks the x-tif-* signature, the call
-//! size and every record against the schema, and remembers what it accepted.
+//! size and every record against the schema, and remembers what it accepted. The Gansu
+//! platform's API is served by the same server (see [`gansu`]).
+
+pub mod gansu;
 
 use anyhow::Result;
 use axum::Router;
@@ -30,6 +33,7 @@ pub struct SimConfig {
     /// The same schema overlay directory qianzhi uses, so corrected data types are checked
     /// as the DBA defined them.
     pub schema_dir: Option<std::path::PathBuf>,
+    pub gansu: gansu::GansuSim,
 }
 
 impl Default for SimConfig {
@@ -43,6 +47,7 @@ impl Default for SimConfig {
             max_records: 99,
             keep_records: true,
             schema_dir: None,
+            gansu: Default::default(),
         }
     }
 }
@@ -68,11 +73,24 @@ pub struct SimState {
     /// HTTP statuses to answer the next calls with, before looking at them.
     pub fail_next: VecDeque<u16>,
     nonces: HashSet<String>,
+    /// Gansu: accepted records per resource id, decrypted and typed, in arrival order.
+    pub gansu_accepted: HashMap<String, Vec<Json>>,
+    /// Gansu: every accepted call with the batch number and id it was answered with.
+    pub gansu_batches: Vec<gansu::GansuBatch>,
+    /// Gansu: a call with a record holding one of these text values is refused.
+    pub gansu_refuse: HashSet<String>,
+    gansu_seq: u64,
 }
 
 impl SimState {
     pub fn accepted_of(&self, data_type: &str) -> Vec<Json> {
         self.accepted.get(data_type).cloned().unwrap_or_default()
+    }
+    pub fn gansu_accepted_of(&self, resource_id: &str) -> Vec<Json> {
+        self.gansu_accepted
+            .get(resource_id)
+            .cloned()
+            .unwrap_or_default()
     }
     pub fn accepted_total(&self) -> usize {
         self.accepted.values().map(Vec::len).sum()
@@ -96,6 +114,10 @@ pub struct Simulator {
 impl Simulator {
     pub fn api_root(&self) -> String {
         format!("http://{}{}", self.addr, self.cfg.base_path)
+    }
+    /// What `[gansu] base_url` should be.
+    pub fn gansu_base_url(&self) -> String {
+        format!("http://{}{}", self.addr, self.cfg.gansu.base_path)
     }
 }
 
@@ -209,6 +231,12 @@ fn respond(ctx: &Ctx, path: &str, h: &HeaderMap, body: &str) -> (StatusCode, Str
     if let Some(code) = ctx.state.lock().expect("sim state").fail_next.pop_front() {
         let s = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return (s, format!("injected {code}"), String::new());
+    }
+    if let Some(rest) = path
+        .strip_prefix(ctx.cfg.gansu.base_path.as_str())
+        .and_then(|r| r.strip_prefix("/data/"))
+    {
+        return gansu::respond(ctx, rest, h, body);
     }
     let Some(rest) = path.strip_prefix(ctx.cfg.base_path.as_str()) else {
         let (s, t) = answer(StatusCode::NOT_FOUND, "404", "no such API");

@@ -40,6 +40,20 @@ fn is_spec_datetime(s: &str) -> bool {
         && chrono::NaiveDateTime::parse_from_str(s, crate::timefmt::SPEC_DATETIME).is_ok()
 }
 
+/// Full-width as the Gansu platform counts it: CJK symbols and punctuation (U+3000–U+303F,
+/// e.g. the ideographic space, 、。〔〕) and the full-width forms (U+FF01–U+FF60,
+/// U+FFE0–U+FFE6), except （ and ）, which its rule allows. Chinese characters are not
+/// full-width characters in this sense.
+pub fn first_fullwidth(s: &str) -> Option<(usize, char)> {
+    s.chars().enumerate().find(|(_, c)| {
+        let u = *c as u32;
+        !matches!(c, '（' | '）')
+            && ((0x3000..=0x303F).contains(&u)
+                || (0xFF01..=0xFF60).contains(&u)
+                || (0xFFE0..=0xFFE6).contains(&u))
+    })
+}
+
 fn value_text(v: &Json) -> String {
     match v {
         Json::String(s) => s.clone(),
@@ -159,6 +173,19 @@ fn validate_by<'a>(
                     bad(
                         "max_length",
                         format!("{} 最长 {max} {u}，实为 {len}", label(f)),
+                    );
+                }
+                if dt.halfwidth_text
+                    && let Some((i, c)) = first_fullwidth(&text)
+                {
+                    bad(
+                        "halfwidth",
+                        format!(
+                            "{} 第 {} 个字符“{c}”（U+{:04X}）是全角字符：平台不接受除“（”和“）”之外的全角字符，请改为半角",
+                            label(f),
+                            i + 1,
+                            c as u32
+                        ),
                     );
                 }
             }
@@ -388,6 +415,58 @@ mod tests {
             !v[0].message.contains("610431198603210048"),
             "ID must be masked: {}",
             v[0].message
+        );
+    }
+
+    #[test]
+    fn gansu_rules() {
+        let cat = Catalog::load(None).unwrap();
+        let p = cat.platform("gansu").unwrap();
+        let dt = &p.data_types["cclw_jjl"];
+        let good: serde_json::Map<String, Json> = serde_json::from_value(json!({
+            "xy10101001": "甘肃某物流有限公司（兰州分公司）",
+            "xy10101002": "91620100296583830Q",
+            "xy501001": "2026-10-01",
+            "yx501002": 1200.0,
+            "xy501003": 35.5,
+            "xy501004": 9800.25,
+            "xy501005": 3100,
+            "xy501006": "6201000000000",
+        }))
+        .unwrap();
+        assert_eq!(validate(&good, dt, p, LengthUnit::Chars), vec![]);
+        let cases: Vec<(&str, Json, &str)> = vec![
+            ("xy10101001", Json::Null, "required"),
+            ("xy10101001", json!("甘肃某物流，有限公司"), "halfwidth"),
+            ("xy10101001", json!("甘肃某物流〔2022〕"), "halfwidth"),
+            ("xy10101001", json!("甘肃某物流　公司"), "halfwidth"),
+            ("xy501006", json!("６２０１"), "halfwidth"),
+            ("xy10101002", json!("91620100296583830R"), "uscc_check"),
+            ("xy501001", json!("2026-13-01"), "date"),
+            ("xy501001", json!("2026年10月"), "date"),
+            ("yx501002", json!("一千"), "number"),
+            ("xy501005", Json::Null, "required"),
+        ];
+        for (field, value, rule) in cases {
+            let mut r = good.clone();
+            r.insert(field.to_string(), value.clone());
+            let v = validate(&r, dt, p, LengthUnit::Chars);
+            assert!(
+                v.len() == 1 && v[0].field == field && v[0].rule == rule,
+                "{field}={value}: want {rule}, got {v:?}"
+            );
+        }
+        let mut r = good.clone();
+        r.insert("xy10101001".into(), json!("某公司，兰州"));
+        let m = &validate(&r, dt, p, LengthUnit::Chars)[0].message;
+        assert!(m.contains("第 4 个字符“，”") && m.contains("U+FF0C"), "{m}");
+        // The Guangdong types do not carry the rule.
+        let g = cat.platform("gdzw").unwrap();
+        let mut a = good_accept();
+        a.insert("TaskName".into(), json!("食品经营许可，变更"));
+        assert_eq!(
+            validate(&a, &g.data_types["accept"], g, LengthUnit::Chars),
+            vec![]
         );
     }
 

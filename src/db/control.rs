@@ -431,6 +431,30 @@ impl Db {
         Ok(())
     }
 
+    /// The platform's receipt for one accepted call (or part of a split call). Written on its
+    /// own: the platform issued the number whether or not the ack below is recorded.
+    pub async fn record_receipt(
+        &self,
+        cd_batch: &str,
+        call_no: i64,
+        records: usize,
+        platform_batch_num: &str,
+        platform_id: &str,
+    ) -> Result<()> {
+        sqlx::query(self.sql(
+            "INSERT INTO qz_platform_receipt (cd_batch, call_no, record_count, platform_batch_num, platform_id, received_at) VALUES (?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(cd_batch)
+        .bind(call_no)
+        .bind(records as i64)
+        .bind(platform_batch_num)
+        .bind(platform_id)
+        .bind(now_text())
+        .execute(&self.any)
+        .await?;
+        Ok(())
+    }
+
     /// Closes a batch whose calls are all done: counts, the reconciliation row, and the
     /// outbox bodies are no longer needed.
     pub async fn finish_batch(
@@ -463,12 +487,30 @@ impl Db {
         }
         let acked = total - rejected;
         let now = now_text();
+        // The platform's batch numbers (Gansu), in call order; none for Guangdong.
+        let receipts = sqlx::query(self.sql(
+            "SELECT platform_batch_num, platform_id FROM qz_platform_receipt WHERE cd_batch = ? ORDER BY id",
+        ))
+        .bind(&b.cd_batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut nums: Vec<String> = Vec::new();
+        let mut ids: Vec<String> = Vec::new();
+        for r in &receipts {
+            nums.push(r.try_get::<Option<String>, _>(0)?.unwrap_or_default());
+            ids.push(r.try_get::<Option<String>, _>(1)?.unwrap_or_default());
+        }
+        let joined = |v: &[String]| (!v.is_empty()).then(|| v.join(","));
+        let (platform_batch_num, platform_id) = (joined(&nums), joined(&ids));
         sqlx::query(self.sql(
-            "UPDATE qz_batch SET state = 'done', delivered_count = ?, rejected_count = ?, done_at = ? WHERE cd_batch = ?",
+            "UPDATE qz_batch SET state = 'done', delivered_count = ?, rejected_count = ?, done_at = ?, \
+             platform_batch_num = ?, platform_id = ? WHERE cd_batch = ?",
         ))
         .bind(acked)
         .bind(rejected)
         .bind(&now)
+        .bind(platform_batch_num.clone())
+        .bind(platform_id)
         .bind(&b.cd_batch)
         .execute(&mut *tx)
         .await?;
@@ -479,7 +521,7 @@ impl Db {
             cd_time: b.cd_time.clone(),
         };
         sqlx::query(self.sql(
-            "INSERT INTO qz_reconciliation (cd_batch, job, table_name, cd_count, cd_time, created_at, upload_state) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO qz_reconciliation (cd_batch, job, table_name, cd_count, cd_time, created_at, upload_state, platform_batch_num) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         ))
         .bind(&recon.cd_batch)
         .bind(job)
@@ -488,6 +530,7 @@ impl Db {
         .bind(&recon.cd_time)
         .bind(&now)
         .bind(upload_state)
+        .bind(platform_batch_num)
         .execute(&mut *tx)
         .await?;
         sqlx::query(self.sql("DELETE FROM qz_outbox WHERE cd_batch = ?"))

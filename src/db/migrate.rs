@@ -17,6 +17,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../sql/postgres/002_query.sql"),
         include_str!("../../sql/mysql/002_query.sql"),
     ),
+    (
+        3,
+        include_str!("../../sql/sqlite/003_gansu.sql"),
+        include_str!("../../sql/postgres/003_gansu.sql"),
+        include_str!("../../sql/mysql/003_gansu.sql"),
+    ),
 ];
 
 /// Splits a DDL file into statements; the files hold no `;` inside strings or bodies.

@@ -1,5 +1,6 @@
 //! Submit protocols of the provincial platforms, and how their answers are classified.
 
+pub mod gansu;
 pub mod gdzw;
 
 use std::time::Duration;
@@ -16,6 +17,96 @@ pub enum SubmitError {
     /// Auth, signature, configuration: stop the job, keep its outbox.
     #[error("fatal: {0}")]
     Fatal(String),
+}
+
+/// Where one job's calls go. The delivery loop sends, and splits refused calls, through
+/// this, whatever the platform's wire format.
+pub enum Sender<'a> {
+    Gdzw {
+        client: &'a gdzw::GdzwClient,
+        endpoint: &'a str,
+    },
+    Gansu {
+        client: &'a gansu::GansuClient,
+        url: String,
+    },
+}
+
+impl Sender<'_> {
+    /// Sends a stored body as it is; Gansu answers with its own batch number.
+    pub async fn post(&self, body: String) -> Result<Option<gansu::Receipt>, SubmitError> {
+        match self {
+            Sender::Gdzw { client, endpoint } => {
+                client.post_batch(endpoint, body).await.map(|()| None)
+            }
+            Sender::Gansu { client, url } => client.post(url, body).await.map(Some),
+        }
+    }
+
+    /// The records of a stored body, as the units a refused call is split into.
+    pub fn parts(&self, body: &str) -> anyhow::Result<Vec<String>> {
+        match self {
+            Sender::Gdzw { .. } => {
+                let raw: Vec<&serde_json::value::RawValue> = serde_json::from_str(body)
+                    .map_err(|e| anyhow::anyhow!("stored call body is not a JSON array: {e}"))?;
+                Ok(raw.iter().map(|r| r.get().to_string()).collect())
+            }
+            Sender::Gansu { client, .. } => client.codec.parts(body),
+        }
+    }
+
+    /// A body for some of the parts, built exactly as the stored body was.
+    pub fn join(&self, parts: &[&str]) -> anyhow::Result<String> {
+        match self {
+            Sender::Gdzw { .. } => Ok(format!("[{}]", parts.join(","))),
+            Sender::Gansu { client, .. } => client.codec.join(parts),
+        }
+    }
+}
+
+/// Which platform settings and client a job uses, by its `upstream`.
+impl crate::pipeline::App {
+    pub(crate) fn null_fields(&self, job: &crate::config::JobConfig) -> crate::config::NullFields {
+        let n = match job.upstream.as_str() {
+            "gansu" => self.cfg.gansu.as_ref().map(|g| g.null_fields),
+            _ => self.cfg.gdzw.as_ref().map(|g| g.null_fields),
+        };
+        n.unwrap_or(crate::config::NullFields::Omit)
+    }
+
+    /// The job's platform client and call address.
+    pub(crate) fn sender<'a>(
+        &'a self,
+        job: &crate::config::JobConfig,
+        dt: &'a crate::schema::DataType,
+    ) -> anyhow::Result<Sender<'a>> {
+        if job.upstream == "gansu" {
+            let client = self
+                .gansu
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("job {} needs the [gansu] section", job.name))?;
+            let (segment, resource) = self
+                .cfg
+                .gansu
+                .as_ref()
+                .and_then(|g| g.route(dt))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("data type {} has no resource id or subject", dt.data_type)
+                })?;
+            return Ok(Sender::Gansu {
+                client,
+                url: client.url(&segment, &resource),
+            });
+        }
+        let client = self
+            .gdzw
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("job {} needs the [gdzw] section", job.name))?;
+        Ok(Sender::Gdzw {
+            client,
+            endpoint: &dt.endpoint,
+        })
+    }
 }
 
 /// Installs ring as rustls' provider once; reqwest is built without a provider of its own

@@ -13,6 +13,30 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub const TOKEN: &str = "test-token-9f3a";
+pub const GANSU_AUTH: &str = "gansu-auth-5c21";
+pub const GANSU_KEY: &str = "c8e8e733ac8c4043a1d6464ae82d70e6";
+
+/// A `[gansu]` section and Gansu jobs (named after their data types, over `<type>_changes`).
+pub struct GansuSpawn<'a> {
+    pub types: &'a [&'a str],
+    /// Extra `[gansu]` lines, read by qianzhi and by the simulator alike.
+    pub settings: &'a str,
+    /// The SM4 key both sides use, in the settings' key_form.
+    pub key: &'a str,
+    /// Authorization qianzhi sends (the simulator always expects GANSU_AUTH).
+    pub client_authorization: &'a str,
+}
+
+impl Default for GansuSpawn<'_> {
+    fn default() -> Self {
+        GansuSpawn {
+            types: &["cclw_jjl"],
+            settings: "",
+            key: GANSU_KEY,
+            client_authorization: GANSU_AUTH,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Which {
@@ -65,6 +89,7 @@ pub struct Spawn<'a> {
     pub client_token: &'a str,
     /// Applied to the config text after it is generated.
     pub edit: &'a dyn Fn(String) -> String,
+    pub gansu: Option<GansuSpawn<'a>>,
 }
 
 impl Default for Spawn<'_> {
@@ -74,6 +99,7 @@ impl Default for Spawn<'_> {
             job_extra: "",
             client_token: TOKEN,
             edit: &|s| s,
+            gansu: None,
         }
     }
 }
@@ -104,33 +130,67 @@ pub async fn spawn_app(which: Which, opts: Spawn<'_>) -> Option<TestApp> {
         }
     };
     let backend = Backend::from_url(&db_url).unwrap();
-    let sim = qianzhi::simulate::start(
-        SimConfig {
-            token: TOKEN.into(),
-            ..Default::default()
-        },
-        "127.0.0.1:0",
-    )
-    .await
-    .unwrap();
+    let mut sim_cfg = SimConfig {
+        token: TOKEN.into(),
+        ..Default::default()
+    };
+    if let Some(g) = &opts.gansu {
+        sim_cfg.gansu.authorization = GANSU_AUTH.into();
+        sim_cfg.gansu.key = g.key.into();
+        sim_cfg.gansu.settings = toml::from_str(&format!(
+            "base_url = \"http://127.0.0.1:1/x\"\nkey_env = \"-\"\nauthorization_env = \"-\"\n{}",
+            g.settings
+        ))
+        .unwrap();
+    }
+    let sim = qianzhi::simulate::start(sim_cfg, "127.0.0.1:0")
+        .await
+        .unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, opts.client_token).unwrap();
-    let cfg_text = (opts.edit)(gdzw_config(
+    let mut cfg_text = gdzw_config(
         &db_url,
         &sim.api_root(),
         &token_file,
         "",
         opts.types,
         opts.job_extra,
-    ));
+    );
+    if let Some(g) = &opts.gansu {
+        let auth = dir.path().join("gansu.auth");
+        let key = dir.path().join("gansu.key");
+        std::fs::write(&auth, g.client_authorization).unwrap();
+        std::fs::write(&key, g.key).unwrap();
+        cfg_text.push_str(&qianzhi::demo::gansu_section(
+            &sim.gansu_base_url(),
+            &auth,
+            &key,
+            g.settings,
+        ));
+        for t in g.types {
+            cfg_text.push_str(&qianzhi::demo::gansu_job(
+                t,
+                t,
+                &format!("{t}_changes"),
+                opts.job_extra,
+            ));
+        }
+    }
+    let cfg_text = (opts.edit)(cfg_text);
     let cfg_path = dir.path().join("config.toml");
     std::fs::write(&cfg_path, &cfg_text).unwrap();
 
     let db = Db::connect(&db_url, 2).await.unwrap();
     qianzhi::db::migrate::migrate(&db).await.unwrap();
     let catalog = Catalog::load(None).unwrap();
-    for t in opts.types {
-        let dt = catalog.data_type("gdzw", t).unwrap();
+    let gansu_types = opts.gansu.as_ref().map(|g| g.types).unwrap_or_default();
+    for (platform, t) in opts
+        .types
+        .iter()
+        .map(|t| ("gdzw", t))
+        .chain(gansu_types.iter().map(|t| ("gansu", t)))
+    {
+        let dt = catalog.data_type(platform, t).unwrap();
         db.execute_script(&change_table_ddl(backend, dt, &format!("{t}_changes")))
             .await
             .unwrap();
@@ -184,6 +244,20 @@ impl TestApp {
     pub fn sample(&self, data_type: &str, id: i64) -> Vec<(String, Lit)> {
         let p = self.catalog.platform("gdzw").unwrap();
         sample_fields(p, &p.data_types[data_type], id)
+    }
+
+    pub fn gansu_sample(&self, data_type: &str, id: i64) -> Vec<(String, Lit)> {
+        let p = self.catalog.platform("gansu").unwrap();
+        sample_fields(p, &p.data_types[data_type], id)
+    }
+
+    /// Records the Gansu simulator accepted for a resource id, decrypted and typed.
+    pub fn gansu_accepted(&self, resource_id: &str) -> Vec<Json> {
+        self.sim
+            .state
+            .lock()
+            .unwrap()
+            .gansu_accepted_of(resource_id)
     }
 
     pub async fn insert(

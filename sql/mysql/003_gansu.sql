@@ -1,0 +1,18 @@
+-- Migration 3: the platform's own receipt for every acknowledged call (Gansu answers each call
+-- with data.batchNum and data.id). One batch of qianzhi (cd_batch) may take several calls;
+-- qz_batch.platform_batch_num / platform_id and qz_reconciliation.platform_batch_num hold
+-- them comma-joined in call order when the batch is done, hence TEXT. MODIFY is idempotent,
+-- so a re-run after a failure is safe.
+CREATE TABLE IF NOT EXISTS qz_platform_receipt (
+  id                 BIGINT PRIMARY KEY AUTO_INCREMENT,
+  cd_batch           VARCHAR(50)  NOT NULL,
+  call_no            BIGINT       NOT NULL,
+  record_count       BIGINT       NOT NULL,
+  platform_batch_num VARCHAR(100),
+  platform_id        VARCHAR(100),
+  received_at        VARCHAR(19)  NOT NULL,
+  INDEX qz_platform_receipt_batch (cd_batch)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+ALTER TABLE qz_batch MODIFY platform_batch_num TEXT;
+ALTER TABLE qz_batch MODIFY platform_id TEXT;
+ALTER TABLE qz_reconciliation MODIFY platform_batch_num TEXT;
