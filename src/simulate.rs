@@ -321,13 +321,15 @@ fn check_records(ctx: &Ctx, data_type: &str, records: &[Json]) -> Result<(), Str
         .refuse_row_guids
         .clone();
     let mut batch_no: Option<&str> = None;
+    let known: std::collections::HashSet<&str> =
+        dt.fields.iter().map(|f| f.code.as_str()).collect();
     for (i, r) in records.iter().enumerate() {
         let n = i + 1;
         let Json::Object(map) = r else {
             return Err(format!("第 {n} 条记录不是 JSON 对象"));
         };
         for k in map.keys() {
-            if dt.field(k).is_none() {
+            if !known.contains(k.as_str()) {
                 return Err(format!("第 {n} 条记录含有未定义的字段 {k}"));
             }
         }

@@ -104,6 +104,19 @@ macro_rules! bind_values {
     }};
 }
 
+/// SQLite keeps dates and UUIDs as text, so positions are compared as text there.
+fn sqlite_binds(values: Vec<Value>) -> Vec<Value> {
+    values
+        .into_iter()
+        .map(|v| match v {
+            Value::Date(_) | Value::DateTime(_) | Value::DateTimeTz(_) | Value::Uuid(_) => {
+                Value::Text(v.to_text().unwrap_or_default())
+            }
+            v => v,
+        })
+        .collect()
+}
+
 fn position_values(p: &Position) -> Vec<Value> {
     std::iter::once(p.time.clone())
         .chain(p.key.iter().cloned())
@@ -163,17 +176,7 @@ impl Db {
                 rows.iter().map(decode_my_row).collect::<Result<_>>()?
             }
             SourcePool::Sqlite(p) => {
-                let values: Vec<Value> = values
-                    .into_iter()
-                    .map(|v| match v {
-                        // SQLite keeps these as text, so compare as text.
-                        Value::Date(_)
-                        | Value::DateTime(_)
-                        | Value::DateTimeTz(_)
-                        | Value::Uuid(_) => Value::Text(v.to_text().unwrap_or_default()),
-                        v => v,
-                    })
-                    .collect();
+                let values = sqlite_binds(values);
                 let rows = bind_values!(
                     sqlx::query(sqlx::AssertSqlSafe(sql.clone())),
                     &values,
@@ -219,16 +222,7 @@ impl Db {
                 .await?
             }
             SourcePool::Sqlite(p) => {
-                let values: Vec<Value> = values
-                    .into_iter()
-                    .map(|v| match v {
-                        Value::Date(_)
-                        | Value::DateTime(_)
-                        | Value::DateTimeTz(_)
-                        | Value::Uuid(_) => Value::Text(v.to_text().unwrap_or_default()),
-                        v => v,
-                    })
-                    .collect();
+                let values = sqlite_binds(values);
                 bind_values!(
                     sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.clone())),
                     &values,

@@ -272,6 +272,23 @@ impl TestApp {
         self.app.db.execute_script(&sql).await.unwrap();
     }
 
+    /// Ids 1..=n as inserts of valid sample rows, in one script.
+    pub async fn insert_many(&self, data_type: &str, n: i64) {
+        let table = format!("{data_type}_changes");
+        let script: String = (1..=n)
+            .map(|id| {
+                insert_sql(
+                    &table,
+                    id,
+                    "I",
+                    "2026-11-20 10:00:00",
+                    &self.sample(data_type, id),
+                ) + ";\n"
+            })
+            .collect();
+        self.app.db.execute_script(&script).await.unwrap();
+    }
+
     pub async fn once(&self, job: &str) -> anyhow::Result<Outcome> {
         run_once(
             &self.app,

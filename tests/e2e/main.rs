@@ -258,18 +258,7 @@ async fn calls_stay_below_100(which: Which) {
     let Some(t) = spawn_app(which, Spawn::default()).await else {
         return;
     };
-    let mut script = String::new();
-    for id in 1..=250 {
-        script.push_str(&qianzhi::demo::insert_sql(
-            "accept_changes",
-            id,
-            "I",
-            "2026-11-20 10:00:00",
-            &t.sample("accept", id),
-        ));
-        script.push_str(";\n");
-    }
-    t.app.db.execute_script(&script).await.unwrap();
+    t.insert_many("accept", 250).await;
     let o = t.once("accept").await.unwrap();
     assert_eq!(o.delivered, 250);
     let st = t.sim.state.lock().unwrap();
@@ -495,18 +484,7 @@ async fn crash_after_outbox_commit(which: Which) {
     else {
         return;
     };
-    let mut script = String::new();
-    for id in 1..=150 {
-        script.push_str(&qianzhi::demo::insert_sql(
-            "accept_changes",
-            id,
-            "I",
-            "2026-11-20 10:00:00",
-            &t.sample("accept", id),
-        ));
-        script.push_str(";\n");
-    }
-    t.app.db.execute_script(&script).await.unwrap();
+    t.insert_many("accept", 150).await;
 
     // 1. Killed right after the outbox commit: nothing sent yet.
     let out = t.cli(&["once"], &[("QIANZHI_FAILPOINT", "after-outbox-commit")]);
@@ -796,18 +774,7 @@ async fn crash_before_ack_flush(which: Which) {
     let Some(t) = spawn_app(which, Spawn::default()).await else {
         return;
     };
-    let mut script = String::new();
-    for id in 1..=150 {
-        script.push_str(&qianzhi::demo::insert_sql(
-            "accept_changes",
-            id,
-            "I",
-            "2026-11-20 10:00:00",
-            &t.sample("accept", id),
-        ));
-        script.push_str(";\n");
-    }
-    t.app.db.execute_script(&script).await.unwrap();
+    t.insert_many("accept", 150).await;
     let out = t.cli(&["once"], &[("QIANZHI_FAILPOINT", "after-first-call")]);
     assert_eq!(
         out.status.code(),
