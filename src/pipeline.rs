@@ -223,7 +223,7 @@ async fn run_inner(
                 return Ok(out);
             }
             info!(cd_batch = %b.cd_batch, records = b.record_count, "resending pending batch");
-            deliver(app, job, &b, cancel, &mut out).await?;
+            deliver(app, job, &b, None, cancel, &mut out).await?;
             if out.interrupted {
                 return Ok(out);
             }
@@ -250,7 +250,7 @@ async fn run_inner(
     };
     // Two stages overlap: while batch N is being delivered, page N+1 is read, checked and
     // committed to the outbox. Batches are still delivered one after another, in order.
-    let mut inflight: Option<BatchRow> = None;
+    let mut inflight: Option<(BatchRow, Vec<OutboxCall>)> = None;
     loop {
         if cancel.is_cancelled() {
             out.interrupted = true;
@@ -308,8 +308,8 @@ async fn run_inner(
         let previous = inflight.take();
         let deliver_previous = async {
             let mut o = Outcome::default();
-            if let Some(b) = &previous {
-                deliver(app, job, b, cancel, &mut o).await?;
+            if let Some((b, calls)) = previous {
+                deliver(app, job, &b, Some(calls), cancel, &mut o).await?;
             }
             Ok::<_, anyhow::Error>(o)
         };
@@ -334,10 +334,10 @@ async fn run_inner(
             break;
         }
     }
-    if let Some(b) = inflight
+    if let Some((b, calls)) = inflight
         && !out.interrupted
     {
-        deliver(app, job, &b, cancel, &mut out).await?;
+        deliver(app, job, &b, Some(calls), cancel, &mut out).await?;
     }
     Ok(out)
 }
@@ -350,7 +350,7 @@ async fn commit_page(
     dt: &DataType,
     prep: &Prepared,
     now: chrono::DateTime<chrono::FixedOffset>,
-) -> Result<Option<BatchRow>> {
+) -> Result<Option<(BatchRow, Vec<OutboxCall>)>> {
     let cd_time = crate::timefmt::fmt_spec(&now);
     let table = app.table_name(job, dt);
     let new_batch = (!prep.records.is_empty()).then(|| NewBatch {
@@ -452,14 +452,15 @@ async fn commit_page(
     let Some(id) = committed.cd_batch else {
         return Ok(None);
     };
-    let b = app
-        .db
-        .pending_batches(&job.name)
-        .await?
-        .into_iter()
-        .find(|b| b.cd_batch == id)
-        .ok_or_else(|| anyhow!("batch {id} vanished after commit"))?;
-    Ok(Some(b))
+    let b = BatchRow {
+        cd_batch: id,
+        data_type: job.data_type.clone(),
+        table_name: table.clone(),
+        record_count: committed.records as i64,
+        cd_time: cd_time.clone(),
+        created_at: crate::timefmt::now_text(),
+    };
+    Ok(Some((b, committed.calls)))
 }
 
 /// Maps and validates one page. Rows past the settle lag are left for a later run.
@@ -645,6 +646,7 @@ async fn deliver(
     app: &App,
     job: &JobConfig,
     b: &BatchRow,
+    fresh: Option<Vec<OutboxCall>>,
     cancel: &CancellationToken,
     out: &mut Outcome,
 ) -> Result<()> {
@@ -653,7 +655,11 @@ async fn deliver(
         let t_deliver = std::time::Instant::now();
         let dt = app.platform(job)?.1;
         let client = app.sender(job, dt)?;
-        let mut calls = app.db.outbox_pending(&b.cd_batch).await?;
+        // A batch just committed is delivered from memory; a pending one from the outbox.
+        let mut calls = match fresh {
+            Some(c) => c,
+            None => app.db.outbox_pending(&b.cd_batch).await?,
+        };
         let resolve = app.db.has_open_errors(&job.name).await?;
         let mut backoff = Backoff::new(app.cfg.delivery.retry_initial(), app.cfg.delivery.retry_max());
         let ack_every = app.cfg.delivery.ack_every_calls.max(1);

@@ -72,6 +72,8 @@ pub struct Committed {
     pub cd_batch: Option<String>,
     pub records: usize,
     pub errors: usize,
+    /// The calls as stored, handed straight to delivery instead of being read back.
+    pub calls: Vec<OutboxCall>,
 }
 
 const CHUNK_ROWS: usize = 200;
@@ -226,6 +228,7 @@ impl Db {
             cd_batch,
             records: rows.iter().map(|c| c.records.len()).sum(),
             errors: errors.len(),
+            calls: rows,
         })
     }
 
