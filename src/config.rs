@@ -470,6 +470,31 @@ fn set_path(doc: &mut toml::Table, parts: &[String], raw: &str) {
     t.insert(last.clone(), v);
 }
 
+/// The one check a job and a query job share: exactly one of schedule (6-field cron) or
+/// interval, and it parses. Returns the key path and the reason.
+pub fn schedule_issue(
+    p: &str,
+    schedule: &Option<String>,
+    interval: &Option<String>,
+) -> Option<(String, String)> {
+    match (schedule, interval) {
+        (Some(_), Some(_)) => Some((p.to_string(), "set schedule or interval, not both".into())),
+        (None, None) => Some((
+            p.to_string(),
+            "set schedule (6-field cron, Beijing time) or interval".into(),
+        )),
+        (Some(s), None) => s.parse::<cron::Schedule>().err().map(|e| {
+            (
+                format!("{p}.schedule"),
+                format!("'{s}' is not a 6-field cron (sec min hour day month weekday): {e}"),
+            )
+        }),
+        (None, Some(s)) => parse_duration(s)
+            .err()
+            .map(|e| (format!("{p}.interval"), e)),
+    }
+}
+
 fn ident_ok(s: &str) -> bool {
     let part_ok = |p: &str| {
         let mut c = p.chars();
@@ -650,27 +675,10 @@ impl Config {
             if j.batch_size == 0 || j.batch_size > 100_000 {
                 bad(format!("{p}.batch_size"), "must be 1..=100000".into());
             }
-            match (&j.schedule, &j.interval) {
-                (Some(_), Some(_)) => bad(p.clone(), "set schedule or interval, not both".into()),
-                (None, None) => bad(
-                    p.clone(),
-                    "set schedule (6-field cron, Beijing time) or interval".into(),
-                ),
-                (Some(s), None) => {
-                    if let Err(e) = s.parse::<cron::Schedule>() {
-                        bad(
-                            format!("{p}.schedule"),
-                            format!(
-                                "'{s}' is not a 6-field cron (sec min hour day month weekday): {e}"
-                            ),
-                        );
-                    }
-                }
-                (None, Some(s)) => {
-                    if let Err(e) = parse_duration(s) {
-                        bad(format!("{p}.interval"), e);
-                    }
-                }
+            if let Some((path, reason)) =
+                crate::config::schedule_issue(&p, &j.schedule, &j.interval)
+            {
+                bad(path, reason);
             }
             if let Some(dt) = dt {
                 for f in j.map.keys().chain(j.constants.keys()) {

@@ -340,27 +340,8 @@ pub fn validate(cfg: &crate::config::Config, out: &mut Vec<ConfigIssue>) {
         if let Err(e) = parse_duration(&q.fresh_for) {
             bad(format!("{p}.fresh_for"), e);
         }
-        match (&q.schedule, &q.interval) {
-            (Some(_), Some(_)) => bad(p.clone(), "set schedule or interval, not both".into()),
-            (None, None) => bad(
-                p.clone(),
-                "set schedule (6-field cron, Beijing time) or interval".into(),
-            ),
-            (Some(s), None) => {
-                if let Err(e) = s.parse::<cron::Schedule>() {
-                    bad(
-                        format!("{p}.schedule"),
-                        format!(
-                            "'{s}' is not a 6-field cron (sec min hour day month weekday): {e}"
-                        ),
-                    );
-                }
-            }
-            (None, Some(s)) => {
-                if let Err(e) = parse_duration(s) {
-                    bad(format!("{p}.interval"), e);
-                }
-            }
+        if let Some((path, reason)) = crate::config::schedule_issue(&p, &q.schedule, &q.interval) {
+            bad(path, reason);
         }
     }
 }
