@@ -57,6 +57,9 @@ pub struct Plan {
     pub job: String,
     pub fields: Vec<(String, FieldType, FieldSource)>,
     pub null_fields: NullFields,
+    /// Per field, the position of its column among the columns the plan was resolved
+    /// against, so mapping a row does not search its columns by name.
+    column_at: Vec<Option<usize>>,
 }
 
 pub struct PlanInput<'a> {
@@ -123,11 +126,19 @@ impl Plan {
                 };
                 (f.code.clone(), f.ty, src)
             })
+            .collect::<Vec<_>>();
+        let column_at = fields
+            .iter()
+            .map(|(_, _, src)| match src {
+                FieldSource::Column(c) => i.columns.iter().position(|x| x.eq_ignore_ascii_case(c)),
+                _ => None,
+            })
             .collect();
         Plan {
             job: i.job.to_string(),
             fields,
             null_fields: i.null_fields,
+            column_at,
         }
     }
 
@@ -222,9 +233,12 @@ pub fn convert(v: &Value, ty: FieldType) -> Json {
 pub fn map_row(plan: &Plan, row: &SourceRow, source_key: String) -> Record {
     let mut values = Vec::with_capacity(plan.fields.len());
     let mut row_guid = String::new();
-    for (code, ty, src) in &plan.fields {
+    for ((code, ty, src), at) in plan.fields.iter().zip(&plan.column_at) {
         let v = match src {
-            FieldSource::Column(c) => row.get(c).map(|v| convert(v, *ty)).unwrap_or(Json::Null),
+            FieldSource::Column(c) => row
+                .get_at(*at, c)
+                .map(|v| convert(v, *ty))
+                .unwrap_or(Json::Null),
             FieldSource::Constant(j) => j.clone(),
             FieldSource::Pipeline => Json::Null,
             FieldSource::DerivedGuid => Json::String(derive_row_guid(&plan.job, &source_key)),
@@ -379,14 +393,12 @@ mod tests {
         assert_eq!(src("Cd_Batch"), FieldSource::Pipeline);
         assert_eq!(src("Remark"), FieldSource::Unsupplied);
 
-        let row = SourceRow {
-            columns: vec![
-                ("id".into(), Value::Int(7)),
-                ("projectno".into(), Value::Text("P1  ".into())),
-                ("applicant".into(), Value::Text("张三".into())),
-                ("EventName".into(), Value::Text("   ".into())),
-            ],
-        };
+        let row = SourceRow::from_pairs(vec![
+            ("id".into(), Value::Int(7)),
+            ("projectno".into(), Value::Text("P1  ".into())),
+            ("applicant".into(), Value::Text("张三".into())),
+            ("EventName".into(), Value::Text("   ".into())),
+        ]);
         let rec = map_row(&plan, &row, key_text(&row, &["id".to_string()]));
         assert_eq!(rec.source_key, "7");
         assert_eq!(plan.get(&rec, "ProjectNo"), Some(&Json::from("P1")));
@@ -421,16 +433,14 @@ mod tests {
                 .iter()
                 .all(|(c, _, s)| *s != FieldSource::Pipeline && !c.starts_with("Cd_"))
         );
-        let row = SourceRow {
-            columns: vec![
-                ("id".into(), Value::Int(3)),
-                ("qymc".into(), Value::Text("甲公司".into())),
-                (
-                    "xy10101002".into(),
-                    Value::Text("91620100296583830Q".into()),
-                ),
-            ],
-        };
+        let row = SourceRow::from_pairs(vec![
+            ("id".into(), Value::Int(3)),
+            ("qymc".into(), Value::Text("甲公司".into())),
+            (
+                "xy10101002".into(),
+                Value::Text("91620100296583830Q".into()),
+            ),
+        ]);
         let rec = map_row(&plan, &row, "3".into());
         let keys: Vec<&str> = plan.fields.iter().map(|(c, _, _)| c.as_str()).collect();
         assert_eq!(
@@ -447,12 +457,10 @@ mod tests {
 
     #[test]
     fn composite_keys_and_ops() {
-        let row = SourceRow {
-            columns: vec![
-                ("a".into(), Value::Int(1)),
-                ("b".into(), Value::Text("x".into())),
-            ],
-        };
+        let row = SourceRow::from_pairs(vec![
+            ("a".into(), Value::Int(1)),
+            ("b".into(), Value::Text("x".into())),
+        ]);
         assert_eq!(key_text(&row, &["a".into(), "b".into()]), r#"["1","x"]"#);
         for (s, want) in [
             ("I", Some(Op::Insert)),

@@ -58,19 +58,46 @@ impl Value {
     }
 }
 
-/// One row read from a source, columns in the order the database returned them.
+/// One row read from a source, columns in the order the database returned them. The names
+/// are shared by every row of one read, so a page of rows holds them once.
 #[derive(Debug, Clone, Default)]
 pub struct SourceRow {
-    pub columns: Vec<(String, Value)>,
+    pub names: std::sync::Arc<[String]>,
+    pub values: Vec<Value>,
 }
 
 impl SourceRow {
+    /// A row from (name, value) pairs, for tests and one-off rows.
+    pub fn from_pairs(pairs: Vec<(String, Value)>) -> SourceRow {
+        let (names, values): (Vec<String>, Vec<Value>) = pairs.into_iter().unzip();
+        SourceRow {
+            names: names.into(),
+            values,
+        }
+    }
+
     /// Column lookup ignores case: PostgreSQL folds unquoted names to lower case while the
     /// spec's field codes are mixed case.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n.eq_ignore_ascii_case(name))
+    }
+
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.columns
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.values.get(self.index_of(name)?)
+    }
+
+    /// The value at `i` when that column is `name` (a plan's cached position), else by name.
+    pub fn get_at(&self, i: Option<usize>, name: &str) -> Option<&Value> {
+        match i {
+            Some(i)
+                if self
+                    .names
+                    .get(i)
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name)) =>
+            {
+                self.values.get(i)
+            }
+            _ => self.get(name),
+        }
     }
 }

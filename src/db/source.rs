@@ -5,6 +5,8 @@ use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
 use sqlx::{Column, Executor, Row, Statement, TypeInfo, ValueRef};
 
+use std::sync::Arc;
+
 use super::{Backend, Db, SourcePool};
 use crate::value::{SourceRow, Value};
 
@@ -162,7 +164,12 @@ impl Db {
                 .fetch_all(p)
                 .await
                 .with_context(ctx)?;
-                rows.iter().map(decode_pg_row).collect::<Result<_>>()?
+                {
+                    let names = column_names(&rows);
+                    rows.iter()
+                        .map(|r| decode_pg_row(r, &names))
+                        .collect::<Result<_>>()?
+                }
             }
             SourcePool::Mysql(p) => {
                 let rows = bind_values!(
@@ -173,7 +180,12 @@ impl Db {
                 .fetch_all(p)
                 .await
                 .with_context(ctx)?;
-                rows.iter().map(decode_my_row).collect::<Result<_>>()?
+                {
+                    let names = column_names(&rows);
+                    rows.iter()
+                        .map(|r| decode_my_row(r, &names))
+                        .collect::<Result<_>>()?
+                }
             }
             SourcePool::Sqlite(p) => {
                 let values = sqlite_binds(values);
@@ -185,7 +197,12 @@ impl Db {
                 .fetch_all(p)
                 .await
                 .with_context(ctx)?;
-                rows.iter().map(decode_lite_row).collect::<Result<_>>()?
+                {
+                    let names = column_names(&rows);
+                    rows.iter()
+                        .map(|r| decode_lite_row(r, &names))
+                        .collect::<Result<_>>()?
+                }
             }
         })
     }
@@ -265,51 +282,67 @@ impl Db {
     }
 }
 
+/// The column names of a result, taken once for all its rows.
+fn column_names<R: Row>(rows: &[R]) -> Arc<[String]> {
+    rows.first()
+        .map(|r| r.columns().iter().map(|c| c.name().to_string()).collect())
+        .unwrap_or_else(|| Arc::from(Vec::new()))
+}
+
 fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> Value) -> Value {
     v.map(f).unwrap_or(Value::Null)
 }
 
-fn decode_pg_row(row: &sqlx::postgres::PgRow) -> Result<SourceRow> {
+fn decode_pg_row(row: &sqlx::postgres::PgRow, names: &Arc<[String]>) -> Result<SourceRow> {
     use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-    let mut columns = Vec::with_capacity(row.columns().len());
+    // The match on the column's type name already picks a compatible Rust type, so the
+    // per-value compatibility check of `try_get` is skipped.
+    let mut values = Vec::with_capacity(row.columns().len());
     for (i, col) in row.columns().iter().enumerate() {
-        let ty = col.type_info().name().to_string();
-        let v = match ty.as_str() {
-            "BOOL" => opt(row.try_get::<Option<bool>, _>(i)?, Value::Bool),
-            "INT2" => opt(row.try_get::<Option<i16>, _>(i)?, |x| Value::Int(x.into())),
-            "INT4" => opt(row.try_get::<Option<i32>, _>(i)?, |x| Value::Int(x.into())),
-            "INT8" => opt(row.try_get::<Option<i64>, _>(i)?, Value::Int),
-            "FLOAT4" => opt(row.try_get::<Option<f32>, _>(i)?, |x| Value::Float(x.into())),
-            "FLOAT8" => opt(row.try_get::<Option<f64>, _>(i)?, Value::Float),
-            "NUMERIC" => opt(row.try_get::<Option<rust_decimal::Decimal>, _>(i)?, |d| Value::Decimal(d.normalize().to_string())),
-            "DATE" => opt(row.try_get::<Option<NaiveDate>, _>(i)?, Value::Date),
-            "TIMESTAMP" => opt(row.try_get::<Option<NaiveDateTime>, _>(i)?, Value::DateTime),
-            "TIMESTAMPTZ" => opt(row.try_get::<Option<DateTime<Utc>>, _>(i)?, |t| Value::DateTimeTz(t.fixed_offset())),
-            "UUID" => opt(row.try_get::<Option<uuid::Uuid>, _>(i)?, Value::Uuid),
-            "JSON" | "JSONB" => opt(row.try_get::<Option<serde_json::Value>, _>(i)?, |j| Value::Text(j.to_string())),
-            "BYTEA" => opt(row.try_get::<Option<Vec<u8>>, _>(i)?, Value::Bytes),
-            "TIME" => opt(row.try_get::<Option<chrono::NaiveTime>, _>(i)?, |t| Value::Text(t.to_string())),
+        let ty = col.type_info().name();
+        let v = match ty {
+            "BOOL" => opt(row.try_get_unchecked::<Option<bool>, _>(i)?, Value::Bool),
+            "INT2" => opt(row.try_get_unchecked::<Option<i16>, _>(i)?, |x| Value::Int(x.into())),
+            "INT4" => opt(row.try_get_unchecked::<Option<i32>, _>(i)?, |x| Value::Int(x.into())),
+            "INT8" => opt(row.try_get_unchecked::<Option<i64>, _>(i)?, Value::Int),
+            "FLOAT4" => opt(row.try_get_unchecked::<Option<f32>, _>(i)?, |x| Value::Float(x.into())),
+            "FLOAT8" => opt(row.try_get_unchecked::<Option<f64>, _>(i)?, Value::Float),
+            "NUMERIC" => opt(row.try_get_unchecked::<Option<rust_decimal::Decimal>, _>(i)?, |d| Value::Decimal(d.normalize().to_string())),
+            "DATE" => opt(row.try_get_unchecked::<Option<NaiveDate>, _>(i)?, Value::Date),
+            "TIMESTAMP" => opt(row.try_get_unchecked::<Option<NaiveDateTime>, _>(i)?, Value::DateTime),
+            "TIMESTAMPTZ" => opt(row.try_get_unchecked::<Option<DateTime<Utc>>, _>(i)?, |t| Value::DateTimeTz(t.fixed_offset())),
+            "UUID" => opt(row.try_get_unchecked::<Option<uuid::Uuid>, _>(i)?, Value::Uuid),
+            "JSON" | "JSONB" => opt(row.try_get_unchecked::<Option<serde_json::Value>, _>(i)?, |j| Value::Text(j.to_string())),
+            "BYTEA" => opt(row.try_get_unchecked::<Option<Vec<u8>>, _>(i)?, Value::Bytes),
+            "TIME" => opt(row.try_get_unchecked::<Option<chrono::NaiveTime>, _>(i)?, |t| Value::Text(t.to_string())),
+            "TEXT" | "VARCHAR" | "CHAR" | "NAME" => {
+                opt(row.try_get_unchecked::<Option<String>, _>(i)?, Value::Text)
+            }
+            // Anything else is read as text only if the driver agrees it is text.
             _ => opt(
                 row.try_get::<Option<String>, _>(i)
                     .map_err(|e| anyhow!("column {} has type {ty}, which qianzhi cannot read; cast it to text in the view ({e})", col.name()))?,
                 Value::Text,
             ),
         };
-        columns.push((col.name().to_string(), v));
+        values.push(v);
     }
-    Ok(SourceRow { columns })
+    Ok(SourceRow {
+        names: names.clone(),
+        values,
+    })
 }
 
-fn decode_my_row(row: &sqlx::mysql::MySqlRow) -> Result<SourceRow> {
+fn decode_my_row(row: &sqlx::mysql::MySqlRow, names: &Arc<[String]>) -> Result<SourceRow> {
     use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-    let mut columns = Vec::with_capacity(row.columns().len());
+    let mut values = Vec::with_capacity(row.columns().len());
     for (i, col) in row.columns().iter().enumerate() {
-        let ty = col.type_info().name().to_string();
+        let ty = col.type_info().name();
         if row.try_get_raw(i)?.is_null() {
-            columns.push((col.name().to_string(), Value::Null));
+            values.push(Value::Null);
             continue;
         }
-        let v = match ty.as_str() {
+        let v = match ty {
             "BOOLEAN" => Value::Bool(row.try_get::<bool, _>(i)?),
             t if t.ends_with("UNSIGNED") => Value::Int(row.try_get::<u64, _>(i)? as i64),
             "TINYINT" | "SMALLINT" | "INT" | "MEDIUMINT" | "BIGINT" | "YEAR" => {
@@ -342,14 +375,17 @@ fn decode_my_row(row: &sqlx::mysql::MySqlRow) -> Result<SourceRow> {
                 },
             },
         };
-        columns.push((col.name().to_string(), v));
+        values.push(v);
     }
-    Ok(SourceRow { columns })
+    Ok(SourceRow {
+        names: names.clone(),
+        values,
+    })
 }
 
-fn decode_lite_row(row: &sqlx::sqlite::SqliteRow) -> Result<SourceRow> {
-    let mut columns = Vec::with_capacity(row.columns().len());
-    for (i, col) in row.columns().iter().enumerate() {
+fn decode_lite_row(row: &sqlx::sqlite::SqliteRow, names: &Arc<[String]>) -> Result<SourceRow> {
+    let mut values = Vec::with_capacity(row.columns().len());
+    for i in 0..row.columns().len() {
         let raw = row.try_get_raw(i)?;
         // SQLite types values, not columns: ask each value what it holds.
         let kind = if raw.is_null() {
@@ -364,9 +400,12 @@ fn decode_lite_row(row: &sqlx::sqlite::SqliteRow) -> Result<SourceRow> {
             "BLOB" => Value::Bytes(row.try_get::<Vec<u8>, _>(i)?),
             _ => Value::Text(row.try_get::<String, _>(i)?),
         };
-        columns.push((col.name().to_string(), v));
+        values.push(v);
     }
-    Ok(SourceRow { columns })
+    Ok(SourceRow {
+        names: names.clone(),
+        values,
+    })
 }
 
 #[cfg(test)]
