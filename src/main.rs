@@ -5,6 +5,28 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Runs before `main`, ahead of the first allocation that reserves mimalloc's arena: an arena
+/// committed eagerly keeps freed pages resident, which on a long backlog roughly doubled the
+/// peak RSS (about 100 MB against 45 MB, same speed) as batches are built on one thread and
+/// freed on another.
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static MIMALLOC_OPTIONS: extern "C" fn() = {
+    extern "C" fn lazy_arena_commit() {
+        // `mi_option_arena_eager_commit` (index 4 in mimalloc v2 and v3); libmimalloc-sys
+        // does not export the constant. An explicit MIMALLOC_ARENA_EAGER_COMMIT wins.
+        const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+        // libc::getenv, not std::env: this must not allocate.
+        // SAFETY: a NUL-terminated name; nothing else runs yet to change the environment.
+        if unsafe { libc::getenv(c"MIMALLOC_ARENA_EAGER_COMMIT".as_ptr()) }.is_null() {
+            // SAFETY: sets a plain integer option; mimalloc reads it when it reserves an arena.
+            unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
+        }
+    }
+    lazy_arena_commit
+};
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     qianzhi::cli::main_entry().await
