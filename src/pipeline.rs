@@ -2,6 +2,7 @@
 //! new changes. Every path (once, run, demo, tests, benchmark) goes through here.
 
 use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value as Json;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -187,7 +188,7 @@ fn row_position(row: &SourceRow, job: &JobConfig) -> Position {
 }
 
 pub async fn run_once(
-    app: &App,
+    app: &Arc<App>,
     job_name: &str,
     cancel: &CancellationToken,
     opts: &RunOptions,
@@ -207,30 +208,83 @@ pub async fn run_once(
     result
 }
 
+/// A batch committed to the outbox, handed from the producer to the delivery loop.
+type Committed = (BatchRow, Vec<OutboxCall>);
+
 async fn run_inner(
-    app: &App,
+    app: &Arc<App>,
     job: &JobConfig,
     cancel: &CancellationToken,
     opts: &RunOptions,
 ) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    if opts.dry_run {
+        let produced = produce(app, job, cancel, opts, None).await?;
+        out.merge(produced);
+        return Ok(out);
+    }
+    // Resend first: a batch left pending by a crash or a stop keeps its Cd_Batch.
+    for b in app.db.pending_batches(&job.name).await? {
+        if cancel.is_cancelled() {
+            out.interrupted = true;
+            return Ok(out);
+        }
+        info!(cd_batch = %b.cd_batch, records = b.record_count, "resending pending batch");
+        deliver(app, job, &b, None, cancel, &mut out).await?;
+        if out.interrupted {
+            return Ok(out);
+        }
+    }
+    upload_pending_reconciliations(app, job).await;
+
+    // Two stages on their own tasks, so they use both cores: the producer reads, checks and
+    // commits page N+1 to the outbox while this loop delivers batch N. Batches are still
+    // numbered and delivered one after another, in order; the channel bounds how far the
+    // producer runs ahead.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Committed>(1);
+    let producer = {
+        let (app, name, cancel, opts) =
+            (app.clone(), job.name.clone(), cancel.clone(), opts.clone());
+        tokio::spawn(
+            async move {
+                let job = app.job(&name)?;
+                produce(&app, job, &cancel, &opts, Some(tx)).await
+            }
+            .instrument(tracing::Span::current()),
+        )
+    };
+    let mut failed = None;
+    while let Some((b, calls)) = rx.recv().await {
+        if let Err(e) = deliver(app, job, &b, Some(calls), cancel, &mut out).await {
+            failed = Some(e);
+            break;
+        }
+        if out.interrupted {
+            break;
+        }
+    }
+    // Closing the channel stops the producer at its next hand-over; what it committed stays
+    // pending in the outbox for the next run.
+    drop(rx);
+    let produced = producer.await.context("the producer task failed")?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    out.merge(produced?);
+    Ok(out)
+}
+
+/// Reads, maps, checks and commits pages until the source is drained, handing each
+/// committed batch to `tx`; with no `tx` (dry run) it prints the records instead.
+async fn produce(
+    app: &App,
+    job: &JobConfig,
+    cancel: &CancellationToken,
+    opts: &RunOptions,
+    tx: Option<tokio::sync::mpsc::Sender<Committed>>,
+) -> Result<Outcome> {
     let (platform, dt) = app.platform(job)?;
     let mut out = Outcome::default();
-    if !opts.dry_run {
-        // Resend first: a batch left pending by a crash or a stop keeps its Cd_Batch.
-        for b in app.db.pending_batches(&job.name).await? {
-            if cancel.is_cancelled() {
-                out.interrupted = true;
-                return Ok(out);
-            }
-            info!(cd_batch = %b.cd_batch, records = b.record_count, "resending pending batch");
-            deliver(app, job, &b, None, cancel, &mut out).await?;
-            if out.interrupted {
-                return Ok(out);
-            }
-        }
-        upload_pending_reconciliations(app, job).await;
-    }
-
     let order = job.order_columns();
     let spec = SourceSpec {
         table: &job.source,
@@ -248,34 +302,39 @@ async fn run_inner(
     } else {
         0
     };
-    // Two stages overlap: while batch N is being delivered, page N+1 is read, checked and
-    // committed to the outbox. Batches are still delivered one after another, in order.
-    let mut inflight: Option<(BatchRow, Vec<OutboxCall>)> = None;
+    // The next page is read while this one is committed: both mostly wait on the database.
+    let mut prefetched: Option<Vec<SourceRow>> = None;
     loop {
         if cancel.is_cancelled() {
             out.interrupted = true;
             break;
         }
-        let produce = async {
-            let t_read = std::time::Instant::now();
-            let rows = app
-                .db
-                .read_changes(&spec, position.as_ref(), job.batch_size)
-                .await?;
-            let page_full = rows.len() == job.batch_size;
-            let t_prep = std::time::Instant::now();
-            let prep = prepare(app, job, dt, platform, rows, page_full);
-            debug!(
-                rows = prep.rows,
-                read_ms = (t_prep - t_read).as_millis() as u64,
-                prepare_ms = t_prep.elapsed().as_millis() as u64,
-                "page read"
-            );
-            if prep.rows == 0 {
-                return Ok::<_, anyhow::Error>((prep, None));
+        let t_read = std::time::Instant::now();
+        let rows = match prefetched.take() {
+            Some(rows) => rows,
+            None => {
+                app.db
+                    .read_changes(&spec, position.as_ref(), job.batch_size)
+                    .await?
             }
-            let now = crate::timefmt::now_beijing();
-            if opts.dry_run {
+        };
+        let page_full = rows.len() == job.batch_size;
+        let t_prep = std::time::Instant::now();
+        let prep = prepare(app, job, dt, platform, rows, page_full);
+        debug!(
+            rows = prep.rows,
+            read_ms = (t_prep - t_read).as_millis() as u64,
+            prepare_ms = t_prep.elapsed().as_millis() as u64,
+            "page read"
+        );
+        out.rows_read += prep.rows;
+        out.invalid_rows += prep.errors.len();
+        if prep.rows == 0 {
+            break;
+        }
+        let now = crate::timefmt::now_beijing();
+        match &tx {
+            None => {
                 let cd_time = crate::timefmt::fmt_spec(&now);
                 let cd_batch = crate::batch::format_cd_batch(
                     &app.cfg.unit.uscc,
@@ -295,49 +354,39 @@ async fn run_inner(
                         e.source_key, e.field, e.rule, e.message
                     );
                 }
-                return Ok((prep, None));
+                dry_seq += 1;
             }
-            let batch = commit_page(app, job, dt, &prep, now).await?;
-            debug!(
-                commit_ms = t_prep.elapsed().as_millis() as u64,
-                "exchange committed"
-            );
-            failpoint("after-outbox-commit");
-            Ok((prep, batch))
-        };
-        let previous = inflight.take();
-        let deliver_previous = async {
-            let mut o = Outcome::default();
-            if let Some((b, calls)) = previous {
-                deliver(app, job, &b, Some(calls), cancel, &mut o).await?;
+            Some(tx) => {
+                let read_next = async {
+                    match &prep.last {
+                        Some(last) if !prep.drained => app
+                            .db
+                            .read_changes(&spec, Some(last), job.batch_size)
+                            .await
+                            .map(Some),
+                        _ => Ok(None),
+                    }
+                };
+                let (batch, next) = tokio::join!(commit_page(app, job, dt, &prep, now), read_next);
+                let batch = batch?;
+                prefetched = next?;
+                debug!(
+                    commit_ms = t_prep.elapsed().as_millis() as u64,
+                    "exchange committed"
+                );
+                failpoint("after-outbox-commit");
+                if let Some(batch) = batch
+                    && tx.send(batch).await.is_err()
+                {
+                    // Delivery stopped (shutdown or a fatal answer): leave the rest for later.
+                    break;
+                }
             }
-            Ok::<_, anyhow::Error>(o)
-        };
-        let (produced, delivered) = tokio::join!(produce, deliver_previous);
-        let delivered = delivered?;
-        out.merge(delivered);
-        let (prep, batch) = produced?;
-        out.rows_read += prep.rows;
-        out.invalid_rows += prep.errors.len();
-        if prep.rows > 0 && opts.dry_run {
-            dry_seq += 1;
-        }
-        if out.interrupted {
-            break;
-        }
-        inflight = batch;
-        if prep.rows == 0 {
-            break;
         }
         position = prep.last;
         if prep.drained {
             break;
         }
-    }
-    if let Some((b, calls)) = inflight
-        && !out.interrupted
-    {
-        deliver(app, job, &b, Some(calls), cancel, &mut out).await?;
     }
     Ok(out)
 }
@@ -369,6 +418,8 @@ async fn commit_page(
         .then(|| app.gansu.as_ref().map(|c| &c.codec))
         .flatten();
     let pos_json = serde_json::to_string(&prep.last).context("position")?;
+    let keys = json_keys(&prep.codes);
+    let how = app.null_fields(job);
     let committed = app
         .db
         .commit_exchange(
@@ -388,39 +439,43 @@ async fn commit_page(
                                 let plain: Vec<String> = chunk
                                     .iter()
                                     .map(|(op, rec)| {
-                                        serialize(
-                                            app,
-                                            job,
+                                        let mut out = Vec::with_capacity(1500);
+                                        write_record(
+                                            &mut out,
+                                            how,
+                                            &keys,
                                             &prep.codes,
                                             rec,
                                             *op,
                                             &cd_time,
                                             cd_batch,
-                                        )
+                                        );
+                                        String::from_utf8(out).expect("serde_json writes UTF-8")
                                     })
                                     .collect();
                                 let refs: Vec<&str> = plain.iter().map(String::as_str).collect();
                                 codec.seal(&refs)?
                             }
                             None => {
-                                let mut body = String::with_capacity(chunk.len() * 1500);
-                                body.push('[');
+                                let mut body = Vec::with_capacity(chunk.len() * 1500);
+                                body.push(b'[');
                                 for (i, (op, rec)) in chunk.iter().enumerate() {
                                     if i > 0 {
-                                        body.push(',');
+                                        body.push(b',');
                                     }
-                                    body.push_str(&serialize(
-                                        app,
-                                        job,
+                                    write_record(
+                                        &mut body,
+                                        how,
+                                        &keys,
                                         &prep.codes,
                                         rec,
                                         *op,
                                         &cd_time,
                                         cd_batch,
-                                    ));
+                                    );
                                 }
-                                body.push(']');
-                                body
+                                body.push(b']');
+                                String::from_utf8(body).expect("serde_json writes UTF-8")
                             }
                         };
                         Ok(OutboxCall {
@@ -474,10 +529,7 @@ fn prepare(
 ) -> Prepared {
     let cutoff = crate::timefmt::now_beijing().naive_local()
         - chrono::Duration::from_std(job.settle_lag()).unwrap_or_default();
-    let columns: Vec<String> = rows
-        .first()
-        .map(|r| r.columns.iter().map(|(n, _)| n.clone()).collect())
-        .unwrap_or_default();
+    let columns: Vec<String> = rows.first().map(|r| r.names.to_vec()).unwrap_or_default();
     let plan = app.plan(job, dt, &columns);
     let (cd_op, cd_time, cd_batch) = (
         plan.index_of("Cd_Operation"),
@@ -596,6 +648,14 @@ fn prepare(
     p
 }
 
+/// Field codes written once as JSON object keys (`"Code":`), for every record of a page.
+fn json_keys(codes: &[String]) -> Vec<String> {
+    codes
+        .iter()
+        .map(|c| format!("{}:", Json::String(c.clone())))
+        .collect()
+}
+
 fn serialize(
     app: &App,
     job: &JobConfig,
@@ -605,39 +665,60 @@ fn serialize(
     cd_time: &str,
     cd_batch: &str,
 ) -> String {
+    let mut out = Vec::with_capacity(1500);
+    let keys = json_keys(codes);
+    write_record(
+        &mut out,
+        app.null_fields(job),
+        &keys,
+        codes,
+        rec,
+        op,
+        cd_time,
+        cd_batch,
+    );
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
+/// Appends one record as a JSON object: the plan's fields in order, Cd_* as numbered, nulls
+/// as the platform setting wants them.
+#[allow(clippy::too_many_arguments)]
+fn write_record(
+    out: &mut Vec<u8>,
+    how: crate::config::NullFields,
+    keys: &[String],
+    codes: &[String],
+    rec: &crate::mapping::Record,
+    op: Op,
+    cd_time: &str,
+    cd_batch: &str,
+) {
     use crate::config::NullFields;
-    let how = app.null_fields(job);
-    let mut out = String::with_capacity(1500);
-    out.push('{');
+    out.push(b'{');
     let mut first = true;
-    let mut put = |out: &mut String, k: &str, v: &serde_json::Value| {
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        out.push_str(&serde_json::to_string(k).expect("string"));
-        out.push(':');
-        out.push_str(&serde_json::to_string(v).expect("json value"));
-    };
-    for (k, v) in codes.iter().zip(&rec.values) {
-        let pipeline = match k.as_str() {
+    for ((key, code), v) in keys.iter().zip(codes).zip(&rec.values) {
+        let pipeline = match code.as_str() {
             "Cd_Operation" => Some(op.code()),
             "Cd_Time" => Some(cd_time),
             "Cd_Batch" => Some(cd_batch),
             _ => None,
         };
-        match (pipeline, v) {
-            (Some(p), _) => put(&mut out, k, &serde_json::Value::String(p.to_string())),
-            (None, serde_json::Value::Null) => match how {
-                NullFields::Omit => {}
-                NullFields::Null => put(&mut out, k, v),
-                NullFields::Empty => put(&mut out, k, &serde_json::Value::String(String::new())),
-            },
-            (None, v) => put(&mut out, k, v),
+        if pipeline.is_none() && v.is_null() && how == NullFields::Omit {
+            continue;
         }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(key.as_bytes());
+        // Writing into a Vec cannot fail, and every value here is plain JSON.
+        let _ = match (pipeline, v) {
+            (Some(p), _) => serde_json::to_writer(&mut *out, p),
+            (None, Json::Null) if how == NullFields::Empty => serde_json::to_writer(&mut *out, ""),
+            (None, v) => serde_json::to_writer(&mut *out, v),
+        };
     }
-    out.push('}');
-    out
+    out.push(b'}');
 }
 
 /// Sends a batch's pending calls; a refused call is halved until the refused records are
