@@ -23,7 +23,17 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../sql/postgres/003_gansu.sql"),
         include_str!("../../sql/mysql/003_gansu.sql"),
     ),
+    (
+        4,
+        include_str!("../../sql/sqlite/004_outbox_lz4.sql"),
+        include_str!("../../sql/postgres/004_outbox_lz4.sql"),
+        include_str!("../../sql/mysql/004_outbox_lz4.sql"),
+    ),
 ];
+
+/// A migration file with this line is an improvement the server may not support: its first
+/// failing statement ends it with a warning instead of an error.
+const OPTIONAL_MARK: &str = "-- qianzhi: optional";
 
 /// Splits a DDL file into statements; the files hold no `;` inside strings or bodies.
 fn statements(sql: &str) -> Vec<String> {
@@ -64,11 +74,27 @@ pub async fn migrate(db: &Db) -> Result<Vec<i64>> {
         };
         // MySQL commits DDL implicitly, so statements are applied one by one; every one is
         // IF NOT EXISTS, which makes a re-run after a failure safe.
+        let optional = text.lines().any(|l| l.trim() == OPTIONAL_MARK);
         for stmt in statements(text) {
-            sqlx::query(sqlx::AssertSqlSafe(stmt.clone()))
+            let done = sqlx::query(sqlx::AssertSqlSafe(stmt.clone()))
                 .execute(&db.any)
-                .await
-                .with_context(|| format!("migration {version} failed at:\n{stmt}"))?;
+                .await;
+            match done {
+                Ok(_) => {}
+                Err(e) if optional => {
+                    tracing::warn!(
+                        version,
+                        statement = %stmt,
+                        error = %e,
+                        "optional migration step not supported by this server; skipped"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("migration {version} failed at:\n{stmt}")));
+                }
+            }
         }
         sqlx::query(db.sql("INSERT INTO qz_schema_version (version, applied_at) VALUES (?, ?)"))
             .bind(*version)

@@ -1,0 +1,1 @@
+-- Migration 4: lz4 compression of outbox bodies on PostgreSQL. Nothing to do on MySQL/MariaDB.
