@@ -107,6 +107,21 @@ pub fn validate_aligned(
     validate_by(|i| values.get(i), dt, platform, unit)
 }
 
+/// Validates values in the data type's field order where a field may be absent (None).
+pub fn validate_present(
+    values: &[Option<Json>],
+    dt: &DataType,
+    platform: &Platform,
+    unit: LengthUnit,
+) -> Vec<Violation> {
+    validate_by(
+        |i| values.get(i).and_then(Option::as_ref),
+        dt,
+        platform,
+        unit,
+    )
+}
+
 fn validate_by<'a>(
     get: impl Fn(usize) -> Option<&'a Json>,
     dt: &DataType,
