@@ -745,6 +745,7 @@ async fn deliver(
         let mut backoff = Backoff::new(app.cfg.delivery.retry_initial(), app.cfg.delivery.retry_max());
         let ack_every = app.cfg.delivery.ack_every_calls.max(1);
         let mut acked: Vec<usize> = Vec::new();
+        let mut post_time = std::time::Duration::ZERO;
         for ci in 0..calls.len() {
             if !calls[ci].done.is_empty() {
                 // A split was under way when the last run stopped: finish it.
@@ -761,7 +762,10 @@ async fn deliver(
                     out.interrupted = true;
                     return Ok(());
                 }
-                match client.post(calls[ci].body.clone()).await {
+                let t_post = std::time::Instant::now();
+                let posted = client.post(calls[ci].body.clone()).await;
+                post_time += t_post.elapsed();
+                match posted {
                     Ok(receipt) => {
                         note_receipt(app, b, &calls[ci], calls[ci].records.len(), receipt).await?;
                         out.delivered += calls[ci].records.len();
@@ -804,12 +808,17 @@ async fn deliver(
                 }
             }
         }
-        flush_acks(app, job, b, resolve, &mut acked, &calls).await?;
         let upload = job.upstream == "gdzw" && app.cfg.gdzw.as_ref().is_some_and(|g| g.reconciliation_upload);
-        let recon = app.db.finish_batch(&job.name, b, if upload { "pending" } else { "off" }).await?;
+        // The last acks and the batch's closing share one transaction.
+        let last_acks: Vec<&OutboxCall> = acked.iter().map(|i| &calls[*i]).collect();
+        let recon = app.db.finish_batch(&job.name, b, &last_acks, resolve, if upload { "pending" } else { "off" }).await?;
         out.batches.push(b.cd_batch.clone());
         info!(delivered = recon.cd_count, "batch done");
-        debug!(deliver_ms = t_deliver.elapsed().as_millis() as u64, "batch delivered");
+        debug!(
+            deliver_ms = t_deliver.elapsed().as_millis() as u64,
+            post_ms = post_time.as_millis() as u64,
+            "batch delivered"
+        );
         if upload {
             upload_pending_reconciliations(app, job).await;
         }

@@ -357,6 +357,23 @@ impl Db {
             return Ok(());
         }
         let mut tx = self.any.begin().await?;
+        self.ack_in(&mut tx, job, cd_batch, calls, resolve_errors)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn ack_in(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        job: &str,
+        cd_batch: &str,
+        calls: &[&OutboxCall],
+        resolve_errors: bool,
+    ) -> Result<()> {
+        if calls.is_empty() {
+            return Ok(());
+        }
         let q = format!(
             "UPDATE qz_outbox SET state = 'acked' WHERE cd_batch = ? AND call_no IN ({})",
             vec!["?"; calls.len()].join(", ")
@@ -365,7 +382,7 @@ impl Db {
         for c in calls {
             query = query.bind(c.call_no);
         }
-        query.execute(&mut *tx).await?;
+        query.execute(&mut **tx).await?;
         if resolve_errors {
             let keys: Vec<&str> = calls
                 .iter()
@@ -377,9 +394,8 @@ impl Db {
                         .map(|(_, m)| m.source_key.as_str())
                 })
                 .collect();
-            self.resolve_errors(&mut tx, job, cd_batch, &keys).await?;
+            self.resolve_errors(tx, job, cd_batch, &keys).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -460,13 +476,19 @@ impl Db {
 
     /// Closes a batch whose calls are all done: counts, the reconciliation row, and the
     /// outbox bodies are no longer needed.
+    /// Closes a batch whose calls are all answered; `last_acks` are calls accepted since the
+    /// last ack, recorded in the same transaction.
     pub async fn finish_batch(
         &self,
         job: &str,
         b: &BatchRow,
+        last_acks: &[&OutboxCall],
+        resolve_errors: bool,
         upload_state: &str,
     ) -> Result<ReconRow> {
         let mut tx = self.any.begin().await?;
+        self.ack_in(&mut tx, job, &b.cd_batch, last_acks, resolve_errors)
+            .await?;
         let calls = sqlx::query(
             self.sql("SELECT record_count, done, state FROM qz_outbox WHERE cd_batch = ?"),
         )
