@@ -1017,7 +1017,9 @@ async fn simulator_refuses_what_the_platform_would() {
     let arr = |records: &[Json]| serde_json::to_vec(records).unwrap();
 
     assert_eq!(
-        post_to_sim(&sim, "batchSave", arr(&[good.clone()])).await.0,
+        post_to_sim(&sim, "batchSave", arr(std::slice::from_ref(&good)))
+            .await
+            .0,
         "0"
     );
     assert_eq!(
@@ -1027,7 +1029,8 @@ async fn simulator_refuses_what_the_platform_would() {
         "0"
     );
     // An escaped key is the same field name.
-    let escaped = arr(&[good.clone()]).replace_str("\"TaskName\"", "\"Task\\u004eame\"");
+    let escaped =
+        arr(std::slice::from_ref(&good)).replace_str("\"TaskName\"", "\"Task\\u004eame\"");
     assert_eq!(post_to_sim(&sim, "batchSave", escaped).await.0, "0");
 
     let cases: Vec<(Vec<u8>, &str)> = vec![
@@ -1036,7 +1039,8 @@ async fn simulator_refuses_what_the_platform_would() {
             "第 2 条记录含有未定义的字段 Foo",
         ),
         (
-            arr(&[good.clone()]).replace_str("\"TaskName\"", "\"TaskName\":\"x\",\"TaskName\""),
+            arr(std::slice::from_ref(&good))
+                .replace_str("\"TaskName\"", "\"TaskName\":\"x\",\"TaskName\""),
             "第 1 条记录的字段 TaskName 出现了不止一次",
         ),
         (
