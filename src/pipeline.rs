@@ -219,7 +219,7 @@ async fn run_inner(
 ) -> Result<Outcome> {
     let mut out = Outcome::default();
     if opts.dry_run {
-        let produced = produce(app, job, cancel, opts, None).await?;
+        let produced = read_pages(app, job, cancel, opts, None).await?;
         out.merge(produced);
         return Ok(out);
     }
@@ -237,22 +237,30 @@ async fn run_inner(
     }
     upload_pending_reconciliations(app, job).await;
 
-    // Two stages on their own tasks, so they use both cores: the producer reads, checks and
-    // commits page N+1 to the outbox while this loop delivers batch N. Batches are still
-    // numbered and delivered one after another, in order; the channel bounds how far the
-    // producer runs ahead.
+    // Three stages, each on its own task, so they overlap and use both cores: pages are read
+    // and checked (reader), numbered and committed to the outbox (committer), and delivered
+    // (this loop). Pages and batches keep their order; the channels bound how far each stage
+    // runs ahead of the next.
+    let (page_tx, page_rx) = tokio::sync::mpsc::channel::<Prepared>(1);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Committed>(1);
-    let producer = {
+    let spawn_stage = |stage: Stage| {
         let (app, name, cancel, opts) =
             (app.clone(), job.name.clone(), cancel.clone(), opts.clone());
         tokio::spawn(
             async move {
                 let job = app.job(&name)?;
-                produce(&app, job, &cancel, &opts, Some(tx)).await
+                match stage {
+                    Stage::Read(pages) => read_pages(&app, job, &cancel, &opts, Some(pages)).await,
+                    Stage::Commit(pages, batches) => {
+                        commit_pages(&app, job, &cancel, pages, batches).await
+                    }
+                }
             }
             .instrument(tracing::Span::current()),
         )
     };
+    let reader = spawn_stage(Stage::Read(page_tx));
+    let committer = spawn_stage(Stage::Commit(page_rx, tx));
     let mut failed = None;
     while let Some((b, calls)) = rx.recv().await {
         if let Err(e) = deliver(app, job, &b, Some(calls), cancel, &mut out).await {
@@ -263,25 +271,36 @@ async fn run_inner(
             break;
         }
     }
-    // Closing the channel stops the producer at its next hand-over; what it committed stays
-    // pending in the outbox for the next run.
+    // Closing the channel stops the committer at its next hand-over, and with it the reader;
+    // what was committed stays pending in the outbox for the next run, what was only read is
+    // read again.
     drop(rx);
-    let produced = producer.await.context("the producer task failed")?;
+    let committed = committer.await.context("the committing task failed")?;
+    let read = reader.await.context("the reading task failed")?;
     if let Some(e) = failed {
         return Err(e);
     }
-    out.merge(produced?);
+    out.merge(committed?);
+    out.merge(read?);
     Ok(out)
 }
 
-/// Reads, maps, checks and commits pages until the source is drained, handing each
-/// committed batch to `tx`; with no `tx` (dry run) it prints the records instead.
-async fn produce(
+enum Stage {
+    Read(tokio::sync::mpsc::Sender<Prepared>),
+    Commit(
+        tokio::sync::mpsc::Receiver<Prepared>,
+        tokio::sync::mpsc::Sender<Committed>,
+    ),
+}
+
+/// Reads and checks pages until the source is drained, handing each to `tx`; with no `tx`
+/// (dry run) it prints the records instead.
+async fn read_pages(
     app: &App,
     job: &JobConfig,
     cancel: &CancellationToken,
     opts: &RunOptions,
-    tx: Option<tokio::sync::mpsc::Sender<Committed>>,
+    tx: Option<tokio::sync::mpsc::Sender<Prepared>>,
 ) -> Result<Outcome> {
     let (platform, dt) = app.platform(job)?;
     let mut out = Outcome::default();
@@ -302,22 +321,16 @@ async fn produce(
     } else {
         0
     };
-    // The next page is read while this one is committed: both mostly wait on the database.
-    let mut prefetched: Option<Vec<SourceRow>> = None;
     loop {
         if cancel.is_cancelled() {
             out.interrupted = true;
             break;
         }
         let t_read = std::time::Instant::now();
-        let rows = match prefetched.take() {
-            Some(rows) => rows,
-            None => {
-                app.db
-                    .read_changes(&spec, position.as_ref(), job.batch_size)
-                    .await?
-            }
-        };
+        let rows = app
+            .db
+            .read_changes(&spec, position.as_ref(), job.batch_size)
+            .await?;
         let page_full = rows.len() == job.batch_size;
         let t_prep = std::time::Instant::now();
         let prep = prepare(app, job, dt, platform, rows, page_full);
@@ -327,14 +340,13 @@ async fn produce(
             prepare_ms = t_prep.elapsed().as_millis() as u64,
             "page read"
         );
-        out.rows_read += prep.rows;
-        out.invalid_rows += prep.errors.len();
         if prep.rows == 0 {
             break;
         }
-        let now = crate::timefmt::now_beijing();
+        let (last, drained) = (prep.last.clone(), prep.drained);
         match &tx {
             None => {
+                let now = crate::timefmt::now_beijing();
                 let cd_time = crate::timefmt::fmt_spec(&now);
                 let cd_batch = crate::batch::format_cd_batch(
                     &app.cfg.unit.uscc,
@@ -354,37 +366,53 @@ async fn produce(
                         e.source_key, e.field, e.rule, e.message
                     );
                 }
+                out.rows_read += prep.rows;
+                out.invalid_rows += prep.errors.len();
                 dry_seq += 1;
             }
             Some(tx) => {
-                let read_next = async {
-                    match &prep.last {
-                        Some(last) if !prep.drained => app
-                            .db
-                            .read_changes(&spec, Some(last), job.batch_size)
-                            .await
-                            .map(Some),
-                        _ => Ok(None),
-                    }
-                };
-                let (batch, next) = tokio::join!(commit_page(app, job, dt, &prep, now), read_next);
-                let batch = batch?;
-                prefetched = next?;
-                debug!(
-                    commit_ms = t_prep.elapsed().as_millis() as u64,
-                    "exchange committed"
-                );
-                failpoint("after-outbox-commit");
-                if let Some(batch) = batch
-                    && tx.send(batch).await.is_err()
-                {
-                    // Delivery stopped (shutdown or a fatal answer): leave the rest for later.
+                if tx.send(prep).await.is_err() {
+                    // The committer stopped (shutdown, a fatal answer or an error).
                     break;
                 }
             }
         }
-        position = prep.last;
-        if prep.drained {
+        position = last;
+        if drained {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Numbers and commits each checked page as an exchange, in order, handing each batch on.
+async fn commit_pages(
+    app: &App,
+    job: &JobConfig,
+    cancel: &CancellationToken,
+    mut pages: tokio::sync::mpsc::Receiver<Prepared>,
+    tx: tokio::sync::mpsc::Sender<Committed>,
+) -> Result<Outcome> {
+    let dt = app.platform(job)?.1;
+    let mut out = Outcome::default();
+    while let Some(prep) = pages.recv().await {
+        if cancel.is_cancelled() {
+            out.interrupted = true;
+            break;
+        }
+        let t_commit = std::time::Instant::now();
+        let batch = commit_page(app, job, dt, &prep, crate::timefmt::now_beijing()).await?;
+        debug!(
+            commit_ms = t_commit.elapsed().as_millis() as u64,
+            "exchange committed"
+        );
+        out.rows_read += prep.rows;
+        out.invalid_rows += prep.errors.len();
+        failpoint("after-outbox-commit");
+        if let Some(batch) = batch
+            && tx.send(batch).await.is_err()
+        {
+            // Delivery stopped (shutdown or a fatal answer): leave the rest for later.
             break;
         }
     }
