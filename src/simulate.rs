@@ -335,15 +335,9 @@ fn check_records(
     // Records are read straight into the data type's field order: no per-record map of
     // names is built, which kept the simulator from being the benchmark's bottleneck.
     let records: Vec<wire::Record> = if batch {
-        let mut de = serde_json::Deserializer::from_slice(body);
-        let r = serde::de::DeserializeSeed::deserialize(wire::Records(&index), &mut de)
-            .and_then(|r| de.end().map(|()| r));
-        r.map_err(|_| NOT_JSON.to_string())?
+        read_body(body, wire::Records(&index))?
     } else {
-        let mut de = serde_json::Deserializer::from_slice(body);
-        let r = serde::de::DeserializeSeed::deserialize(wire::One(&index), &mut de)
-            .and_then(|r| de.end().map(|()| r));
-        vec![r.map_err(|_| NOT_JSON.to_string())?]
+        vec![read_body(body, wire::One(&index))?]
     };
     check_count(ctx, records.len())?;
     let refuse = ctx
@@ -410,6 +404,19 @@ fn check_records(
         Vec::new()
     };
     Ok((records.len(), kept))
+}
+
+/// The whole body through `seed`, with nothing after it.
+fn read_body<'de, S: serde::de::DeserializeSeed<'de>>(
+    body: &'de [u8],
+    seed: S,
+) -> Result<S::Value, String> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let v = seed
+        .deserialize(&mut de)
+        .map_err(|_| NOT_JSON.to_string())?;
+    de.end().map_err(|_| NOT_JSON.to_string())?;
+    Ok(v)
 }
 
 /// Reading a call's records into the data type's field order.

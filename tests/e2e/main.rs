@@ -981,34 +981,8 @@ async fn simulator_refuses_what_the_platform_would() {
     let sim = qianzhi::simulate::start(Default::default(), "127.0.0.1:0")
         .await
         .unwrap();
-    let good = serde_json::json!({
-        "RowGuid": "4d239bbe-781c-49d3-bfad-6e13ac738f4d",
-        "ProjectNo": "11440100MB2C12345X44010000100012019062000001",
-        "LocalCatalogCode": "440100001",
-        "LocalTaskCode": "11440100MB2C12345X4440100001000",
-        "TaskName": "食品经营许可",
-        "TaskVersion": 1,
-        "ApplyerName": "张三",
-        "ApplyerType": "1",
-        "ApplyerPageType": "111",
-        "ApplyerPageCode": "610431198603210047",
-        "ApplyDate": "2019-06-20 16:24:36",
-        "ApplyType": "1",
-        "OrgName": "某局",
-        "OrgCode": "11620000MB199916XB",
-        "SLZTDM": "1",
-        "AcceptDate": "2019-06-20 16:24:36",
-        "ProjectType": "1",
-        "RegionCode": "440100",
-        "ApplyChannel": "0",
-        "SystemName": "业务系统",
-        "Cd_Operation": "I",
-        "Cd_Time": "2019-06-21 00:00:36",
-        "Cd_Batch": "11620000MB199916XB2019062100001",
-        "ProDataRegionCode": "440100",
-        "ProDataOrgCode": "91620100296583830Q",
-        "ProDataOrgName": "某局",
-    });
+    // A valid accept record, shared with the validation unit tests.
+    let good: Json = serde_json::from_str(include_str!("../fixtures/accept_record.json")).unwrap();
     let with = |k: &str, v: Json| {
         let mut r = good.clone();
         r[k] = v;
