@@ -7,7 +7,52 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::schema::Catalog;
-use crate::timefmt::parse_duration;
+use crate::timefmt::{duration_in, parse_duration};
+
+/// The documented ranges of the numeric and duration settings (README, config.toml.example).
+/// `check` enforces them, so nothing at run time meets a value it cannot hold.
+pub mod ranges {
+    use std::time::Duration;
+    const fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+    pub const MAX_CONNECTIONS: (u32, u32) = (1, 100);
+    pub const ACK_EVERY_CALLS: (usize, usize) = (1, 1000);
+    pub const BATCH_SIZE: (usize, usize) = (1, 100_000);
+    pub const RETRY_INITIAL: (Duration, Duration) = (Duration::from_millis(10), s(3600));
+    pub const RETRY_MAX: (Duration, Duration) = (s(1), s(86_400));
+    pub const HTTP_TIMEOUT: (Duration, Duration) = (s(1), s(3600));
+    pub const SETTLE_LAG: (Duration, Duration) = (s(0), s(86_400));
+    pub const INTERVAL: (Duration, Duration) = (s(1), s(31 * 86_400));
+    pub const FRESH_FOR: (Duration, Duration) = (s(0), s(3650 * 86_400));
+    pub const PAUSE_ON_110: (Duration, Duration) = (s(1), s(7 * 86_400));
+    pub const MAX_PAGES: (u32, u32) = (1, 1000);
+}
+
+/// A duration setting outside its range, as a `(path, reason)` issue.
+pub fn duration_issue(
+    path: &str,
+    value: &str,
+    (min, max): (Duration, Duration),
+) -> Option<(String, String)> {
+    duration_in(value, min, max)
+        .err()
+        .map(|e| (path.to_string(), e))
+}
+
+/// A whole-number setting outside its range, as a `(path, reason)` issue.
+pub fn number_issue<T: PartialOrd + std::fmt::Display>(
+    path: &str,
+    value: T,
+    (min, max): (T, T),
+) -> Option<(String, String)> {
+    (value < min || value > max).then(|| {
+        (
+            path.to_string(),
+            format!("{value} is out of range: use {min} to {max} (取值范围 {min} 至 {max})"),
+        )
+    })
+}
 
 /// A secret read from a file or the environment; never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -489,9 +534,7 @@ pub fn schedule_issue(
                 format!("'{s}' is not a 6-field cron (sec min hour day month weekday): {e}"),
             )
         }),
-        (None, Some(s)) => parse_duration(s)
-            .err()
-            .map(|e| (format!("{p}.interval"), e)),
+        (None, Some(s)) => duration_issue(&format!("{p}.interval"), s, ranges::INTERVAL),
     }
 }
 
@@ -538,19 +581,41 @@ impl Config {
         if self.unit.name.trim().is_empty() {
             bad("unit.name".into(), "must not be empty".into());
         }
-        for (k, v) in [
-            ("delivery.retry_initial", &self.delivery.retry_initial),
-            ("delivery.retry_max", &self.delivery.retry_max),
-            ("delivery.http_timeout", &self.delivery.http_timeout),
-        ] {
-            if let Err(e) = parse_duration(v) {
-                bad(k.into(), e);
-            }
+        let d = &self.delivery;
+        let numbers = [
+            number_issue(
+                "database.max_connections",
+                self.database.max_connections,
+                ranges::MAX_CONNECTIONS,
+            ),
+            number_issue(
+                "delivery.ack_every_calls",
+                d.ack_every_calls,
+                ranges::ACK_EVERY_CALLS,
+            ),
+            duration_issue(
+                "delivery.retry_initial",
+                &d.retry_initial,
+                ranges::RETRY_INITIAL,
+            ),
+            duration_issue("delivery.retry_max", &d.retry_max, ranges::RETRY_MAX),
+            duration_issue(
+                "delivery.http_timeout",
+                &d.http_timeout,
+                ranges::HTTP_TIMEOUT,
+            ),
+        ];
+        for (path, reason) in numbers.into_iter().flatten() {
+            bad(path, reason);
         }
-        if self.delivery.ack_every_calls == 0 {
+        if let (Ok(a), Ok(b)) = (
+            parse_duration(&d.retry_initial),
+            parse_duration(&d.retry_max),
+        ) && a > b
+        {
             bad(
-                "delivery.ack_every_calls".into(),
-                "must be at least 1".into(),
+                "delivery.retry_initial".into(),
+                "must not be longer than delivery.retry_max (不能大于 retry_max)".into(),
             );
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
@@ -669,11 +734,16 @@ impl Config {
                     bad(p.to_string(), format!("'{c}' is not a column name"));
                 }
             }
-            if let Err(e) = parse_duration(&j.settle_lag) {
-                bad(format!("{p}.settle_lag"), e);
-            }
-            if j.batch_size == 0 || j.batch_size > 100_000 {
-                bad(format!("{p}.batch_size"), "must be 1..=100000".into());
+            let numbers = [
+                duration_issue(
+                    &format!("{p}.settle_lag"),
+                    &j.settle_lag,
+                    ranges::SETTLE_LAG,
+                ),
+                number_issue(&format!("{p}.batch_size"), j.batch_size, ranges::BATCH_SIZE),
+            ];
+            for (path, reason) in numbers.into_iter().flatten() {
+                bad(path, reason);
             }
             if let Some((path, reason)) =
                 crate::config::schedule_issue(&p, &j.schedule, &j.interval)
@@ -849,6 +919,48 @@ ApplyerName = "applicant"
         ] {
             assert!(joined.contains(want), "missing {want} in\n{joined}");
         }
+    }
+
+    #[test]
+    fn out_of_range_values_are_issues_not_panics() {
+        let cat = Catalog::load(None).unwrap();
+        let text = GOOD
+            .replace(
+                "url = \"sqlite://x.db\"",
+                "url = \"sqlite://x.db\"\nmax_connections = 4294967295",
+            )
+            .replace(
+                "[gdzw]",
+                "[delivery]\nhttp_timeout = \"0s\"\nretry_initial = \"99999999999999999999d\"\nretry_max = \"99999999999999999999999\"\nack_every_calls = 0\n[gdzw]",
+            )
+            .replace(
+                "interval = \"30s\"",
+                "interval = \"99999999999999999999d\"\nsettle_lag = \"400000d\"\nbatch_size = 0",
+            );
+        let cfg = parse_with_env(&text, &[]).unwrap();
+        let issues: Vec<String> = cfg.validate(&cat).iter().map(|i| i.to_string()).collect();
+        let joined = issues.join("\n");
+        for want in [
+            "database.max_connections: 4294967295 is out of range: use 1 to 100",
+            "delivery.http_timeout: '0s' is out of range: use 1s to 1h",
+            "delivery.retry_initial: '99999999999999999999d' is too long",
+            "delivery.retry_max: '99999999999999999999999' is too long",
+            "delivery.ack_every_calls: 0 is out of range",
+            ".interval: '99999999999999999999d' is too long",
+            ".settle_lag: '400000d' is too long",
+            ".batch_size: 0 is out of range",
+        ] {
+            assert!(joined.contains(want), "missing {want} in\n{joined}");
+        }
+        let zero = GOOD.replace(
+            "url = \"sqlite://x.db\"",
+            "url = \"sqlite://x.db\"\nmax_connections = 0",
+        );
+        let issues = parse_with_env(&zero, &[]).unwrap().validate(&cat);
+        assert!(
+            issues.iter().any(|i| i.path == "database.max_connections"),
+            "{issues:?}"
+        );
     }
 
     const GANSU: &str = r#"

@@ -34,6 +34,10 @@ pub fn delay_until_next(interval: Option<Duration>, schedule: Option<&str>) -> D
 }
 
 async fn job_loop(app: Arc<App>, job: JobConfig, cancel: CancellationToken) {
+    // Test hook: proves that a job task that dies is logged, recorded and fails `run`.
+    if std::env::var("QIANZHI_FAILPOINT").is_ok_and(|v| v == "panic-in-job") {
+        panic!("failpoint panic-in-job");
+    }
     loop {
         match run_once(&app, &job.name, &cancel, &RunOptions::default()).await {
             Ok(o) if o.rows_read > 0 || !o.batches.is_empty() => info!(
@@ -86,30 +90,59 @@ async fn query_loop(app: Arc<App>, job: QueryJobConfig, cancel: CancellationToke
 }
 
 pub async fn run(app: Arc<App>, cancel: CancellationToken) -> Result<()> {
-    let mut tasks = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut names = std::collections::HashMap::new();
     for q in app.cfg.queries.iter().filter(|q| q.enabled) {
         info!(job = %q.name, provider = %q.provider, subjects = %q.subjects, "query job scheduled");
-        tasks.push(tokio::spawn(query_loop(
-            app.clone(),
-            q.clone(),
-            cancel.clone(),
-        )));
+        let h = tasks.spawn(query_loop(app.clone(), q.clone(), cancel.clone()));
+        names.insert(h.id(), q.name.clone());
     }
     for job in app.cfg.jobs.iter().filter(|j| j.enabled) {
         info!(job = %job.name, source = %job.source, data_type = %job.data_type, "job scheduled");
-        tasks.push(tokio::spawn(job_loop(
-            app.clone(),
-            job.clone(),
-            cancel.clone(),
-        )));
+        let h = tasks.spawn(job_loop(app.clone(), job.clone(), cancel.clone()));
+        names.insert(h.id(), job.name.clone());
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    for t in tasks {
-        let _ = t.await;
+    let mut crashed = Vec::new();
+    while let Some(done) = tasks.join_next_with_id().await {
+        let Err(e) = done else { continue };
+        let job = names.get(&e.id()).cloned().unwrap_or_default();
+        if let Some(why) = task_failure(&job, e) {
+            error!(job = %job, error = %why, "JOB STOPPED: its task failed; the other jobs go on");
+            if let Err(e) = app.db.record_run(&job, Some(&why)).await {
+                warn!(job = %job, error = %format!("{e:#}"), "could not record the failure in qz_cursor");
+            }
+            crashed.push(job);
+        }
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     info!("all jobs stopped");
+    if !crashed.is_empty() {
+        anyhow::bail!(
+            "the task of job(s) {} failed (see the log and `qianzhi status`); \
+             作业任务异常退出：{}",
+            crashed.join(", "),
+            crashed.join(", ")
+        );
+    }
     Ok(())
+}
+
+/// Why a job's task ended without returning, masked for the log and qz_cursor; None when it
+/// was only cancelled.
+fn task_failure(job: &str, e: tokio::task::JoinError) -> Option<String> {
+    if !e.is_panic() {
+        return None;
+    }
+    let payload = e.into_panic();
+    let what = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "(no message)".into());
+    Some(crate::mask::mask_pii(&format!(
+        "the task of job {job} panicked (bug; please report it): {what}"
+    )))
 }
 
 /// Cancels the token on SIGTERM or Ctrl-C.
@@ -135,6 +168,19 @@ pub fn cancel_on_signal(cancel: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_task_is_reported_with_its_message() {
+        let h = tokio::spawn(async { panic!("boom 13812345678") });
+        let why = task_failure("accept", h.await.unwrap_err()).unwrap();
+        assert!(
+            why.contains("job accept panicked") && why.contains("boom 138****5678"),
+            "{why}"
+        );
+        let h = tokio::spawn(std::future::pending::<()>());
+        h.abort();
+        assert_eq!(task_failure("accept", h.await.unwrap_err()), None);
+    }
 
     #[test]
     fn cron_next_is_within_the_period() {

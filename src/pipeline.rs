@@ -774,13 +774,22 @@ async fn deliver(
         let ack_every = app.cfg.delivery.ack_every_calls.max(1);
         let mut acked: Vec<usize> = Vec::new();
         let mut post_time = std::time::Duration::ZERO;
+        let at = Call { app, job, b, client: &client, resolve, cancel };
+        // A call whose records were all refused with one and the same answer: held back until
+        // the next call shows whether the answer is about content or about the connection.
+        let mut suspect: Option<Suspect> = None;
         for ci in 0..calls.len() {
             if !calls[ci].done.is_empty() {
                 // A split was under way when the last run stopped: finish it.
                 flush_acks(app, job, b, resolve, &mut acked, &calls).await?;
-                match split_call(app, job, b, &client, &mut calls[ci], resolve, cancel, &mut backoff, out).await? {
-                    true => app.db.ack_calls(&job.name, &b.cd_batch, &[&calls[ci]], false).await?,
-                    false => return Ok(()),
+                if let Some(s) = suspect.take() {
+                    s.refuse(&at, &mut calls, out).await?;
+                }
+                match split_call(&at, &mut calls[ci], None, &mut backoff, out).await? {
+                    Split::Done => app.db.ack_calls(&job.name, &b.cd_batch, &[&calls[ci]], false).await?,
+                    Split::Interrupted => return Ok(()),
+                    // Not reached (a resumed split holds nothing back); if it were, the refusals stand.
+                    Split::AllRefusedAlike(msg, refused) => Suspect { call: ci, msg, refused }.refuse(&at, &mut calls, out).await?,
                 }
                 continue;
             }
@@ -793,6 +802,14 @@ async fn deliver(
                 let t_post = std::time::Instant::now();
                 let posted = client.post(calls[ci].body.clone()).await;
                 post_time += t_post.elapsed();
+                if let (Some(s), Ok(_) | Err(SubmitError::Rejected(_))) = (&suspect, &posted) {
+                    if matches!(&posted, Err(SubmitError::Rejected(m)) if *m == s.msg) {
+                        flush_acks(app, job, b, resolve, &mut acked, &calls).await?;
+                        return Err(s.stop(job, &calls[s.call]).into());
+                    }
+                    let s = suspect.take().expect("checked above");
+                    s.refuse(&at, &mut calls, out).await?;
+                }
                 match posted {
                     Ok(receipt) => {
                         note_receipt(app, b, &calls[ci], calls[ci].records.len(), receipt).await?;
@@ -823,9 +840,13 @@ async fn deliver(
                             app.db.ack_calls(&job.name, &b.cd_batch, &[&calls[ci]], false).await?;
                             break;
                         }
-                        match split_call(app, job, b, &client, &mut calls[ci], resolve, cancel, &mut backoff, out).await? {
-                            true => app.db.ack_calls(&job.name, &b.cd_batch, &[&calls[ci]], false).await?,
-                            false => return Ok(()),
+                        match split_call(&at, &mut calls[ci], Some(msg), &mut backoff, out).await? {
+                            Split::Done => app.db.ack_calls(&job.name, &b.cd_batch, &[&calls[ci]], false).await?,
+                            Split::Interrupted => return Ok(()),
+                            Split::AllRefusedAlike(msg, refused) => {
+                                warn!(records = refused.len(), error = %msg, "every record of the call was refused with the same answer; the next call decides whether that is about content");
+                                suspect = Some(Suspect { call: ci, msg, refused });
+                            }
                         }
                         break;
                     }
@@ -835,6 +856,10 @@ async fn deliver(
                     }
                 }
             }
+        }
+        // The batch's last call has no next call to compare with: its refusals stand.
+        if let Some(s) = suspect.take() {
+            s.refuse(&at, &mut calls, out).await?;
         }
         let upload = job.upstream == "gdzw" && app.cfg.gdzw.as_ref().is_some_and(|g| g.reconciliation_upload);
         // The last acks and the batch's closing share one transaction.
@@ -902,20 +927,116 @@ async fn wait_to_retry(backoff: &mut Backoff, msg: &str, cancel: &CancellationTo
     }
 }
 
-/// Halves a refused call until every record is acked or refused alone. Each record's
-/// bytes are taken from the stored body unchanged. Returns false when interrupted.
-#[allow(clippy::too_many_arguments)]
-async fn split_call(
-    app: &App,
-    job: &JobConfig,
-    b: &BatchRow,
-    client: &Sender<'_>,
-    call: &mut crate::db::control::OutboxCall,
+/// What one call's delivery works with, shared by the steps that split and settle it.
+struct Call<'a> {
+    app: &'a App,
+    job: &'a JobConfig,
+    b: &'a BatchRow,
+    client: &'a Sender<'a>,
     resolve: bool,
-    cancel: &CancellationToken,
+    cancel: &'a CancellationToken,
+}
+
+/// How splitting a refused call ended.
+enum Split {
+    /// Every record is acked or recorded as refused.
+    Done,
+    /// Shutdown came first; the progress so far is recorded.
+    Interrupted,
+    /// Nothing was accepted and every record was refused alone with this same answer.
+    /// Nothing is recorded yet: these indexes are refused only if the next call shows that
+    /// the answer is about content.
+    AllRefusedAlike(String, Vec<usize>),
+}
+
+/// A call whose records were all refused with one answer, held back (not recorded, not acked).
+struct Suspect {
+    call: usize,
+    msg: String,
+    refused: Vec<usize>,
+}
+
+impl Suspect {
+    /// The next call was refused with the same answer before anyone looked at its records:
+    /// a wrong token or gateway setting answered in-band, not bad content. Nothing of either
+    /// call is recorded, so both are resent once the cause is fixed.
+    fn stop(&self, job: &JobConfig, call: &OutboxCall) -> JobStopped {
+        JobStopped(format!(
+            "job {} stopped, its outbox is kept for resending: all {} records of call {} were \
+             refused one by one with the same answer and the next call was refused with it too, \
+             so the answer is not about their content (a wrong token or gateway setting?): {}. \
+             Nothing was recorded as refused. If this errCode always means a configuration \
+             problem, list it in gdzw.fatal_err_codes. \
+             (作业已停止，待发箱保留：一次提交的全部记录逐条被拒且答复相同，下一次提交也得到同样答复，\
+             说明与数据内容无关，请检查令牌或网关设置；没有任何记录被记为拒收。)",
+            job.name,
+            self.refused.len(),
+            call.call_no,
+            self.msg
+        ))
+    }
+
+    /// The next call was answered differently, so the refusals were about content after all:
+    /// record them as error rows and close the call.
+    async fn refuse(
+        self,
+        at: &Call<'_>,
+        calls: &mut [OutboxCall],
+        out: &mut Outcome,
+    ) -> Result<()> {
+        let call = &mut calls[self.call];
+        self.record(at, call, out).await?;
+        at.app
+            .db
+            .ack_calls(&at.job.name, &at.b.cd_batch, &[&*call], false)
+            .await
+    }
+
+    /// Writes held-back refusals as error rows (in a split, the call is acked later as a whole).
+    async fn record(&self, at: &Call<'_>, call: &mut OutboxCall, out: &mut Outcome) -> Result<()> {
+        if self.refused.is_empty() {
+            return Ok(());
+        }
+        for i in &self.refused {
+            warn!(row_guid = %call.records[*i].row_guid, error = %self.msg, "record refused by the platform");
+            call.done.insert(*i, 'r');
+        }
+        let why = format!("平台拒收：{}", self.msg);
+        at.app
+            .db
+            .record_split_progress(
+                &at.job.name,
+                &at.b.cd_batch,
+                call,
+                &self.refused,
+                Some(&why),
+                false,
+            )
+            .await?;
+        out.refused_by_platform += self.refused.len();
+        Ok(())
+    }
+}
+
+/// Halves a refused call until every record is acked or refused alone. Each record's
+/// bytes are taken from the stored body unchanged. `whole` is the answer that refused the
+/// whole call (None when resuming a split): while nothing is accepted and every answer is
+/// that same one, single refusals are held back for the safety valve (see `Split`).
+async fn split_call(
+    at: &Call<'_>,
+    call: &mut OutboxCall,
+    whole: Option<String>,
     backoff: &mut Backoff,
     out: &mut Outcome,
-) -> Result<bool> {
+) -> Result<Split> {
+    let Call {
+        app,
+        job,
+        b,
+        client,
+        resolve,
+        cancel,
+    } = *at;
     let raw = client.parts(&call.body)?;
     let todo: Vec<usize> = (0..raw.len())
         .filter(|i| !call.done.contains_key(i))
@@ -928,13 +1049,29 @@ async fn split_call(
             queue.push_front(part.to_vec());
         }
     }
+    // Refusals held back while every answer so far is `whole` and nothing was accepted.
+    let mut alike: Option<Suspect> = whole.map(|msg| Suspect {
+        call: 0,
+        msg,
+        refused: Vec::new(),
+    });
     while let Some(part) = queue.pop_front() {
         if cancel.is_cancelled() {
             out.interrupted = true;
-            return Ok(false);
+            return Ok(Split::Interrupted);
         }
         let body = client.join(&part.iter().map(|i| raw[*i].as_str()).collect::<Vec<_>>())?;
-        match client.post(body).await {
+        let posted = client.post(body).await;
+        let same = match (&alike, &posted) {
+            (Some(s), Err(SubmitError::Rejected(m))) => *m == s.msg,
+            (_, Err(SubmitError::Retryable(_))) => true,
+            _ => false,
+        };
+        if !same && let Some(s) = alike.take() {
+            // An acceptance or another answer: the held-back refusals were about content.
+            s.record(at, call, out).await?;
+        }
+        match posted {
             Ok(receipt) => {
                 note_receipt(app, b, call, part.len(), receipt).await?;
                 part.iter().for_each(|i| {
@@ -950,9 +1087,12 @@ async fn split_call(
             Err(SubmitError::Retryable(msg)) => {
                 if !wait_to_retry(backoff, &msg, cancel).await {
                     out.interrupted = true;
-                    return Ok(false);
+                    return Ok(Split::Interrupted);
                 }
                 queue.push_front(part);
+            }
+            Err(SubmitError::Rejected(_)) if part.len() == 1 && alike.is_some() => {
+                alike.as_mut().expect("checked").refused.push(part[0]);
             }
             Err(SubmitError::Rejected(msg)) if part.len() == 1 => {
                 let m = &call.records[part[0]];
@@ -984,7 +1124,10 @@ async fn split_call(
             }
         }
     }
-    Ok(true)
+    Ok(match alike {
+        Some(s) if !s.refused.is_empty() => Split::AllRefusedAlike(s.msg, s.refused),
+        _ => Split::Done,
+    })
 }
 
 /// Reconciliation uploads are best effort per run: a failure is recorded on the row and the

@@ -61,6 +61,18 @@ pub struct ReceivedCall {
     pub answer: String,
 }
 
+/// One answer given as it is: status, an optional Location header, body.
+#[derive(Debug, Clone, Default)]
+pub struct Scripted {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+/// Answers every request with `{"errCode":"0"}`: where a scripted redirect points, so a
+/// client that followed it would see a success.
+pub const REDIRECT_TARGET: &str = "/_sim/redirected";
+
 #[derive(Debug, Default)]
 pub struct SimState {
     pub calls: Vec<ReceivedCall>,
@@ -72,6 +84,14 @@ pub struct SimState {
     pub refuse_row_guids: HashSet<String>,
     /// HTTP statuses to answer the next calls with, before looking at them.
     pub fail_next: VecDeque<u16>,
+    /// Whole answers for the next calls, before looking at them.
+    pub script: VecDeque<Scripted>,
+    /// An answer for every call until cleared (a gateway that refuses everything in-band).
+    pub answer_all: Option<Scripted>,
+    /// Put in front of every answer the platform itself gives (e.g. a UTF-8 byte-order mark).
+    pub answer_prefix: String,
+    /// Records with these RowGuids are refused with one message that does not name them.
+    pub refuse_plain: HashSet<String>,
     nonces: HashSet<String>,
     /// Gansu: accepted records per resource id, decrypted and typed, in arrival order.
     pub gansu_accepted: HashMap<String, Vec<Json>>,
@@ -173,7 +193,27 @@ async fn handle(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Byte
         )
             .into_response();
     }
-    let (status, text, data_type) = respond(&ctx, &path, &headers, &body);
+    let scripted = {
+        let mut st = ctx.state.lock().expect("sim state");
+        st.script.pop_front().or_else(|| st.answer_all.clone())
+    };
+    let (status, text, data_type, location) = match scripted {
+        _ if path == REDIRECT_TARGET => {
+            let (s, t) = answer(StatusCode::OK, "0", "");
+            (s, t, String::new(), None)
+        }
+        Some(a) => (
+            StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            a.body,
+            String::new(),
+            a.location,
+        ),
+        None => {
+            let (s, t, d) = respond(&ctx, &path, &headers, &body);
+            let prefix = ctx.state.lock().expect("sim state").answer_prefix.clone();
+            (s, prefix + &t, d, None)
+        }
+    };
     let mut st = ctx.state.lock().expect("sim state");
     let body = if ctx.cfg.keep_records {
         String::from_utf8_lossy(&body).into_owned()
@@ -187,7 +227,11 @@ async fn handle(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Byte
         status: status.as_u16(),
         answer: text.clone(),
     });
-    (status, [("Content-Type", "application/json")], text).into_response()
+    let mut resp = (status, [("Content-Type", "application/json")], text).into_response();
+    if let Some(l) = location.and_then(|l| axum::http::HeaderValue::from_str(&l).ok()) {
+        resp.headers_mut().insert(axum::http::header::LOCATION, l);
+    }
+    resp
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -340,12 +384,10 @@ fn check_records(
         vec![read_body(body, wire::One(&index))?]
     };
     check_count(ctx, records.len())?;
-    let refuse = ctx
-        .state
-        .lock()
-        .expect("sim state")
-        .refuse_row_guids
-        .clone();
+    let (refuse, refuse_plain) = {
+        let st = ctx.state.lock().expect("sim state");
+        (st.refuse_row_guids.clone(), st.refuse_plain.clone())
+    };
     let at = |name: &str| index.get(name).copied();
     let (cd_batch_at, guid_at) = (at("Cd_Batch"), at("RowGuid"));
     let mut batch_no: Option<&str> = None;
@@ -396,6 +438,9 @@ fn check_records(
         let guid = text(guid_at);
         if refuse.contains(guid) {
             return Err(format!("第 {n} 条记录 RowGuid={guid} 业务校验不通过"));
+        }
+        if refuse_plain.contains(guid) {
+            return Err("数据校验不通过".into());
         }
     }
     let kept = if ctx.cfg.keep_records {

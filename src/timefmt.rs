@@ -89,12 +89,81 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("'{s}' is not a valid duration"));
     }
+    // Checked before converting: Duration::from_secs_f64 panics on values it cannot hold,
+    // and no setting of qianzhi needs more than ten years.
+    if secs > MAX_DURATION.as_secs_f64() {
+        return Err(format!(
+            "'{s}' is too long: at most 3650d (时长过长：最多 3650d)"
+        ));
+    }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// The longest duration any setting accepts.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * 86_400);
+
+/// A duration setting with its documented range, both ends included.
+pub fn duration_in(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < min || d > max {
+        return Err(format!(
+            "'{s}' is out of range: use {} to {} (取值范围 {} 至 {})",
+            show_duration(min),
+            show_duration(max),
+            show_duration(min),
+            show_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
+/// The shortest spelling `parse_duration` reads back as the same value.
+pub fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, n) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= n && ms.is_multiple_of(n) {
+            return format!("{}{unit}", ms / n);
+        }
+    }
+    format!("{ms}ms")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_out_of_range_are_errors_not_panics() {
+        for s in [
+            "99999999999999999999d",
+            "99999999999999999999999",
+            "1e300",
+            "3651d",
+            "1000000h",
+        ] {
+            assert!(parse_duration(s).is_err(), "{s}");
+        }
+        assert_eq!(parse_duration("3650d"), Ok(MAX_DURATION));
+        let (lo, hi) = (Duration::from_secs(1), Duration::from_secs(600));
+        assert_eq!(duration_in("30s", lo, hi), Ok(Duration::from_secs(30)));
+        let e = duration_in("0s", lo, hi).unwrap_err();
+        assert!(e.contains("1s to 10m"), "{e}");
+        assert!(duration_in("11m", lo, hi).is_err());
+        assert!(duration_in("99999999999999999999d", lo, hi).is_err());
+        for (d, s) in [
+            (500, "500ms"),
+            (1000, "1s"),
+            (90_000, "90s"),
+            (3_600_000, "1h"),
+        ] {
+            assert_eq!(show_duration(Duration::from_millis(d)), s);
+        }
+    }
 
     #[test]
     fn durations() {

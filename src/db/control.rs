@@ -174,7 +174,7 @@ impl Db {
         errors: &[ErrorRow],
         position: &str,
     ) -> Result<Committed> {
-        let mut tx = self.any.begin().await?;
+        let mut tx = self.begin_write().await?;
         let now = now_text();
         let mut cd_batch = None;
         if let Some(b) = &batch {
@@ -356,7 +356,7 @@ impl Db {
         if calls.is_empty() {
             return Ok(());
         }
-        let mut tx = self.any.begin().await?;
+        let mut tx = self.begin_write().await?;
         self.ack_in(&mut tx, job, cd_batch, calls, resolve_errors)
             .await?;
         tx.commit().await?;
@@ -410,7 +410,7 @@ impl Db {
         refused_message: Option<&str>,
         resolve_errors: bool,
     ) -> Result<()> {
-        let mut tx = self.any.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(self.sql("UPDATE qz_outbox SET done = ? WHERE cd_batch = ? AND call_no = ?"))
             .bind(serde_json::to_string(&call.done)?)
             .bind(cd_batch)
@@ -486,7 +486,7 @@ impl Db {
         resolve_errors: bool,
         upload_state: &str,
     ) -> Result<ReconRow> {
-        let mut tx = self.any.begin().await?;
+        let mut tx = self.begin_write().await?;
         self.ack_in(&mut tx, job, &b.cd_batch, last_acks, resolve_errors)
             .await?;
         let calls = sqlx::query(

@@ -71,6 +71,11 @@ pub fn redact_url(url: &str) -> String {
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
+        let (lo, hi) = crate::config::ranges::MAX_CONNECTIONS;
+        anyhow::ensure!(
+            (lo..=hi).contains(&max_connections),
+            "database.max_connections = {max_connections} is out of range: use {lo} to {hi}"
+        );
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let url = url.replacen("mariadb://", "mysql://", 1);
@@ -134,6 +139,21 @@ impl Db {
             any,
             source,
         })
+    }
+
+    /// A transaction that writes control tables. On PostgreSQL its commit is made durable
+    /// whatever the server, database or role default says: with `synchronous_commit = off`
+    /// a crash right after the outbox commit could lose it, and the same changes would be
+    /// numbered again under a reused Cd_Batch. `SET LOCAL` (not a session setting) also
+    /// holds behind a transaction-pooling PgBouncer.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.any.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SET LOCAL synchronous_commit = on")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
     }
 
     /// Control-table SQL is written with `?`; PostgreSQL wants `$1, $2, ...`.

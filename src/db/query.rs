@@ -169,7 +169,7 @@ impl Db {
             .execute(&self.any)
             .await?;
         retry_on_conflict(|| async {
-            let mut tx = self.any.begin().await?;
+            let mut tx = self.begin_write().await?;
             let took = sqlx::query(self.sql(
                 "UPDATE qz_query_budget SET calls = calls + 1 WHERE provider = ? AND call_day = ? AND calls < ?",
             ))
@@ -254,7 +254,7 @@ impl Db {
 
     async fn store_subject_once(&self, r: &SubjectResult<'_>) -> Result<()> {
         let now = now_text();
-        let mut tx = self.any.begin().await?;
+        let mut tx = self.begin_write().await?;
         // The subject's row first: its lock serialises writers of the same subject.
         self.upsert_subject(&mut tx, r, &now).await?;
         for table in r.tables_of_provider {

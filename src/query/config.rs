@@ -215,8 +215,11 @@ pub fn validate(cfg: &crate::config::Config, out: &mut Vec<ConfigIssue>) {
                 "must be 1..=20 (the spec's maximum)".into(),
             );
         }
-        if max == 0 {
-            bad(format!("{p}.max_pages"), "must be at least 1".into());
+        let range = crate::config::ranges::MAX_PAGES;
+        if let Some((path, reason)) =
+            crate::config::number_issue(&format!("{p}.max_pages"), max, range)
+        {
+            bad(path, reason);
         }
     };
     if let Some(s) = &cfg.shuidi {
@@ -248,8 +251,11 @@ pub fn validate(cfg: &crate::config::Config, out: &mut Vec<ConfigIssue>) {
             bad("qcc".into(), "set secret_key_file or secret_key_env".into());
         }
         pages(&mut bad, "qcc", q.page_size, q.max_pages);
-        if let Err(e) = parse_duration(&q.pause_on_110) {
-            bad("qcc.pause_on_110".into(), e);
+        let range = crate::config::ranges::PAUSE_ON_110;
+        if let Some((path, reason)) =
+            crate::config::duration_issue("qcc.pause_on_110", &q.pause_on_110, range)
+        {
+            bad(path, reason);
         }
     }
     if let Some(x) = &cfg.xinshu {
@@ -337,8 +343,11 @@ pub fn validate(cfg: &crate::config::Config, out: &mut Vec<ConfigIssue>) {
                 "search_by = \"uscc\" needs uscc_column".into(),
             );
         }
-        if let Err(e) = parse_duration(&q.fresh_for) {
-            bad(format!("{p}.fresh_for"), e);
+        let range = crate::config::ranges::FRESH_FOR;
+        if let Some((path, reason)) =
+            crate::config::duration_issue(&format!("{p}.fresh_for"), &q.fresh_for, range)
+        {
+            bad(path, reason);
         }
         if let Some((path, reason)) = crate::config::schedule_issue(&p, &q.schedule, &q.interval) {
             bad(path, reason);

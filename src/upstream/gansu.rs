@@ -220,17 +220,18 @@ fn text_of(v: Option<&Json>) -> String {
 /// of the answer format's framework (401/403 auth, 5xx server trouble).
 pub fn classify(
     status: u16,
-    body: &str,
+    body: &[u8],
     fatal_codes: &[i64],
     retry_codes: &[i64],
 ) -> Result<Receipt, SubmitError> {
-    let snippet: String = crate::mask::mask_pii(body).chars().take(300).collect();
+    let snippet = super::escape_answer(body, 300);
     match status {
         401 | 403 => {
             return Err(SubmitError::Fatal(format!(
                 "the platform refused the Authorization (HTTP {status}): {snippet}"
             )));
         }
+        300..=399 => return Err(super::redirect_error(status, None, "gansu.base_url")),
         404 => {
             return Err(SubmitError::Fatal(format!(
                 "HTTP 404 (check gansu.base_url and the data type's resource id): {snippet}"
@@ -240,7 +241,7 @@ pub fn classify(
         s if s >= 500 => return Err(SubmitError::Retryable(format!("HTTP {status}: {snippet}"))),
         _ => {}
     }
-    let Ok(answer) = serde_json::from_str::<Answer>(body) else {
+    let Ok(answer) = serde_json::from_str::<Answer>(&super::answer_text(body)) else {
         return Err(if (200..300).contains(&status) {
             SubmitError::Retryable(format!(
                 "answer is not the platform's JSON (a proxy?): {snippet}"
@@ -302,12 +303,7 @@ impl GansuClient {
         )?;
         let key = resolve_secret(cfg.key_file.as_deref(), cfg.key_env.as_deref(), "key")?;
         let codec = Codec::new(cfg, &key)?;
-        super::init_tls();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .pool_max_idle_per_host(4)
-            .build()
-            .context("cannot build the HTTP client")?;
+        let http = super::submit_client(timeout)?;
         Ok(GansuClient {
             http,
             base_url: cfg.base_url.trim_end_matches('/').to_string(),
@@ -336,11 +332,20 @@ impl GansuClient {
                 SubmitError::Retryable(format!("cannot reach {url}: {}", e.without_url()))
             })?;
         let status = resp.status().as_u16();
-        let text = resp
-            .text()
+        if resp.status().is_redirection() {
+            let to = resp.headers().get(reqwest::header::LOCATION);
+            let to = to.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            return Err(super::redirect_error(
+                status,
+                to.as_deref(),
+                "gansu.base_url",
+            ));
+        }
+        let body = resp
+            .bytes()
             .await
             .map_err(|e| SubmitError::Retryable(format!("answer from {url} broke off: {e}")))?;
-        classify(status, &text, &self.fatal_codes, &self.retry_codes)
+        classify(status, &body, &self.fatal_codes, &self.retry_codes)
     }
 }
 
@@ -445,7 +450,7 @@ mod tests {
         let retry = [500, 502, 503, 504];
         let ok = r#"{"code":200,"success":true,"data":{"id":"59169f5af2637619ca8930d817ab0ec1","createDate":"2022-07-25 14:57:05","batchNum":"2022072500001"},"msg":"操作成功"}"#;
         assert_eq!(
-            classify(200, ok, &fatal, &retry),
+            classify(200, ok.as_bytes(), &fatal, &retry),
             Ok(Receipt {
                 batch_num: "2022072500001".into(),
                 id: "59169f5af2637619ca8930d817ab0ec1".into()
@@ -482,9 +487,16 @@ mod tests {
             (429, "", "retryable"),
             (200, "<html>proxy</html>", "retryable"),
             (418, "teapot", "fatal"),
+            (302, ok, "fatal"),
+            (301, "", "fatal"),
+            (
+                200,
+                "\u{feff}{\"code\":200,\"success\":true,\"data\":{}}",
+                "ok",
+            ),
         ];
         for (status, body, want) in cases {
-            let got = classify(status, body, &fatal, &retry);
+            let got = classify(status, body.as_bytes(), &fatal, &retry);
             let kind = match &got {
                 Ok(_) => "ok",
                 Err(SubmitError::Rejected(_)) => "rejected",

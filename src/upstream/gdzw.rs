@@ -51,14 +51,15 @@ struct Answer {
 
 /// Classifies an HTTP answer. Auth failures at the gateway are fatal; so are errCodes the
 /// DBA has listed as such; any other non-zero errCode means the content was refused.
-pub fn classify(status: u16, body: &str, fatal_codes: &[String]) -> Result<(), SubmitError> {
-    let snippet: String = crate::mask::mask_pii(body).chars().take(300).collect();
+pub fn classify(status: u16, body: &[u8], fatal_codes: &[String]) -> Result<(), SubmitError> {
+    let snippet = super::escape_answer(body, 300);
     match status {
         401 | 403 => {
             return Err(SubmitError::Fatal(format!(
                 "gateway refused the credentials (HTTP {status}): {snippet}"
             )));
         }
+        300..=399 => return Err(super::redirect_error(status, None, "gdzw.api_root")),
         408 | 429 => return Err(SubmitError::Retryable(format!("HTTP {status}: {snippet}"))),
         s if s >= 500 => return Err(SubmitError::Retryable(format!("HTTP {status}: {snippet}"))),
         s if !(200..300).contains(&s) => {
@@ -68,7 +69,7 @@ pub fn classify(status: u16, body: &str, fatal_codes: &[String]) -> Result<(), S
         }
         _ => {}
     }
-    let answer: Answer = serde_json::from_str(body).map_err(|_| {
+    let answer: Answer = serde_json::from_str(&super::answer_text(body)).map_err(|_| {
         SubmitError::Retryable(format!("answer is not the JSON of spec 7.2.5: {snippet}"))
     })?;
     let code = match answer.err_code {
@@ -111,12 +112,7 @@ impl std::fmt::Debug for GdzwClient {
 
 impl GdzwClient {
     pub fn new(cfg: &GdzwConfig, token: Secret, timeout: std::time::Duration) -> Result<Self> {
-        super::init_tls();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .pool_max_idle_per_host(4)
-            .build()
-            .context("cannot build the HTTP client")?;
+        let http = super::submit_client(timeout)?;
         Ok(GdzwClient {
             http,
             api_root: cfg.api_root.trim_end_matches('/').to_string(),
@@ -154,11 +150,20 @@ impl GdzwClient {
                 SubmitError::Retryable(format!("cannot reach {url}: {}", e.without_url()))
             })?;
         let status = resp.status().as_u16();
-        let text = resp
-            .text()
+        if resp.status().is_redirection() {
+            let to = resp.headers().get(reqwest::header::LOCATION);
+            let to = to.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            return Err(super::redirect_error(
+                status,
+                to.as_deref(),
+                "gdzw.api_root",
+            ));
+        }
+        let body = resp
+            .bytes()
             .await
             .map_err(|e| SubmitError::Retryable(format!("answer from {url} broke off: {e}")))?;
-        classify(status, &text, &self.fatal_codes)
+        classify(status, &body, &self.fatal_codes)
     }
 
     /// One batchSave call with a body taken from the outbox as it is, so the bytes sent
@@ -232,6 +237,16 @@ mod tests {
                 Err("fatal"),
             ),
             (200, "<html>proxy</html>", &none, Err("retryable")),
+            (
+                200,
+                "\u{feff}{\"errCode\":\"0\",\"errMsg\":\"\"}",
+                &none,
+                Ok(()),
+            ),
+            (200, "\u{feff}{\"errCode\":\"1\"}", &none, Err("rejected")),
+            (302, "", &none, Err("fatal")),
+            (301, r#"{"errCode":"0"}"#, &none, Err("fatal")),
+            (307, "", &none, Err("fatal")),
             (401, "", &none, Err("fatal")),
             (403, "{}", &none, Err("fatal")),
             (404, "", &none, Err("fatal")),
@@ -240,7 +255,7 @@ mod tests {
             (503, "", &none, Err("retryable")),
         ];
         for (status, body, codes, want) in cases {
-            let got = classify(status, body, codes);
+            let got = classify(status, body.as_bytes(), codes);
             let kind = match &got {
                 Ok(()) => Ok(()),
                 Err(SubmitError::Rejected(_)) => Err("rejected"),

@@ -115,6 +115,68 @@ pub fn init_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The HTTP client of submit and reconciliation calls. Redirects are never followed: a
+/// client that follows a 302 turns the POST into a GET without a body, and the GET's answer
+/// would be taken for the platform accepting records it never received.
+pub fn submit_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    init_tls();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .pool_max_idle_per_host(4)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))
+}
+
+/// A 3xx answer to a submit call: never an acceptance, and resending it cannot help until
+/// the address is corrected, so the job stops with its outbox kept.
+pub fn redirect_error(status: u16, location: Option<&str>, setting: &str) -> SubmitError {
+    let to = location
+        .map(|l| format!(" to {}", escape_answer(l.as_bytes(), 200)))
+        .unwrap_or_default();
+    SubmitError::Fatal(format!(
+        "HTTP {status}: the server redirected the call{to}; a redirect is not an acceptance \
+         and is not followed (服务器要求重定向，重定向不算接收，不跟随；请检查 {setting})"
+    ))
+}
+
+/// An answer's body as text for parsing: a leading UTF-8 byte-order mark is dropped (some
+/// gateways send one) and bytes that are not UTF-8 are kept apart by `escape_answer`.
+pub fn answer_text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    String::from_utf8_lossy(bytes)
+}
+
+/// At most `max` characters of an answer for a log line or an error row: personal numbers
+/// masked, control characters and bytes that are not UTF-8 written as escapes, so a broken
+/// or hostile answer cannot forge log lines or terminal sequences.
+pub fn escape_answer(bytes: &[u8], max: usize) -> String {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut out = String::new();
+    let mut shown = 0;
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if shown >= max {
+                break;
+            }
+            shown += 1;
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            if shown >= max {
+                break;
+            }
+            shown += 1;
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    crate::mask::mask_pii(&out)
+}
+
 /// Exponential backoff with full jitter, capped.
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -149,6 +211,22 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_are_escaped_and_cut() {
+        for (bytes, max, want) in [
+            (&b"ok"[..], 10, "ok"),
+            (b"\xEF\xBB\xBF{\"a\":1}", 10, "{\"a\":1}"),
+            (b"bad \xFF\xFE end", 20, "bad \\xFF\\xFE end"),
+            (b"line\nforged\x1b[31m", 40, "line\\nforged\\u{1b}[31m"),
+            ("中文答复".as_bytes(), 2, "中文"),
+            (b"id 610431198603210047", 40, "id 610431********0047"),
+        ] {
+            assert_eq!(escape_answer(bytes, max), want, "{bytes:?}");
+        }
+        assert_eq!(answer_text(b"\xEF\xBB\xBF{}"), "{}");
+        assert_eq!(answer_text(b"{}"), "{}");
+    }
 
     #[test]
     fn backoff_grows_and_caps() {
