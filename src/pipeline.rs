@@ -235,7 +235,7 @@ async fn run_inner(
             return Ok(out);
         }
     }
-    upload_pending_reconciliations(app, job).await;
+    upload_pending_reconciliations(app, job).await?;
 
     // Three stages, each on its own task, so they overlap and use both cores: pages are read
     // and checked (reader), numbered and committed to the outbox (committer), and delivered
@@ -537,6 +537,7 @@ async fn commit_page(
     };
     let b = BatchRow {
         cd_batch: id,
+        exchange_no: Some(committed.exchange_no),
         data_type: job.data_type.clone(),
         table_name: table.clone(),
         record_count: committed.records as i64,
@@ -786,7 +787,7 @@ async fn deliver(
                     s.refuse(&at, &mut calls, out).await?;
                 }
                 match split_call(&at, &mut calls[ci], None, &mut backoff, out).await? {
-                    Split::Done => app.db.ack_calls(&job.name, &b.cd_batch, &[&calls[ci]], false).await?,
+                    Split::Done => app.db.ack_calls(&job.name, b, &[&calls[ci]], false).await?,
                     Split::Interrupted => return Ok(()),
                     // Not reached (a resumed split holds nothing back); if it were, the refusals stand.
                     Split::AllRefusedAlike(msg, refused) => Suspect { call: ci, msg, refused }.refuse(&at, &mut calls, out).await?,
@@ -835,13 +836,13 @@ async fn deliver(
                         info!(records = calls[ci].records.len(), error = %msg, "call refused, splitting it to find the refused records");
                         if calls[ci].records.len() == 1 {
                             calls[ci].done.insert(0, 'r');
-                            app.db.record_split_progress(&job.name, &b.cd_batch, &calls[ci], &[0], Some(&format!("平台拒收：{msg}")), false).await?;
+                            app.db.record_split_progress(&job.name, b, &calls[ci], &[0], Some(&format!("平台拒收：{msg}")), false).await?;
                             out.refused_by_platform += 1;
-                            app.db.ack_calls(&job.name, &b.cd_batch, &[&calls[ci]], false).await?;
+                            app.db.ack_calls(&job.name, b, &[&calls[ci]], false).await?;
                             break;
                         }
                         match split_call(&at, &mut calls[ci], Some(msg), &mut backoff, out).await? {
-                            Split::Done => app.db.ack_calls(&job.name, &b.cd_batch, &[&calls[ci]], false).await?,
+                            Split::Done => app.db.ack_calls(&job.name, b, &[&calls[ci]], false).await?,
                             Split::Interrupted => return Ok(()),
                             Split::AllRefusedAlike(msg, refused) => {
                                 warn!(records = refused.len(), error = %msg, "every record of the call was refused with the same answer; the next call decides whether that is about content");
@@ -873,7 +874,7 @@ async fn deliver(
             "batch delivered"
         );
         if upload {
-            upload_pending_reconciliations(app, job).await;
+            upload_pending_reconciliations(app, job).await?;
         }
         Ok(())
     }
@@ -893,9 +894,7 @@ async fn flush_acks(
 ) -> Result<()> {
     let done: Vec<&OutboxCall> = acked.iter().map(|i| &calls[*i]).collect();
     acked.clear();
-    app.db
-        .ack_calls(&job.name, &b.cd_batch, &done, resolve)
-        .await
+    app.db.ack_calls(&job.name, b, &done, resolve).await
 }
 
 /// Keeps the platform's own batch number of an accepted call (Gansu answers with one).
@@ -988,7 +987,7 @@ impl Suspect {
         self.record(at, call, out).await?;
         at.app
             .db
-            .ack_calls(&at.job.name, &at.b.cd_batch, &[&*call], false)
+            .ack_calls(&at.job.name, at.b, &[&*call], false)
             .await
     }
 
@@ -1004,14 +1003,7 @@ impl Suspect {
         let why = format!("平台拒收：{}", self.msg);
         at.app
             .db
-            .record_split_progress(
-                &at.job.name,
-                &at.b.cd_batch,
-                call,
-                &self.refused,
-                Some(&why),
-                false,
-            )
+            .record_split_progress(&at.job.name, at.b, call, &self.refused, Some(&why), false)
             .await?;
         out.refused_by_platform += self.refused.len();
         Ok(())
@@ -1078,7 +1070,7 @@ async fn split_call(
                     call.done.insert(*i, 'a');
                 });
                 app.db
-                    .record_split_progress(&job.name, &b.cd_batch, call, &part, None, resolve)
+                    .record_split_progress(&job.name, b, call, &part, None, resolve)
                     .await?;
                 out.delivered += part.len();
                 backoff.reset();
@@ -1101,7 +1093,7 @@ async fn split_call(
                 app.db
                     .record_split_progress(
                         &job.name,
-                        &b.cd_batch,
+                        b,
                         call,
                         &part,
                         Some(&format!("平台拒收：{msg}")),
@@ -1130,21 +1122,29 @@ async fn split_call(
     })
 }
 
-/// Reconciliation uploads are best effort per run: a failure is recorded on the row and the
-/// upload is tried again on the next run, without holding back deliveries.
-async fn upload_pending_reconciliations(app: &App, job: &JobConfig) {
+/// Reconciliation uploads are best effort per run: a temporary failure leaves the row pending
+/// for the next run without holding back deliveries, and a content refusal marks it failed.
+/// A fatal answer (credentials, address) also leaves it pending, and stops the job as a data
+/// call's would: the upload goes out once the cause is fixed.
+async fn upload_pending_reconciliations(app: &App, job: &JobConfig) -> Result<()> {
     let Some(client) = app.gdzw.as_ref() else {
-        return;
+        return Ok(());
     };
     let pending = match app.db.pending_reconciliations(&job.name).await {
         Ok(p) => p,
         Err(e) => {
             warn!(error = %e, "cannot read pending reconciliation rows");
-            return;
+            return Ok(());
         }
     };
+    let Some(dt) = app.catalog.data_type("gdzw", "reconciliation") else {
+        bail!("the gdzw schemas have no reconciliation data type");
+    };
     for r in pending {
-        let (state, msg) = match client.upload_reconciliation(std::slice::from_ref(&r)).await {
+        let (state, msg) = match client
+            .upload_reconciliation(dt, std::slice::from_ref(&r))
+            .await
+        {
             Ok(()) => ("ok", String::new()),
             Err(SubmitError::Retryable(m)) => {
                 warn!(cd_batch = %r.cd_batch, error = %m, "reconciliation upload failed, will retry next run");
@@ -1152,9 +1152,20 @@ async fn upload_pending_reconciliations(app: &App, job: &JobConfig) {
                     .db
                     .set_reconciliation_upload(&r.cd_batch, "pending", &m)
                     .await;
-                return;
+                return Ok(());
             }
-            Err(e) => ("failed", e.to_string()),
+            Err(SubmitError::Fatal(m)) => {
+                let _ = app
+                    .db
+                    .set_reconciliation_upload(&r.cd_batch, "pending", &format!("fatal: {m}"))
+                    .await;
+                return Err(JobStopped(format!(
+                    "job {} stopped, its reconciliation upload of {} is kept pending: {m}",
+                    job.name, r.cd_batch
+                ))
+                .into());
+            }
+            Err(e @ SubmitError::Rejected(_)) => ("failed", e.to_string()),
         };
         if state == "failed" {
             warn!(cd_batch = %r.cd_batch, error = %msg, "reconciliation upload refused");
@@ -1167,4 +1178,5 @@ async fn upload_pending_reconciliations(app: &App, job: &JobConfig) {
             warn!(error = %e, "cannot record the reconciliation upload");
         }
     }
+    Ok(())
 }

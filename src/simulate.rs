@@ -84,6 +84,8 @@ pub struct SimState {
     pub refuse_row_guids: HashSet<String>,
     /// HTTP statuses to answer the next calls with, before looking at them.
     pub fail_next: VecDeque<u16>,
+    /// HTTP statuses to answer the next reconciliation uploads with.
+    pub fail_next_reconciliation: VecDeque<u16>,
     /// Whole answers for the next calls, before looking at them.
     pub script: VecDeque<Scripted>,
     /// An answer for every call until cleared (a gateway that refuses everything in-band).
@@ -291,6 +293,17 @@ fn respond(ctx: &Ctx, path: &str, h: &HeaderMap, body: &[u8]) -> (StatusCode, St
         return (s, t, String::new());
     };
     let data_type = data_type.to_string();
+    if data_type == "reconciliation"
+        && let Some(code) = ctx
+            .state
+            .lock()
+            .expect("sim state")
+            .fail_next_reconciliation
+            .pop_front()
+    {
+        let s = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return (s, format!("injected {code}"), data_type);
+    }
     if *prefix != ctx.cfg.path_prefix || !matches!(*op, "save" | "batchSave") {
         let (s, t) = answer(StatusCode::NOT_FOUND, "404", "no such API");
         return (s, t, data_type);
@@ -306,7 +319,7 @@ fn respond(ctx: &Ctx, path: &str, h: &HeaderMap, body: &[u8]) -> (StatusCode, St
     let result = if data_type == "reconciliation" {
         parse_json_records(body, batch).and_then(|records| {
             check_count(ctx, records.len())?;
-            check_reconciliation(&records)?;
+            check_reconciliation(&ctx.catalog, &records)?;
             Ok((records.len(), records))
         })
     } else {
@@ -566,25 +579,40 @@ mod wire {
     }
 }
 
-fn check_reconciliation(records: &[Json]) -> Result<(), String> {
+/// Reconciliation records as the reconciliation schema defines them: exactly its keys, a
+/// number where the field is `int`, text otherwise.
+fn check_reconciliation(catalog: &Catalog, records: &[Json]) -> Result<(), String> {
+    let dt = catalog
+        .data_type("gdzw", "reconciliation")
+        .ok_or("no reconciliation schema")?;
     for (i, r) in records.iter().enumerate() {
         let n = i + 1;
-        let table = r.get("Table_name").and_then(Json::as_str).unwrap_or("");
-        if table.is_empty() || table.chars().count() > 32 {
-            return Err(format!("第 {n} 条对账记录 Table_name 缺失或超过 32 个字符"));
+        let obj = r
+            .as_object()
+            .ok_or(format!("第 {n} 条对账记录不是 JSON 对象"))?;
+        if let Some(k) = obj.keys().find(|k| dt.field(k).is_none()) {
+            return Err(format!("第 {n} 条对账记录含有未定义的字段 {k}"));
         }
-        let b = r.get("Cd_batch").and_then(Json::as_str).unwrap_or("");
-        if crate::batch::parse_cd_batch(b).is_none() {
-            return Err(format!("第 {n} 条对账记录 Cd_batch '{b}' 格式不对"));
-        }
-        if !r.get("Cd_count").is_some_and(Json::is_i64) {
-            return Err(format!("第 {n} 条对账记录 Cd_count 应为整数"));
-        }
-        let t = r.get("Cd_time").and_then(Json::as_str).unwrap_or("");
-        if chrono::NaiveDateTime::parse_from_str(t, crate::timefmt::SPEC_DATETIME).is_err() {
-            return Err(format!(
-                "第 {n} 条对账记录 Cd_time '{t}' 不是 yyyy-MM-dd HH:mm:ss"
-            ));
+        for f in &dt.fields {
+            let code = &f.code;
+            let v = obj.get(code);
+            let text = v.and_then(Json::as_str).unwrap_or("");
+            let ok = match code.to_ascii_lowercase().as_str() {
+                "table_name" => {
+                    !text.is_empty() && text.chars().count() <= f.max_len.unwrap_or(32) as usize
+                }
+                "cd_batch" => crate::batch::parse_cd_batch(text).is_some(),
+                "cd_count" if f.ty == FieldType::Int => v.is_some_and(Json::is_i64),
+                "cd_count" => text.parse::<u64>().is_ok(),
+                "cd_time" => {
+                    chrono::NaiveDateTime::parse_from_str(text, crate::timefmt::SPEC_DATETIME)
+                        .is_ok()
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(format!("第 {n} 条对账记录 {code} 缺失或不符合表17"));
+            }
         }
     }
     Ok(())

@@ -51,6 +51,9 @@ pub struct NewBatch<'a> {
 #[derive(Debug, Clone)]
 pub struct BatchRow {
     pub cd_batch: String,
+    /// The job's exchange that produced the batch (None for batches from before migration 6):
+    /// it resolves only error rows of earlier exchanges.
+    pub exchange_no: Option<i64>,
     pub data_type: String,
     pub table_name: String,
     pub record_count: i64,
@@ -70,6 +73,7 @@ pub struct ReconRow {
 #[derive(Debug, Clone, Default)]
 pub struct Committed {
     pub cd_batch: Option<String>,
+    pub exchange_no: i64,
     pub records: usize,
     pub errors: usize,
     /// The calls as stored, handed straight to delivery instead of being read back.
@@ -93,27 +97,41 @@ impl Db {
         Ok(pos.flatten())
     }
 
+    /// The number of the exchange being committed: one more than the job's last.
+    async fn next_exchange_no(&self, tx: &mut Transaction<'_, Any>, job: &str) -> Result<i64> {
+        let last: Option<i64> =
+            sqlx::query_scalar(self.sql("SELECT exchange_no FROM qz_cursor WHERE job = ?"))
+                .bind(job)
+                .fetch_optional(&mut **tx)
+                .await?;
+        Ok(last.unwrap_or(0) + 1)
+    }
+
     async fn upsert_cursor(
         &self,
         tx: &mut Transaction<'_, Any>,
         job: &str,
         position: &str,
+        exchange_no: i64,
     ) -> Result<()> {
         let now = now_text();
         let q = match self.backend {
             Backend::Mysql => {
-                "INSERT INTO qz_cursor (job, position, updated_at) VALUES (?, ?, ?) \
-                 ON DUPLICATE KEY UPDATE position = VALUES(position), updated_at = VALUES(updated_at)"
+                "INSERT INTO qz_cursor (job, position, updated_at, exchange_no) VALUES (?, ?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE position = VALUES(position), updated_at = VALUES(updated_at), \
+                 exchange_no = VALUES(exchange_no)"
             }
             _ => {
-                "INSERT INTO qz_cursor (job, position, updated_at) VALUES (?, ?, ?) \
-                 ON CONFLICT (job) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at"
+                "INSERT INTO qz_cursor (job, position, updated_at, exchange_no) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (job) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at, \
+                 exchange_no = excluded.exchange_no"
             }
         };
         sqlx::query(self.sql(q))
             .bind(job)
             .bind(position)
             .bind(now)
+            .bind(exchange_no)
             .execute(&mut **tx)
             .await?;
         Ok(())
@@ -176,6 +194,7 @@ impl Db {
     ) -> Result<Committed> {
         let mut tx = self.begin_write().await?;
         let now = now_text();
+        let exchange_no = self.next_exchange_no(&mut tx, job).await?;
         let mut cd_batch = None;
         if let Some(b) = &batch {
             let id = self.allocate_cd_batch(&mut tx, b.unit_code, &b.at).await?;
@@ -186,8 +205,8 @@ impl Db {
         let t_insert = std::time::Instant::now();
         if let (Some(id), Some(b)) = (&cd_batch, &batch) {
             sqlx::query(self.sql(
-                "INSERT INTO qz_batch (cd_batch, job, upstream, data_type, table_name, state, record_count, cd_time, created_at) \
-                 VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                "INSERT INTO qz_batch (cd_batch, job, upstream, data_type, table_name, state, record_count, cd_time, created_at, exchange_no) \
+                 VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
             ))
             .bind(id)
             .bind(job)
@@ -197,6 +216,7 @@ impl Db {
             .bind(rows.iter().map(|c| c.records.len() as i64).sum::<i64>())
             .bind(fmt_spec(&b.at))
             .bind(&now)
+            .bind(exchange_no)
             .execute(&mut *tx)
             .await?;
             for call in &rows {
@@ -212,9 +232,10 @@ impl Db {
                 .await?;
             }
         }
-        self.insert_errors(&mut tx, job, errors, cd_batch.as_deref(), &now)
+        let at = (cd_batch.as_deref(), Some(exchange_no));
+        self.insert_errors(&mut tx, job, errors, at, &now).await?;
+        self.upsert_cursor(&mut tx, job, position, exchange_no)
             .await?;
-        self.upsert_cursor(&mut tx, job, position).await?;
         let t_commit = std::time::Instant::now();
         tracing::debug!(
             build_ms = (t_insert - t_build).as_millis() as u64,
@@ -226,24 +247,26 @@ impl Db {
         )?;
         Ok(Committed {
             cd_batch,
+            exchange_no,
             records: rows.iter().map(|c| c.records.len()).sum(),
             errors: errors.len(),
             calls: rows,
         })
     }
 
+    /// Error rows found in one exchange (`at`: its batch, if any, and its number).
     async fn insert_errors(
         &self,
         tx: &mut Transaction<'_, Any>,
         job: &str,
         errors: &[ErrorRow],
-        cd_batch: Option<&str>,
+        (cd_batch, exchange_no): (Option<&str>, Option<i64>),
         now: &str,
     ) -> Result<()> {
         for chunk in errors.chunks(CHUNK_ROWS) {
             let q = format!(
-                "INSERT INTO qz_error (job, source_key, row_guid, operation, field, rule, message, cd_batch, created_at, resolved_at, resolved_by) VALUES {}",
-                placeholders(11, chunk.len())
+                "INSERT INTO qz_error (job, source_key, row_guid, operation, field, rule, message, cd_batch, created_at, resolved_at, resolved_by, exchange_no) VALUES {}",
+                placeholders(12, chunk.len())
             );
             let q = self.sql(&q);
             let mut query = sqlx::query(q);
@@ -263,7 +286,8 @@ impl Db {
                         cd_batch.map(str::to_string)
                     } else {
                         None
-                    });
+                    })
+                    .bind(exchange_no);
             }
             query.execute(&mut **tx).await?;
         }
@@ -272,7 +296,7 @@ impl Db {
 
     pub async fn pending_batches(&self, job: &str) -> Result<Vec<BatchRow>> {
         let rows = sqlx::query(self.sql(
-            "SELECT cd_batch, data_type, table_name, record_count, cd_time, created_at FROM qz_batch \
+            "SELECT cd_batch, data_type, table_name, record_count, cd_time, created_at, exchange_no FROM qz_batch \
              WHERE job = ? AND state = 'pending' ORDER BY created_at, cd_batch",
         ))
         .bind(job)
@@ -287,6 +311,7 @@ impl Db {
                     record_count: r.try_get(3)?,
                     cd_time: r.try_get(4)?,
                     created_at: r.try_get(5)?,
+                    exchange_no: r.try_get(6)?,
                 })
             })
             .collect()
@@ -317,25 +342,32 @@ impl Db {
             .collect()
     }
 
+    /// Resolves the open error rows of these source rows that come from exchanges before the
+    /// batch's own: a later, still invalid version keeps its error row open. Earlier rows of
+    /// the batch's own exchange were marked superseded when it was committed.
     async fn resolve_errors(
         &self,
         tx: &mut Transaction<'_, Any>,
         job: &str,
-        cd_batch: &str,
+        b: &BatchRow,
         keys: &[&str],
     ) -> Result<()> {
+        // A batch from before migration 6 is older than every numbered exchange.
+        let before = b.exchange_no.unwrap_or(0);
         // Bounded IN lists keep every backend under its bind-parameter limit.
         for chunk in keys.chunks(CHUNK_ROWS) {
             let q = format!(
                 "UPDATE qz_error SET resolved_at = ?, resolved_by = ? WHERE job = ? AND resolved_at IS NULL \
-                 AND (cd_batch IS NULL OR cd_batch <> ?) AND source_key IN ({})",
+                 AND (cd_batch IS NULL OR cd_batch <> ?) AND (exchange_no IS NULL OR exchange_no < ?) \
+                 AND source_key IN ({})",
                 vec!["?"; chunk.len()].join(", ")
             );
             let mut query = sqlx::query(self.sql(&q))
                 .bind(now_text())
-                .bind(cd_batch)
+                .bind(&b.cd_batch)
                 .bind(job)
-                .bind(cd_batch);
+                .bind(&b.cd_batch)
+                .bind(before);
             for k in chunk {
                 query = query.bind(*k);
             }
@@ -349,7 +381,7 @@ impl Db {
     pub async fn ack_calls(
         &self,
         job: &str,
-        cd_batch: &str,
+        b: &BatchRow,
         calls: &[&OutboxCall],
         resolve_errors: bool,
     ) -> Result<()> {
@@ -357,8 +389,7 @@ impl Db {
             return Ok(());
         }
         let mut tx = self.begin_write().await?;
-        self.ack_in(&mut tx, job, cd_batch, calls, resolve_errors)
-            .await?;
+        self.ack_in(&mut tx, job, b, calls, resolve_errors).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -367,7 +398,7 @@ impl Db {
         &self,
         tx: &mut Transaction<'_, Any>,
         job: &str,
-        cd_batch: &str,
+        b: &BatchRow,
         calls: &[&OutboxCall],
         resolve_errors: bool,
     ) -> Result<()> {
@@ -378,7 +409,7 @@ impl Db {
             "UPDATE qz_outbox SET state = 'acked' WHERE cd_batch = ? AND call_no IN ({})",
             vec!["?"; calls.len()].join(", ")
         );
-        let mut query = sqlx::query(self.sql(&q)).bind(cd_batch);
+        let mut query = sqlx::query(self.sql(&q)).bind(&b.cd_batch);
         for c in calls {
             query = query.bind(c.call_no);
         }
@@ -394,7 +425,7 @@ impl Db {
                         .map(|(_, m)| m.source_key.as_str())
                 })
                 .collect();
-            self.resolve_errors(tx, job, cd_batch, &keys).await?;
+            self.resolve_errors(tx, job, b, &keys).await?;
         }
         Ok(())
     }
@@ -404,7 +435,7 @@ impl Db {
     pub async fn record_split_progress(
         &self,
         job: &str,
-        cd_batch: &str,
+        b: &BatchRow,
         call: &OutboxCall,
         newly: &[usize],
         refused_message: Option<&str>,
@@ -413,7 +444,7 @@ impl Db {
         let mut tx = self.begin_write().await?;
         sqlx::query(self.sql("UPDATE qz_outbox SET done = ? WHERE cd_batch = ? AND call_no = ?"))
             .bind(serde_json::to_string(&call.done)?)
-            .bind(cd_batch)
+            .bind(&b.cd_batch)
             .bind(call.call_no)
             .execute(&mut *tx)
             .await?;
@@ -434,7 +465,8 @@ impl Db {
                         }
                     })
                     .collect();
-                self.insert_errors(&mut tx, job, &errors, Some(cd_batch), &now_text())
+                let at = (Some(b.cd_batch.as_str()), b.exchange_no);
+                self.insert_errors(&mut tx, job, &errors, at, &now_text())
                     .await?;
             }
             None if resolve_errors => {
@@ -442,7 +474,7 @@ impl Db {
                     .iter()
                     .map(|i| call.records[*i].source_key.as_str())
                     .collect();
-                self.resolve_errors(&mut tx, job, cd_batch, &keys).await?;
+                self.resolve_errors(&mut tx, job, b, &keys).await?;
             }
             None => {}
         }
@@ -487,7 +519,7 @@ impl Db {
         upload_state: &str,
     ) -> Result<ReconRow> {
         let mut tx = self.begin_write().await?;
-        self.ack_in(&mut tx, job, &b.cd_batch, last_acks, resolve_errors)
+        self.ack_in(&mut tx, job, b, last_acks, resolve_errors)
             .await?;
         let calls = sqlx::query(
             self.sql("SELECT record_count, done, state FROM qz_outbox WHERE cd_batch = ?"),

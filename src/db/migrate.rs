@@ -29,6 +29,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../sql/postgres/004_outbox_lz4.sql"),
         include_str!("../../sql/mysql/004_outbox_lz4.sql"),
     ),
+    (
+        6,
+        include_str!("../../sql/sqlite/006_exchange_order.sql"),
+        include_str!("../../sql/postgres/006_exchange_order.sql"),
+        include_str!("../../sql/mysql/006_exchange_order.sql"),
+    ),
 ];
 
 /// A migration file with this line is an improvement the server may not support: its first

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use super::SubmitError;
 use crate::config::{GdzwConfig, Secret};
 use crate::db::control::ReconRow;
+use crate::schema::{DataType, FieldType};
 
 /// x-tif-signature = upper(hex(sha256(timestamp + token + nonce + timestamp))), spec 6.3.2.
 pub fn sign(timestamp: &str, token: &str, nonce: &str) -> String {
@@ -172,29 +173,102 @@ impl GdzwClient {
         self.post(&self.batch_url(endpoint), body).await
     }
 
-    /// Spec 7.9, with the field names of table 17 (`Table_name`, `Cd_batch`, `Cd_count` as a
-    /// number, `Cd_time`).
-    pub async fn upload_reconciliation(&self, rows: &[ReconRow]) -> Result<(), SubmitError> {
-        let body: Vec<serde_json::Value> = rows
+    /// Spec 7.9: the rows as the reconciliation schema file spells them (keys and JSON types),
+    /// so a DBA who overlays it with the 7.9.6 example's spelling is followed.
+    pub async fn upload_reconciliation(
+        &self,
+        dt: &DataType,
+        rows: &[ReconRow],
+    ) -> Result<(), SubmitError> {
+        let body = rows
             .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "Table_name": r.table_name,
-                    "Cd_batch": r.cd_batch,
-                    "Cd_count": r.cd_count,
-                    "Cd_time": r.cd_time,
-                })
-            })
-            .collect();
+            .map(|r| reconciliation_record(dt, r))
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| SubmitError::Fatal(format!("{e:#}")))?;
         let url = format!("{}/{}", self.api_root, self.reconciliation_path);
-        self.post(&url, serde_json::to_string(&body).expect("json"))
-            .await
+        let body = serde_json::Value::Array(body).to_string();
+        self.post(&url, body).await
     }
+}
+
+/// What a field of the reconciliation data type carries, read from its code whatever its
+/// case: 表17 spells `Table_name` / `Cd_batch` / `Cd_count` / `Cd_time`, the 7.9.6 example
+/// `Table_Name` / `Cd_Batch` / `Cd_Count` / `Cd_Time`.
+fn reconciliation_value(code: &str, r: &ReconRow) -> Option<ReconValue> {
+    Some(match code.to_ascii_lowercase().as_str() {
+        "table_name" => ReconValue::Text(r.table_name.clone()),
+        "cd_batch" => ReconValue::Text(r.cd_batch.clone()),
+        "cd_count" => ReconValue::Count(r.cd_count),
+        "cd_time" => ReconValue::Text(r.cd_time.clone()),
+        _ => return None,
+    })
+}
+
+enum ReconValue {
+    Text(String),
+    Count(i64),
+}
+
+/// One reconciliation record in the schema's field order, each value of its field's type:
+/// an `int` or `number` field is a JSON number, any other a JSON string (`"10"`).
+pub fn reconciliation_record(dt: &DataType, r: &ReconRow) -> Result<serde_json::Value> {
+    let mut obj = serde_json::Map::new();
+    for f in &dt.fields {
+        let Some(v) = reconciliation_value(&f.code, r) else {
+            bail!(
+                "reconciliation field {} is not one of Table_name, Cd_batch, Cd_count, Cd_time \
+                 (对账字段 {} 不是表17的字段)",
+                f.code,
+                f.code
+            );
+        };
+        let numeric = matches!(f.ty, FieldType::Int | FieldType::Number);
+        let json = match v {
+            ReconValue::Count(n) if numeric => serde_json::Value::from(n),
+            ReconValue::Count(n) => serde_json::Value::String(n.to_string()),
+            ReconValue::Text(t) => serde_json::Value::String(t),
+        };
+        obj.insert(f.code.clone(), json);
+    }
+    Ok(serde_json::Value::Object(obj))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reconciliation_follows_the_schema_file() {
+        let row = ReconRow {
+            cd_batch: "11620000MB199916XB2026112200001".into(),
+            table_name: "up_pro_accept_v3".into(),
+            cd_count: 10,
+            cd_time: "2026-11-22 10:00:00".into(),
+        };
+        let table17 = crate::schema::Catalog::load(None).unwrap();
+        let dt = table17.data_type("gdzw", "reconciliation").unwrap();
+        assert_eq!(
+            reconciliation_record(dt, &row).unwrap().to_string(),
+            r#"{"Table_name":"up_pro_accept_v3","Cd_batch":"11620000MB199916XB2026112200001","Cd_count":10,"Cd_time":"2026-11-22 10:00:00"}"#
+        );
+        // The 7.9.6 example's spelling, with the count as text.
+        let mut example = dt.clone();
+        for (f, code) in
+            example
+                .fields
+                .iter_mut()
+                .zip(["Table_Name", "Cd_Batch", "Cd_Count", "Cd_Time"])
+        {
+            f.code = code.into();
+        }
+        example.fields[2].ty = FieldType::String;
+        assert_eq!(
+            reconciliation_record(&example, &row).unwrap().to_string(),
+            r#"{"Table_Name":"up_pro_accept_v3","Cd_Batch":"11620000MB199916XB2026112200001","Cd_Count":"10","Cd_Time":"2026-11-22 10:00:00"}"#
+        );
+        example.fields[0].code = "TableName".into();
+        assert!(reconciliation_record(&example, &row).is_err());
+    }
 
     #[test]
     fn signature_follows_spec_formula() {

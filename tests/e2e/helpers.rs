@@ -90,6 +90,8 @@ pub struct Spawn<'a> {
     /// Applied to the config text after it is generated.
     pub edit: &'a dyn Fn(String) -> String,
     pub gansu: Option<GansuSpawn<'a>>,
+    /// A `schema_dir` both qianzhi and the simulator read.
+    pub schema_dir: Option<&'a std::path::Path>,
 }
 
 impl Default for Spawn<'_> {
@@ -100,6 +102,7 @@ impl Default for Spawn<'_> {
             client_token: TOKEN,
             edit: &|s| s,
             gansu: None,
+            schema_dir: None,
         }
     }
 }
@@ -132,6 +135,7 @@ pub async fn spawn_app(which: Which, opts: Spawn<'_>) -> Option<TestApp> {
     let backend = Backend::from_url(&db_url).unwrap();
     let mut sim_cfg = SimConfig {
         token: TOKEN.into(),
+        schema_dir: opts.schema_dir.map(|d| d.to_path_buf()),
         ..Default::default()
     };
     if let Some(g) = &opts.gansu {
@@ -175,6 +179,13 @@ pub async fn spawn_app(which: Which, opts: Spawn<'_>) -> Option<TestApp> {
                 opts.job_extra,
             ));
         }
+    }
+    if let Some(d) = opts.schema_dir {
+        cfg_text = cfg_text.replacen(
+            "[database]\n",
+            &format!("schema_dir = \"{}\"\n[database]\n", d.display()),
+            1,
+        );
     }
     let cfg_text = (opts.edit)(cfg_text);
     let cfg_path = dir.path().join("config.toml");

@@ -1,6 +1,7 @@
 //! End-to-end scenarios on SQLite, PostgreSQL and MySQL against the local simulator.
 
 mod gansu;
+mod gdzw;
 mod helpers;
 mod query;
 mod safety;
