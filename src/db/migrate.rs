@@ -29,6 +29,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../sql/postgres/004_outbox_lz4.sql"),
         include_str!("../../sql/mysql/004_outbox_lz4.sql"),
     ),
+    (
+        5,
+        include_str!("../../sql/sqlite/005_query_pages.sql"),
+        include_str!("../../sql/postgres/005_query_pages.sql"),
+        include_str!("../../sql/mysql/005_query_pages.sql"),
+    ),
 ];
 
 /// A migration file with this line is an improvement the server may not support: its first
