@@ -367,8 +367,14 @@ pub fn validate(cfg: &crate::config::Config, out: &mut Vec<ConfigIssue>) {
 pub fn warnings(cfg: &crate::config::Config) -> Vec<ConfigIssue> {
     let mut out = Vec::new();
     let paged = [
-        ("shuidi", cfg.shuidi.as_ref().map(|c| (c.max_pages, c.daily_budget))),
-        ("qcc", cfg.qcc.as_ref().map(|c| (c.max_pages, c.daily_budget))),
+        (
+            "shuidi",
+            cfg.shuidi.as_ref().map(|c| (c.max_pages, c.daily_budget)),
+        ),
+        (
+            "qcc",
+            cfg.qcc.as_ref().map(|c| (c.max_pages, c.daily_budget)),
+        ),
     ];
     for (p, pages) in paged {
         let Some((max_pages, budget)) = pages else {
@@ -379,7 +385,7 @@ pub fn warnings(cfg: &crate::config::Config) -> Vec<ConfigIssue> {
             out.push(ConfigIssue {
                 path: format!("{p}.max_pages"),
                 reason: format!(
-                    "max_pages ({max_pages}) 大于 daily_budget ({budget})：页数多的主体要分 {days} 天读完（已买的页保留，次日接着读），其间其他主体等待 / \
+                    "max_pages ({max_pages}) 大于 daily_budget ({budget})：页数多的主体最多要 {days} 天才能读完（已买的页保留，次日接着读），其间其他主体等待 / \
                      max_pages ({max_pages}) exceeds daily_budget ({budget}): a subject with that many pages takes up to {days} days \
                      (pages bought are kept and continued the next day) while the other subjects wait"
                 ),
@@ -474,7 +480,10 @@ interval = "1h"
 
     #[test]
     fn uscc_as_tax_no_is_for_xinshu_with_a_uscc_column() {
-        let shuidi = BASE.replace("interval = \"1h\"", "interval = \"1h\"\nuscc_as_tax_no = true");
+        let shuidi = BASE.replace(
+            "interval = \"1h\"",
+            "interval = \"1h\"\nuscc_as_tax_no = true",
+        );
         assert!(
             issues(&shuidi).contains("uscc_as_tax_no is for provider xinshu only"),
             "{}",
@@ -483,12 +492,18 @@ interval = "1h"
         let xinshu = BASE
             .replace("provider = \"shuidi\"", "provider = \"xinshu\"")
             .replace("uscc_column = \"uscc\"\n", "")
-            .replace("interval = \"1h\"", "interval = \"1h\"\nuscc_as_tax_no = true")
+            .replace(
+                "interval = \"1h\"",
+                "interval = \"1h\"\nuscc_as_tax_no = true",
+            )
             + "[xinshu]\nurl = \"http://127.0.0.1:1/x\"\napikey_env = \"A\"\nprivate_key_env = \"P\"\ndaily_budget = 1\n";
         let all = issues(&xinshu);
         assert!(all.contains("needs uscc_column"), "{all}");
         assert!(!all.contains("xinshu only"), "{all}");
-        let ok = xinshu.replace("uscc_as_tax_no = true", "uscc_as_tax_no = true\nuscc_column = \"uscc\"");
+        let ok = xinshu.replace(
+            "uscc_as_tax_no = true",
+            "uscc_as_tax_no = true\nuscc_column = \"uscc\"",
+        );
         assert_eq!(issues(&ok), "");
         let cfg = crate::config::parse_with_env(BASE, &[]).unwrap();
         assert!(!cfg.queries[0].uscc_as_tax_no, "off unless asked for");
@@ -498,7 +513,10 @@ interval = "1h"
     fn max_pages_over_daily_budget_is_a_warning_not_an_issue() {
         let warn = |text: &str| -> Vec<String> {
             let cfg = crate::config::parse_with_env(text, &[]).unwrap();
-            super::warnings(&cfg).iter().map(|i| i.to_string()).collect()
+            super::warnings(&cfg)
+                .iter()
+                .map(|i| i.to_string())
+                .collect()
         };
         // BASE: budget 100, max_pages 25 (default): nothing to say.
         assert!(warn(BASE).is_empty());
@@ -518,7 +536,9 @@ interval = "1h"
                 Some((path, days)) => {
                     assert_eq!(w.len(), 1, "{w:?}");
                     assert!(w[0].starts_with(path) && w[0].contains(days), "{w:?}");
-                    assert!(w[0].contains(&format!("max_pages ({max_pages}) exceeds daily_budget ({budget})")));
+                    assert!(w[0].contains(&format!(
+                        "max_pages ({max_pages}) exceeds daily_budget ({budget})"
+                    )));
                 }
                 None => assert!(w.is_empty(), "{budget}/{max_pages}: {w:?}"),
             }

@@ -138,8 +138,8 @@ pub fn subjects_from_rows(job: &QueryJobConfig, rows: Vec<Vec<Option<String>>>) 
         let id_card = at(&row, &job.id_card_column);
         // Since 三证合一 the 统一社会信用代码 is the taxpayer number: offered as taxNo when
         // the job asks for it and the row has no tax number of its own.
-        let tax_no = at(&row, &job.tax_no_column)
-            .or_else(|| uscc.clone().filter(|_| job.uscc_as_tax_no));
+        let tax_no =
+            at(&row, &job.tax_no_column).or_else(|| uscc.clone().filter(|_| job.uscc_as_tax_no));
         let key = match &job.key_column {
             Some(_) => at(&row, &job.key_column),
             // A Xinshu subject may be known by its tax or ID card number alone.
@@ -592,9 +592,8 @@ async fn ask(
             }
         }
         let Some(call) = build_call(app, provider, job, s, page)? else {
-            let hint = if provider == Provider::Xinshu && s.uscc.is_some() && !job.uscc_as_tax_no
-            {
-                "; uscc_as_tax_no = true would send its 统一社会信用代码 as taxNo"
+            let hint = if provider == Provider::Xinshu && s.uscc.is_some() && !job.uscc_as_tax_no {
+                "（设 uscc_as_tax_no = true 可把统一社会信用代码作为 taxNo 发送 / uscc_as_tax_no = true would send its USCC as taxNo）"
             } else {
                 ""
             };
@@ -634,8 +633,16 @@ async fn ask(
                 let Some((size, max_pages)) = paging else {
                     // One answer holds everything (Xinshu).
                     got.add(a.items, a.total, calls, &code, order_no);
-                    return finish_found(app, provider, job, s, &got, "", Some((reserved, &record)))
-                        .await;
+                    return finish_found(
+                        app,
+                        provider,
+                        job,
+                        s,
+                        &got,
+                        "",
+                        Some((reserved, &record)),
+                    )
+                    .await;
                 };
                 let row = PageRow {
                     page,
@@ -668,8 +675,16 @@ async fn ask(
             // Past the last page: what was read is the result.
             Action::NoResult if got.pages > 0 => {
                 got.calls += calls;
-                return finish_found(app, provider, job, s, &got, &note, Some((reserved, &record)))
-                    .await;
+                return finish_found(
+                    app,
+                    provider,
+                    job,
+                    s,
+                    &got,
+                    &note,
+                    Some((reserved, &record)),
+                )
+                .await;
             }
             Action::NoResult => {
                 store(
@@ -691,8 +706,16 @@ async fn ask(
                 warn!(subject = %shown, page, code = %code, message = %message, "provider refused a later page; the pages read are stored");
                 got.calls += calls;
                 note = format!("；第 {page} 页被拒绝 / page {page} refused: {reason}");
-                return finish_found(app, provider, job, s, &got, &note, Some((reserved, &record)))
-                    .await;
+                return finish_found(
+                    app,
+                    provider,
+                    job,
+                    s,
+                    &got,
+                    &note,
+                    Some((reserved, &record)),
+                )
+                .await;
             }
             Action::SubjectRejected => {
                 warn!(subject = %shown, code = %code, message = %message, "provider refused this subject's parameters; recorded, asked again when fresh_for has passed");
@@ -913,13 +936,21 @@ mod tests {
         for (extra, keys, uscc_tax, none) in [
             (
                 "",
-                vec!["440104198603210047", "610431198603210047", "91440101MA59XQ4T2K"],
+                vec![
+                    "440104198603210047",
+                    "610431198603210047",
+                    "91440101MA59XQ4T2K",
+                ],
                 None,
                 2,
             ),
             (
                 "uscc_as_tax_no=true",
-                vec!["440104198603210047", "610431198603210047", "91440101MA59XQ4T2K"],
+                vec![
+                    "440104198603210047",
+                    "610431198603210047",
+                    "91440101MA59XQ4T2K",
+                ],
                 Some("91440101MA59XQ4T2K"),
                 2,
             ),
@@ -933,7 +964,11 @@ mod tests {
             assert_eq!(r.no_identity, none, "{extra}");
             let id_only = &r.subjects[1];
             assert_eq!(
-                (id_only.name.as_deref(), id_only.id_card.as_deref(), id_only.tax_no.as_deref()),
+                (
+                    id_only.name.as_deref(),
+                    id_only.id_card.as_deref(),
+                    id_only.tax_no.as_deref()
+                ),
                 (None, Some("610431198603210047"), None)
             );
             assert_eq!(r.subjects[0].tax_no.as_deref(), Some("440104198603210047"));

@@ -244,13 +244,19 @@ mod tests {
     #[test]
     fn success_without_items_is_empty() {
         for (body, empty) in [
-            (r#"{"statusCode":1,"statusMessage":"请求成功","data":{}}"#, true),
+            (
+                r#"{"statusCode":1,"statusMessage":"请求成功","data":{}}"#,
+                true,
+            ),
             (r#"{"statusCode":1,"statusMessage":"请求成功"}"#, true),
             (
                 r#"{"statusCode":1,"data":{"Paging":{"TotalRecords":0},"Items":[]}}"#,
                 true,
             ),
-            (r#"{"statusCode":1,"data":{"Items":[{"PunishCode":"x"}]}}"#, false),
+            (
+                r#"{"statusCode":1,"data":{"Items":[{"PunishCode":"x"}]}}"#,
+                false,
+            ),
             (r#"{"statusCode":2,"data":{}}"#, false),
         ] {
             assert_eq!(parse(body).unwrap().empty_success, empty, "{body}");

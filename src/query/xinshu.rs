@@ -257,8 +257,18 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2024, 3, 14, 8, 0, 0).unwrap();
         let t = |v: &str| Some(v.to_string());
         for (name, id_card, tax_no, want) in [
-            (None, t("610431198603210047"), None, Some(vec![("idCard", "610431198603210047")])),
-            (None, None, t("440104198603210047"), Some(vec![("taxNo", "440104198603210047")])),
+            (
+                None,
+                t("610431198603210047"),
+                None,
+                Some(vec![("idCard", "610431198603210047")]),
+            ),
+            (
+                None,
+                None,
+                t("440104198603210047"),
+                Some(vec![("taxNo", "440104198603210047")]),
+            ),
             (t(" "), t(""), None, None),
         ] {
             let s = Subject {

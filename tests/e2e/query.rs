@@ -743,22 +743,28 @@ async fn xinshu_subjects_known_by_one_number(which: Which) {
     let Some(q) = spawn_query(which, 100, subjects).await else {
         return;
     };
-    q.sim
-        .state
-        .lock()
-        .unwrap()
-        .set(Xinshu, ID_CARD, vec![xinshu_record("示例装饰工程部", TAX_NO)]);
+    q.sim.state.lock().unwrap().set(
+        Xinshu,
+        ID_CARD,
+        vec![xinshu_record("示例装饰工程部", TAX_NO)],
+    );
     let out = q.t.cli(&["once", "--job", "tax_blacklist"], &[]);
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{log}");
     // The two rows with nothing at all are counted and said so; the others are asked.
-    assert!(log.contains("2 rows of the subjects view have no usable identity"), "{log}");
+    assert!(
+        log.contains("2 rows of the subjects view have no usable identity"),
+        "{log}"
+    );
     assert!(
         log.contains("tax_blacklist: 2 subjects, 0 fresh, 2 calls: 1 found, 1 no result"),
         "{log}"
     );
     assert!(log.contains("2 skipped"), "{log}");
-    assert!(!log.contains(ID_CARD) && !log.contains(TAX_NO), "ID numbers masked: {log}");
+    assert!(
+        !log.contains(ID_CARD) && !log.contains(TAX_NO),
+        "ID numbers masked: {log}"
+    );
     let sent: Vec<Vec<(String, String)>> = q
         .sim
         .state
@@ -780,7 +786,11 @@ async fn xinshu_subjects_known_by_one_number(which: Which) {
     assert_eq!(
         got,
         vec![
-            vec![Some(TAX_NO.into()), Some("no_result".into()), Some("0".into())],
+            vec![
+                Some(TAX_NO.into()),
+                Some("no_result".into()),
+                Some("0".into())
+            ],
             vec![Some(ID_CARD.into()), Some("found".into()), Some("1".into())],
         ]
     );
@@ -800,7 +810,10 @@ on_all_backends!(
 
 async fn xinshu_uscc_as_tax_no(which: Which) {
     // No tax-number column: the USCC goes as taxNo only when uscc_as_tax_no says so.
-    let subjects: &[SubjectRow] = &[(1, "示例贸易有限公司", Some(S1), None, None), (2, "", Some(S2), None, None)];
+    let subjects: &[SubjectRow] = &[
+        (1, "示例贸易有限公司", Some(S1), None, None),
+        (2, "", Some(S2), None, None),
+    ];
     for on in [false, true] {
         let edit = move |s: String| {
             s.replace(
@@ -890,7 +903,10 @@ async fn paged_subject_over_budget_continues_next_day(which: Which) {
             .await,
             2
         );
-        assert_eq!(q.t.scalar(&format!("SELECT COUNT(*) FROM {table}")).await, 0);
+        assert_eq!(
+            q.t.scalar(&format!("SELECT COUNT(*) FROM {table}")).await,
+            0
+        );
 
         // Day 2, after a restart: page 3 only, the subject is stored whole, and the next
         // subject in key order is asked with the call left.
@@ -900,7 +916,13 @@ async fn paged_subject_over_budget_continues_next_day(which: Which) {
             .await
             .unwrap();
         assert_eq!(
-            (o.calls, o.continued, o.found, o.no_result, o.budget_exhausted),
+            (
+                o.calls,
+                o.continued,
+                o.found,
+                o.no_result,
+                o.budget_exhausted
+            ),
             (2, 1, 1, 1, true),
             "{job}: {o:?}"
         );
@@ -909,9 +931,8 @@ async fn paged_subject_over_budget_continues_next_day(which: Which) {
             want(&[(0, "1"), (0, "2"), (0, "3"), (1, "1")]),
             "{job}: no page bought twice"
         );
-        let n = q
-            .t
-            .scalar(&format!(
+        let n =
+            q.t.scalar(&format!(
                 "SELECT COUNT(*) FROM {table} WHERE subject_key = '{big}'"
             ))
             .await;
@@ -944,23 +965,25 @@ async fn paged_subject_over_budget_continues_next_day(which: Which) {
         assert_eq!((o.calls, o.fresh, o.no_result), (1, 2, 1), "{job}: {o:?}");
         assert_eq!(asked().len(), 5);
         assert_eq!(asked()[4], want(&[(2, "1")])[0]);
-        let days = q
-            .t
-            .rows(&format!(
+        let days =
+            q.t.rows(&format!(
                 "SELECT calls FROM qz_query_budget WHERE provider = '{name}' ORDER BY call_day"
             ))
             .await;
         assert_eq!(
             days,
-            vec![vec![Some("2".into())], vec![Some("2".into())], vec![Some("1".into())]],
+            vec![
+                vec![Some("2".into())],
+                vec![Some("2".into())],
+                vec![Some("1".into())]
+            ],
             "{job}: never more than the budget a day"
         );
         q.assert_ledger_matches(p).await;
     }
     // The records are those of the three pages, in order.
-    let got = q
-        .t
-        .rows(&format!(
+    let got =
+        q.t.rows(&format!(
             "SELECT seq, punish_code FROM qz_shuidi_punish WHERE subject_key = '{big}' ORDER BY seq"
         ))
         .await;
@@ -970,7 +993,8 @@ async fn paged_subject_over_budget_continues_next_day(which: Which) {
         assert_eq!(r[1].as_deref(), want[i]["PunishCode"].as_str());
     }
     assert_eq!(
-        q.t.scalar("SELECT COUNT(*) FROM qz_qcc_customs_punish").await,
+        q.t.scalar("SELECT COUNT(*) FROM qz_qcc_customs_punish")
+            .await,
         45
     );
 }
@@ -1017,7 +1041,10 @@ async fn empty_success_is_no_result(which: Which) {
             "{job}"
         );
         let msg = r[0][3].clone().unwrap();
-        assert!(msg.starts_with(spec) && msg.contains("无数据"), "{job}: {msg}");
+        assert!(
+            msg.starts_with(spec) && msg.contains("无数据"),
+            "{job}: {msg}"
+        );
         let led = q
             .t
             .rows(&format!(
@@ -1026,7 +1053,11 @@ async fn empty_success_is_no_result(which: Which) {
             .await;
         assert_eq!(
             led,
-            vec![vec![Some(code.into()), Some("no_result".into()), Some("1".into())]],
+            vec![vec![
+                Some(code.into()),
+                Some("no_result".into()),
+                Some("1".into())
+            ]],
             "{job}"
         );
         q.assert_ledger_matches(p).await;
@@ -1051,10 +1082,15 @@ async fn check_warns_when_max_pages_exceeds_the_budget() {
     }
     assert!(text.contains("exceeds daily_budget (2)"), "{text}");
     assert!(!text.contains("xinshu.max_pages"), "{text}");
-    let q = spawn_query(Which::Sqlite, 100, DEMO_SUBJECTS).await.unwrap();
+    let q = spawn_query(Which::Sqlite, 100, DEMO_SUBJECTS)
+        .await
+        .unwrap();
     let out = q.t.cli(&["check"], &[]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success() && !text.contains("max_pages"), "{text}");
+    assert!(
+        out.status.success() && !text.contains("max_pages"),
+        "{text}"
+    );
 }
 
 async fn kept_pages_survive_a_crash(which: Which) {
@@ -1120,9 +1156,8 @@ async fn kept_pages_survive_a_crash(which: Which) {
             Some("ORDER-3".into())
         ]
     );
-    let codes = q
-        .t
-        .rows(&format!(
+    let codes =
+        q.t.rows(&format!(
             "SELECT punish_code FROM qz_shuidi_punish WHERE subject_key = '{big}' ORDER BY seq"
         ))
         .await;
