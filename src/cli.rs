@@ -357,6 +357,10 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
         println!("✗ {issue}");
         problems += 1;
     }
+    // Costly but working settings: shown, not counted as problems.
+    for w in crate::query::config::warnings(&cfg) {
+        println!("! {w}");
+    }
     if let Some(g) = &cfg.gdzw {
         match crate::upstream::gdzw::resolve_token(g) {
             Ok(_) => println!("✓ gdzw token is readable"),

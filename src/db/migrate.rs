@@ -30,6 +30,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../sql/mysql/004_outbox_lz4.sql"),
     ),
     (
+        5,
+        include_str!("../../sql/sqlite/005_query_pages.sql"),
+        include_str!("../../sql/postgres/005_query_pages.sql"),
+        include_str!("../../sql/mysql/005_query_pages.sql"),
+    ),
+    (
         6,
         include_str!("../../sql/sqlite/006_exchange_order.sql"),
         include_str!("../../sql/postgres/006_exchange_order.sql"),

@@ -20,12 +20,31 @@ pub struct Reserved {
 
 /// What one call got, for its ledger row.
 #[derive(Debug, Clone, Default)]
-pub struct CallRecord<'a> {
-    pub status_code: &'a str,
-    pub action: &'a str,
+pub struct CallRecord {
+    pub status_code: String,
+    pub action: &'static str,
     pub billed: bool,
-    pub order_no: Option<&'a str>,
-    pub message: &'a str,
+    pub order_no: Option<String>,
+    pub message: String,
+}
+
+/// One page of a paged answer (Shuidi, Qichacha), kept in `qz_query_page` until the subject's
+/// last page is read and its result stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageRow {
+    pub page: u32,
+    pub job: String,
+    /// The keyword / searchKey sent; pages asked with another one do not belong together.
+    pub search_key: String,
+    pub page_size: u32,
+    pub total: Option<u64>,
+    /// Calls spent on this page, retries included.
+    pub calls: i64,
+    pub status_code: String,
+    pub order_no: Option<String>,
+    /// The page's records as received, a JSON array.
+    pub items_json: String,
+    pub fetched_at: String,
 }
 
 /// The outcome stored for a subject, with its rows.
@@ -44,6 +63,9 @@ pub struct SubjectResult<'a> {
     /// Every table of the provider, even empty, so earlier rows are always replaced.
     pub tables: &'a [TableRows],
     pub tables_of_provider: &'a [&'a str],
+    /// The call whose answer this is, completed in the same transaction: a crash cannot
+    /// leave a paid answer recorded in the ledger but not stored.
+    pub completes: Option<(Reserved, &'a CallRecord)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -229,18 +251,133 @@ impl Db {
             .context("the database did not report the ledger row's id")
     }
 
-    pub async fn complete_call(&self, r: Reserved, c: &CallRecord<'_>) -> Result<()> {
+    pub async fn complete_call(&self, r: Reserved, c: &CallRecord) -> Result<()> {
+        let mut tx = self.any.begin().await?;
+        self.complete_call_in(&mut tx, r, c).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn complete_call_in(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        r: Reserved,
+        c: &CallRecord,
+    ) -> Result<()> {
         sqlx::query(self.sql(
             "UPDATE qz_query_ledger SET status_code = ?, action = ?, billed = ?, order_no = ?, message = ? WHERE id = ?",
         ))
-        .bind(c.status_code)
+        .bind(c.status_code.clone())
         .bind(c.action)
         .bind(i64::from(c.billed))
-        .bind(c.order_no.map(str::to_string))
-        .bind(c.message)
+        .bind(c.order_no.clone())
+        .bind(c.message.clone())
         .bind(r.ledger_id)
-        .execute(&self.any)
+        .execute(&mut **tx)
         .await?;
+        Ok(())
+    }
+
+    /// Completes a call that brought a page and keeps the page, in one transaction: what was
+    /// paid for is on disk before anything else happens.
+    pub async fn complete_call_with_page(
+        &self,
+        r: Reserved,
+        c: &CallRecord,
+        provider: &str,
+        subject_key: &str,
+        p: &PageRow,
+    ) -> Result<()> {
+        let upsert = match self.backend {
+            Backend::Mysql => {
+                "INSERT INTO qz_query_page (provider, subject_key, page, job, search_key, page_size, total, calls, status_code, order_no, items_json, fetched_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE job = VALUES(job), search_key = VALUES(search_key), \
+                 page_size = VALUES(page_size), total = VALUES(total), calls = VALUES(calls), status_code = VALUES(status_code), \
+                 order_no = VALUES(order_no), items_json = VALUES(items_json), fetched_at = VALUES(fetched_at)"
+            }
+            _ => {
+                "INSERT INTO qz_query_page (provider, subject_key, page, job, search_key, page_size, total, calls, status_code, order_no, items_json, fetched_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (provider, subject_key, page) DO UPDATE SET job = excluded.job, \
+                 search_key = excluded.search_key, page_size = excluded.page_size, total = excluded.total, calls = excluded.calls, \
+                 status_code = excluded.status_code, order_no = excluded.order_no, items_json = excluded.items_json, fetched_at = excluded.fetched_at"
+            }
+        };
+        retry_on_conflict(|| async {
+            let mut tx = self.any.begin().await?;
+            self.complete_call_in(&mut tx, r, c).await?;
+            sqlx::query(self.sql(upsert))
+                .bind(provider)
+                .bind(subject_key)
+                .bind(i64::from(p.page))
+                .bind(p.job.clone())
+                .bind(p.search_key.clone())
+                .bind(i64::from(p.page_size))
+                .bind(p.total.map(|t| t as i64))
+                .bind(p.calls)
+                .bind(p.status_code.clone())
+                .bind(p.order_no.clone())
+                .bind(p.items_json.clone())
+                .bind(p.fetched_at.clone())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+        .context("keeping a page of the answer failed")
+    }
+
+    /// The pages kept for a subject, in page order.
+    pub async fn stored_pages(&self, provider: &str, subject_key: &str) -> Result<Vec<PageRow>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT page, job, search_key, page_size, total, calls, status_code, order_no, items_json, fetched_at \
+             FROM qz_query_page WHERE provider = ? AND subject_key = ? ORDER BY page",
+        ))
+        .bind(provider)
+        .bind(subject_key)
+        .fetch_all(&self.any)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PageRow {
+                    page: u32::try_from(r.try_get::<i64, _>(0)?).unwrap_or(0),
+                    job: r.try_get(1)?,
+                    search_key: r.try_get(2)?,
+                    page_size: u32::try_from(r.try_get::<i64, _>(3)?).unwrap_or(0),
+                    total: r
+                        .try_get::<Option<i64>, _>(4)?
+                        .and_then(|t| u64::try_from(t).ok()),
+                    calls: r.try_get(5)?,
+                    status_code: r.try_get(6)?,
+                    order_no: r.try_get(7)?,
+                    items_json: r.try_get(8)?,
+                    fetched_at: r.try_get(9)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Subjects of a provider with pages kept: left part-way by an earlier run.
+    pub async fn subjects_with_pages(
+        &self,
+        provider: &str,
+    ) -> Result<std::collections::HashSet<String>> {
+        let keys: Vec<String> = sqlx::query_scalar(
+            self.sql("SELECT DISTINCT subject_key FROM qz_query_page WHERE provider = ?"),
+        )
+        .bind(provider)
+        .fetch_all(&self.any)
+        .await?;
+        Ok(keys.into_iter().collect())
+    }
+
+    /// Forgets a subject's kept pages (they answer another question, or are stale).
+    pub async fn drop_pages(&self, provider: &str, subject_key: &str) -> Result<()> {
+        sqlx::query(self.sql("DELETE FROM qz_query_page WHERE provider = ? AND subject_key = ?"))
+            .bind(provider)
+            .bind(subject_key)
+            .execute(&self.any)
+            .await?;
         Ok(())
     }
 
@@ -257,6 +394,15 @@ impl Db {
         let mut tx = self.begin_write().await?;
         // The subject's row first: its lock serialises writers of the same subject.
         self.upsert_subject(&mut tx, r, &now).await?;
+        if let Some((reserved, call)) = r.completes {
+            self.complete_call_in(&mut tx, reserved, call).await?;
+        }
+        // The pages the result was assembled from go with it.
+        sqlx::query(self.sql("DELETE FROM qz_query_page WHERE provider = ? AND subject_key = ?"))
+            .bind(r.provider)
+            .bind(r.subject_key)
+            .execute(&mut *tx)
+            .await?;
         for table in r.tables_of_provider {
             sqlx::query(self.sql(&format!("DELETE FROM {table} WHERE subject_key = ?")))
                 .bind(r.subject_key)

@@ -1,8 +1,10 @@
 //! The configured providers with their credentials, and the one place a `Call` goes on the wire.
 
 use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use super::config::resolve_secret;
 use super::{Call, Provider, qcc, shuidi, xinshu};
@@ -15,6 +17,27 @@ pub struct Clients {
     pub xinshu: Option<xinshu::Client>,
     /// Providers stopped by an answer in this process: nothing more is sent until restart.
     stopped: Mutex<HashSet<Provider>>,
+    /// The runner's idea of now: which Beijing day a call is charged to, freshness, pauses.
+    pub clock: QueryClock,
+}
+
+/// The real time, which tests move forward to see the next Beijing day's budget without
+/// waiting for it. Signatures (ptime, Timespan, Xinshu's sign date) always use the real time:
+/// the provider checks them against its own clock.
+#[derive(Debug, Default)]
+pub struct QueryClock {
+    offset_secs: AtomicI64,
+}
+
+impl QueryClock {
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::seconds(self.offset_secs.load(Ordering::Relaxed))
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        self.offset_secs
+            .fetch_add(by.num_seconds(), Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Clients {
@@ -71,6 +94,7 @@ impl Clients {
             qcc,
             xinshu,
             stopped: Mutex::new(HashSet::new()),
+            clock: QueryClock::default(),
         })
     }
 

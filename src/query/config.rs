@@ -146,6 +146,10 @@ pub struct QueryJobConfig {
     pub id_card_column: Option<String>,
     /// Xinshu only: 税务登记号 (taxNo).
     pub tax_no_column: Option<String>,
+    /// Xinshu only: send the 统一社会信用代码 as taxNo when the row has no tax number (or no
+    /// tax_no_column is set). Since 三证合一 the USCC is the taxpayer identification number.
+    #[serde(default)]
+    pub uscc_as_tax_no: bool,
     /// Column that identifies a subject in the result tables; default: the 统一社会信用代码
     /// when the row has one, else the name.
     pub key_column: Option<String>,
@@ -337,6 +341,18 @@ pub fn validate(cfg: &crate::config::Config, out: &mut Vec<ConfigIssue>) {
                 "id_card_column and tax_no_column are for provider xinshu only".into(),
             );
         }
+        if q.uscc_as_tax_no && q.provider != "xinshu" {
+            bad(
+                format!("{p}.uscc_as_tax_no"),
+                "uscc_as_tax_no is for provider xinshu only".into(),
+            );
+        }
+        if q.uscc_as_tax_no && q.uscc_column.is_none() {
+            bad(
+                format!("{p}.uscc_as_tax_no"),
+                "uscc_as_tax_no = true needs uscc_column".into(),
+            );
+        }
         if q.search_by == SearchBy::Uscc && q.uscc_column.is_none() {
             bad(
                 format!("{p}.search_by"),
@@ -353,6 +369,39 @@ pub fn validate(cfg: &crate::config::Config, out: &mut Vec<ConfigIssue>) {
             bad(path, reason);
         }
     }
+}
+
+/// Settings that work but cost the owner something they may not expect: `qianzhi check`
+/// prints them without failing.
+pub fn warnings(cfg: &crate::config::Config) -> Vec<ConfigIssue> {
+    let mut out = Vec::new();
+    let paged = [
+        (
+            "shuidi",
+            cfg.shuidi.as_ref().map(|c| (c.max_pages, c.daily_budget)),
+        ),
+        (
+            "qcc",
+            cfg.qcc.as_ref().map(|c| (c.max_pages, c.daily_budget)),
+        ),
+    ];
+    for (p, pages) in paged {
+        let Some((max_pages, budget)) = pages else {
+            continue;
+        };
+        if max_pages > budget {
+            let days = max_pages.div_ceil(budget.max(1));
+            out.push(ConfigIssue {
+                path: format!("{p}.max_pages"),
+                reason: format!(
+                    "max_pages ({max_pages}) 大于 daily_budget ({budget})：页数多的主体最多要 {days} 天才能读完（已买的页保留，次日接着读），其间其他主体等待 / \
+                     max_pages ({max_pages}) exceeds daily_budget ({budget}): a subject with that many pages takes up to {days} days \
+                     (pages bought are kept and continued the next day) while the other subjects wait"
+                ),
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -435,6 +484,74 @@ interval = "1h"
             "query[1] (penalties).subjects",
         ] {
             assert!(all.contains(want), "missing {want} in\n{all}");
+        }
+    }
+
+    #[test]
+    fn uscc_as_tax_no_is_for_xinshu_with_a_uscc_column() {
+        let shuidi = BASE.replace(
+            "interval = \"1h\"",
+            "interval = \"1h\"\nuscc_as_tax_no = true",
+        );
+        assert!(
+            issues(&shuidi).contains("uscc_as_tax_no is for provider xinshu only"),
+            "{}",
+            issues(&shuidi)
+        );
+        let xinshu = BASE
+            .replace("provider = \"shuidi\"", "provider = \"xinshu\"")
+            .replace("uscc_column = \"uscc\"\n", "")
+            .replace(
+                "interval = \"1h\"",
+                "interval = \"1h\"\nuscc_as_tax_no = true",
+            )
+            + "[xinshu]\nurl = \"http://127.0.0.1:1/x\"\napikey_env = \"A\"\nprivate_key_env = \"P\"\ndaily_budget = 1\n";
+        let all = issues(&xinshu);
+        assert!(all.contains("needs uscc_column"), "{all}");
+        assert!(!all.contains("xinshu only"), "{all}");
+        let ok = xinshu.replace(
+            "uscc_as_tax_no = true",
+            "uscc_as_tax_no = true\nuscc_column = \"uscc\"",
+        );
+        assert_eq!(issues(&ok), "");
+        let cfg = crate::config::parse_with_env(BASE, &[]).unwrap();
+        assert!(!cfg.queries[0].uscc_as_tax_no, "off unless asked for");
+    }
+
+    #[test]
+    fn max_pages_over_daily_budget_is_a_warning_not_an_issue() {
+        let warn = |text: &str| -> Vec<String> {
+            let cfg = crate::config::parse_with_env(text, &[]).unwrap();
+            super::warnings(&cfg)
+                .iter()
+                .map(|i| i.to_string())
+                .collect()
+        };
+        // BASE: budget 100, max_pages 25 (default): nothing to say.
+        assert!(warn(BASE).is_empty());
+        for (budget, max_pages, want) in [
+            (2, 3, Some(("shuidi.max_pages", "2 days"))),
+            (10, 25, Some(("shuidi.max_pages", "3 days"))),
+            (25, 25, None),
+            (26, 25, None),
+        ] {
+            let text = BASE.replacen(
+                "daily_budget = 100",
+                &format!("daily_budget = {budget}\nmax_pages = {max_pages}"),
+                1,
+            );
+            let w = warn(&text);
+            match want {
+                Some((path, days)) => {
+                    assert_eq!(w.len(), 1, "{w:?}");
+                    assert!(w[0].starts_with(path) && w[0].contains(days), "{w:?}");
+                    assert!(w[0].contains(&format!(
+                        "max_pages ({max_pages}) exceeds daily_budget ({budget})"
+                    )));
+                }
+                None => assert!(w.is_empty(), "{budget}/{max_pages}: {w:?}"),
+            }
+            assert_eq!(issues(&text), "", "a warning is not a problem");
         }
     }
 }

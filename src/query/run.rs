@@ -1,17 +1,19 @@
 //! `run_query_once(job)`: the due subjects of a query job, each asked page by page within the
-//! provider's daily budget, every call in the ledger, results stored per subject.
+//! provider's daily budget, every call in the ledger, every page bought kept until the
+//! subject's result is stored (continued on a later day when the budget runs out part-way).
 
 use anyhow::{Result, anyhow, bail};
 use chrono::{DateTime, FixedOffset, Utc};
+use serde_json::Value as Json;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::config::QueryJobConfig;
 use super::{Action, Answer, Call, Pause, Provider, Subject, TableRows, http_status_action};
-use crate::db::query::{CallRecord, SubjectResult};
+use crate::db::query::{CallRecord, PageRow, Reserved, SubjectResult};
 use crate::pipeline::App;
-use crate::timefmt::{beijing, fmt_spec, now_beijing};
+use crate::timefmt::{beijing, fmt_spec, now_text};
 use crate::upstream::Backoff;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -21,10 +23,14 @@ pub struct QueryOutcome {
     pub found: usize,
     pub no_result: usize,
     pub rejected: usize,
-    /// Subjects with nothing to search by.
+    /// View rows with no usable identity, and subjects with nothing to search by.
     pub skipped: usize,
     /// Subjects left due after temporary failures.
     pub retry_later: usize,
+    /// Subjects continued from pages bought on an earlier run.
+    pub continued: usize,
+    /// Subjects left part-way (budget, pause, failure): their pages are kept for the next run.
+    pub partial: usize,
     pub calls: usize,
     pub budget_exhausted: bool,
     /// Set when the provider is (or was just) paused: until then nothing is sent.
@@ -38,8 +44,20 @@ pub fn summary(o: &QueryOutcome) -> String {
         "{} subjects, {} fresh, {} calls: {} found, {} no result, {} refused",
         o.subjects, o.fresh, o.calls, o.found, o.no_result, o.rejected
     );
+    if o.skipped > 0 {
+        s.push_str(&format!(
+            ", {} skipped (nothing to identify or search them by)",
+            o.skipped
+        ));
+    }
     if o.retry_later > 0 {
         s.push_str(", temporary failures (retried next run)");
+    }
+    if o.partial > 0 {
+        s.push_str(&format!(
+            ", {} part-way (pages kept, continued next run)",
+            o.partial
+        ));
     }
     if o.budget_exhausted {
         s.push_str(", DAILY BUDGET SPENT");
@@ -63,6 +81,8 @@ enum End {
     Stored(&'static str),
     BudgetSpent,
     RetryLater,
+    /// Shutdown between two pages; the pages read are kept.
+    Interrupted,
     /// Nothing to search by (e.g. search_by = "uscc" and the row has none).
     Skipped,
     Paused(String),
@@ -89,8 +109,17 @@ pub fn pause_end(p: Pause, now: DateTime<Utc>) -> String {
     fmt_spec(&end)
 }
 
+/// The subjects of a view, in key order, and the rows that had no usable identity.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SubjectRows {
+    pub subjects: Vec<Subject>,
+    /// Rows without a key: no key column value, or (by default) no 统一社会信用代码, name,
+    /// tax number or ID card number. They cannot be asked about or stored.
+    pub no_identity: usize,
+}
+
 /// Builds the subjects of a view's rows: (key, name, uscc, id card, tax no) by column.
-pub fn subjects_from_rows(job: &QueryJobConfig, rows: Vec<Vec<Option<String>>>) -> Vec<Subject> {
+pub fn subjects_from_rows(job: &QueryJobConfig, rows: Vec<Vec<Option<String>>>) -> SubjectRows {
     let cols = subject_columns(job);
     let at = |row: &Vec<Option<String>>, c: &Option<String>| -> Option<String> {
         let c = c.as_ref()?;
@@ -102,29 +131,137 @@ pub fn subjects_from_rows(job: &QueryJobConfig, rows: Vec<Vec<Option<String>>>) 
             .map(str::to_string)
     };
     let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
+    let mut out = SubjectRows::default();
     for row in rows {
         let name = at(&row, &Some(job.name_column.clone()));
         let uscc = at(&row, &job.uscc_column);
+        let id_card = at(&row, &job.id_card_column);
+        // Since 三证合一 the 统一社会信用代码 is the taxpayer number: offered as taxNo when
+        // the job asks for it and the row has no tax number of its own.
+        let tax_no =
+            at(&row, &job.tax_no_column).or_else(|| uscc.clone().filter(|_| job.uscc_as_tax_no));
         let key = match &job.key_column {
             Some(_) => at(&row, &job.key_column),
-            None => uscc.clone().or_else(|| name.clone()),
+            // A Xinshu subject may be known by its tax or ID card number alone.
+            None => uscc
+                .clone()
+                .or_else(|| name.clone())
+                .or_else(|| tax_no.clone())
+                .or_else(|| id_card.clone()),
         };
-        let Some(key) = key else { continue };
+        let Some(key) = key else {
+            out.no_identity += 1;
+            continue;
+        };
         if !seen.insert(key.clone()) {
             continue;
         }
-        out.push(Subject {
+        out.subjects.push(Subject {
             key,
             name,
             uscc,
-            id_card: at(&row, &job.id_card_column),
-            tax_no: at(&row, &job.tax_no_column),
+            id_card,
+            tax_no,
         });
     }
     // Same order on every backend (they sort NULLs differently).
-    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out.subjects.sort_by(|a, b| a.key.cmp(&b.key));
     out
+}
+
+/// Pages of one subject read so far, on earlier runs and this one.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Progress {
+    pages: u32,
+    items: Vec<Json>,
+    /// Calls behind the pages (and the answer that ended the subject).
+    calls: i64,
+    /// Records in the last page read.
+    last_got: usize,
+    first_total: Option<u64>,
+    last_total: Option<u64>,
+    /// Code and order number of the last page.
+    code: String,
+    order_no: Option<String>,
+}
+
+impl Progress {
+    fn add(
+        &mut self,
+        items: Vec<Json>,
+        total: Option<u64>,
+        calls: i64,
+        code: &str,
+        order_no: Option<String>,
+    ) {
+        if self.pages == 0 {
+            self.first_total = total;
+        }
+        self.pages += 1;
+        self.last_got = items.len();
+        self.items.extend(items);
+        self.last_total = total;
+        self.calls += calls;
+        self.code = code.to_string();
+        self.order_no = order_no;
+    }
+
+    /// Whether the provider has records after the ones read.
+    fn more(&self, page_size: u32) -> bool {
+        more_pages(self.last_total, self.items.len(), self.last_got, page_size)
+    }
+}
+
+/// Whether a paged answer has records after the `read` ones: by TotalRecords when the
+/// provider gives it, else by the last page being full.
+fn more_pages(total: Option<u64>, read: usize, last_got: usize, page_size: u32) -> bool {
+    match total {
+        Some(t) => (read as u64) < t && last_got > 0,
+        None => last_got >= page_size as usize,
+    }
+}
+
+/// The pages kept from earlier runs as progress, or why they cannot be continued: pages
+/// asked with another keyword or page size, or read before `since` (stale by fresh_for), do
+/// not belong to the same answer.
+fn resume(
+    stored: &[PageRow],
+    search_key: &str,
+    page_size: u32,
+    since: &str,
+) -> Result<Progress, String> {
+    let mut p = Progress::default();
+    for (i, row) in stored.iter().enumerate() {
+        let want = i as u32 + 1;
+        if row.page != want {
+            return Err(format!("page {want} is missing / 缺第 {want} 页"));
+        }
+        if row.search_key != search_key {
+            return Err("the subject's search key changed / 查询关键字已变".into());
+        }
+        if row.page_size != page_size {
+            return Err(format!(
+                "page_size changed from {} to {page_size} / 每页条数已变",
+                row.page_size
+            ));
+        }
+        if row.fetched_at.as_str() < since {
+            return Err(format!(
+                "page {want} was read at {}, longer ago than fresh_for / 已超过有效期",
+                row.fetched_at
+            ));
+        }
+        let items: Vec<Json> = serde_json::from_str(&row.items_json)
+            .map_err(|_| format!("page {want} is not a JSON array / 第 {want} 页内容损坏"))?;
+        p.add(
+            items,
+            row.total,
+            row.calls,
+            &row.status_code,
+            row.order_no.clone(),
+        );
+    }
+    Ok(p)
 }
 
 /// The view columns a job reads, each once.
@@ -180,15 +317,13 @@ fn classify(
         }
         p => super::lookup(p.codes(), &answer.code),
     };
+    let mut spec_msg = spec_msg.to_string();
+    // A success without data is a no-result (docs/query-config.md), whatever the code says.
     if action == Action::Success && answer.empty_success {
         action = Action::NoResult;
+        spec_msg.push_str("（无数据，按查无结果记录 / no data: recorded as no result）");
     }
-    (
-        action,
-        answer.code.clone(),
-        spec_msg.to_string(),
-        Some(answer),
-    )
+    (action, answer.code.clone(), spec_msg, Some(answer))
 }
 
 fn build_call(
@@ -283,8 +418,9 @@ async fn run_inner(
             "provider {pname} was stopped earlier in this process; fix the cause and restart qianzhi"
         )));
     }
+    let now = app.query.clock.now();
     if let Some(st) = app.db.provider_state(pname).await? {
-        let now = crate::timefmt::now_text();
+        let now = fmt_spec(&now.with_timezone(&beijing()));
         match (st.state.as_str(), st.paused_until) {
             ("paused", Some(until)) if until > now => {
                 info!(until = %until, "provider is paused; nothing is sent until then");
@@ -316,12 +452,28 @@ async fn run_inner(
     let cols = subject_columns(job);
     let col_refs: Vec<&str> = cols.iter().map(String::as_str).collect();
     let rows = app.db.read_text_columns(&job.subjects, &col_refs).await?;
-    let subjects = subjects_from_rows(job, rows);
+    let SubjectRows {
+        mut subjects,
+        no_identity,
+    } = subjects_from_rows(job, rows);
+    if no_identity > 0 {
+        warn!(
+            rows = no_identity,
+            view = %job.subjects,
+            "主体视图中有 {no_identity} 行没有可用的标识（键、名称、统一社会信用代码、税号、身份证号均为空），已跳过 / {no_identity} rows of the subjects view have no usable identity (key, name, USCC, tax and ID card number all empty); skipped"
+        );
+        out.skipped += no_identity;
+    }
     out.subjects = subjects.len();
     let since = fmt_spec(
-        &(now_beijing() - chrono::Duration::from_std(job.fresh_for()).unwrap_or_default()),
+        &(now.with_timezone(&beijing())
+            - chrono::Duration::from_std(job.fresh_for()).unwrap_or_default()),
     );
     let fresh = app.db.fresh_subjects(pname, &since).await?;
+    // Subjects left part-way by an earlier run go first: their pages are paid for and only
+    // the rest of them makes a result. Otherwise key order.
+    let part_way = app.db.subjects_with_pages(pname).await?;
+    subjects.sort_by_key(|s| !part_way.contains(&s.key));
     for s in &subjects {
         if fresh.contains(&s.key) {
             out.fresh += 1;
@@ -331,7 +483,7 @@ async fn run_inner(
             out.interrupted = true;
             break;
         }
-        match ask(app, provider, job, s, budget, cancel, &mut out).await? {
+        match ask(app, provider, job, s, budget, &since, cancel, &mut out).await? {
             End::Stored("found") => out.found += 1,
             End::Stored("no_result") => out.no_result += 1,
             End::Stored(_) => out.rejected += 1,
@@ -348,6 +500,10 @@ async fn run_inner(
                 info!("temporary failures: the rest of the subjects wait for the next run");
                 break;
             }
+            End::Interrupted => {
+                out.interrupted = true;
+                break;
+            }
             End::Skipped => out.skipped += 1,
             End::Paused(until) => {
                 out.paused_until = Some(until);
@@ -359,41 +515,98 @@ async fn run_inner(
     Ok(out)
 }
 
+/// Counts and says that a subject stops part-way with its pages kept.
+fn kept(out: &mut QueryOutcome, got: &Progress, shown: &str, why: &str) {
+    if got.pages == 0 {
+        return;
+    }
+    out.partial += 1;
+    let next = got.pages + 1;
+    warn!(
+        subject = %shown,
+        pages = got.pages,
+        "{why}: 已读的 {} 页保留，下次运行从第 {next} 页接着读 / the {} pages read are kept; the next run continues from page {next}",
+        got.pages,
+        got.pages
+    );
+}
+
 /// Asks for one subject, page by page, until every record is read or an answer says stop.
+/// Each page bought is kept with its ledger row, so a subject stopped part-way (budget,
+/// pause, failure, shutdown, crash) continues from the next page on a later run.
+#[allow(clippy::too_many_arguments)]
 async fn ask(
     app: &App,
     provider: Provider,
     job: &QueryJobConfig,
     s: &Subject,
     budget: u32,
+    since: &str,
     cancel: &CancellationToken,
     out: &mut QueryOutcome,
 ) -> Result<End> {
     let pname = provider.name();
     let shown = s.shown();
     let paging = paging(app, provider);
+    let keyword = s.search_key(job.search_by).map(str::to_string);
+    let mut got = Progress::default();
+    if let (Some((size, _)), Some(kw)) = (paging, keyword.as_deref()) {
+        let stored = app.db.stored_pages(pname, &s.key).await?;
+        if !stored.is_empty() {
+            match resume(&stored, kw, size, since) {
+                Ok(p) => {
+                    info!(subject = %shown, pages = p.pages, "继续读取：前 {} 页已在之前购买并保留 / continuing the subject: its first {} pages were bought earlier and kept", p.pages, p.pages);
+                    out.continued += 1;
+                    got = p;
+                }
+                Err(why) => {
+                    warn!(subject = %shown, pages = stored.len(), reason = %why, "保留的页无法接续，从第 1 页重新读取（费用见 qz_query_ledger）/ the kept pages cannot be continued; the subject starts again from page 1 (their cost is in qz_query_ledger)");
+                    app.db.drop_pages(pname, &s.key).await?;
+                }
+            }
+        }
+    }
     let mut backoff = Backoff::new(
         app.cfg.delivery.retry_initial(),
         app.cfg.delivery.retry_max(),
     );
-    let (mut page, mut retries, mut resigned, mut calls) = (1u32, 0u32, false, 0i64);
-    let mut items: Vec<serde_json::Value> = Vec::new();
-    let mut last: Option<(String, Option<String>)> = None;
+    let (mut page, mut retries, mut resigned) = (got.pages + 1, 0u32, false);
+    // Calls of this run not yet behind a kept page.
+    let mut calls = 0i64;
     let mut note = String::new();
     loop {
+        if let Some((size, max_pages)) = paging
+            && got.pages > 0
+        {
+            // Pages kept from an earlier run may already be all there is to read.
+            let more = got.more(size);
+            if !more || got.pages >= max_pages {
+                if more {
+                    note = max_pages_note(max_pages, got.last_total);
+                }
+                return finish_found(app, provider, job, s, &got, &note, None).await;
+            }
+            if cancel.is_cancelled() {
+                kept(out, &got, &shown, "shutting down / 正在停止");
+                return Ok(End::Interrupted);
+            }
+        }
         let Some(call) = build_call(app, provider, job, s, page)? else {
-            warn!(subject = %shown, "subject has nothing to search by (empty name and codes); skipped");
+            let hint = if provider == Provider::Xinshu && s.uscc.is_some() && !job.uscc_as_tax_no {
+                "（设 uscc_as_tax_no = true 可把统一社会信用代码作为 taxNo 发送 / uscc_as_tax_no = true would send its USCC as taxNo）"
+            } else {
+                ""
+            };
+            warn!(subject = %shown, "主体没有可查询的字段，已跳过 / subject has nothing to search by (empty name and codes); skipped{hint}");
             return Ok(End::Skipped);
         };
-        let day = budget_day(Utc::now());
+        let day = budget_day(app.query.clock.now());
         let Some(reserved) = app
             .db
             .reserve_call(pname, &job.name, &s.key, page, &day, budget)
             .await?
         else {
-            if page > 1 {
-                warn!(subject = %shown, page, "budget ran out between pages; the pages read are dropped and the subject stays due");
-            }
+            kept(out, &got, &shown, "预算用完 / budget spent part-way");
             return Ok(End::BudgetSpent);
         };
         calls += 1;
@@ -406,61 +619,103 @@ async fn ask(
             .filter(|m| !m.is_empty());
         let message = provider_msg.clone().unwrap_or_else(|| spec_msg.clone());
         let order_no = answer.as_ref().and_then(|a| a.order_no.clone());
-        app.db
-            .complete_call(
-                reserved,
-                &CallRecord {
-                    status_code: &code,
-                    action: action.label(),
-                    billed: action.billed(),
-                    order_no: order_no.as_deref(),
-                    message: &message,
-                },
-            )
-            .await?;
+        let record = CallRecord {
+            status_code: code.clone(),
+            action: action.label(),
+            billed: action.billed(),
+            order_no: order_no.clone(),
+            message: message.clone(),
+        };
         let reason = format!("{code} {spec_msg}");
         match action {
             Action::Success => {
                 let a = answer.expect("a success has an answer");
-                let got = a.items.len();
-                items.extend(a.items);
-                last = Some((code.clone(), order_no));
+                let Some((size, max_pages)) = paging else {
+                    // One answer holds everything (Xinshu).
+                    got.add(a.items, a.total, calls, &code, order_no);
+                    return finish_found(
+                        app,
+                        provider,
+                        job,
+                        s,
+                        &got,
+                        "",
+                        Some((reserved, &record)),
+                    )
+                    .await;
+                };
+                let row = PageRow {
+                    page,
+                    job: job.name.clone(),
+                    search_key: keyword.clone().unwrap_or_default(),
+                    page_size: size,
+                    total: a.total,
+                    calls,
+                    status_code: code.clone(),
+                    order_no: order_no.clone(),
+                    items_json: Json::Array(a.items.clone()).to_string(),
+                    fetched_at: now_text(),
+                };
+                app.db
+                    .complete_call_with_page(reserved, &record, pname, &s.key, &row)
+                    .await?;
+                got.add(a.items, a.total, calls, &code, order_no);
+                calls = 0;
                 retries = 0;
-                if let Some((size, max_pages)) = paging {
-                    let more = match a.total {
-                        Some(total) => (items.len() as u64) < total && got > 0,
-                        None => got >= size as usize,
-                    };
-                    if more && page < max_pages {
-                        page += 1;
-                        continue;
-                    }
-                    if more {
-                        note = format!(
-                            "；只读取了前 {max_pages} 页（max_pages），共 {} 条",
-                            a.total.map(|t| t.to_string()).unwrap_or("?".into())
-                        );
-                        warn!(subject = %shown, max_pages, "more records than max_pages allows; the rest were not read");
-                    }
+                if got.more(size) && page < max_pages {
+                    page += 1;
+                    continue;
                 }
-                break;
+                if got.more(size) {
+                    note = max_pages_note(max_pages, got.last_total);
+                    warn!(subject = %shown, max_pages, "more records than max_pages allows; the rest were not read");
+                }
+                return finish_found(app, provider, job, s, &got, &note, None).await;
             }
-            Action::NoResult if page > 1 => break,
+            // Past the last page: what was read is the result.
+            Action::NoResult if got.pages > 0 => {
+                got.calls += calls;
+                return finish_found(
+                    app,
+                    provider,
+                    job,
+                    s,
+                    &got,
+                    &note,
+                    Some((reserved, &record)),
+                )
+                .await;
+            }
             Action::NoResult => {
                 store(
                     app,
                     provider,
                     job,
                     s,
-                    "no_result",
-                    &code,
-                    &spec_msg,
+                    ("no_result", &code, &spec_msg),
                     order_no.as_deref(),
                     calls,
                     &[],
+                    Some((reserved, &record)),
                 )
                 .await?;
                 return Ok(End::Stored("no_result"));
+            }
+            // Pages already bought are not thrown away: they are the result, with the refusal.
+            Action::SubjectRejected if got.pages > 0 => {
+                warn!(subject = %shown, page, code = %code, message = %message, "provider refused a later page; the pages read are stored");
+                got.calls += calls;
+                note = format!("；第 {page} 页被拒绝 / page {page} refused: {reason}");
+                return finish_found(
+                    app,
+                    provider,
+                    job,
+                    s,
+                    &got,
+                    &note,
+                    Some((reserved, &record)),
+                )
+                .await;
             }
             Action::SubjectRejected => {
                 warn!(subject = %shown, code = %code, message = %message, "provider refused this subject's parameters; recorded, asked again when fresh_for has passed");
@@ -469,34 +724,41 @@ async fn ask(
                     provider,
                     job,
                     s,
-                    "rejected",
-                    &code,
-                    &message,
+                    ("rejected", &code, &message),
                     order_no.as_deref(),
                     calls,
                     &[],
+                    Some((reserved, &record)),
                 )
                 .await?;
                 return Ok(End::Stored("rejected"));
             }
             Action::RetryLater => {
+                app.db.complete_call(reserved, &record).await?;
                 retries += 1;
                 if retries > job.retries {
                     warn!(subject = %shown, code = %code, message = %message, "still failing after retries");
+                    kept(out, &got, &shown, "temporary failures / 临时失败");
                     return Ok(End::RetryLater);
                 }
                 let wait = backoff.next_delay();
                 info!(subject = %shown, code = %code, message = %message, retry_in_ms = wait.as_millis() as u64, "temporary failure, asking again");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = cancel.cancelled() => { out.interrupted = true; return Ok(End::RetryLater); }
+                    _ = cancel.cancelled() => {
+                        out.interrupted = true;
+                        kept(out, &got, &shown, "shutting down / 正在停止");
+                        return Ok(End::RetryLater);
+                    }
                 }
             }
             Action::Resign if !resigned => {
+                app.db.complete_call(reserved, &record).await?;
                 info!(code = %code, "request expired; signing again with a fresh timestamp");
                 resigned = true;
             }
             Action::Resign | Action::StopProvider => {
+                app.db.complete_call(reserved, &record).await?;
                 let why = if action == Action::Resign {
                     format!("{reason} (again after re-signing: check the key and the host clock)")
                 } else {
@@ -507,50 +769,79 @@ async fn ask(
                 app.db
                     .set_provider_state(pname, "stopped", None, Some(&code), Some(&why))
                     .await?;
+                kept(out, &got, &shown, "provider stopped / 服务商已停止");
                 return Ok(End::Stopped(format!("provider {pname} stopped: {why}")));
             }
             Action::Pause(p) => {
-                let until = pause_end(p, Utc::now());
+                app.db.complete_call(reserved, &record).await?;
+                let until = pause_end(p, app.query.clock.now());
                 error!(provider = pname, code = %code, message = %message, until = %until, "PROVIDER PAUSED: {reason}");
                 app.db
                     .set_provider_state(pname, "paused", Some(&until), Some(&code), Some(&reason))
                     .await?;
+                kept(out, &got, &shown, "provider paused / 服务商暂停");
                 return Ok(End::Paused(until));
             }
         }
     }
-    let (code, order_no) = last.unwrap_or_default();
-    let msg = format!("{}{note}", super::lookup(provider.codes(), &code).1);
-    let tables = flatten(provider, &items);
+}
+
+/// The message part saying the answer had more than max_pages pages.
+fn max_pages_note(max_pages: u32, total: Option<u64>) -> String {
+    format!(
+        "；只读取了前 {max_pages} 页（max_pages），共 {} 条",
+        total.map(|t| t.to_string()).unwrap_or("?".into())
+    )
+}
+
+/// Stores the records read as the subject's result ("found").
+async fn finish_found(
+    app: &App,
+    provider: Provider,
+    job: &QueryJobConfig,
+    s: &Subject,
+    got: &Progress,
+    note: &str,
+    completes: Option<(Reserved, &CallRecord)>,
+) -> Result<End> {
+    let mut msg = format!("{}{note}", super::lookup(provider.codes(), &got.code).1);
+    if let (Some(a), Some(b)) = (got.first_total, got.last_total)
+        && a != b
+    {
+        msg.push_str(&format!(
+            "；读取各页期间总数由 {a} 变为 {b} / TotalRecords changed from {a} to {b} between pages"
+        ));
+    }
+    let tables = flatten(provider, &got.items);
     store(
         app,
         provider,
         job,
         s,
-        "found",
-        &code,
-        &msg,
-        order_no.as_deref(),
-        calls,
+        ("found", &got.code, &msg),
+        got.order_no.as_deref(),
+        got.calls,
         &tables,
+        completes,
     )
     .await?;
-    info!(subject = %shown, records = items.len(), calls, "stored");
+    info!(subject = %s.shown(), records = got.items.len(), pages = got.pages, calls = got.calls, "stored");
     Ok(End::Stored("found"))
 }
 
+/// Stores a subject's result; `completes` is the call whose answer it is, completed in the
+/// same transaction. (status, status code, message).
 #[allow(clippy::too_many_arguments)]
 async fn store(
     app: &App,
     provider: Provider,
     job: &QueryJobConfig,
     s: &Subject,
-    status: &str,
-    code: &str,
-    message: &str,
+    (status, code, message): (&str, &str, &str),
     order_no: Option<&str>,
     calls: i64,
     tables: &[TableRows],
+    completes: Option<(Reserved, &CallRecord)>,
 ) -> Result<()> {
     app.db
         .store_subject_result(&SubjectResult {
@@ -565,6 +856,7 @@ async fn store(
             calls,
             tables,
             tables_of_provider: provider.tables(),
+            completes,
         })
         .await
 }
@@ -613,8 +905,10 @@ mod tests {
             vec![None, t("乙个体户"), t("610431198603210047")],
             vec![t(" "), t(""), None],
         ];
-        let s = subjects_from_rows(&j, rows);
+        let r = subjects_from_rows(&j, rows);
+        let s = &r.subjects;
         assert_eq!(s.len(), 2);
+        assert_eq!(r.no_identity, 1, "the blank row is counted");
         assert_eq!(
             (s[0].key.as_str(), s[0].name.as_deref()),
             ("91A", Some("甲公司"))
@@ -623,5 +917,158 @@ mod tests {
         assert_eq!(s[1].id_card.as_deref(), Some("610431198603210047"));
         let k = job("uscc_column='code'\nkey_column='id'");
         assert_eq!(subject_columns(&k), vec!["id", "code", "name"]);
+    }
+
+    #[test]
+    fn a_tax_or_id_card_number_alone_identifies_a_subject() {
+        // Columns: code, name, idc, tax.
+        let t = |s: &str| Some(s.to_string());
+        let rows = || {
+            vec![
+                vec![None, None, t("610431198603210047"), None],
+                vec![None, t(" "), None, t("440104198603210047")],
+                vec![t("91440101MA59XQ4T2K"), None, None, None],
+                vec![None, None, None, None],
+                vec![t(""), t(""), t(" "), t("")],
+            ]
+        };
+        // (extra settings, keys in order, taxNo of the USCC-only row, rows without identity)
+        for (extra, keys, uscc_tax, none) in [
+            (
+                "",
+                vec![
+                    "440104198603210047",
+                    "610431198603210047",
+                    "91440101MA59XQ4T2K",
+                ],
+                None,
+                2,
+            ),
+            (
+                "uscc_as_tax_no=true",
+                vec![
+                    "440104198603210047",
+                    "610431198603210047",
+                    "91440101MA59XQ4T2K",
+                ],
+                Some("91440101MA59XQ4T2K"),
+                2,
+            ),
+        ] {
+            let j = job(&format!(
+                "uscc_column='code'\nid_card_column='idc'\ntax_no_column='tax'\n{extra}"
+            ));
+            let r = subjects_from_rows(&j, rows());
+            let got: Vec<&str> = r.subjects.iter().map(|s| s.key.as_str()).collect();
+            assert_eq!(got, keys, "{extra}");
+            assert_eq!(r.no_identity, none, "{extra}");
+            let id_only = &r.subjects[1];
+            assert_eq!(
+                (
+                    id_only.name.as_deref(),
+                    id_only.id_card.as_deref(),
+                    id_only.tax_no.as_deref()
+                ),
+                (None, Some("610431198603210047"), None)
+            );
+            assert_eq!(r.subjects[0].tax_no.as_deref(), Some("440104198603210047"));
+            assert_eq!(r.subjects[2].tax_no.as_deref(), uscc_tax, "{extra}");
+        }
+        // A row's own tax number wins over the USCC.
+        let j = job("uscc_column='code'\ntax_no_column='tax'\nuscc_as_tax_no=true");
+        let r = subjects_from_rows(&j, vec![vec![t("91A"), t("甲"), t("3101")]]);
+        assert_eq!(r.subjects[0].tax_no.as_deref(), Some("3101"));
+        // Without a tax_no_column the USCC is offered only when asked for.
+        let j = job("uscc_column='code'\nuscc_as_tax_no=true");
+        let r = subjects_from_rows(&j, vec![vec![t("91A"), t("甲")]]);
+        assert_eq!(r.subjects[0].tax_no.as_deref(), Some("91A"));
+        let j = job("uscc_column='code'");
+        let r = subjects_from_rows(&j, vec![vec![t("91A"), t("甲")]]);
+        assert_eq!(r.subjects[0].tax_no, None);
+        // With key_column, a row without that value has no identity whatever else it has.
+        let j = job("uscc_column='code'\nkey_column='id'");
+        let r = subjects_from_rows(&j, vec![vec![None, t("91A"), t("甲")]]);
+        assert_eq!((r.subjects.len(), r.no_identity), (0, 1));
+    }
+
+    #[test]
+    fn more_pages_by_total_or_full_page() {
+        for (total, read, last_got, size, want) in [
+            (Some(45), 20, 20, 20, true),
+            (Some(45), 45, 5, 20, false),
+            (Some(45), 40, 0, 20, false),
+            (None, 20, 20, 20, true),
+            (None, 25, 5, 20, false),
+        ] {
+            assert_eq!(
+                more_pages(total, read, last_got, size),
+                want,
+                "{total:?} {read} {last_got} {size}"
+            );
+        }
+    }
+
+    fn page_row(page: u32, items: usize, total: u64) -> PageRow {
+        let list: Vec<Json> = (0..items).map(|i| serde_json::json!({"n": i})).collect();
+        PageRow {
+            page,
+            job: "q".into(),
+            search_key: "91A".into(),
+            page_size: 2,
+            total: Some(total),
+            calls: 1,
+            status_code: "1".into(),
+            order_no: Some(format!("o{page}")),
+            items_json: Json::Array(list).to_string(),
+            fetched_at: "2026-01-02 03:04:05".into(),
+        }
+    }
+
+    #[test]
+    fn kept_pages_resume_only_when_they_belong_together() {
+        let since = "2026-01-01 00:00:00";
+        let pages = vec![page_row(1, 2, 5), page_row(2, 2, 5)];
+        let p = resume(&pages, "91A", 2, since).unwrap();
+        assert_eq!((p.pages, p.items.len(), p.calls), (2, 4, 2));
+        assert_eq!(p.order_no.as_deref(), Some("o2"));
+        assert!(p.more(2), "4 of 5 read");
+        let mut changed = pages.clone();
+        changed[1].total = Some(6);
+        let p = resume(&changed, "91A", 2, since).unwrap();
+        assert_eq!((p.first_total, p.last_total), (Some(5), Some(6)));
+
+        let mut gap = pages.clone();
+        gap[1].page = 3;
+        let mut other_key = pages.clone();
+        other_key[0].search_key = "甲公司".into();
+        let mut broken = pages.clone();
+        broken[1].items_json = "{".into();
+        for (rows, size, why) in [
+            (gap, 2, "page 2 is missing"),
+            (other_key, 2, "search key changed"),
+            (pages.clone(), 20, "page_size changed from 2 to 20"),
+            (broken, 2, "not a JSON array"),
+        ] {
+            let e = resume(&rows, "91A", size, since).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+        let e = resume(&pages, "91A", 2, "2026-02-01 00:00:00").unwrap_err();
+        assert!(e.contains("fresh_for"), "{e}");
+        assert_eq!(resume(&[], "91A", 2, since).unwrap(), Progress::default());
+    }
+
+    #[test]
+    fn summary_mentions_skipped_and_part_way() {
+        let o = QueryOutcome {
+            subjects: 3,
+            skipped: 2,
+            partial: 1,
+            budget_exhausted: true,
+            ..Default::default()
+        };
+        let s = summary(&o);
+        assert!(s.contains("2 skipped"), "{s}");
+        assert!(s.contains("1 part-way (pages kept"), "{s}");
+        assert!(!summary(&QueryOutcome::default()).contains("skipped"));
     }
 }

@@ -132,12 +132,13 @@ pub fn parse(body: &str) -> Result<Answer, String> {
                 .or_else(|| t.as_str().and_then(|s| s.parse().ok()))
         });
     Ok(Answer {
+        // 1 "请求成功" without Items is no data: recorded as no result, like 2.
+        empty_success: code == "1" && items.is_empty(),
         code,
         message: super::text_of(j.get("statusMessage")).unwrap_or_default(),
         order_no: super::text_of(j.get("orderNo")),
         total,
         items,
-        empty_success: false,
     })
 }
 
@@ -231,12 +232,35 @@ mod tests {
         assert_eq!(row.values[6], None);
         assert!(row.raw.contains("PunishCode"));
         assert!(parse("<html>").is_err());
+        assert!(!a.empty_success);
         assert_eq!(
             parse(r#"{"statusCode":"2","statusMessage":"查询无结果"}"#)
                 .unwrap()
                 .code,
             "2"
         );
+    }
+
+    #[test]
+    fn success_without_items_is_empty() {
+        for (body, empty) in [
+            (
+                r#"{"statusCode":1,"statusMessage":"请求成功","data":{}}"#,
+                true,
+            ),
+            (r#"{"statusCode":1,"statusMessage":"请求成功"}"#, true),
+            (
+                r#"{"statusCode":1,"data":{"Paging":{"TotalRecords":0},"Items":[]}}"#,
+                true,
+            ),
+            (
+                r#"{"statusCode":1,"data":{"Items":[{"PunishCode":"x"}]}}"#,
+                false,
+            ),
+            (r#"{"statusCode":2,"data":{}}"#, false),
+        ] {
+            assert_eq!(parse(body).unwrap().empty_success, empty, "{body}");
+        }
     }
 
     #[test]

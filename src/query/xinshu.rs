@@ -163,16 +163,18 @@ pub fn parse(body: &str) -> Result<Answer, String> {
     };
     let items = match j.get("data") {
         Some(Json::Array(a)) => a.clone(),
+        Some(Json::Object(o)) if o.is_empty() => vec![],
         Some(o @ Json::Object(_)) => vec![o.clone()],
         _ => vec![],
     };
     Ok(Answer {
+        // 0000 "查询成功" without data is no data: recorded as no result, like 0001.
+        empty_success: code == "0000" && items.is_empty(),
         code,
         message: super::text_of(j.get("msg")).unwrap_or_default(),
         order_no: super::text_of(j.get("orderNo")),
         total: None,
         items,
-        empty_success: false,
     })
 }
 
@@ -251,6 +253,48 @@ mod tests {
     }
 
     #[test]
+    fn any_one_identity_is_enough() {
+        let now = Utc.with_ymd_and_hms(2024, 3, 14, 8, 0, 0).unwrap();
+        let t = |v: &str| Some(v.to_string());
+        for (name, id_card, tax_no, want) in [
+            (
+                None,
+                t("610431198603210047"),
+                None,
+                Some(vec![("idCard", "610431198603210047")]),
+            ),
+            (
+                None,
+                None,
+                t("440104198603210047"),
+                Some(vec![("taxNo", "440104198603210047")]),
+            ),
+            (t(" "), t(""), None, None),
+        ] {
+            let s = Subject {
+                key: "k".into(),
+                name,
+                id_card,
+                tax_no,
+                ..Default::default()
+            };
+            let got = client("form").request(&s, now).map(|c| {
+                c.form
+                    .unwrap()
+                    .into_iter()
+                    .filter(|(k, _)| k != "apikey" && k != "sign")
+                    .collect::<Vec<_>>()
+            });
+            let want = want.map(|w| {
+                w.into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<Vec<_>>()
+            });
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
     fn parses_answers() {
         let ok = parse(r#"{"rc":"0000","msg":"查询成功","orderNo":"201511011666","data":[{"blackType":"非正常户","taxNo":"3102305","taxSum":"1","taxSum":"2","cardNo":"3101052"}]}"#).unwrap();
         assert_eq!(ok.code, "0000");
@@ -272,6 +316,22 @@ mod tests {
                 .is_empty()
         );
         assert!(parse("").is_err());
+        assert!(!ok.empty_success);
+    }
+
+    #[test]
+    fn success_without_data_is_empty() {
+        for (body, items, empty) in [
+            (r#"{"rc":"0000","msg":"查询成功","data":[]}"#, 0, true),
+            (r#"{"rc":"0000","msg":"查询成功"}"#, 0, true),
+            (r#"{"rc":"0000","data":null}"#, 0, true),
+            (r#"{"rc":"0000","data":{}}"#, 0, true),
+            (r#"{"rc":"0000","data":{"blackType":"欠税户"}}"#, 1, false),
+            (r#"{"rc":"0001","msg":"查询成功,无数据"}"#, 0, false),
+        ] {
+            let a = parse(body).unwrap();
+            assert_eq!((a.items.len(), a.empty_success), (items, empty), "{body}");
+        }
     }
 
     #[test]

@@ -28,12 +28,22 @@ struct QueryApp {
 /// A fresh database with the subjects table, the query simulator, and the three query jobs
 /// (penalties, customs, tax_blacklist) with `budget` calls a day per provider.
 async fn spawn_query(which: Which, budget: u32, subjects: &[SubjectRow]) -> Option<QueryApp> {
+    spawn_query_with(which, budget, subjects, &|s| s).await
+}
+
+/// As `spawn_query`, with `edit` applied to the provider sections and query jobs.
+async fn spawn_query_with(
+    which: Which,
+    budget: u32,
+    subjects: &[SubjectRow],
+    edit: &dyn Fn(String) -> String,
+) -> Option<QueryApp> {
     server(which)?;
     let sim = qianzhi::query::sim::start(Default::default(), "127.0.0.1:0")
         .await
         .unwrap();
     let cred_dir = tempfile::tempdir().unwrap().keep();
-    let extra = qianzhi::query::demo::query_config(&sim, &cred_dir, budget, "").unwrap();
+    let extra = edit(qianzhi::query::demo::query_config(&sim, &cred_dir, budget, "").unwrap());
     let edit = move |s: String| format!("{s}{extra}");
     let t = spawn_app(
         which,
@@ -702,3 +712,460 @@ async fn daemon_runs_query_jobs_and_stops_on_sigterm() {
         q.assert_ledger_matches(p).await;
     }
 }
+
+const ID_CARD: &str = "610431198603210047";
+const TAX_NO: &str = "440104198603210047";
+
+/// The parameters a Xinshu call carried besides apikey and sign.
+fn xinshu_identity(c: &qianzhi::query::sim::SimCall) -> Vec<(String, String)> {
+    c.params
+        .iter()
+        .filter(|(k, _)| k.as_str() != "apikey" && k.as_str() != "sign")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn xinshu_subjects_known_by_one_number(which: Which) {
+    // The spec: taxName, idCard, taxNo, at least one of them. Names are NOT NULL in the demo
+    // table: an empty name is "no name".
+    let subjects: &[SubjectRow] = &[
+        (1, "", None, Some(ID_CARD), None),
+        (2, "", None, None, Some(TAX_NO)),
+        (3, "", None, None, None),
+        (4, "  ", None, Some(" "), Some("")),
+    ];
+    let Some(q) = spawn_query(which, 100, subjects).await else {
+        return;
+    };
+    q.sim.state.lock().unwrap().set(
+        Xinshu,
+        ID_CARD,
+        vec![xinshu_record("示例装饰工程部", TAX_NO)],
+    );
+    let out = q.t.cli(&["once", "--job", "tax_blacklist"], &[]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{log}");
+    // The two rows with nothing at all are counted and said so; the others are asked.
+    assert!(
+        log.contains("2 rows of the subjects view have no usable identity"),
+        "{log}"
+    );
+    assert!(
+        log.contains("tax_blacklist: 2 subjects, 0 fresh, 2 calls: 1 found, 1 no result"),
+        "{log}"
+    );
+    assert!(log.contains("2 skipped"), "{log}");
+    assert!(
+        !log.contains(ID_CARD) && !log.contains(TAX_NO),
+        "ID numbers masked: {log}"
+    );
+    let sent: Vec<Vec<(String, String)>> = q
+        .sim
+        .state
+        .lock()
+        .unwrap()
+        .calls_of(Xinshu)
+        .iter()
+        .map(|c| xinshu_identity(c))
+        .collect();
+    // Key order: the tax number (4…) before the ID card number (6…).
+    assert_eq!(
+        sent,
+        vec![pairs(&[("taxNo", TAX_NO)]), pairs(&[("idCard", ID_CARD)])]
+    );
+    let got = q
+        .t
+        .rows("SELECT subject_key, last_status, record_count FROM qz_query_subject WHERE provider = 'xinshu' ORDER BY subject_key")
+        .await;
+    assert_eq!(
+        got,
+        vec![
+            vec![
+                Some(TAX_NO.into()),
+                Some("no_result".into()),
+                Some("0".into())
+            ],
+            vec![Some(ID_CARD.into()), Some("found".into()), Some("1".into())],
+        ]
+    );
+    assert_eq!(
+        q.t.scalar(&format!(
+            "SELECT COUNT(*) FROM qz_xinshu_tax_black WHERE subject_key = '{ID_CARD}' AND tax_no = '{TAX_NO}'"
+        ))
+        .await,
+        1
+    );
+    q.assert_ledger_matches(Xinshu).await;
+}
+on_all_backends!(
+    query_xinshu_subjects_known_by_one_number,
+    xinshu_subjects_known_by_one_number
+);
+
+async fn xinshu_uscc_as_tax_no(which: Which) {
+    // No tax-number column: the USCC goes as taxNo only when uscc_as_tax_no says so.
+    let subjects: &[SubjectRow] = &[
+        (1, "示例贸易有限公司", Some(S1), None, None),
+        (2, "", Some(S2), None, None),
+    ];
+    for on in [false, true] {
+        let edit = move |s: String| {
+            s.replace(
+                "tax_no_column = \"tax_no\"\n",
+                if on { "uscc_as_tax_no = true\n" } else { "" },
+            )
+        };
+        let Some(q) = spawn_query_with(which, 100, subjects, &edit).await else {
+            return;
+        };
+        let o = q.run("tax_blacklist").await.unwrap();
+        let sent: Vec<Vec<(String, String)>> = q
+            .sim
+            .state
+            .lock()
+            .unwrap()
+            .calls_of(Xinshu)
+            .iter()
+            .map(|c| xinshu_identity(c))
+            .collect();
+        if on {
+            assert_eq!((o.calls, o.no_result, o.skipped), (2, 2, 0), "{o:?}");
+            assert_eq!(
+                sent,
+                vec![
+                    pairs(&[("taxName", "示例贸易有限公司"), ("taxNo", S1)]),
+                    pairs(&[("taxNo", S2)]),
+                ]
+            );
+        } else {
+            // The USCC-only subject has nothing Xinshu accepts: skipped, counted.
+            assert_eq!((o.calls, o.no_result, o.skipped), (1, 1, 1), "{o:?}");
+            assert_eq!(sent, vec![pairs(&[("taxName", "示例贸易有限公司")])]);
+        }
+        q.assert_ledger_matches(Xinshu).await;
+    }
+}
+on_all_backends!(query_xinshu_uscc_as_tax_no, xinshu_uscc_as_tax_no);
+
+async fn paged_subject_over_budget_continues_next_day(which: Which) {
+    // Budget 2 a day; the first subject in key order has 45 records: three pages of 20.
+    let subjects = many_subjects(3);
+    let Some(q) = spawn_query(which, 2, &subjects).await else {
+        return;
+    };
+    let big = subjects[0].2.unwrap();
+    {
+        let mut st = q.sim.state.lock().unwrap();
+        st.set(Shuidi, big, shuidi_records(45));
+        st.set(Qcc, big, qcc_records(45, 1));
+    }
+    // (job, provider, page parameter, search parameter, result table)
+    for (job, p, search, table) in [
+        ("penalties", Shuidi, "keyword", "qz_shuidi_punish"),
+        ("customs", Qcc, "searchKey", "qz_qcc_customs_credit"),
+    ] {
+        let name = p.name();
+        let asked = || -> Vec<(String, String)> {
+            q.sim
+                .state
+                .lock()
+                .unwrap()
+                .calls_of(p)
+                .iter()
+                .map(|c| {
+                    (
+                        c.param(search).unwrap().to_string(),
+                        c.param("pageIndex").unwrap().to_string(),
+                    )
+                })
+                .collect()
+        };
+        let want = |v: &[(usize, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(i, page)| (subjects[*i].2.unwrap().to_string(), page.to_string()))
+                .collect()
+        };
+        // Day 1: pages 1 and 2 of the big subject; they are kept, nothing is stored yet.
+        let o = q.run(job).await.unwrap();
+        assert!(o.budget_exhausted, "{job}: {o:?}");
+        assert_eq!((o.calls, o.found, o.partial), (2, 0, 1), "{job}: {o:?}");
+        assert_eq!(asked(), want(&[(0, "1"), (0, "2")]), "{job}");
+        assert_eq!(
+            q.t.scalar(&format!(
+                "SELECT COUNT(*) FROM qz_query_page WHERE provider = '{name}' AND subject_key = '{big}'"
+            ))
+            .await,
+            2
+        );
+        assert_eq!(
+            q.t.scalar(&format!("SELECT COUNT(*) FROM {table}")).await,
+            0
+        );
+
+        // Day 2, after a restart: page 3 only, the subject is stored whole, and the next
+        // subject in key order is asked with the call left.
+        let app2 = q.restart().await;
+        app2.query.clock.advance(chrono::Duration::days(1));
+        let o = run_query_once(&app2, job, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                o.calls,
+                o.continued,
+                o.found,
+                o.no_result,
+                o.budget_exhausted
+            ),
+            (2, 1, 1, 1, true),
+            "{job}: {o:?}"
+        );
+        assert_eq!(
+            asked(),
+            want(&[(0, "1"), (0, "2"), (0, "3"), (1, "1")]),
+            "{job}: no page bought twice"
+        );
+        let n =
+            q.t.scalar(&format!(
+                "SELECT COUNT(*) FROM {table} WHERE subject_key = '{big}'"
+            ))
+            .await;
+        assert_eq!(n, 45, "{job}");
+        let r = q
+            .t
+            .rows(&format!(
+                "SELECT last_status, record_count, calls FROM qz_query_subject WHERE provider = '{name}' AND subject_key = '{big}'"
+            ))
+            .await;
+        assert_eq!(
+            r[0],
+            vec![Some("found".into()), Some("45".into()), Some("3".into())],
+            "{job}"
+        );
+        assert_eq!(
+            q.t.scalar(&format!(
+                "SELECT COUNT(*) FROM qz_query_page WHERE provider = '{name}'"
+            ))
+            .await,
+            0,
+            "{job}: the pages went into the result"
+        );
+
+        // Day 3: the last subject.
+        app2.query.clock.advance(chrono::Duration::days(1));
+        let o = run_query_once(&app2, job, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!((o.calls, o.fresh, o.no_result), (1, 2, 1), "{job}: {o:?}");
+        assert_eq!(asked().len(), 5);
+        assert_eq!(asked()[4], want(&[(2, "1")])[0]);
+        let days =
+            q.t.rows(&format!(
+                "SELECT calls FROM qz_query_budget WHERE provider = '{name}' ORDER BY call_day"
+            ))
+            .await;
+        assert_eq!(
+            days,
+            vec![
+                vec![Some("2".into())],
+                vec![Some("2".into())],
+                vec![Some("1".into())]
+            ],
+            "{job}: never more than the budget a day"
+        );
+        q.assert_ledger_matches(p).await;
+    }
+    // The records are those of the three pages, in order.
+    let got =
+        q.t.rows(&format!(
+            "SELECT seq, punish_code FROM qz_shuidi_punish WHERE subject_key = '{big}' ORDER BY seq"
+        ))
+        .await;
+    let want = shuidi_records(45);
+    for (i, r) in got.iter().enumerate() {
+        assert_eq!(r[0].as_deref(), Some((i + 1).to_string().as_str()));
+        assert_eq!(r[1].as_deref(), want[i]["PunishCode"].as_str());
+    }
+    assert_eq!(
+        q.t.scalar("SELECT COUNT(*) FROM qz_qcc_customs_punish")
+            .await,
+        45
+    );
+}
+on_all_backends!(
+    query_paged_subject_over_budget_continues_next_day,
+    paged_subject_over_budget_continues_next_day
+);
+
+async fn empty_success_is_no_result(which: Which) {
+    let Some(q) = spawn_query(which, 100, DEMO_SUBJECTS).await else {
+        return;
+    };
+    // The first subject (S1) gets a success code with no data; it has records otherwise.
+    {
+        let mut st = q.sim.state.lock().unwrap();
+        st.set(Shuidi, S1, shuidi_records(2));
+        st.set(Qcc, S1, qcc_records(1, 1));
+        st.set(Xinshu, S1, vec![xinshu_record("示例贸易有限公司", S1)]);
+        st.inject(Shuidi, "1");
+        st.inject(Qcc, "200");
+        st.inject(Xinshu, "0000");
+    }
+    for (job, p, code, spec) in [
+        ("penalties", Shuidi, "1", "请求成功"),
+        ("customs", Qcc, "200", "【有效请求】查询成功"),
+        ("tax_blacklist", Xinshu, "0000", "查询成功"),
+    ] {
+        let o = q.run(job).await.unwrap();
+        assert_eq!((o.found, o.no_result, o.calls), (0, 3, 3), "{job}: {o:?}");
+        let name = p.name();
+        let r = q
+            .t
+            .rows(&format!(
+                "SELECT last_status, status_code, record_count, message FROM qz_query_subject WHERE provider = '{name}' AND subject_key = '{S1}'"
+            ))
+            .await;
+        assert_eq!(
+            r[0][..3],
+            [
+                Some("no_result".into()),
+                Some(code.into()),
+                Some("0".into())
+            ],
+            "{job}"
+        );
+        let msg = r[0][3].clone().unwrap();
+        assert!(
+            msg.starts_with(spec) && msg.contains("无数据"),
+            "{job}: {msg}"
+        );
+        let led = q
+            .t
+            .rows(&format!(
+                "SELECT status_code, action, billed FROM qz_query_ledger WHERE provider = '{name}' AND subject_key = '{S1}'"
+            ))
+            .await;
+        assert_eq!(
+            led,
+            vec![vec![
+                Some(code.into()),
+                Some("no_result".into()),
+                Some("1".into())
+            ]],
+            "{job}"
+        );
+        q.assert_ledger_matches(p).await;
+    }
+}
+on_all_backends!(query_empty_success_is_no_result, empty_success_is_no_result);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_warns_when_max_pages_exceeds_the_budget() {
+    // Budget 2 a day, max_pages 25 (default): a warning, not a failure.
+    let q = spawn_query(Which::Sqlite, 2, DEMO_SUBJECTS).await.unwrap();
+    let out = q.t.cli(&["check"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    for p in ["shuidi", "qcc"] {
+        assert!(
+            text.contains(&format!(
+                "! {p}.max_pages: max_pages (25) 大于 daily_budget (2)"
+            )),
+            "{text}"
+        );
+    }
+    assert!(text.contains("exceeds daily_budget (2)"), "{text}");
+    assert!(!text.contains("xinshu.max_pages"), "{text}");
+    let q = spawn_query(Which::Sqlite, 100, DEMO_SUBJECTS)
+        .await
+        .unwrap();
+    let out = q.t.cli(&["check"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && !text.contains("max_pages"),
+        "{text}"
+    );
+}
+
+async fn kept_pages_survive_a_crash(which: Which) {
+    let subjects = many_subjects(2);
+    let Some(q) = spawn_query(which, 2, &subjects).await else {
+        return;
+    };
+    let big = subjects[0].2.unwrap();
+    q.sim
+        .state
+        .lock()
+        .unwrap()
+        .set(Shuidi, big, shuidi_records(45));
+    let o = q.run("penalties").await.unwrap();
+    assert_eq!((o.calls, o.partial), (2, 1), "{o:?}");
+    // A crash right after page 3's answer was kept, before the result was stored: the page
+    // is on disk as the run writes it.
+    let last: Vec<Json> = shuidi_records(45)[40..].to_vec();
+    q.t.app
+        .db
+        .execute_script(&format!(
+            "INSERT INTO qz_query_page (provider, subject_key, page, job, search_key, page_size, total, calls, status_code, order_no, items_json, fetched_at) \
+             VALUES ('shuidi', '{big}', 3, 'penalties', '{big}', 20, 45, 1, '1', 'ORDER-3', '{}', '{}')",
+            Json::Array(last),
+            qianzhi::timefmt::now_text()
+        ))
+        .await
+        .unwrap();
+    let app2 = q.restart().await;
+    app2.query.clock.advance(chrono::Duration::days(1));
+    let o = run_query_once(&app2, "penalties", &CancellationToken::new())
+        .await
+        .unwrap();
+    // Nothing more to buy for the big subject: stored from its pages; the other one asked.
+    assert_eq!(
+        (o.calls, o.continued, o.found, o.no_result),
+        (1, 1, 1, 1),
+        "{o:?}"
+    );
+    let pages: Vec<String> = q
+        .sim
+        .state
+        .lock()
+        .unwrap()
+        .calls_of(Shuidi)
+        .iter()
+        .filter(|c| c.param("keyword") == Some(big))
+        .map(|c| c.param("pageIndex").unwrap().to_string())
+        .collect();
+    assert_eq!(pages, ["1", "2"]);
+    let r = q
+        .t
+        .rows(&format!(
+            "SELECT last_status, record_count, calls, order_no FROM qz_query_subject WHERE subject_key = '{big}'"
+        ))
+        .await;
+    assert_eq!(
+        r[0],
+        vec![
+            Some("found".into()),
+            Some("45".into()),
+            Some("3".into()),
+            Some("ORDER-3".into())
+        ]
+    );
+    let codes =
+        q.t.rows(&format!(
+            "SELECT punish_code FROM qz_shuidi_punish WHERE subject_key = '{big}' ORDER BY seq"
+        ))
+        .await;
+    let want = shuidi_records(45);
+    assert_eq!(codes.len(), 45);
+    for (i, c) in codes.iter().enumerate() {
+        assert_eq!(c[0].as_deref(), want[i]["PunishCode"].as_str());
+    }
+    q.assert_ledger_matches(Shuidi).await;
+}
+on_all_backends!(query_kept_pages_survive_a_crash, kept_pages_survive_a_crash);
