@@ -481,7 +481,7 @@ pub async fn run(dir: &Path) -> Result<String> {
     for e in &errors {
         let _ = writeln!(
             out,
-            "  {:<9} key {:<3} {:<16} {:<13} {}",
+            "  {:<16} key {:<3} {:<16} {:<13} {}",
             e.0, e.1, e.2, e.3, e.4
         );
     }

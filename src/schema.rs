@@ -621,15 +621,14 @@ fn resolve_field(f: &Field, dt: &DataType, p: &Platform) -> Result<FieldRules> {
                     .code_set
                     .as_ref()
                     .and_then(|id| p.codesets.get(id))
+                    && let Some(bad) = codes.iter().find(|c| !cs.contains(c))
                 {
-                    if let Some(bad) = codes.iter().find(|c| !cs.contains(c)) {
-                        bail!(
-                            "field {}: required_if code '{bad}' is not in {}'s code set {}",
-                            f.code,
-                            c.field,
-                            cs.id
-                        );
-                    }
+                    bail!(
+                        "field {}: required_if code '{bad}' is not in {}'s code set {}",
+                        f.code,
+                        c.field,
+                        cs.id
+                    );
                 }
                 WhenTest::In(codes.clone())
             }

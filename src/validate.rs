@@ -127,10 +127,8 @@ fn holds<'a>(w: &When, dt: &DataType, get: &impl Fn(usize) -> Option<&'a Json>) 
         }
         WhenTest::Nonzero => match v {
             Json::Number(n) => n.as_f64() != Some(0.0),
-            other => value_text(other)
-                .trim()
-                .parse::<f64>()
-                .map_or(true, |x| x != 0.0),
+            // Text that is no number is not 0; the field's own type check reports it.
+            other => value_text(other).trim().parse::<f64>().ok() != Some(0.0),
         },
         WhenTest::OutsideAreaOf(area_at) => {
             let Some(area) = get(*area_at).filter(|a| !is_blank(a)) else {
@@ -846,7 +844,8 @@ mod tests {
         let cat = Catalog::load(None).unwrap();
         let n = Json::Null;
         // (data type, changes, the required_if failure expected (field, words in its message)).
-        let cases: Vec<(&str, Vec<(&str, Json)>, Option<(&str, &str)>)> = vec![
+        type Case<'a> = (&'a str, Vec<(&'a str, Json)>, Option<(&'a str, &'a str)>);
+        let cases: Vec<Case> = vec![
             // 表3 Legal: legal-person applicant types, or a 营业执照 among the certificates.
             (
                 "accept",

@@ -965,7 +965,13 @@ async fn conditional_rules(which: Which) {
     };
     let text = |s: &str| Lit::Text(s.into());
     // (data type, key, changes, the error expected as (field, rule, words in the message)).
-    let cases: Vec<(&str, i64, Vec<(&str, Lit)>, Option<(&str, &str, &str)>)> = vec![
+    type Case<'a> = (
+        &'a str,
+        i64,
+        Vec<(&'a str, Lit)>,
+        Option<(&'a str, &'a str, &'a str)>,
+    );
+    let cases: Vec<Case> = vec![
         // A legal-person applicant with its 法定代表人, and one without.
         ("accept", 1, vec![("ApplyerType", text("2"))], None),
         (
