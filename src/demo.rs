@@ -101,7 +101,6 @@ pub fn change_table_ddl(backend: Backend, dt: &DataType, table: &str) -> String 
 pub fn sample_fields(p: &Platform, dt: &DataType, i: i64) -> Vec<(String, Lit)> {
     let mut out = Vec::new();
     for f in sample_columns(dt) {
-        let code = f.code.as_str();
         let max = f.max_len.unwrap_or(50) as usize;
         let v = if f.check == Some(crate::schema::Check::Uscc) {
             Lit::Text(DEMO_UNIT.into())
@@ -125,7 +124,7 @@ pub fn sample_fields(p: &Platform, dt: &DataType, i: i64) -> Vec<(String, Lit)> 
                 FieldType::Date => Lit::Text(format!("2026-11-{:02}", 1 + i % 20)),
                 FieldType::Int => Lit::Int(1 + i % 9),
                 FieldType::Number => Lit::Num(100.5 + (i % 10) as f64),
-                FieldType::String => Lit::Text(sample_text(code, &f.name, max, i)),
+                FieldType::String => Lit::Text(sample_text(f, max, i)),
             }
         };
         out.push((f.code.clone(), v));
@@ -133,22 +132,28 @@ pub fn sample_fields(p: &Platform, dt: &DataType, i: i64) -> Vec<(String, Lit)> 
     out
 }
 
-fn sample_text(code: &str, name: &str, max: usize, i: i64) -> String {
-    let s = if code.contains("RegionCode") {
-        "440100".to_string()
-    } else if code == "ProjectNo" {
-        format!("11440100MB2C12345X44401000010002026112{:04}", i % 10_000)
-    } else if code.contains("Mobile") {
-        "13812345678".to_string()
-    } else if code == "ZipCode" {
-        "510000".to_string()
-    } else if code == "MonetaryUnitCode" {
-        "CNY".to_string()
-    } else if max <= 5 {
-        "1".to_string()
-    } else {
-        let base = if name.is_empty() { code } else { name };
-        format!("{base}{i}")
+/// A sample 31-character 实施编码 (the start of 办件编号 and 业务办理项编码).
+const SAMPLE_TASK_CODE: &str = "11440100MB2C12345X4440100001000";
+
+fn sample_text(f: &crate::schema::Field, max: usize, i: i64) -> String {
+    use crate::schema::Format;
+    let (code, name) = (f.code.as_str(), f.name.as_str());
+    let s = match f.format {
+        Some(Format::RegionCode) => "440100".to_string(),
+        Some(Format::ProjectNo) => format!("{SAMPLE_TASK_CODE}20261120{:04}", i % 10_000),
+        Some(Format::TaskHandleItem) => format!("{SAMPLE_TASK_CODE}{:02}", 1 + i % 99),
+        Some(Format::Currency) => "CNY".to_string(),
+        Some(Format::ProjectCo) => format!("2026-440100-00-00-{:06}", i % 1_000_000),
+        Some(Format::Url) => format!("https://ywxt.example.gov.cn/detail/{i}"),
+        Some(Format::JsonObject) => format!(r#"{{"id":{i}}}"#),
+        Some(Format::Uuid) => uuid::Uuid::from_u128(i as u128).to_string(),
+        None if code.contains("Mobile") => "13812345678".to_string(),
+        None if code == "ZipCode" => "510000".to_string(),
+        None if max <= 5 => "1".to_string(),
+        None => {
+            let base = if name.is_empty() { code } else { name };
+            format!("{base}{i}")
+        }
     };
     s.chars().take(max).collect()
 }
@@ -378,6 +383,8 @@ pub async fn run(dir: &Path) -> Result<String> {
             }
             "process" => set_field(&mut bad, "EventName", Lit::Text("7".into())),
             "material" => set_field(&mut bad, "GetTime", Lit::Text("昨天下午".into())),
+            // Result is given, so the end time is required (表9: 有结果时要补全).
+            "specialprocedure" => set_field(&mut bad, "EndTime", Lit::Null),
             "result" => set_field(
                 &mut bad,
                 "HandleOrgCode",
@@ -474,7 +481,7 @@ pub async fn run(dir: &Path) -> Result<String> {
     for e in &errors {
         let _ = writeln!(
             out,
-            "  {:<9} key {:<3} {:<16} {:<13} {}",
+            "  {:<16} key {:<3} {:<16} {:<13} {}",
             e.0, e.1, e.2, e.3, e.4
         );
     }

@@ -1,12 +1,15 @@
-//! Pure validation of a mapped record against its data type: required, type, length, code set,
-//! check digits. Each failure names the field and the rule so a DBA can fix the source row.
+//! Pure validation of a mapped record against its data type: required (also when another field
+//! makes it so), type, length, code set, check digits and the formats the spec states in words.
+//! Each failure names the field and the rule so a DBA can fix the source row.
 
 use serde_json::Value as Json;
 
 use crate::checkdigit;
 use crate::config::LengthUnit;
 use crate::mask::mask_value;
-use crate::schema::{Check, DataType, Field, FieldType, Platform};
+use crate::schema::{
+    Check, DataType, Field, FieldRules, FieldType, FormatRule, Platform, When, WhenTest,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -79,6 +82,249 @@ pub fn first_fullwidth(s: &str) -> Option<(usize, char)> {
     })
 }
 
+/// No value for `required_if` and its conditions: null, or text of spaces only (the request
+/// format sends an empty optional field as "").
+fn is_blank(v: &Json) -> bool {
+    match v {
+        Json::Null => true,
+        Json::String(s) => s.trim().is_empty(),
+        _ => false,
+    }
+}
+
+/// The digits that name a division's area: trailing all-zero levels dropped (levels end after
+/// digit 2, 4, 6, 9 and 12). 440000 → 44, 440100 → 4401, 440106 → 440106, 440106001000 → 440106001.
+fn area_prefix(code: &str) -> &str {
+    [2, 4, 6, 9, 12]
+        .into_iter()
+        .find(|&n| n <= code.len() && code.as_bytes()[n..].iter().all(|&b| b == b'0'))
+        .map_or(code, |n| &code[..n])
+}
+
+fn is_region_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The `^` parts of a value that are in `codes` (the whole value for a single-value field).
+fn matching_part<'t>(text: &'t str, multi: bool, codes: &[String]) -> Option<&'t str> {
+    let is_code = |p: &&str| codes.iter().any(|c| c == p);
+    if multi {
+        text.split('^').find(is_code)
+    } else {
+        Some(text).filter(is_code)
+    }
+}
+
+/// Whether a `required_if` condition holds for the record.
+fn holds<'a>(w: &When, dt: &DataType, get: &impl Fn(usize) -> Option<&'a Json>) -> bool {
+    let Some(v) = get(w.at).filter(|v| !is_blank(v)) else {
+        return false;
+    };
+    match &w.test {
+        WhenTest::Present => true,
+        WhenTest::In(codes) => {
+            matching_part(&value_text(v), dt.fields[w.at].multi, codes).is_some()
+        }
+        WhenTest::Nonzero => match v {
+            Json::Number(n) => n.as_f64() != Some(0.0),
+            // Text that is no number is not 0; the field's own type check reports it.
+            other => value_text(other).trim().parse::<f64>().ok() != Some(0.0),
+        },
+        WhenTest::OutsideAreaOf(area_at) => {
+            let Some(area) = get(*area_at).filter(|a| !is_blank(a)) else {
+                return false;
+            };
+            let (code, area) = (value_text(v), value_text(area));
+            is_region_digits(&code)
+                && is_region_digits(&area)
+                && !code.starts_with(area_prefix(&area))
+        }
+    }
+}
+
+/// The condition in words, for the message of a `required_if` failure.
+fn describe<'a>(
+    w: &When,
+    dt: &DataType,
+    platform: &Platform,
+    get: &impl Fn(usize) -> Option<&'a Json>,
+) -> String {
+    let other = &dt.fields[w.at];
+    let text = get(w.at).map(value_text).unwrap_or_default();
+    match &w.test {
+        WhenTest::Present => format!("{} 有值", label(other)),
+        WhenTest::In(codes) => {
+            let part = matching_part(&text, other.multi, codes).unwrap_or(&text);
+            let meaning = other
+                .code_set
+                .as_ref()
+                .and_then(|id| platform.codesets.get(id))
+                .and_then(|cs| cs.codes.iter().find(|(c, _)| c == part))
+                .map(|(_, m)| format!("（{m}）"))
+                .unwrap_or_default();
+            format!("{} 为 '{part}'{meaning}", label(other))
+        }
+        WhenTest::Nonzero => format!("{} 为 {text}（不为 0）", label(other)),
+        WhenTest::OutsideAreaOf(area_at) => {
+            let area = get(*area_at).map(value_text).unwrap_or_default();
+            format!(
+                "{} '{text}' 不在 {} '{area}' 的区域内",
+                label(other),
+                label(&dt.fields[*area_at])
+            )
+        }
+    }
+}
+
+/// `yyyyMMdd` naming a real calendar day.
+fn is_compact_date(b: &[u8]) -> bool {
+    b.len() == 8
+        && matches!(
+            (digits(&b[0..4]), digits(&b[4..6]), digits(&b[6..8])),
+            (Some(y), Some(m), Some(d)) if chrono::NaiveDate::from_ymd_opt(y as i32, m, d).is_some()
+        )
+}
+
+fn is_uuid(s: &str, simple_form: bool) -> bool {
+    let b = s.as_bytes();
+    let hex = |r: &[u8]| r.iter().all(u8::is_ascii_hexdigit);
+    (b.len() == 36
+        && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
+        && hex(&b[..8])
+        && hex(&b[9..13])
+        && hex(&b[14..18])
+        && hex(&b[19..23])
+        && hex(&b[24..]))
+        || (simple_form && b.len() == 32 && hex(b))
+}
+
+/// Length of the 实施编码 that 办件编号 and 业务办理项编码 start with (表3–表15).
+const TASK_CODE_LEN: usize = 31;
+
+/// 办件编号: 31-character 实施编码, 申请日期 YYYYMMDD, 4-character 顺序号 of 0-9, a-z, A-Z.
+fn project_no_problem(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let n = TASK_CODE_LEN;
+    if !s.is_ascii() || b.len() != n + 12 {
+        return Some(format!("共 {} 个字符，应为 43", s.chars().count()));
+    }
+    if !b[..n].iter().all(u8::is_ascii_alphanumeric) {
+        return Some("前 31 位实施编码只能是数字和字母".into());
+    }
+    if !is_compact_date(&b[n..n + 8]) {
+        return Some(format!(
+            "第 32–39 位 '{}' 不是有效的申请日期 YYYYMMDD",
+            &s[n..n + 8]
+        ));
+    }
+    if !b[n + 8..].iter().all(u8::is_ascii_alphanumeric) {
+        return Some(format!(
+            "末 4 位顺序号 '{}' 只能是 0-9、a-z、A-Z",
+            &s[n + 8..]
+        ));
+    }
+    None
+}
+
+/// 业务办理项编码: 31-character 实施编码 and a 2-digit 业务项代码 01–99.
+fn task_handle_item_problem(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let n = TASK_CODE_LEN;
+    if !s.is_ascii() || b.len() != n + 2 {
+        return Some(format!("共 {} 个字符，应为 33", s.chars().count()));
+    }
+    if !b[..n].iter().all(u8::is_ascii_alphanumeric) {
+        return Some("前 31 位实施编码只能是数字和字母".into());
+    }
+    if !matches!(digits(&b[n..]), Some(1..=99)) {
+        return Some(format!("末 2 位业务项代码 '{}' 应为 01~99", &s[n..]));
+    }
+    None
+}
+
+/// A complete URL: an accepted scheme, "://", a host, no white space.
+fn is_url(s: &str, schemes: &[String]) -> bool {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    schemes.iter().any(|x| x.eq_ignore_ascii_case(scheme))
+        && !host.is_empty()
+        && !s.chars().any(char::is_whitespace)
+}
+
+/// Why a present value breaks its field's format, or None. The message quotes the value only
+/// for codes; URLs and JSON data may carry personal details.
+fn format_problem(f: &Field, rule: &FormatRule, text: &str, platform: &Platform) -> Option<String> {
+    let l = label(f);
+    match rule {
+        FormatRule::Uuid { simple_form } => (!is_uuid(text, *simple_form)).then(|| {
+            format!(
+                "{l} 的值 '{text}' 不是 GB/T 17969.8-2010 规定的 UUID（形如 4d239bbe-781c-49d3-bfad-6e13ac738f4d{}）",
+                if *simple_form { "，或不带连字符的 32 位十六进制数" } else { "" }
+            )
+        }),
+        FormatRule::ProjectNo => project_no_problem(text).map(|why| {
+            format!("{l} 的值 '{text}' 不是 31 位实施编码 + 8 位申请日期 + 4 位顺序号组成的办件编号：{why}")
+        }),
+        FormatRule::TaskHandleItem => task_handle_item_problem(text).map(|why| {
+            format!("{l} 的值 '{text}' 不是 31 位实施编码 + 2 位业务项代码组成的业务办理项编码：{why}")
+        }),
+        FormatRule::RegionCode { lengths } => (!(is_region_digits(text)
+            && lengths.contains(&text.len())))
+        .then(|| {
+            let ls: Vec<String> = lengths.iter().map(usize::to_string).collect();
+            format!(
+                "{l} 的值 '{text}' 不是 {} 位数字的行政区划代码（GB/T 2260）",
+                ls.join(" 或 ")
+            )
+        }),
+        FormatRule::Currency { numeric, code_set } => {
+            let b = text.as_bytes();
+            let letters = b.len() == 3 && b.iter().all(u8::is_ascii_uppercase);
+            let number = *numeric && b.len() == 3 && b.iter().all(u8::is_ascii_digit);
+            if !letters && !number {
+                return Some(format!(
+                    "{l} 的值 '{text}' 不是 GB/T 12406 的三位{}货币代码（如 CNY）",
+                    if *numeric { "大写字母或三位数字" } else { "大写字母" }
+                ));
+            }
+            let cs = code_set.as_ref().and_then(|id| platform.codesets.get(id))?;
+            (!cs.contains(text)).then(|| {
+                format!("{l} 的值 '{text}' 不在代码集“{}”（{}）中", cs.name, cs.id)
+            })
+        }
+        FormatRule::ProjectCo => (!(text.len() == 24
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')))
+        .then(|| {
+            format!(
+                "{l} 的值 '{text}' 不是 24 位的投资项目统一代码（数字、字母和 -，共 {} 个字符）",
+                text.chars().count()
+            )
+        }),
+        FormatRule::Url { schemes } => (!is_url(text, schemes)).then(|| {
+            format!(
+                "{l} 不是完整的 URL：应以 {} 开头，含主机名，不含空白",
+                schemes
+                    .iter()
+                    .map(|x| format!("{x}://"))
+                    .collect::<Vec<_>>()
+                    .join(" 或 ")
+            )
+        }),
+        FormatRule::JsonObject => {
+            let parsed = serde_json::from_str::<serde::de::IgnoredAny>(text);
+            match parsed {
+                Err(e) => Some(format!("{l} 不是完整的 JSON：{e}")),
+                Ok(_) if !text.trim_start().starts_with('{') => {
+                    Some(format!("{l} 应为 JSON 对象（键值对，以 {{ 开头）"))
+                }
+                Ok(_) => None,
+            }
+        }
+    }
+}
+
 fn value_text(v: &Json) -> std::borrow::Cow<'_, str> {
     match v {
         Json::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
@@ -129,8 +375,10 @@ fn validate_by<'a>(
     unit: LengthUnit,
 ) -> Vec<Violation> {
     let mut out = Vec::new();
+    let none = FieldRules::default();
     for (i, f) in dt.fields.iter().enumerate() {
         let v = get(i).unwrap_or(&Json::Null);
+        let rules = dt.resolved.get(i).unwrap_or(&none);
         let mut bad = |rule: &'static str, message: String| {
             out.push(Violation {
                 field: f.code.clone(),
@@ -138,6 +386,19 @@ fn validate_by<'a>(
                 message,
             })
         };
+        if !f.required
+            && is_blank(v)
+            && let Some(w) = rules.required_if.iter().find(|w| holds(w, dt, &get))
+        {
+            bad(
+                "required_if",
+                format!(
+                    "{} 没有值，而 {} 时此项必填",
+                    label(f),
+                    describe(w, dt, platform, &get)
+                ),
+            );
+        }
         if v.is_null() {
             if f.required {
                 bad("required", format!("必填字段 {} 没有值", label(f)));
@@ -215,6 +476,12 @@ fn validate_by<'a>(
                         format!("{} 最长 {max} {u}，实为 {len}", label(f)),
                     );
                 }
+                if let Some(rule) = &rules.format
+                    && !is_blank(v)
+                    && let Some(message) = format_problem(f, rule, &text, platform)
+                {
+                    bad(rule.format().rule(), message);
+                }
                 if dt.halfwidth_text
                     && let Some((i, c)) = first_fullwidth(&text)
                 {
@@ -279,10 +546,8 @@ fn validate_by<'a>(
             None => {}
         }
         if let Some(type_field) = &f.id_type_field {
-            let types = dt
-                .fields
-                .iter()
-                .position(|x| &x.code == type_field)
+            let types = rules
+                .id_type_at
                 .and_then(&get)
                 .map(value_text)
                 .unwrap_or_default();
@@ -529,5 +794,578 @@ mod tests {
                 .is_ok_and(|t| crate::timefmt::spec_string(&t) == s);
             assert_eq!(is_spec_datetime(s), by_chrono, "chrono {s:?}");
         }
+    }
+
+    /// A valid record of a Guangdong data type: the demo's sample row plus the fields the
+    /// pipeline supplies.
+    fn good(p: &Platform, t: &str) -> serde_json::Map<String, Json> {
+        use crate::demo::Lit;
+        let dt = &p.data_types[t];
+        let mut m = serde_json::Map::new();
+        for (c, lit) in crate::demo::sample_fields(p, dt, 1) {
+            let v = match lit {
+                Lit::Null => Json::Null,
+                Lit::Text(s) => Json::from(s),
+                Lit::Int(i) => Json::from(i),
+                Lit::Num(f) => json!(f),
+            };
+            m.insert(c, v);
+        }
+        for (c, v) in [
+            ("RowGuid", "4d239bbe-781c-49d3-bfad-6e13ac738f4d"),
+            ("Cd_Operation", "I"),
+            ("Cd_Time", "2026-11-20 10:00:00"),
+            ("Cd_Batch", "11620000MB199916XB2026112000001"),
+            ("ProDataRegionCode", "440100"),
+            ("ProDataOrgCode", "11620000MB199916XB"),
+            ("ProDataOrgName", "某局"),
+            ("SystemName", "业务系统"),
+        ] {
+            if dt.field(c).is_some() {
+                m.insert(c.into(), v.into());
+            }
+        }
+        assert_eq!(validate(&m, dt, p, LengthUnit::Chars), vec![], "{t} sample");
+        m
+    }
+
+    /// Applies the changes to a valid record and returns the violations.
+    fn check_with(cat: &Catalog, t: &str, changes: &[(&str, Json)]) -> Vec<Violation> {
+        let p = cat.platform("gdzw").unwrap();
+        let mut r = good(p, t);
+        for (k, v) in changes {
+            r.insert(k.to_string(), v.clone());
+        }
+        validate(&r, &p.data_types[t], p, LengthUnit::Chars)
+    }
+
+    #[test]
+    fn required_if_holds_and_does_not() {
+        let cat = Catalog::load(None).unwrap();
+        let n = Json::Null;
+        // (data type, changes, the required_if failure expected (field, words in its message)).
+        type Case<'a> = (&'a str, Vec<(&'a str, Json)>, Option<(&'a str, &'a str)>);
+        let cases: Vec<Case> = vec![
+            // 表3 Legal: legal-person applicant types, or a 营业执照 among the certificates.
+            (
+                "accept",
+                vec![("ApplyerType", json!("2")), ("Legal", n.clone())],
+                Some(("Legal", "ApplyerType（申请人类型） 为 '2'（企业法人）")),
+            ),
+            (
+                "accept",
+                vec![("ApplyerType", json!("4")), ("Legal", n.clone())],
+                Some(("Legal", "'4'（社会组织法人）")),
+            ),
+            (
+                "accept",
+                vec![
+                    ("ApplyerType", json!("1")),
+                    ("ApplyerPageType", json!("111^821")),
+                    (
+                        "ApplyerPageCode",
+                        json!("610431198603210047^4401012019000123"),
+                    ),
+                    ("Legal", n.clone()),
+                ],
+                Some((
+                    "Legal",
+                    "ApplyerPageType（申请人证件类型） 为 '821'（营业执照）",
+                )),
+            ),
+            (
+                "accept",
+                vec![
+                    ("ApplyerType", json!("1")),
+                    ("ApplyerPageType", json!("111")),
+                    ("Legal", n.clone()),
+                ],
+                None,
+            ),
+            (
+                "accept",
+                vec![("ApplyerType", json!("6")), ("Legal", n.clone())],
+                None,
+            ),
+            // 表3 BSLYY: both refusals of 表 A.16; a blank string is no value either.
+            (
+                "accept",
+                vec![("SLZTDM", json!("4")), ("BSLYY", n.clone())],
+                Some(("BSLYY", "SLZTDM（受理状态代码） 为 '4'（不予受理）")),
+            ),
+            (
+                "accept",
+                vec![("SLZTDM", json!("2")), ("BSLYY", json!("  "))],
+                Some(("BSLYY", "'2'（不受理）")),
+            ),
+            (
+                "accept",
+                vec![("SLZTDM", json!("1")), ("BSLYY", n.clone())],
+                None,
+            ),
+            // 表3 CatalogCode with TaskCode.
+            (
+                "accept",
+                vec![
+                    ("TaskCode", json!("11440100MB2C12345X4440100001000")),
+                    ("CatalogCode", n.clone()),
+                ],
+                Some(("CatalogCode", "TaskCode（实施编码） 有值")),
+            ),
+            (
+                "accept",
+                vec![("TaskCode", n.clone()), ("CatalogCode", n.clone())],
+                None,
+            ),
+            (
+                "accept",
+                vec![
+                    ("TaskCode", n.clone()),
+                    ("CatalogCode", json!("000105410000")),
+                ],
+                None,
+            ),
+            // 表3 TargetOrgName: business outside the reporting department's area.
+            (
+                "accept",
+                vec![
+                    ("RegionCode", json!("440300")),
+                    ("TargetOrgName", n.clone()),
+                ],
+                Some((
+                    "TargetOrgName",
+                    "RegionCode（业务发生所在行政区划代码） '440300' 不在 ProDataRegionCode（数据提供部门行政区划代码） '440100' 的区域内",
+                )),
+            ),
+            (
+                "accept",
+                vec![
+                    ("RegionCode", json!("450100")),
+                    ("ProDataRegionCode", json!("440000")),
+                    ("TargetOrgName", n.clone()),
+                ],
+                Some(("TargetOrgName", "'450100'")),
+            ),
+            (
+                "accept",
+                vec![
+                    ("RegionCode", json!("440106")),
+                    ("TargetOrgName", n.clone()),
+                ],
+                None,
+            ),
+            (
+                "accept",
+                vec![
+                    ("RegionCode", json!("440106001000")),
+                    ("TargetOrgName", n.clone()),
+                ],
+                None,
+            ),
+            (
+                "accept",
+                vec![
+                    ("RegionCode", json!("440300")),
+                    ("ProDataRegionCode", json!("440000")),
+                    ("TargetOrgName", n.clone()),
+                ],
+                None,
+            ),
+            (
+                "accept",
+                vec![
+                    ("RegionCode", json!("440300")),
+                    ("TargetOrgName", json!("深圳市某局")),
+                ],
+                None,
+            ),
+            // 表5 HandleExplain once the step has ended.
+            (
+                "process",
+                vec![
+                    ("EventEndTime", json!("2019-06-21 18:17:50")),
+                    ("HandleExplain", n.clone()),
+                ],
+                Some(("HandleExplain", "EventEndTime（环节结束时间） 有值")),
+            ),
+            (
+                "process",
+                vec![("EventEndTime", n.clone()), ("HandleExplain", n.clone())],
+                None,
+            ),
+            // 表9 EndTime once there is a result; the unit of a charge other than 0.
+            (
+                "specialprocedure",
+                vec![("Result", json!("准予延长")), ("EndTime", n.clone())],
+                Some(("EndTime", "Result（特别程序结果） 有值")),
+            ),
+            (
+                "specialprocedure",
+                vec![("Result", n.clone()), ("EndTime", n.clone())],
+                None,
+            ),
+            (
+                "specialprocedure",
+                vec![("Charge", json!(40.0)), ("MonetaryUnitCode", n.clone())],
+                Some((
+                    "MonetaryUnitCode",
+                    "Charge（特别程序收费金额） 为 40.0（不为 0）",
+                )),
+            ),
+            (
+                "specialprocedure",
+                vec![("Charge", json!(0.0)), ("MonetaryUnitCode", n.clone())],
+                None,
+            ),
+            (
+                "specialprocedure",
+                vec![("Charge", json!(0)), ("MonetaryUnitCode", n.clone())],
+                None,
+            ),
+            (
+                "specialprocedure",
+                vec![("Charge", n.clone()), ("MonetaryUnitCode", n.clone())],
+                None,
+            ),
+            // 表11 GetMaterialURL for uploaded files and licence-library references.
+            (
+                "material",
+                vec![("GetType", json!("2")), ("GetMaterialURL", n.clone())],
+                Some((
+                    "GetMaterialURL",
+                    "GetType（收取方式） 为 '2'（上传电子文件）",
+                )),
+            ),
+            (
+                "material",
+                vec![("GetType", json!("3")), ("GetMaterialURL", n.clone())],
+                Some(("GetMaterialURL", "'3'（证照库引用）")),
+            ),
+            (
+                "material",
+                vec![("GetType", json!("1")), ("GetMaterialURL", n.clone())],
+                None,
+            ),
+        ];
+        for (t, changes, want) in cases {
+            let v = check_with(&cat, t, &changes);
+            match want {
+                Some((field, words)) => {
+                    assert!(
+                        v.len() == 1
+                            && v[0].field == field
+                            && v[0].rule == "required_if"
+                            && v[0].message.contains(words)
+                            && v[0].message.contains("时此项必填"),
+                        "{t} {changes:?}: want {field}/required_if with '{words}', got {v:?}"
+                    );
+                }
+                None => assert_eq!(v, vec![], "{t} {changes:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn formats_the_spec_states_in_words() {
+        let cat = Catalog::load(None).unwrap();
+        const TASK: &str = "11440100MB2C12345X4440100001000";
+        // (data type, field, value, expected rule or None when valid).
+        let cases: Vec<(&str, &str, String, Option<&str>)> = vec![
+            (
+                "accept",
+                "RowGuid",
+                "4d239bbe-781c-49d3-bfad-6e13ac738f4d".into(),
+                None,
+            ),
+            (
+                "process",
+                "RowGuid",
+                "4D239BBE-781C-49D3-BFAD-6E13AC738F4D".into(),
+                None,
+            ),
+            (
+                "accept",
+                "RowGuid",
+                "4d239bbe781c49d3bfad6e13ac738f4d".into(),
+                Some("uuid"),
+            ),
+            (
+                "accept",
+                "RowGuid",
+                "1111-1111-1111-111111111111111111111111d".into(),
+                Some("uuid"),
+            ),
+            (
+                "receive",
+                "RowGuid",
+                "4d239bbe-781c-49d3-bfad-6e13ac738f4g".into(),
+                Some("uuid"),
+            ),
+            ("accept", "ProjectNo", format!("{TASK}201906200001"), None),
+            ("result", "ProjectNo", format!("{TASK}20240229aZ9z"), None),
+            (
+                "accept",
+                "ProjectNo",
+                format!("{TASK}2019062000001"),
+                Some("project_no"),
+            ),
+            (
+                "accept",
+                "ProjectNo",
+                format!("{TASK}201902300001"),
+                Some("project_no"),
+            ),
+            (
+                "material",
+                "ProjectNo",
+                format!("{TASK}2019062000_1"),
+                Some("project_no"),
+            ),
+            (
+                "accept",
+                "ProjectNo",
+                format!("{}-201906200001", &TASK[..30]),
+                Some("project_no"),
+            ),
+            ("accept", "ProjectNo", "P1".into(), Some("project_no")),
+            ("accept", "TaskHandleItem", format!("{TASK}01"), None),
+            ("accept", "TaskHandleItem", format!("{TASK}99"), None),
+            (
+                "accept",
+                "TaskHandleItem",
+                format!("{TASK}00"),
+                Some("task_handle_item"),
+            ),
+            (
+                "accept",
+                "TaskHandleItem",
+                format!("{TASK}1a"),
+                Some("task_handle_item"),
+            ),
+            (
+                "accept",
+                "TaskHandleItem",
+                TASK.into(),
+                Some("task_handle_item"),
+            ),
+            ("accept", "RegionCode", "440106".into(), None),
+            ("accept", "RegionCode", "440106001000".into(), None),
+            ("process", "RegionCode", "44010".into(), Some("region_code")),
+            (
+                "result",
+                "HandleRegionCode",
+                "4401060".into(),
+                Some("region_code"),
+            ),
+            (
+                "correction",
+                "AcceptRegionCode",
+                "44010a".into(),
+                Some("region_code"),
+            ),
+            (
+                "correction",
+                "InformRegionCode",
+                "４４０１００".into(),
+                Some("region_code"),
+            ),
+            (
+                "receive",
+                "ReceiveRegionCode",
+                "广州市".into(),
+                Some("region_code"),
+            ),
+            (
+                "material",
+                "ProDataRegionCode",
+                "4401".into(),
+                Some("region_code"),
+            ),
+            ("result", "MonetaryUnitCode", "CNY".into(), None),
+            ("specialprocedure", "MonetaryUnitCode", "USD".into(), None),
+            ("result", "MonetaryUnitCode", "cny".into(), Some("currency")),
+            ("result", "MonetaryUnitCode", "156".into(), Some("currency")),
+            (
+                "specialprocedure",
+                "MonetaryUnitCode",
+                "11".into(),
+                Some("currency"),
+            ),
+            (
+                "specialprocedure",
+                "MonetaryUnitCode",
+                "元".into(),
+                Some("currency"),
+            ),
+            (
+                "accept",
+                "ProjectCo",
+                "2019-440106-70-03-012345".into(),
+                None,
+            ),
+            (
+                "process",
+                "ProjectCo",
+                "2019-440106-70-03-01234".into(),
+                Some("project_co"),
+            ),
+            (
+                "receive",
+                "ProjectCo",
+                "2019-440106-70-03-01234５".into(),
+                Some("project_co"),
+            ),
+            (
+                "accept",
+                "DetailURL",
+                "https://ywxt.example.gov.cn/detail?id=1".into(),
+                None,
+            ),
+            ("accept", "DetailURL", "HTTP://host".into(), None),
+            (
+                "accept",
+                "DetailURL",
+                "ywxt.example.gov.cn/detail".into(),
+                Some("url"),
+            ),
+            ("accept", "DetailURL", "ftp://host/x".into(), Some("url")),
+            ("accept", "DetailURL", "https:///detail".into(), Some("url")),
+            (
+                "material",
+                "GetMaterialURL",
+                "https://host/a b.pdf".into(),
+                Some("url"),
+            ),
+            (
+                "accept",
+                "ApplyForm",
+                r#"{"申请事项":"食品经营许可","份数":2}"#.into(),
+                None,
+            ),
+            ("accept", "ApplyForm", " {} ".into(), None),
+            ("accept", "ApplyForm", "[1, 2]".into(), Some("json_object")),
+            (
+                "accept",
+                "ApplyForm",
+                r#"{"a": "#.into(),
+                Some("json_object"),
+            ),
+            (
+                "receive",
+                "ResultCetrData",
+                "证照已领取".into(),
+                Some("json_object"),
+            ),
+            // An empty optional value (the request format's "") is no value, not a bad one.
+            ("accept", "DetailURL", "".into(), None),
+            ("accept", "ProjectCo", " ".into(), None),
+        ];
+        for (t, field, value, want) in cases {
+            let v = check_with(&cat, t, &[(field, Json::from(value.clone()))]);
+            match want {
+                Some(rule) => assert!(
+                    v.len() == 1 && v[0].field == field && v[0].rule == rule,
+                    "{t}.{field}={value:?}: want {rule}, got {v:?}"
+                ),
+                None => assert_eq!(v, vec![], "{t}.{field}={value:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn format_messages_quote_codes_but_not_urls_or_json() {
+        let cat = Catalog::load(None).unwrap();
+        let m = |field: &str, value: &str| {
+            check_with(&cat, "accept", &[(field, json!(value))])[0]
+                .message
+                .clone()
+        };
+        let pn = m("ProjectNo", "11440100MB2C12345X4440100001000201902300001");
+        assert!(pn.contains("'20190230' 不是有效的申请日期"), "{pn}");
+        assert!(m("RegionCode", "4401").contains("'4401' 不是 6 或 12 位数字"));
+        let url = m("DetailURL", "ywxt/detail?idcard=610431198603210047");
+        assert!(
+            !url.contains("610431198603210047") && url.contains("https://"),
+            "{url}"
+        );
+        let js = m("ApplyForm", r#"{"姓名":"张三""#);
+        assert!(!js.contains("张三") && js.contains("JSON"), "{js}");
+    }
+
+    #[test]
+    fn area_prefixes() {
+        for (code, area) in [
+            ("440000", "44"),
+            ("440100", "4401"),
+            ("440106", "440106"),
+            ("440106001000", "440106001"),
+            ("440106001002", "440106001002"),
+            ("440100000000", "4401"),
+        ] {
+            assert_eq!(area_prefix(code), area, "{code}");
+        }
+    }
+
+    /// The strictness settings of rules.toml, changed by an overlay that names only what it
+    /// changes; the rest keeps the shipped values.
+    #[test]
+    fn rules_toml_overlay_changes_strictness() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("gdzw")).unwrap();
+        std::fs::write(
+            dir.path().join("gdzw/rules.toml"),
+            "[uuid]\nsimple_form = true\n[region_code]\nlengths = [6]\n\
+             [currency]\nnumeric = true\ncode_set = \"GB12406\"\n\
+             [switch]\ncross_region_target = false\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("gdzw/codesets.toml"),
+            "[[codeset]]\nid = \"GB12406\"\nname = \"货币代码\"\n\
+             codes = [[\"CNY\", \"人民币\"], [\"HKD\", \"港元\"], [\"156\", \"人民币\"]]\n",
+        )
+        .unwrap();
+        let shipped = Catalog::load(None).unwrap();
+        let relaxed = Catalog::load(Some(dir.path())).unwrap();
+        let rules = |cat: &Catalog, t: &str, changes: &[(&str, Json)]| -> Vec<&'static str> {
+            check_with(cat, t, changes).iter().map(|v| v.rule).collect()
+        };
+        let simple = [("RowGuid", json!("4d239bbe781c49d3bfad6e13ac738f4d"))];
+        assert_eq!(rules(&shipped, "accept", &simple), vec!["uuid"]);
+        assert_eq!(rules(&relaxed, "accept", &simple), Vec::<&str>::new());
+        let twelve = [("RegionCode", json!("440106001000"))];
+        assert_eq!(rules(&shipped, "accept", &twelve), Vec::<&str>::new());
+        assert_eq!(rules(&relaxed, "accept", &twelve), vec!["region_code"]);
+        let cross = [
+            ("RegionCode", json!("440300")),
+            ("TargetOrgName", Json::Null),
+        ];
+        assert_eq!(rules(&shipped, "accept", &cross), vec!["required_if"]);
+        assert_eq!(rules(&relaxed, "accept", &cross), Vec::<&str>::new());
+        for (code, shipped_ok, relaxed_ok) in [
+            ("CNY", true, true),
+            ("156", false, true),
+            ("RMB", true, false),
+            ("840", false, false),
+        ] {
+            let c = [("MonetaryUnitCode", json!(code))];
+            assert_eq!(
+                rules(&shipped, "result", &c).is_empty(),
+                shipped_ok,
+                "{code}"
+            );
+            assert_eq!(
+                rules(&relaxed, "result", &c).is_empty(),
+                relaxed_ok,
+                "{code}"
+            );
+        }
+        // Keys the overlay does not name keep the shipped values.
+        let p = relaxed.platform("gdzw").unwrap();
+        assert_eq!(
+            p.rules.url.as_ref().unwrap().schemes,
+            vec!["http".to_string(), "https".to_string()]
+        );
+        assert_eq!(p.rules.switch.get("charge_unit"), Some(&true));
     }
 }

@@ -943,6 +943,227 @@ on_all_backends!(
     errors_within_one_page
 );
 
+/// Rules the spec words as conditions on other fields (表3–表15) and formats it states in words:
+/// rows that break them become error rows naming field and rule; rows where the condition does
+/// not hold, or that satisfy it, reach the platform.
+async fn conditional_rules(which: Which) {
+    let Some(t) = spawn_app(
+        which,
+        Spawn {
+            types: &["accept", "material", "specialprocedure"],
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let row = |dt: &str, id: i64, changes: &[(&str, Lit)]| {
+        let mut f = t.sample(dt, id);
+        for (code, v) in changes {
+            set_field(&mut f, code, v.clone());
+        }
+        f
+    };
+    let text = |s: &str| Lit::Text(s.into());
+    // (data type, key, changes, the error expected as (field, rule, words in the message)).
+    type Case<'a> = (
+        &'a str,
+        i64,
+        Vec<(&'a str, Lit)>,
+        Option<(&'a str, &'a str, &'a str)>,
+    );
+    let cases: Vec<Case> = vec![
+        // A legal-person applicant with its 法定代表人, and one without.
+        ("accept", 1, vec![("ApplyerType", text("2"))], None),
+        (
+            "accept",
+            2,
+            vec![("ApplyerType", text("3")), ("Legal", Lit::Null)],
+            Some((
+                "Legal",
+                "required_if",
+                "ApplyerType（申请人类型） 为 '3'（事业法人）",
+            )),
+        ),
+        // A natural person needs no 法定代表人.
+        (
+            "accept",
+            3,
+            vec![("ApplyerType", text("1")), ("Legal", Lit::Null)],
+            None,
+        ),
+        // 不予受理 without a reason; 审核通过 needs none.
+        (
+            "accept",
+            4,
+            vec![("SLZTDM", text("4")), ("BSLYY", Lit::Null)],
+            Some((
+                "BSLYY",
+                "required_if",
+                "SLZTDM（受理状态代码） 为 '4'（不予受理）",
+            )),
+        ),
+        (
+            "accept",
+            5,
+            vec![("SLZTDM", text("1")), ("BSLYY", Lit::Null)],
+            None,
+        ),
+        // Business in Shenzhen reported by a Guangzhou unit: the target department is required.
+        (
+            "accept",
+            6,
+            vec![("RegionCode", text("440300")), ("TargetOrgName", Lit::Null)],
+            Some(("TargetOrgName", "required_if", "'440300' 不在")),
+        ),
+        (
+            "accept",
+            7,
+            vec![("RegionCode", text("440106")), ("TargetOrgName", Lit::Null)],
+            None,
+        ),
+        // Formats in words: ProjectNo's structure, a 12-digit region code is fine.
+        (
+            "accept",
+            8,
+            vec![(
+                "ProjectNo",
+                text("11440100MB2C12345X444010000100020261120001"),
+            )],
+            Some(("ProjectNo", "project_no", "共 42 个字符，应为 43")),
+        ),
+        (
+            "accept",
+            9,
+            vec![("RegionCode", text("440106001000"))],
+            None,
+        ),
+        // An uploaded file needs its URL; a paper one does not.
+        (
+            "material",
+            1,
+            vec![("GetType", text("2")), ("GetMaterialURL", Lit::Null)],
+            Some((
+                "GetMaterialURL",
+                "required_if",
+                "GetType（收取方式） 为 '2'（上传电子文件）",
+            )),
+        ),
+        (
+            "material",
+            2,
+            vec![("GetType", text("1")), ("GetMaterialURL", Lit::Null)],
+            None,
+        ),
+        (
+            "material",
+            3,
+            vec![
+                ("GetType", text("3")),
+                ("GetMaterialURL", text("zzk/licence/1")),
+            ],
+            Some(("GetMaterialURL", "url", "不是完整的 URL")),
+        ),
+        // A result needs its end time; a charge needs its currency, in letters.
+        (
+            "specialprocedure",
+            1,
+            vec![("Result", text("准予延长")), ("EndTime", Lit::Null)],
+            Some(("EndTime", "required_if", "Result（特别程序结果） 有值")),
+        ),
+        (
+            "specialprocedure",
+            2,
+            vec![("Result", Lit::Null), ("EndTime", Lit::Null)],
+            None,
+        ),
+        (
+            "specialprocedure",
+            3,
+            vec![("Charge", Lit::Num(40.0)), ("MonetaryUnitCode", Lit::Null)],
+            Some(("MonetaryUnitCode", "required_if", "不为 0")),
+        ),
+        (
+            "specialprocedure",
+            4,
+            vec![("Charge", Lit::Num(0.0)), ("MonetaryUnitCode", Lit::Null)],
+            None,
+        ),
+        (
+            "specialprocedure",
+            5,
+            vec![("MonetaryUnitCode", text("156"))],
+            Some((
+                "MonetaryUnitCode",
+                "currency",
+                "'156' 不是 GB/T 12406 的三位大写字母货币代码",
+            )),
+        ),
+    ];
+    for (dt, id, changes, _) in &cases {
+        t.insert(dt, *id, "I", "2026-11-20 10:00:00", &row(dt, *id, changes))
+            .await;
+    }
+    for dt in ["accept", "material", "specialprocedure"] {
+        let o = t.once(dt).await.unwrap();
+        let (bad, good): (Vec<_>, Vec<_>) = cases
+            .iter()
+            .filter(|c| c.0 == dt)
+            .partition(|c| c.3.is_some());
+        assert_eq!(
+            (o.delivered, o.invalid_rows),
+            (good.len(), bad.len()),
+            "{dt}: {o:?}"
+        );
+        // Exactly the valid rows reached the platform, as they were written.
+        let got = t.accepted(dt);
+        let guids: Vec<&str> = got.iter().map(|r| r["RowGuid"].as_str().unwrap()).collect();
+        let want: Vec<String> = good
+            .iter()
+            .map(|c| derive_row_guid(dt, &c.1.to_string()))
+            .collect();
+        assert_eq!(guids, want, "{dt}");
+        for (rec, c) in got.iter().zip(&good) {
+            for (code, lit) in row(dt, c.1, &c.2) {
+                let (got, want) = (
+                    rec.get(&code).cloned().unwrap_or(Json::Null),
+                    expected_json(&lit),
+                );
+                // SQLite hands a DECIMAL 0.0 back as the integer 0: the same number.
+                if !(got.is_number() && got.as_f64() == want.as_f64()) {
+                    assert_eq!(got, want, "{dt} {} {code}", c.1);
+                }
+            }
+        }
+        // Each bad row is one error row naming its field and rule.
+        let errs = t
+            .rows(&format!(
+                "SELECT source_key, field, rule, message FROM qz_error WHERE job = '{dt}' ORDER BY id"
+            ))
+            .await;
+        assert_eq!(errs.len(), bad.len(), "{dt}: {errs:?}");
+        for (e, c) in errs.iter().zip(&bad) {
+            let (field, rule, words) = c.3.unwrap();
+            assert_eq!(
+                e[..3].to_vec(),
+                vec![Some(c.1.to_string()), Some(field.into()), Some(rule.into())],
+                "{dt}"
+            );
+            let message = e[3].as_deref().unwrap();
+            assert!(
+                message.contains(words),
+                "{dt} {}: '{words}' in '{message}'",
+                c.1
+            );
+        }
+    }
+}
+on_all_backends!(
+    conditional_rules_become_error_rows_and_valid_rows_are_delivered,
+    conditional_rules
+);
+
 /// Posts `body` to the simulator's accept batchSave (or save) with a valid signature and
 /// returns (errCode, errMsg).
 async fn post_to_sim(
@@ -1030,6 +1251,17 @@ async fn simulator_refuses_what_the_platform_would() {
         (
             arr(&[with("ApplyerPageCode", "610431198603210048".into())]),
             "身份证",
+        ),
+        (
+            arr(&[with("SLZTDM", "4".into())]),
+            "BSLYY（不受理原因） 没有值，而 SLZTDM（受理状态代码） 为 '4'（不予受理） 时此项必填",
+        ),
+        (
+            arr(&[with(
+                "RowGuid",
+                "1111-1111-1111-111111111111111111111111d".into(),
+            )]),
+            "不是 GB/T 17969.8-2010 规定的 UUID",
         ),
         (
             arr(&[
