@@ -994,14 +994,26 @@ interval = "30s"
     fn syntax_errors_never_quote_a_line_that_may_hold_a_secret() {
         // (config text, text the error must name, secret it must not contain)
         let hidden: [(&str, &str, &str); 7] = [
-            ("[gdzw]\ntoken = abc123secret\n", "line 2, column 9", "abc123secret"),
+            (
+                "[gdzw]\ntoken = abc123secret\n",
+                "line 2, column 9",
+                "abc123secret",
+            ),
             (
                 "[database]\nurl = postgres://u:hunter2@h/db\n",
                 "line 2, column 7",
                 "hunter2",
             ),
-            ("[gansu]\nAuthorization = Bearer hunter2\n", "line 2", "hunter2"),
-            ("[x]\na = { password = hunter2 }\n", "line 2, column 18", "hunter2"),
+            (
+                "[gansu]\nAuthorization = Bearer hunter2\n",
+                "line 2",
+                "hunter2",
+            ),
+            (
+                "[x]\na = { password = hunter2 }\n",
+                "line 2, column 18",
+                "hunter2",
+            ),
             ("[x]\nsecret_key = hunter2 x\n", "line 2", "hunter2"),
             // Inside a multi-line string: the line has no key of its own.
             (
@@ -1019,8 +1031,14 @@ interval = "30s"
             assert!(e.contains("line not shown"), "{text:?}: {e}");
         }
         // A harmless line is still shown as toml renders it.
-        let e = format!("{:#}", parse_with_env("[unit]\nname = x y\n", &[]).unwrap_err());
-        assert!(e.contains("line 2, column 8") && e.contains("name = x y"), "{e}");
+        let e = format!(
+            "{:#}",
+            parse_with_env("[unit]\nname = x y\n", &[]).unwrap_err()
+        );
+        assert!(
+            e.contains("line 2, column 8") && e.contains("name = x y"),
+            "{e}"
+        );
     }
 
     #[test]

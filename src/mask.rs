@@ -195,7 +195,9 @@ mod tests {
         ] {
             assert!(is_secret_key(k), "{k}");
         }
-        for k in ["host", "user", "dbname", "sslmode", "name", "schedule", "level"] {
+        for k in [
+            "host", "user", "dbname", "sslmode", "name", "schedule", "level",
+        ] {
             assert!(!is_secret_key(k), "{k}");
         }
     }

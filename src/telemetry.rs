@@ -112,7 +112,11 @@ mod tests {
             for raw in ["610431198603210047", "13812345678", "11010519491231002X"] {
                 assert!(!line.contains(raw), "{raw} in {line}");
             }
-            for masked in ["身份证610431********0047", "'138****5678'", "id_110105********002X"] {
+            for masked in [
+                "身份证610431********0047",
+                "'138****5678'",
+                "id_110105********002X",
+            ] {
                 assert!(line.contains(masked), "{masked} not in {line}");
             }
         }

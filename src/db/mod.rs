@@ -340,13 +340,16 @@ mod tests {
                 "postgres://h/db?PASSWORD=p%26w",
                 "postgres://h/db?PASSWORD=***",
             ),
-            ("postgres://h/db?pass%77ord=pw", "postgres://h/db?pass%77ord=***"),
-            ("postgres://h/db?password=p#w", "postgres://h/db?password=***"),
-            // libpq key-value DSN.
             (
-                "host=h password=pw user=u",
-                "host=h password=*** user=u",
+                "postgres://h/db?pass%77ord=pw",
+                "postgres://h/db?pass%77ord=***",
             ),
+            (
+                "postgres://h/db?password=p#w",
+                "postgres://h/db?password=***",
+            ),
+            // libpq key-value DSN.
+            ("host=h password=pw user=u", "host=h password=*** user=u"),
             ("password = pw host=h", "password = *** host=h"),
             (
                 "host=h password='p w\\' x' user=u",
@@ -366,7 +369,10 @@ mod tests {
             ),
             ("sqlite://a.db", "sqlite://a.db"),
             ("sqlite:a.db?mode=rwc", "sqlite:a.db?mode=rwc"),
-            ("sqlite:///var/lib/qianzhi/主库.db", "sqlite:///var/lib/qianzhi/主库.db"),
+            (
+                "sqlite:///var/lib/qianzhi/主库.db",
+                "sqlite:///var/lib/qianzhi/主库.db",
+            ),
         ] {
             assert_eq!(redact_url(u), want, "{u}");
         }

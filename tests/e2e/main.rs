@@ -2,6 +2,7 @@
 
 mod gansu;
 mod helpers;
+mod privacy;
 mod query;
 
 use helpers::*;
