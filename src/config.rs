@@ -474,7 +474,8 @@ pub fn load(path: &Path) -> Result<Config> {
 }
 
 pub fn parse_with_env(text: &str, vars: &[(String, String)]) -> Result<Config> {
-    let mut doc: toml::Table = toml::from_str(text)?;
+    let mut doc: toml::Table =
+        toml::from_str(text).map_err(|e| anyhow::anyhow!(syntax_error(text, &e)))?;
     for (k, v) in vars {
         let Some(rest) = k.strip_prefix("QIANZHI_") else {
             continue;
@@ -485,8 +486,76 @@ pub fn parse_with_env(text: &str, vars: &[(String, String)]) -> Result<Config> {
         let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
         set_path(&mut doc, &parts, v);
     }
-    let cfg: Config = toml::Value::Table(doc).try_into()?;
+    let cfg: Config = toml::Value::Table(doc)
+        .try_into()
+        .map_err(|e: toml::de::Error| anyhow::anyhow!(type_error(&e)))?;
     Ok(cfg)
+}
+
+/// A TOML syntax error, named by line and column. toml's own rendering quotes the offending
+/// line, and `ExecStartPre=qianzhi check` sends it to the journal: an unquoted
+/// `token = abc123` would land there. So the line is quoted only when it plainly cannot hold
+/// a secret: a `key = value` or `[table]` line with no secret-looking word, outside any
+/// multi-line string. toml's own messages name the grammar, never the text.
+fn syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().replace('\n', "; ");
+    };
+    let start = span.start.min(text.len());
+    let end = span.end.clamp(start, text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_no = text[..start].matches('\n').count() + 1;
+    let column = text[line_start..start].chars().count() + 1;
+    let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+    let lines = &text[line_start..line_end];
+    // An odd number of triple quotes before the error: it is inside a multi-line string.
+    let in_multiline_string =
+        (text[..start].matches("\"\"\"").count() + text[..start].matches("'''").count()) % 2 == 1;
+    let plain_setting = lines.lines().all(|l| {
+        let l = l.trim_start();
+        l.starts_with('[') || l.contains('=')
+    });
+    if !in_multiline_string && plain_setting && !crate::mask::is_secret_key(lines) {
+        return e.to_string();
+    }
+    format!(
+        "TOML 语法错误 syntax error at line {line_no}, column {column} (第 {line_no} 行第 {column} 列): {}; \
+         该行可能含有口令或令牌，不予显示 line not shown: it may hold a secret",
+        e.message().replace('\n', "; ")
+    )
+}
+
+/// A value of the wrong type (`token = 12345`, or a number given by an environment variable)
+/// is quoted by serde; under a secret-looking key every quoted part goes.
+fn type_error(e: &toml::de::Error) -> String {
+    let full = e.to_string();
+    let path = full
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("in `")?.strip_suffix('`'));
+    if !path.is_some_and(crate::mask::is_secret_key) {
+        return full;
+    }
+    let mut out = String::with_capacity(full.len());
+    let mut rest = e.message();
+    while let Some(i) = rest.find(['`', '"']) {
+        let q = rest[i..].chars().next().unwrap_or('`');
+        out.push_str(&rest[..i]);
+        match rest[i + 1..].find(q) {
+            Some(j) => {
+                out.push_str("***");
+                rest = &rest[i + 1 + j + 1..];
+            }
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    format!(
+        "{out} (value not shown 值不显示)\nin `{}`",
+        path.unwrap_or_default()
+    )
 }
 
 fn set_path(doc: &mut toml::Table, parts: &[String], raw: &str) {
@@ -502,8 +571,10 @@ fn set_path(doc: &mut toml::Table, parts: &[String], raw: &str) {
         t = next;
     }
     // The file's value decides the type (region_code "440300" stays text); a key the file
-    // does not set is read as a number or boolean when it looks like one.
-    let as_string = matches!(t.get(last.as_str()), Some(toml::Value::String(_)));
+    // does not set is read as a number or boolean when it looks like one, except a
+    // secret-looking key: a numeric token read as a number would fail to load, quoted.
+    let as_string = matches!(t.get(last.as_str()), Some(toml::Value::String(_)))
+        || crate::mask::is_secret_key(last);
     let v = if as_string {
         toml::Value::String(raw.to_string())
     } else {
@@ -1029,6 +1100,75 @@ interval = "30s"
             issues.iter().any(|i| i.contains("needs a [gansu] section")),
             "{issues:?}"
         );
+    }
+
+    #[test]
+    fn syntax_errors_never_quote_a_line_that_may_hold_a_secret() {
+        // (config text, text the error must name, secret it must not contain)
+        let hidden: [(&str, &str, &str); 7] = [
+            (
+                "[gdzw]\ntoken = abc123secret\n",
+                "line 2, column 9",
+                "abc123secret",
+            ),
+            (
+                "[database]\nurl = postgres://u:hunter2@h/db\n",
+                "line 2, column 7",
+                "hunter2",
+            ),
+            (
+                "[gansu]\nAuthorization = Bearer hunter2\n",
+                "line 2",
+                "hunter2",
+            ),
+            (
+                "[x]\na = { password = hunter2 }\n",
+                "line 2, column 18",
+                "hunter2",
+            ),
+            ("[x]\nsecret_key = hunter2 x\n", "line 2", "hunter2"),
+            // Inside a multi-line string: the line has no key of its own.
+            (
+                "[unit]\nname = \"\"\"\nabc\\q hunter2\n\"\"\"\n",
+                "line 3, column 5",
+                "hunter2",
+            ),
+            // The continuation of an array.
+            ("[x]\nlist = [\n  hunter2 ]\n", "line 3", "hunter2"),
+        ];
+        for (text, names, secret) in hidden {
+            let e = format!("{:#}", parse_with_env(text, &[]).unwrap_err());
+            assert!(e.contains(names), "{text:?}: {e}");
+            assert!(!e.contains(secret), "{text:?}: {e}");
+            assert!(e.contains("line not shown"), "{text:?}: {e}");
+        }
+        // A harmless line is still shown as toml renders it.
+        let e = format!(
+            "{:#}",
+            parse_with_env("[unit]\nname = x y\n", &[]).unwrap_err()
+        );
+        assert!(
+            e.contains("line 2, column 8") && e.contains("name = x y"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn type_errors_hide_values_of_secret_keys() {
+        let text = GOOD.replace("token_env = \"T\"", "token = 90817263");
+        let e = format!("{:#}", parse_with_env(&text, &[]).unwrap_err());
+        assert!(e.contains("gdzw.token") && !e.contains("90817263"), "{e}");
+        // Elsewhere the value stays, to help find the mistake.
+        let text = format!("{GOOD}[delivery]\nhttp_timeout = 30\n");
+        let e = format!("{:#}", parse_with_env(&text, &[]).unwrap_err());
+        assert!(e.contains("30"), "{e}");
+    }
+
+    #[test]
+    fn numeric_secret_from_environment_stays_text() {
+        let vars = vec![("QIANZHI_GDZW__TOKEN".to_string(), "90817263".to_string())];
+        let cfg = parse_with_env(GOOD, &vars).unwrap();
+        assert_eq!(cfg.gdzw.unwrap().token.as_deref(), Some("90817263"));
     }
 
     #[test]

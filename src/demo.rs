@@ -275,6 +275,27 @@ interval = "30s"
     )
 }
 
+/// Writes a token or key file readable by its owner only (0600), as the README asks of the
+/// real ones. The file is created with that mode, never widened then narrowed; a copy left by
+/// an earlier demo run is removed first, since opening it would keep its old mode.
+pub fn write_secret_file(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot replace {}", path.display())),
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(contents.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// The demo's Gansu data type and its change table.
 pub const GANSU_DEMO_TYPE: &str = "cclw_jjl";
 
@@ -286,7 +307,7 @@ pub async fn run(dir: &Path) -> Result<String> {
     }
     let db_url = format!("sqlite://{}", db_path.display());
     let token_file = dir.join("gdzw.token");
-    std::fs::write(&token_file, "demo-token\n")?;
+    write_secret_file(&token_file, "demo-token\n")?;
 
     let sim = crate::simulate::start(
         crate::simulate::SimConfig {
@@ -301,8 +322,8 @@ pub async fn run(dir: &Path) -> Result<String> {
     let mut cfg_text = gdzw_config(&db_url, &sim.api_root(), &token_file, "", &GDZW_TYPES, "");
     let gansu_auth = dir.join("gansu.authorization");
     let gansu_key = dir.join("gansu.sm4key");
-    std::fs::write(&gansu_auth, format!("{}\n", sim.cfg.gansu.authorization))?;
-    std::fs::write(&gansu_key, format!("{}\n", sim.cfg.gansu.key))?;
+    write_secret_file(&gansu_auth, &format!("{}\n", sim.cfg.gansu.authorization))?;
+    write_secret_file(&gansu_key, &format!("{}\n", sim.cfg.gansu.key))?;
     cfg_text.push_str(&gansu_section(
         &sim.gansu_base_url(),
         &gansu_auth,

@@ -254,7 +254,10 @@ impl Db {
         })
     }
 
-    /// Error rows found in one exchange (`at`: its batch, if any, and its number).
+    /// Error rows found in one exchange (`at`: its batch, if any, and its number). Every
+    /// qz_error row is written here, so this is where messages are masked: a rule that quotes
+    /// the offending value (code set, date, USCC, ...) would otherwise store an ID or mobile
+    /// number put in the wrong column as it is.
     async fn insert_errors(
         &self,
         tx: &mut Transaction<'_, Any>,
@@ -278,7 +281,7 @@ impl Db {
                     .bind(e.operation.clone())
                     .bind(&e.field)
                     .bind(&e.rule)
-                    .bind(&e.message)
+                    .bind(crate::mask::mask_pii(&e.message))
                     .bind(cd_batch.map(str::to_string))
                     .bind(now)
                     .bind(e.superseded.then(|| now.to_string()))

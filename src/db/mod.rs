@@ -55,17 +55,140 @@ pub struct Db {
     pub source: SourcePool,
 }
 
-/// The password part of a URL, hidden for messages.
+/// A connection string fit for a message: the password of `user:password@` and the value of
+/// every secret-looking parameter (`?password=`, `&sslpassword=`, `password=` of a key-value
+/// DSN, `Pwd=...;` of an ODBC-like string) become `***`. Every message, log line and status
+/// line that shows a database URL goes through here.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_string(),
+    redact_params(&redact_userinfo(url))
+}
+
+/// `scheme://user:password@host` with the password hidden. The `url` crate finds it in a
+/// well-formed URL, percent-encoded or not. A password holding an unencoded `/`, `?` or `#`
+/// ends the authority early (`postgres://u:12/3@h/db` reads as host `u`, port 12), which
+/// shows as an `@` after the host or as no URL at all: then everything between the first
+/// `:` after `://` and the last `@` goes, at worst hiding more than the password.
+fn redact_userinfo(s: &str) -> String {
+    if let Ok(mut u) = url::Url::parse(s) {
+        let at_after_host = u[url::Position::AfterPort..].contains('@');
+        if !at_after_host {
+            let has_password = u.password().is_some();
+            return if has_password && u.set_password(Some("***")).is_ok() {
+                u.to_string()
+            } else {
+                s.to_string()
+            };
+        }
+    }
+    let Some(start) = s.find("://").map(|i| i + 3) else {
+        return s.to_string();
+    };
+    match s.rfind('@').filter(|&at| at > start) {
+        Some(at) => match s[start..at].find(':') {
+            Some(c) => format!("{}***{}", &s[..start + c + 1], &s[at..]),
+            None => s.to_string(),
+        },
+        None => s.to_string(),
+    }
+}
+
+/// How parameters are written: after `?` joined by `&` (URL), `k=v;` (ODBC-like) or
+/// `k=v k='v w'` (libpq key-value DSN).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ParamForm {
+    Url,
+    Semicolon,
+    Spaces,
+}
+
+/// The values of secret-looking parameters become `***`, whole: through the closing quote or
+/// brace, or up to the form's separator (so `#`, `@` or `=` inside a password go too).
+fn redact_params(s: &str) -> String {
+    let form = if s.contains("://") {
+        ParamForm::Url
+    } else if s.contains(';') {
+        ParamForm::Semicolon
+    } else {
+        ParamForm::Spaces
+    };
+    let starts_key = |prev: Option<char>| match (form, prev) {
+        (_, None) => true,
+        (ParamForm::Url, Some(c)) => matches!(c, '?' | '&' | ';'),
+        (ParamForm::Semicolon, Some(c)) => c == ';' || c.is_whitespace(),
+        (ParamForm::Spaces, Some(c)) => c.is_whitespace(),
+    };
+    let is_key_char = |c: char| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '%' | '+');
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    let mut prev: Option<char> = None;
+    while let Some(c) = rest.chars().next() {
+        if starts_key(prev) && is_key_char(c) {
+            let key_len = rest.find(|c: char| !is_key_char(c)).unwrap_or(rest.len());
+            let key = &rest[..key_len];
+            let after_key = &rest[key_len..];
+            let gap = if form == ParamForm::Url {
+                ""
+            } else {
+                &after_key[..after_key.len() - after_key.trim_start_matches(' ').len()]
+            };
+            if let Some(after_eq) = after_key[gap.len()..].strip_prefix('=') {
+                let lead = after_eq.len() - after_eq.trim_start_matches(' ').len();
+                let value = &after_eq[lead..];
+                let value_len = param_value_len(value, form);
+                if value_len > 0 && is_secret_param(key, form) {
+                    let head = key_len + gap.len() + 1 + lead;
+                    out.push_str(&rest[..head]);
+                    out.push_str("***");
+                    rest = &rest[head + value_len..];
+                    prev = Some('*');
+                    continue;
+                }
             }
         }
-        _ => url.to_string(),
+        out.push(c);
+        prev = Some(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+fn is_secret_param(key: &str, form: ParamForm) -> bool {
+    if form == ParamForm::Url {
+        // `pass%77ord` is `password` to the driver.
+        let decoded: String = form_urlencoded::parse(key.as_bytes())
+            .map(|(k, _)| k.into_owned())
+            .collect();
+        crate::mask::is_secret_key(&decoded) || crate::mask::is_secret_key(key)
+    } else {
+        crate::mask::is_secret_key(key)
+    }
+}
+
+/// Byte length of a parameter value at the start of `v`.
+fn param_value_len(v: &str, form: ParamForm) -> usize {
+    let quoted = |close: char, escape: Option<char>| {
+        let mut chars = v.char_indices().skip(1);
+        while let Some((i, c)) = chars.next() {
+            if Some(c) == escape {
+                chars.next();
+            } else if c == close {
+                // ODBC doubles a closing brace inside a braced value.
+                if close == '}' && v[i + 1..].starts_with('}') {
+                    chars.next();
+                    continue;
+                }
+                return i + 1;
+            }
+        }
+        v.len() // unterminated: all of it
+    };
+    match (form, v.chars().next()) {
+        (_, None) => 0,
+        (ParamForm::Url, _) => v.find('&').unwrap_or(v.len()),
+        (ParamForm::Semicolon, Some('{')) => quoted('}', None),
+        (ParamForm::Semicolon, _) => v.find(';').unwrap_or(v.len()),
+        (ParamForm::Spaces, Some(q @ ('\'' | '"'))) => quoted(q, Some('\\')),
+        (ParamForm::Spaces, _) => v.find(char::is_whitespace).unwrap_or(v.len()),
     }
 }
 
@@ -194,16 +317,101 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redacts_passwords() {
+    fn redacts_every_password_form() {
         for (u, want) in [
+            // user:password@ in a URL, plain and percent-encoded.
             (
                 "postgres://qz:s3cret@db:5432/x",
                 "postgres://qz:***@db:5432/x",
             ),
+            (
+                "postgresql://qz:p%40ss%2Fw%3Fd@db/x",
+                "postgresql://qz:***@db/x",
+            ),
+            ("mysql://u:pw@h/db", "mysql://u:***@h/db"),
+            ("mariadb://u:abc==@h/db", "mariadb://u:***@h/db"),
+            // Unencoded @, / ? # in the password.
+            ("postgres://u:p@ss@h/db", "postgres://u:***@h/db"),
+            ("postgres://u:12/3@h/db", "postgres://u:***@h/db"),
+            ("postgres://u:a?b@h/db", "postgres://u:***@h/db"),
+            ("postgres://u:a#b@h/db", "postgres://u:***@h/db"),
+            // Query parameters.
+            (
+                "postgres://u@h/db?password=pw",
+                "postgres://u@h/db?password=***",
+            ),
+            (
+                "postgres://h/db?sslmode=disable&password=pw",
+                "postgres://h/db?sslmode=disable&password=***",
+            ),
+            (
+                "postgres://h/db?password=pw&sslmode=disable",
+                "postgres://h/db?password=***&sslmode=disable",
+            ),
+            (
+                "postgres://h/db?sslpassword=k3y&user=u",
+                "postgres://h/db?sslpassword=***&user=u",
+            ),
+            (
+                "mysql://u:pw@h/db?ssl-mode=x&password=pw",
+                "mysql://u:***@h/db?ssl-mode=x&password=***",
+            ),
+            (
+                "postgres://h/db?PASSWORD=p%26w",
+                "postgres://h/db?PASSWORD=***",
+            ),
+            (
+                "postgres://h/db?pass%77ord=pw",
+                "postgres://h/db?pass%77ord=***",
+            ),
+            (
+                "postgres://h/db?password=p#w",
+                "postgres://h/db?password=***",
+            ),
+            // libpq key-value DSN.
+            ("host=h password=pw user=u", "host=h password=*** user=u"),
+            ("password = pw host=h", "password = *** host=h"),
+            (
+                "host=h password='p w\\' x' user=u",
+                "host=h password=*** user=u",
+            ),
+            // ODBC-like.
+            (
+                "Server=h;Uid=u;Password=pw;Database=d",
+                "Server=h;Uid=u;Password=***;Database=d",
+            ),
+            ("Server=h; PWD={a;b}}c};", "Server=h; PWD=***;"),
+            // Nothing secret: unchanged.
             ("mysql://root@127.0.0.1/test", "mysql://root@127.0.0.1/test"),
+            (
+                "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+                "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+            ),
             ("sqlite://a.db", "sqlite://a.db"),
+            ("sqlite:a.db?mode=rwc", "sqlite:a.db?mode=rwc"),
+            (
+                "sqlite:///var/lib/qianzhi/主库.db",
+                "sqlite:///var/lib/qianzhi/主库.db",
+            ),
         ] {
-            assert_eq!(redact_url(u), want);
+            assert_eq!(redact_url(u), want, "{u}");
+        }
+    }
+
+    #[test]
+    fn no_password_survives_redaction() {
+        let secret = "Zq7-secret";
+        for u in [
+            format!("postgres://u:{secret}@h/db"),
+            format!("postgres://u@h/db?password={secret}"),
+            format!("postgres://u@h/db?sslmode=require&password={secret}"),
+            format!("mysql://u:{secret}@h/db?ssl-mode=x&password={secret}"),
+            format!("host=h password={secret} user=u"),
+            format!("Password={secret};Server=h"),
+            format!("postgres://u:{secret}/x@h/db"),
+        ] {
+            let shown = redact_url(&u);
+            assert!(!shown.contains("Zq7"), "{u} -> {shown}");
         }
     }
 }

@@ -74,7 +74,7 @@ pub fn query_config(sim: &QuerySim, dir: &Path, budget: u32, job_extra: &str) ->
     let c = &sim.cfg;
     let file = |name: &str, v: &str| -> Result<String> {
         let p = dir.join(name);
-        std::fs::write(&p, format!("{v}\n"))?;
+        crate::demo::write_secret_file(&p, &format!("{v}\n"))?;
         Ok(p.display().to_string())
     };
     let mut s = format!(

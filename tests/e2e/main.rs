@@ -3,6 +3,7 @@
 mod gansu;
 mod gdzw;
 mod helpers;
+mod privacy;
 mod query;
 mod safety;
 
