@@ -269,8 +269,15 @@ impl Db {
     /// a crash right after the outbox commit could lose it, and the same changes would be
     /// numbered again under a reused Cd_Batch. `SET LOCAL` (not a session setting) also
     /// holds behind a transaction-pooling PgBouncer.
+    ///
+    /// On SQLite it begins IMMEDIATE: a deferred transaction that reads first and writes later
+    /// fails at once with SQLITE_BUSY(_SNAPSHOT) when another connection wrote in between,
+    /// whatever the busy timeout; an immediate one waits for the write lock instead.
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        let mut tx = self.any.begin().await?;
+        let mut tx = match self.backend {
+            Backend::Sqlite => self.any.begin_with("BEGIN IMMEDIATE").await?,
+            _ => self.any.begin().await?,
+        };
         if self.backend == Backend::Postgres {
             sqlx::query("SET LOCAL synchronous_commit = on")
                 .execute(&mut *tx)
