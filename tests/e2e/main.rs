@@ -3,6 +3,7 @@
 mod gansu;
 mod helpers;
 mod query;
+mod source;
 
 use helpers::*;
 use qianzhi::demo::{GDZW_TYPES, Lit, set_field};
