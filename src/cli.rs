@@ -413,7 +413,7 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
         let Some(dt) = catalog.data_type(&job.upstream, &job.data_type) else {
             continue;
         };
-        let columns = match db.source_columns(&job.source).await {
+        let described = match db.source_column_types(&job.source).await {
             Ok(c) => c,
             Err(e) => {
                 println!("✗ job {}: {e:#}", job.name);
@@ -421,6 +421,7 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
                 continue;
             }
         };
+        let columns: Vec<String> = described.iter().map(|c| c.name.clone()).collect();
         let has = |c: &str| columns.iter().any(|x| x.eq_ignore_ascii_case(c));
         for c in job
             .key
@@ -453,6 +454,19 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
             println!(
                 "✗ job {}: mapped column {c} is not in {}",
                 job.name, job.source
+            );
+            problems += 1;
+        }
+        // Only the columns the job reads matter: the others are never selected.
+        let needed = crate::mapping::needed_columns(&columns, &app_plan, job);
+        for c in described
+            .iter()
+            .filter(|c| !c.readable && needed.contains(&c.name))
+        {
+            println!(
+                "✗ job {}: {}",
+                job.name,
+                c.unreadable_message(db.backend, &job.source)
             );
             problems += 1;
         }

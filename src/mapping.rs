@@ -3,7 +3,7 @@
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 
-use crate::config::{NullFields, UnitConfig};
+use crate::config::{JobConfig, NullFields, UnitConfig};
 use crate::schema::{DataType, FieldType};
 use crate::value::{SourceRow, Value};
 
@@ -150,6 +150,14 @@ impl Plan {
         rec.values.get(self.index_of(code)?)
     }
 
+    /// The source columns the plan takes values from.
+    pub fn columns(&self) -> impl Iterator<Item = &str> {
+        self.fields.iter().filter_map(|(_, _, s)| match s {
+            FieldSource::Column(c) => Some(c.as_str()),
+            _ => None,
+        })
+    }
+
     /// Columns the plan reads that the source does not have.
     pub fn missing_columns(&self, columns: &[String]) -> Vec<String> {
         self.fields
@@ -162,6 +170,22 @@ impl Plan {
             })
             .collect()
     }
+}
+
+/// The columns of `view` a job reads: those its plan (resolved against `view`) maps, and the
+/// change time, operation, key and order columns; in the view's order and spelling. A column
+/// the view lacks is left out: `check` names it, and reading it would fail the whole query.
+pub fn needed_columns(view: &[String], plan: &Plan, job: &JobConfig) -> Vec<String> {
+    let wanted: Vec<&str> = plan
+        .columns()
+        .chain([job.time_column.as_str(), job.operation_column.as_str()])
+        .chain(job.key.iter().map(String::as_str))
+        .chain(job.seq_column.as_deref())
+        .collect();
+    view.iter()
+        .filter(|c| wanted.iter().any(|w| w.eq_ignore_ascii_case(c)))
+        .cloned()
+        .collect()
 }
 
 /// A mapped record before Cd_* numbering. `values` follow the plan's field order (the data
@@ -453,6 +477,72 @@ mod tests {
         assert_eq!(rec.values.len(), keys.len());
         assert_eq!(plan.get(&rec, "xy10101001"), Some(&Json::from("甲公司")));
         assert_eq!(rec.row_guid, derive_row_guid("g", "3"));
+    }
+
+    #[test]
+    fn a_job_reads_only_the_columns_it_needs() {
+        let cat = Catalog::load(None).unwrap();
+        let dt = cat.data_type("gdzw", "process").unwrap();
+        let job: JobConfig = toml::from_str(
+            r#"
+name = "p"
+data_type = "process"
+source = "v"
+key = ["ID"]
+seq_column = "change_id"
+time_column = "changed_at"
+[map]
+HandleUserName = "applicant"
+TaskName = "no_such_column"
+"#,
+        )
+        .unwrap();
+        // Upper-case names as a PostgreSQL view with quoted aliases reports them.
+        let view: Vec<String> = [
+            "change_id",
+            "wait_interval",
+            "id",
+            "ProjectNo",
+            "APPLICANT",
+            "client_ip",
+            "changed_at",
+            "cd_operation",
+            "remark_internal",
+        ]
+        .map(String::from)
+        .to_vec();
+        let plan = Plan::resolve(PlanInput {
+            job: "p",
+            data_type: dt,
+            columns: &view,
+            map: &job.map,
+            constants: &BTreeMap::new(),
+            unit: &unit(),
+            null_fields: NullFields::Omit,
+        });
+        assert_eq!(
+            needed_columns(&view, &plan, &job),
+            [
+                "change_id",
+                "id",
+                "ProjectNo",
+                "APPLICANT",
+                "changed_at",
+                "cd_operation"
+            ]
+        );
+        // Resolved again over only those columns, the plan maps the same fields.
+        let needed = needed_columns(&view, &plan, &job);
+        let again = Plan::resolve(PlanInput {
+            job: "p",
+            data_type: dt,
+            columns: &needed,
+            map: &job.map,
+            constants: &BTreeMap::new(),
+            unit: &unit(),
+            null_fields: NullFields::Omit,
+        });
+        assert_eq!(again.fields, plan.fields);
     }
 
     #[test]

@@ -304,6 +304,7 @@ async fn read_pages(
 ) -> Result<Outcome> {
     let (platform, dt) = app.platform(job)?;
     let mut out = Outcome::default();
+    let (select, plan) = read_plan(app, job, dt).await?;
     let order = job.order_columns();
     let spec = SourceSpec {
         table: &job.source,
@@ -329,11 +330,11 @@ async fn read_pages(
         let t_read = std::time::Instant::now();
         let rows = app
             .db
-            .read_changes(&spec, position.as_ref(), job.batch_size)
+            .read_changes(&spec, &select, position.as_ref(), job.batch_size)
             .await?;
         let page_full = rows.len() == job.batch_size;
         let t_prep = std::time::Instant::now();
-        let prep = prepare(app, job, dt, platform, rows, page_full);
+        let prep = prepare(app, job, dt, platform, &plan, rows, page_full);
         debug!(
             rows = prep.rows,
             read_ms = (t_prep - t_read).as_millis() as u64,
@@ -383,6 +384,35 @@ async fn read_pages(
         }
     }
     Ok(out)
+}
+
+/// The columns a run reads and the plan over them, resolved once from the source's columns
+/// before the first page. A needed column whose type qianzhi cannot decode stops the run here,
+/// with the cast to add to the view; one that is not needed is never read.
+async fn read_plan(app: &App, job: &JobConfig, dt: &DataType) -> Result<(Vec<String>, Plan)> {
+    let view = app.db.source_column_types(&job.source).await?;
+    let names: Vec<String> = view.iter().map(|c| c.name.clone()).collect();
+    let select = crate::mapping::needed_columns(&names, &app.plan(job, dt, &names), job);
+    if !select
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(&job.time_column))
+    {
+        bail!(
+            "{} 没有变更时间列 {} (source {} has no change-time column {})",
+            job.source,
+            job.time_column,
+            job.source,
+            job.time_column
+        );
+    }
+    if let Some(c) = view
+        .iter()
+        .find(|c| !c.readable && select.contains(&c.name))
+    {
+        bail!(c.unreadable_message(app.db.backend, &job.source));
+    }
+    let plan = app.plan(job, dt, &select);
+    Ok((select, plan))
 }
 
 /// Numbers and commits each checked page as an exchange, in order, handing each batch on.
@@ -553,13 +583,12 @@ fn prepare(
     job: &JobConfig,
     dt: &DataType,
     platform: &Platform,
+    plan: &Plan,
     rows: Vec<SourceRow>,
     page_full: bool,
 ) -> Prepared {
     let cutoff = crate::timefmt::now_beijing().naive_local()
         - chrono::Duration::from_std(job.settle_lag()).unwrap_or_default();
-    let columns: Vec<String> = rows.first().map(|r| r.names.to_vec()).unwrap_or_default();
-    let plan = app.plan(job, dt, &columns);
     let (cd_op, cd_time, cd_batch) = (
         plan.index_of("Cd_Operation"),
         plan.index_of("Cd_Time"),
@@ -632,7 +661,7 @@ fn prepare(
             error_rows.push(p.rows);
             continue;
         }
-        let mut rec = map_row(&plan, &row, key);
+        let mut rec = map_row(plan, &row, key);
         // Checked with the values numbering will give them; the real Cd_Batch is set at commit.
         for (slot, v) in [
             (cd_op, op.code()),

@@ -45,9 +45,74 @@ pub fn ident(backend: Backend, name: &str) -> String {
         .join(".")
 }
 
+/// A name exactly as the database reported it, always quoted, so that its case and every
+/// character survive (PostgreSQL folds an unquoted name to lower case).
+pub fn quote(backend: Backend, name: &str) -> String {
+    match backend {
+        Backend::Mysql => format!("`{}`", name.replace('`', "``")),
+        _ => format!("\"{}\"", name.replace('"', "\"\"")),
+    }
+}
+
+/// A name as a DBA would write it in a view: bare when that keeps it exact, quoted otherwise.
+fn view_ident(backend: Backend, name: &str) -> String {
+    let bare = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| {
+            c == '_'
+                || c.is_ascii_digit()
+                || c.is_ascii_lowercase()
+                || (c.is_ascii_uppercase() && backend != Backend::Postgres)
+        });
+    if bare {
+        name.to_string()
+    } else {
+        quote(backend, name)
+    }
+}
+
+/// One column of a source as the driver describes it before any row is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceColumn {
+    pub name: String,
+    /// The type as the driver names it (INTERVAL, INET, TIME, ...).
+    pub type_name: String,
+    /// Whether qianzhi can decode its values; the same test the row decoders use.
+    pub readable: bool,
+}
+
+impl SourceColumn {
+    /// What to select in the view instead, so that the column arrives in a type qianzhi reads.
+    pub fn cast(&self, backend: Backend) -> String {
+        let c = view_ident(backend, &self.name);
+        let ty = self.type_name.as_str();
+        match backend {
+            // MONEY as text carries the locale's currency sign and separators.
+            Backend::Postgres if ty == "MONEY" => format!("CAST({c} AS NUMERIC) AS {c}"),
+            Backend::Postgres | Backend::Sqlite => format!("CAST({c} AS TEXT) AS {c}"),
+            Backend::Mysql if ty == "BIT" => format!("CAST({c} AS UNSIGNED) AS {c}"),
+            Backend::Mysql if ty == "GEOMETRY" => format!("ST_AsText({c}) AS {c}"),
+            Backend::Mysql => format!("CAST({c} AS CHAR) AS {c}"),
+        }
+    }
+
+    /// The message naming an unreadable column and the cast to add to the view.
+    pub fn unreadable_message(&self, backend: Backend, source: &str) -> String {
+        let (name, ty, cast) = (&self.name, &self.type_name, self.cast(backend));
+        format!(
+            "{source} 的列 {name} 是 {ty} 类型，qianzhi 无法读取，请在视图中写成 {cast} \
+             (column {name} of {source} has type {ty}, which qianzhi cannot read; select it in \
+             the view as {cast})"
+        )
+    }
+}
+
+/// The SELECT of one page: `select` (exact names, quoted) in keyset order after the position.
+/// With `count_cap`, a capped count of the rows after the position instead.
 fn keyset_sql(
     backend: Backend,
     spec: &SourceSpec<'_>,
+    select: &[String],
     has_position: bool,
     limit: Option<usize>,
     count_cap: Option<i64>,
@@ -77,7 +142,12 @@ fn keyset_sql(
             "SELECT COUNT(*) FROM (SELECT 1 AS one FROM {table} WHERE {filter} LIMIT {cap}) t"
         ),
         None => format!(
-            "SELECT * FROM {table} WHERE {filter} ORDER BY {} LIMIT {}",
+            "SELECT {} FROM {table} WHERE {filter} ORDER BY {} LIMIT {}",
+            select
+                .iter()
+                .map(|c| quote(backend, c))
+                .collect::<Vec<_>>()
+                .join(", "),
             cols.join(", "),
             limit.unwrap_or(1000)
         ),
@@ -141,14 +211,24 @@ fn numeric_binds(values: Vec<Value>) -> Vec<Value> {
 }
 
 impl Db {
-    /// Up to `limit` rows after `after`, in (time, key) order.
+    /// Up to `limit` rows after `after`, in (time, key) order, with only the columns in
+    /// `select` (names exactly as `source_column_types` reported them): a column the job does
+    /// not need is never read, so its type cannot stop the job.
     pub async fn read_changes(
         &self,
         spec: &SourceSpec<'_>,
+        select: &[String],
         after: Option<&Position>,
         limit: usize,
     ) -> Result<Vec<SourceRow>> {
-        let sql = keyset_sql(self.backend, spec, after.is_some(), Some(limit), None);
+        let sql = keyset_sql(
+            self.backend,
+            spec,
+            select,
+            after.is_some(),
+            Some(limit),
+            None,
+        );
         let values = after
             .map(position_values)
             .map(numeric_binds)
@@ -164,12 +244,7 @@ impl Db {
                 .fetch_all(p)
                 .await
                 .with_context(ctx)?;
-                {
-                    let names = column_names(&rows);
-                    rows.iter()
-                        .map(|r| decode_pg_row(r, &names))
-                        .collect::<Result<_>>()?
-                }
+                decode_pg_rows(&rows, self.backend, spec.table)?
             }
             SourcePool::Mysql(p) => {
                 let rows = bind_values!(
@@ -180,12 +255,7 @@ impl Db {
                 .fetch_all(p)
                 .await
                 .with_context(ctx)?;
-                {
-                    let names = column_names(&rows);
-                    rows.iter()
-                        .map(|r| decode_my_row(r, &names))
-                        .collect::<Result<_>>()?
-                }
+                decode_my_rows(&rows, self.backend, spec.table)?
             }
             SourcePool::Sqlite(p) => {
                 let values = sqlite_binds(values);
@@ -197,12 +267,7 @@ impl Db {
                 .fetch_all(p)
                 .await
                 .with_context(ctx)?;
-                {
-                    let names = column_names(&rows);
-                    rows.iter()
-                        .map(|r| decode_lite_row(r, &names))
-                        .collect::<Result<_>>()?
-                }
+                decode_lite_rows(&rows, self.backend, spec.table)?
             }
         })
     }
@@ -214,7 +279,7 @@ impl Db {
         after: Option<&Position>,
         cap: i64,
     ) -> Result<i64> {
-        let sql = keyset_sql(self.backend, spec, after.is_some(), None, Some(cap));
+        let sql = keyset_sql(self.backend, spec, &[], after.is_some(), None, Some(cap));
         let values = after
             .map(position_values)
             .map(numeric_binds)
@@ -253,6 +318,17 @@ impl Db {
 
     /// Column names of a table or view, or a clear error when it does not exist.
     pub async fn source_columns(&self, table: &str) -> Result<Vec<String>> {
+        Ok(self
+            .source_column_types(table)
+            .await?
+            .into_iter()
+            .map(|c| c.name)
+            .collect())
+    }
+
+    /// The columns of a table or view with their types, from a prepared `SELECT *` that reads
+    /// no row; or a clear error when the source does not exist.
+    pub async fn source_column_types(&self, table: &str) -> Result<Vec<SourceColumn>> {
         let sql = format!("SELECT * FROM {}", ident(self.backend, table));
         let ctx = || {
             format!(
@@ -260,13 +336,30 @@ impl Db {
             )
         };
         let q = || sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(sql.clone()));
-        fn names<C: Column>(cols: &[C]) -> Vec<String> {
-            cols.iter().map(|c| c.name().to_string()).collect()
+        fn describe<C: Column>(cols: &[C], readable: impl Fn(&C) -> bool) -> Vec<SourceColumn> {
+            cols.iter()
+                .map(|c| SourceColumn {
+                    name: c.name().to_string(),
+                    type_name: c.type_info().name().to_string(),
+                    readable: readable(c),
+                })
+                .collect()
         }
         Ok(match &self.source {
-            SourcePool::Postgres(p) => names(p.prepare(q()).await.with_context(ctx)?.columns()),
-            SourcePool::Mysql(p) => names(p.prepare(q()).await.with_context(ctx)?.columns()),
-            SourcePool::Sqlite(p) => names(p.prepare(q()).await.with_context(ctx)?.columns()),
+            SourcePool::Postgres(p) => {
+                describe(p.prepare(q()).await.with_context(ctx)?.columns(), |c| {
+                    pg_decoder(c.type_info()).is_some()
+                })
+            }
+            SourcePool::Mysql(p) => {
+                describe(p.prepare(q()).await.with_context(ctx)?.columns(), |c| {
+                    my_decoder(c.type_info()).is_some()
+                })
+            }
+            // SQLite types values, not columns: every value is read as what it holds.
+            SourcePool::Sqlite(p) => {
+                describe(p.prepare(q()).await.with_context(ctx)?.columns(), |_| true)
+            }
         })
     }
 
@@ -289,41 +382,150 @@ fn column_names<R: Row>(rows: &[R]) -> Arc<[String]> {
         .unwrap_or_else(|| Arc::from(Vec::new()))
 }
 
+/// The decoder of every column of a page, chosen once from the first row's column types, or
+/// the message naming the first column qianzhi cannot read.
+fn page_decoders<R: Row, D>(
+    rows: &[R],
+    decoder: impl Fn(&<R::Database as sqlx::Database>::TypeInfo) -> Option<D>,
+    backend: Backend,
+    source: &str,
+) -> Result<Vec<D>> {
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    first
+        .columns()
+        .iter()
+        .map(|c| {
+            decoder(c.type_info()).ok_or_else(|| {
+                let col = SourceColumn {
+                    name: c.name().to_string(),
+                    type_name: c.type_info().name().to_string(),
+                    readable: false,
+                };
+                anyhow!(col.unreadable_message(backend, source))
+            })
+        })
+        .collect()
+}
+
 fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> Value) -> Value {
     v.map(f).unwrap_or(Value::Null)
 }
 
-fn decode_pg_row(row: &sqlx::postgres::PgRow, names: &Arc<[String]>) -> Result<SourceRow> {
+/// How a PostgreSQL column is decoded. `None` from `pg_decoder` means qianzhi cannot read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PgDecoder {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Float4,
+    Float8,
+    Numeric,
+    Date,
+    Timestamp,
+    TimestampTz,
+    Uuid,
+    Json,
+    Bytea,
+    Time,
+    Text,
+}
+
+fn pg_decoder(ty: &sqlx::postgres::PgTypeInfo) -> Option<PgDecoder> {
+    use PgDecoder::*;
+    Some(match ty.name() {
+        "BOOL" => Bool,
+        "INT2" => Int2,
+        "INT4" => Int4,
+        "INT8" => Int8,
+        "FLOAT4" => Float4,
+        "FLOAT8" => Float8,
+        "NUMERIC" => Numeric,
+        "DATE" => Date,
+        "TIMESTAMP" => Timestamp,
+        "TIMESTAMPTZ" => TimestampTz,
+        "UUID" => Uuid,
+        "JSON" | "JSONB" => Json,
+        "BYTEA" => Bytea,
+        "TIME" => Time,
+        "TEXT" | "VARCHAR" | "CHAR" | "NAME" => Text,
+        // Anything else is read as text only if the driver agrees it is text (citext, ...).
+        _ if <String as sqlx::Type<sqlx::Postgres>>::compatible(ty) => Text,
+        _ => return None,
+    })
+}
+
+fn decode_pg_rows(
+    rows: &[sqlx::postgres::PgRow],
+    backend: Backend,
+    source: &str,
+) -> Result<Vec<SourceRow>> {
+    let names = column_names(rows);
+    let decoders = page_decoders(rows, pg_decoder, backend, source)?;
+    rows.iter()
+        .map(|r| decode_pg_row(r, &names, &decoders))
+        .collect()
+}
+
+fn decode_pg_row(
+    row: &sqlx::postgres::PgRow,
+    names: &Arc<[String]>,
+    decoders: &[PgDecoder],
+) -> Result<SourceRow> {
     use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-    // The match on the column's type name already picks a compatible Rust type, so the
-    // per-value compatibility check of `try_get` is skipped.
-    let mut values = Vec::with_capacity(row.columns().len());
-    for (i, col) in row.columns().iter().enumerate() {
-        let ty = col.type_info().name();
-        let v = match ty {
-            "BOOL" => opt(row.try_get_unchecked::<Option<bool>, _>(i)?, Value::Bool),
-            "INT2" => opt(row.try_get_unchecked::<Option<i16>, _>(i)?, |x| Value::Int(x.into())),
-            "INT4" => opt(row.try_get_unchecked::<Option<i32>, _>(i)?, |x| Value::Int(x.into())),
-            "INT8" => opt(row.try_get_unchecked::<Option<i64>, _>(i)?, Value::Int),
-            "FLOAT4" => opt(row.try_get_unchecked::<Option<f32>, _>(i)?, |x| Value::Float(x.into())),
-            "FLOAT8" => opt(row.try_get_unchecked::<Option<f64>, _>(i)?, Value::Float),
-            "NUMERIC" => opt(row.try_get_unchecked::<Option<rust_decimal::Decimal>, _>(i)?, |d| Value::Decimal(d.normalize().to_string())),
-            "DATE" => opt(row.try_get_unchecked::<Option<NaiveDate>, _>(i)?, Value::Date),
-            "TIMESTAMP" => opt(row.try_get_unchecked::<Option<NaiveDateTime>, _>(i)?, Value::DateTime),
-            "TIMESTAMPTZ" => opt(row.try_get_unchecked::<Option<DateTime<Utc>>, _>(i)?, |t| Value::DateTimeTz(t.fixed_offset())),
-            "UUID" => opt(row.try_get_unchecked::<Option<uuid::Uuid>, _>(i)?, Value::Uuid),
-            "JSON" | "JSONB" => opt(row.try_get_unchecked::<Option<serde_json::Value>, _>(i)?, |j| Value::Text(j.to_string())),
-            "BYTEA" => opt(row.try_get_unchecked::<Option<Vec<u8>>, _>(i)?, Value::Bytes),
-            "TIME" => opt(row.try_get_unchecked::<Option<chrono::NaiveTime>, _>(i)?, |t| Value::Text(t.to_string())),
-            "TEXT" | "VARCHAR" | "CHAR" | "NAME" => {
-                opt(row.try_get_unchecked::<Option<String>, _>(i)?, Value::Text)
-            }
-            // Anything else is read as text only if the driver agrees it is text.
-            _ => opt(
-                row.try_get::<Option<String>, _>(i)
-                    .map_err(|e| anyhow!("column {} has type {ty}, which qianzhi cannot read; cast it to text in the view ({e})", col.name()))?,
-                Value::Text,
+    // The decoder, chosen from the column's type, already picks a compatible Rust type, so
+    // the per-value compatibility check of `try_get` is skipped.
+    let mut values = Vec::with_capacity(decoders.len());
+    for (i, d) in decoders.iter().enumerate() {
+        let v = match d {
+            PgDecoder::Bool => opt(row.try_get_unchecked::<Option<bool>, _>(i)?, Value::Bool),
+            PgDecoder::Int2 => opt(row.try_get_unchecked::<Option<i16>, _>(i)?, |x| {
+                Value::Int(x.into())
+            }),
+            PgDecoder::Int4 => opt(row.try_get_unchecked::<Option<i32>, _>(i)?, |x| {
+                Value::Int(x.into())
+            }),
+            PgDecoder::Int8 => opt(row.try_get_unchecked::<Option<i64>, _>(i)?, Value::Int),
+            PgDecoder::Float4 => opt(row.try_get_unchecked::<Option<f32>, _>(i)?, |x| {
+                Value::Float(x.into())
+            }),
+            PgDecoder::Float8 => opt(row.try_get_unchecked::<Option<f64>, _>(i)?, Value::Float),
+            PgDecoder::Numeric => opt(
+                row.try_get_unchecked::<Option<rust_decimal::Decimal>, _>(i)?,
+                |d| Value::Decimal(d.normalize().to_string()),
             ),
+            PgDecoder::Date => opt(
+                row.try_get_unchecked::<Option<NaiveDate>, _>(i)?,
+                Value::Date,
+            ),
+            PgDecoder::Timestamp => opt(
+                row.try_get_unchecked::<Option<NaiveDateTime>, _>(i)?,
+                Value::DateTime,
+            ),
+            PgDecoder::TimestampTz => {
+                opt(row.try_get_unchecked::<Option<DateTime<Utc>>, _>(i)?, |t| {
+                    Value::DateTimeTz(t.fixed_offset())
+                })
+            }
+            PgDecoder::Uuid => opt(
+                row.try_get_unchecked::<Option<uuid::Uuid>, _>(i)?,
+                Value::Uuid,
+            ),
+            PgDecoder::Json => opt(
+                row.try_get_unchecked::<Option<serde_json::Value>, _>(i)?,
+                |j| Value::Text(j.to_string()),
+            ),
+            PgDecoder::Bytea => opt(
+                row.try_get_unchecked::<Option<Vec<u8>>, _>(i)?,
+                Value::Bytes,
+            ),
+            PgDecoder::Time => opt(
+                row.try_get_unchecked::<Option<chrono::NaiveTime>, _>(i)?,
+                |t| Value::Text(t.to_string()),
+            ),
+            PgDecoder::Text => opt(row.try_get_unchecked::<Option<String>, _>(i)?, Value::Text),
         };
         values.push(v);
     }
@@ -333,45 +535,96 @@ fn decode_pg_row(row: &sqlx::postgres::PgRow, names: &Arc<[String]>) -> Result<S
     })
 }
 
-fn decode_my_row(row: &sqlx::mysql::MySqlRow, names: &Arc<[String]>) -> Result<SourceRow> {
+/// How a MySQL column is decoded. `None` from `my_decoder` means qianzhi cannot read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MyDecoder {
+    Bool,
+    Unsigned,
+    Int,
+    Float,
+    Double,
+    Decimal,
+    Date,
+    DateTime,
+    Timestamp,
+    Json,
+    /// Text, else bytes (binary strings and blobs).
+    Text,
+}
+
+fn my_decoder(ty: &sqlx::mysql::MySqlTypeInfo) -> Option<MyDecoder> {
+    use MyDecoder::*;
+    use sqlx::{MySql, Type};
+    // Each choice is kept only where the driver agrees to decode that Rust type.
+    fn when<T: Type<MySql> + ?Sized>(
+        ty: &sqlx::mysql::MySqlTypeInfo,
+        d: MyDecoder,
+    ) -> Option<MyDecoder> {
+        T::compatible(ty).then_some(d)
+    }
+    match ty.name() {
+        // Only NULL values: nothing to decode.
+        "NULL" => Some(Text),
+        "BOOLEAN" => when::<bool>(ty, Bool),
+        t if t.ends_with("UNSIGNED") => when::<u64>(ty, Unsigned),
+        "TINYINT" | "SMALLINT" | "INT" | "MEDIUMINT" | "BIGINT" | "YEAR" => when::<i64>(ty, Int),
+        "FLOAT" => when::<f32>(ty, Float),
+        "DOUBLE" => when::<f64>(ty, Double),
+        "DECIMAL" => when::<rust_decimal::Decimal>(ty, Decimal),
+        "DATE" => when::<chrono::NaiveDate>(ty, Date),
+        "DATETIME" => when::<chrono::NaiveDateTime>(ty, DateTime),
+        "TIMESTAMP" => when::<chrono::DateTime<chrono::Utc>>(ty, Timestamp),
+        "JSON" => when::<serde_json::Value>(ty, Json),
+        _ => when::<String>(ty, Text).or_else(|| when::<Vec<u8>>(ty, Text)),
+    }
+}
+
+fn decode_my_rows(
+    rows: &[sqlx::mysql::MySqlRow],
+    backend: Backend,
+    source: &str,
+) -> Result<Vec<SourceRow>> {
+    let names = column_names(rows);
+    let decoders = page_decoders(rows, my_decoder, backend, source)?;
+    rows.iter()
+        .map(|r| decode_my_row(r, &names, &decoders))
+        .collect()
+}
+
+fn decode_my_row(
+    row: &sqlx::mysql::MySqlRow,
+    names: &Arc<[String]>,
+    decoders: &[MyDecoder],
+) -> Result<SourceRow> {
     use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-    let mut values = Vec::with_capacity(row.columns().len());
-    for (i, col) in row.columns().iter().enumerate() {
-        let ty = col.type_info().name();
+    let mut values = Vec::with_capacity(decoders.len());
+    for (i, d) in decoders.iter().enumerate() {
         if row.try_get_raw(i)?.is_null() {
             values.push(Value::Null);
             continue;
         }
-        let v = match ty {
-            "BOOLEAN" => Value::Bool(row.try_get::<bool, _>(i)?),
-            t if t.ends_with("UNSIGNED") => Value::Int(row.try_get::<u64, _>(i)? as i64),
-            "TINYINT" | "SMALLINT" | "INT" | "MEDIUMINT" | "BIGINT" | "YEAR" => {
-                Value::Int(row.try_get::<i64, _>(i)?)
-            }
-            "FLOAT" => Value::Float(row.try_get::<f32, _>(i)?.into()),
-            "DOUBLE" => Value::Float(row.try_get::<f64, _>(i)?),
-            "DECIMAL" => Value::Decimal(
+        let v = match d {
+            MyDecoder::Bool => Value::Bool(row.try_get::<bool, _>(i)?),
+            MyDecoder::Unsigned => Value::Int(row.try_get::<u64, _>(i)? as i64),
+            MyDecoder::Int => Value::Int(row.try_get::<i64, _>(i)?),
+            MyDecoder::Float => Value::Float(row.try_get::<f32, _>(i)?.into()),
+            MyDecoder::Double => Value::Float(row.try_get::<f64, _>(i)?),
+            MyDecoder::Decimal => Value::Decimal(
                 row.try_get::<rust_decimal::Decimal, _>(i)?
                     .normalize()
                     .to_string(),
             ),
-            "DATE" => Value::Date(row.try_get::<NaiveDate, _>(i)?),
-            "DATETIME" => Value::DateTime(row.try_get::<NaiveDateTime, _>(i)?),
-            "TIMESTAMP" => Value::DateTimeTz(row.try_get::<DateTime<Utc>, _>(i)?.fixed_offset()),
-            "JSON" => Value::Text(row.try_get::<serde_json::Value, _>(i)?.to_string()),
-            _ => match row.try_get::<String, _>(i) {
+            MyDecoder::Date => Value::Date(row.try_get::<NaiveDate, _>(i)?),
+            MyDecoder::DateTime => Value::DateTime(row.try_get::<NaiveDateTime, _>(i)?),
+            MyDecoder::Timestamp => {
+                Value::DateTimeTz(row.try_get::<DateTime<Utc>, _>(i)?.fixed_offset())
+            }
+            MyDecoder::Json => Value::Text(row.try_get::<serde_json::Value, _>(i)?.to_string()),
+            MyDecoder::Text => match row.try_get::<String, _>(i) {
                 Ok(s) => Value::Text(s),
-                Err(_) => match row.try_get::<Vec<u8>, _>(i) {
-                    Ok(b) => match String::from_utf8(b) {
-                        Ok(s) => Value::Text(s),
-                        Err(e) => Value::Bytes(e.into_bytes()),
-                    },
-                    Err(e) => {
-                        return Err(anyhow!(
-                            "column {} has type {ty}, which qianzhi cannot read; cast it to CHAR in the view ({e})",
-                            col.name()
-                        ));
-                    }
+                Err(_) => match String::from_utf8(row.try_get::<Vec<u8>, _>(i)?) {
+                    Ok(s) => Value::Text(s),
+                    Err(e) => Value::Bytes(e.into_bytes()),
                 },
             },
         };
@@ -383,22 +636,29 @@ fn decode_my_row(row: &sqlx::mysql::MySqlRow, names: &Arc<[String]>) -> Result<S
     })
 }
 
+fn decode_lite_rows(
+    rows: &[sqlx::sqlite::SqliteRow],
+    _backend: Backend,
+    _source: &str,
+) -> Result<Vec<SourceRow>> {
+    let names = column_names(rows);
+    rows.iter().map(|r| decode_lite_row(r, &names)).collect()
+}
+
 fn decode_lite_row(row: &sqlx::sqlite::SqliteRow, names: &Arc<[String]>) -> Result<SourceRow> {
     let mut values = Vec::with_capacity(row.columns().len());
     for i in 0..row.columns().len() {
         let raw = row.try_get_raw(i)?;
         // SQLite types values, not columns: ask each value what it holds.
-        let kind = if raw.is_null() {
-            "NULL".to_string()
+        let v = if raw.is_null() {
+            Value::Null
         } else {
-            raw.type_info().name().to_string()
-        };
-        let v = match kind.as_str() {
-            "NULL" => Value::Null,
-            "INTEGER" => Value::Int(row.try_get::<i64, _>(i)?),
-            "REAL" => Value::Float(row.try_get::<f64, _>(i)?),
-            "BLOB" => Value::Bytes(row.try_get::<Vec<u8>, _>(i)?),
-            _ => Value::Text(row.try_get::<String, _>(i)?),
+            match raw.type_info().name() {
+                "INTEGER" => Value::Int(row.try_get::<i64, _>(i)?),
+                "REAL" => Value::Float(row.try_get::<f64, _>(i)?),
+                "BLOB" => Value::Bytes(row.try_get::<Vec<u8>, _>(i)?),
+                _ => Value::Text(row.try_get::<String, _>(i)?),
+            }
         };
         values.push(v);
     }
@@ -420,19 +680,87 @@ mod tests {
             time_column: "cd_time",
             key: &key,
         };
+        let select = ["cd_time", "id", "ApplyerName", "办件"].map(String::from);
         assert_eq!(
-            keyset_sql(Backend::Postgres, &spec, true, Some(500), None),
-            "SELECT * FROM ods.accept_changes WHERE (cd_time, id, seq) > ($1, $2, $3) ORDER BY cd_time, id, seq LIMIT 500"
+            keyset_sql(Backend::Postgres, &spec, &select, true, Some(500), None),
+            "SELECT \"cd_time\", \"id\", \"ApplyerName\", \"办件\" FROM ods.accept_changes WHERE (cd_time, id, seq) > ($1, $2, $3) ORDER BY cd_time, id, seq LIMIT 500"
         );
         assert_eq!(
-            keyset_sql(Backend::Mysql, &spec, false, Some(10), None),
-            "SELECT * FROM ods.accept_changes WHERE cd_time IS NOT NULL ORDER BY cd_time, id, seq LIMIT 10"
+            keyset_sql(Backend::Mysql, &spec, &select[..2], false, Some(10), None),
+            "SELECT `cd_time`, `id` FROM ods.accept_changes WHERE cd_time IS NOT NULL ORDER BY cd_time, id, seq LIMIT 10"
         );
         assert_eq!(
-            keyset_sql(Backend::Sqlite, &spec, true, None, Some(100)),
+            keyset_sql(Backend::Sqlite, &spec, &[], true, None, Some(100)),
             "SELECT COUNT(*) FROM (SELECT 1 AS one FROM ods.accept_changes WHERE (cd_time, id, seq) > (?, ?, ?) LIMIT 100) t"
         );
+        assert_eq!(quote(Backend::Postgres, "a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote(Backend::Mysql, "a`b"), "`a``b`");
         assert_eq!(ident(Backend::Mysql, "办件"), "`办件`");
         assert_eq!(ident(Backend::Postgres, "办件"), "\"办件\"");
+    }
+
+    #[test]
+    fn casts_to_add_to_the_view() {
+        let col = |name: &str, ty: &str| SourceColumn {
+            name: name.into(),
+            type_name: ty.into(),
+            readable: false,
+        };
+        let cases = [
+            (
+                Backend::Postgres,
+                "wait",
+                "INTERVAL",
+                "CAST(wait AS TEXT) AS wait",
+            ),
+            (
+                Backend::Postgres,
+                "client_ip",
+                "INET",
+                "CAST(client_ip AS TEXT) AS client_ip",
+            ),
+            (
+                Backend::Postgres,
+                "fee",
+                "MONEY",
+                "CAST(fee AS NUMERIC) AS fee",
+            ),
+            // A name PostgreSQL would fold stays quoted; MySQL names ignore case.
+            (
+                Backend::Postgres,
+                "Wait",
+                "INTERVAL",
+                "CAST(\"Wait\" AS TEXT) AS \"Wait\"",
+            ),
+            (Backend::Mysql, "Wait", "TIME", "CAST(Wait AS CHAR) AS Wait"),
+            (
+                Backend::Mysql,
+                "办理时长",
+                "TIME",
+                "CAST(`办理时长` AS CHAR) AS `办理时长`",
+            ),
+            (
+                Backend::Mysql,
+                "flags",
+                "BIT",
+                "CAST(flags AS UNSIGNED) AS flags",
+            ),
+            (
+                Backend::Mysql,
+                "place",
+                "GEOMETRY",
+                "ST_AsText(place) AS place",
+            ),
+        ];
+        for (backend, name, ty, want) in cases {
+            assert_eq!(col(name, ty).cast(backend), want, "{name} {ty}");
+        }
+        let msg = col("wait", "INTERVAL").unreadable_message(Backend::Postgres, "v_accept");
+        assert!(
+            msg.contains("v_accept")
+                && msg.contains("INTERVAL")
+                && msg.contains("CAST(wait AS TEXT) AS wait"),
+            "{msg}"
+        );
     }
 }

@@ -6,6 +6,7 @@ mod helpers;
 mod privacy;
 mod query;
 mod safety;
+mod source;
 
 use helpers::*;
 use qianzhi::demo::{GDZW_TYPES, Lit, set_field};

@@ -1,0 +1,217 @@
+//! Source columns of types qianzhi cannot decode (PostgreSQL INTERVAL and INET, MySQL TIME):
+//! a job that does not need them delivers; when mapped, `check` names each one with the cast
+//! to add to the view, `once` refuses with the same words, and the cast view delivers.
+
+use super::helpers::*;
+use qianzhi::mapping::derive_row_guid;
+use serde_json::Value as Json;
+
+/// One unreadable column: name, DDL type, a value, the type as `check` names it, the cast
+/// `check` must suggest, and the text that cast gives the value.
+struct Odd {
+    column: &'static str,
+    ddl: &'static str,
+    value: &'static str,
+    type_name: &'static str,
+    cast: &'static str,
+    as_text: &'static str,
+}
+
+const PG: &[Odd] = &[
+    Odd {
+        column: "wait_time",
+        ddl: "INTERVAL",
+        value: "'2 hours 30 minutes'",
+        type_name: "INTERVAL",
+        cast: "CAST(wait_time AS TEXT) AS wait_time",
+        as_text: "02:30:00",
+    },
+    Odd {
+        column: "client_ip",
+        ddl: "INET",
+        value: "'10.0.0.5'",
+        type_name: "INET",
+        cast: "CAST(client_ip AS TEXT) AS client_ip",
+        as_text: "10.0.0.5/32",
+    },
+];
+
+const MYSQL: &[Odd] = &[
+    Odd {
+        column: "wait_time",
+        ddl: "TIME",
+        value: "'02:30:00'",
+        type_name: "TIME",
+        cast: "CAST(wait_time AS CHAR) AS wait_time",
+        as_text: "02:30:00",
+    },
+    Odd {
+        column: "client_bits",
+        ddl: "BIT(8)",
+        value: "b'00000101'",
+        type_name: "BIT",
+        cast: "CAST(client_bits AS UNSIGNED) AS client_bits",
+        as_text: "5",
+    },
+];
+
+/// The fields the odd columns are mapped to (optional strings of accept).
+const FIELDS: [&str; 2] = ["Address", "ContactName"];
+
+/// The accepted record of source row `id`.
+fn record(accepted: &[Json], id: i64) -> &Json {
+    let guid = derive_row_guid("accept", &id.to_string());
+    accepted
+        .iter()
+        .find(|r| r["RowGuid"] == guid.as_str())
+        .unwrap_or_else(|| panic!("record {id} not delivered: {accepted:?}"))
+}
+
+async fn unreadable_columns(which: Which, odd: &[Odd]) {
+    let Some(t) = spawn_app(which, Spawn::default()).await else {
+        eprintln!("{which:?} suite off");
+        return;
+    };
+    let add: Vec<String> = odd
+        .iter()
+        .map(|o| format!("ADD COLUMN {} {}", o.column, o.ddl))
+        .collect();
+    t.app
+        .db
+        .execute_script(&format!("ALTER TABLE accept_changes {}", add.join(", ")))
+        .await
+        .unwrap();
+    let fill = |ids: &str| {
+        let set: Vec<String> = odd
+            .iter()
+            .map(|o| format!("{} = {}", o.column, o.value))
+            .collect();
+        format!(
+            "UPDATE accept_changes SET {} WHERE id IN ({ids})",
+            set.join(", ")
+        )
+    };
+    for id in 1..=2 {
+        t.insert(
+            "accept",
+            id,
+            "I",
+            "2026-11-20 10:00:00",
+            &t.sample("accept", id),
+        )
+        .await;
+    }
+    t.app.db.execute_script(&fill("1, 2")).await.unwrap();
+
+    // Not mapped: the columns are not read, the job delivers and check passes.
+    let out = t.cli(&["check"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let o = t.once("accept").await.unwrap();
+    assert_eq!(o.delivered, 2, "{o:?}");
+    let accepted = t.accepted("accept");
+    assert_eq!(accepted.len(), 2);
+    for id in 1..=2 {
+        let r = record(&accepted, id);
+        let sample = t.sample("accept", id);
+        for f in FIELDS {
+            let want = sample
+                .iter()
+                .find(|(c, _)| c == f)
+                .map(|(_, v)| expected_json(v));
+            assert_eq!(Some(&r[f]), want.as_ref(), "{f} of {id}");
+        }
+    }
+
+    // Mapped: check names every one with its type and the cast; once refuses likewise.
+    let map: String = FIELDS
+        .iter()
+        .zip(odd)
+        .map(|(f, o)| format!("{f} = \"{}\"\n", o.column))
+        .collect();
+    let mapped = format!("{}\n[job.map]\n{map}", t.cfg_text);
+    std::fs::write(&t.cfg_path, &mapped).unwrap();
+    let out = t.cli(&["check"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    for o in odd {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("列 {} ", o.column)))
+            .unwrap_or_else(|| panic!("no line for {}: {text}", o.column));
+        assert!(
+            line.starts_with("✗ job accept:")
+                && line.contains("accept_changes")
+                && line.contains(o.type_name)
+                && line.contains(o.cast),
+            "{line}"
+        );
+    }
+    assert!(
+        text.contains(&format!("{} problem(s) found", odd.len())),
+        "{text}"
+    );
+    t.insert(
+        "accept",
+        3,
+        "I",
+        "2026-11-20 10:01:00",
+        &t.sample("accept", 3),
+    )
+    .await;
+    t.app.db.execute_script(&fill("3")).await.unwrap();
+    let out = t.cli(&["once", "--job", "accept"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(odd[0].cast), "{err}");
+    assert_eq!(t.accepted("accept").len(), 2);
+
+    // The view with the suggested casts: check passes and the values arrive as text.
+    let columns = t.app.db.source_columns("accept_changes").await.unwrap();
+    let select: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            odd.iter()
+                .find(|o| o.column.eq_ignore_ascii_case(c))
+                .map(|o| o.cast.to_string())
+                .unwrap_or_else(|| c.clone())
+        })
+        .collect();
+    t.app
+        .db
+        .execute_script(&format!(
+            "CREATE VIEW v_accept AS SELECT {} FROM accept_changes",
+            select.join(", ")
+        ))
+        .await
+        .unwrap();
+    std::fs::write(
+        &t.cfg_path,
+        mapped.replace("source = \"accept_changes\"", "source = \"v_accept\""),
+    )
+    .unwrap();
+    let out = t.cli(&["check"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let out = t.cli(&["once", "--job", "accept"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let accepted = t.accepted("accept");
+    let third = record(&accepted, 3);
+    for (f, o) in FIELDS.iter().zip(odd) {
+        assert_eq!(third[f], Json::from(o.as_text), "{f}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_interval_and_inet() {
+    unreadable_columns(Which::Postgres, PG).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_time_and_bit() {
+    unreadable_columns(Which::Mysql, MYSQL).await
+}
