@@ -1,13 +1,19 @@
 //! SM4 (GB/T 32907-2016) in CBC mode, the cipher the provincial platforms use for encrypted fields.
 //!
-//! The block function is our own rather than the `sm4` crate's: CBC encryption is strictly
-//! serial, so throughput is bounded by single-block latency, and a T-table implementation with
-//! round keys expanded once per [`Sm4Cbc`] measured about 1.7 times as fast as the crate, which
-//! managed only about 65% of `openssl speed -evp sm4-cbc` on x86_64.
+//! The block cipher, the CBC chaining and both paddings are RustCrypto's `sm4`, `cbc` and
+//! `block-padding`; this module only maps the settings (key and IV forms, padding, text
+//! encoding) onto them. A hand-written T-table SM4 used to live here and was about 1.5 times as
+//! fast (117% of `openssl speed -evp sm4-cbc` against the crates' 76%), but that costs only about
+//! 5% of CPU on the Gansu path end to end, and reviewed, widely used code is worth more than
+//! that. The hex step is ours and table-driven: `hex::encode` builds its `String` one `char` at a
+//! time and cost nearly as much as the cipher.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use block_padding::{Iso7816, Pkcs7};
+use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, InnerIvInit, KeyInit};
 use serde::Deserialize;
+use sm4::Sm4;
 
 const BLOCK: usize = 16;
 
@@ -27,40 +33,6 @@ impl Padding {
         match self {
             Padding::Pkcs7 => "PKCS#7",
             Padding::Iso7816 => "ISO/IEC 7816-4",
-        }
-    }
-
-    /// The final block for the `tail.len() < 16` bytes left after the whole blocks.
-    fn last_block(self, tail: &[u8]) -> [u8; BLOCK] {
-        debug_assert!(tail.len() < BLOCK);
-        let mut block = match self {
-            // The pad length always fits in a byte because it is at most 16.
-            Padding::Pkcs7 => [(BLOCK - tail.len()) as u8; BLOCK],
-            Padding::Iso7816 => {
-                let mut b = [0; BLOCK];
-                b[tail.len()] = 0x80;
-                b
-            }
-        };
-        block[..tail.len()].copy_from_slice(tail);
-        block
-    }
-
-    /// Length of the plaintext inside `last`, the final decrypted block.
-    fn unpadded_len(self, last: &[u8; BLOCK]) -> Result<usize, CryptoError> {
-        let bad = CryptoError::BadPadding(self);
-        match self {
-            Padding::Pkcs7 => {
-                let n = usize::from(last[BLOCK - 1]);
-                if n == 0 || n > BLOCK || last[BLOCK - n..].iter().any(|&b| usize::from(b) != n) {
-                    return Err(bad);
-                }
-                Ok(BLOCK - n)
-            }
-            Padding::Iso7816 => match last.iter().rposition(|&b| b != 0) {
-                Some(i) if last[i] == 0x80 => Ok(i),
-                _ => Err(bad),
-            },
         }
     }
 }
@@ -156,13 +128,12 @@ fn nibble(digit: u8) -> u8 {
 
 /// SM4-CBC with a fixed key, IV and padding.
 ///
-/// Round keys are expanded once here rather than per message, since the daemon encrypts many
-/// short fields with the same key.
+/// The key schedule is expanded once here rather than per message, since the daemon encrypts
+/// many short fields with the same key; each message borrows it for a fresh CBC chain.
 #[derive(Clone)]
 pub struct Sm4Cbc {
-    enc_keys: [u32; 32],
-    dec_keys: [u32; 32],
-    iv: [u32; 4],
+    cipher: Sm4,
+    iv: [u8; BLOCK],
     padding: Padding,
 }
 
@@ -175,17 +146,18 @@ impl std::fmt::Debug for Sm4Cbc {
     }
 }
 
+/// The one place key bytes become an SM4 key schedule, shared with the standard's vector tests.
+fn key_schedule(key: &[u8; BLOCK]) -> Sm4 {
+    Sm4::new(&(*key).into())
+}
+
 impl Sm4Cbc {
     /// Prepares a cipher; the key is expanded here once.
     #[must_use]
     pub fn new(key: [u8; 16], iv: [u8; 16], padding: Padding) -> Self {
-        let enc_keys = expand_key(&key);
-        let mut dec_keys = enc_keys;
-        dec_keys.reverse();
         Self {
-            enc_keys,
-            dec_keys,
-            iv: load(&iv),
+            cipher: key_schedule(&key),
+            iv,
             padding,
         }
     }
@@ -193,17 +165,11 @@ impl Sm4Cbc {
     /// Pads and encrypts; the result is always 1 to 16 bytes longer than `plain`.
     #[must_use]
     pub fn encrypt(&self, plain: &[u8]) -> Vec<u8> {
-        let (blocks, tail) = plain.as_chunks::<BLOCK>();
-        let mut out = Vec::with_capacity((blocks.len() + 1) * BLOCK);
-        let mut chain = self.iv;
-        for block in blocks {
-            chain = crypt(&self.enc_keys, xor(load(block), chain));
-            out.extend_from_slice(&store(chain));
+        let chain = cbc::Encryptor::inner_iv_init(&self.cipher, &self.iv.into());
+        match self.padding {
+            Padding::Pkcs7 => chain.encrypt_padded_vec::<Pkcs7>(plain),
+            Padding::Iso7816 => chain.encrypt_padded_vec::<Iso7816>(plain),
         }
-        let last = self.padding.last_block(tail);
-        chain = crypt(&self.enc_keys, xor(load(&last), chain));
-        out.extend_from_slice(&store(chain));
-        out
     }
 
     /// Decrypts and removes the padding.
@@ -213,22 +179,16 @@ impl Sm4Cbc {
     /// [`CryptoError::BadPadding`] when the last block does not end in this padding, which
     /// usually means a wrong key or IV.
     pub fn decrypt(&self, cipher: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let (blocks, rest) = cipher.as_chunks::<BLOCK>();
-        if blocks.is_empty() || !rest.is_empty() {
+        // Checked here because the crate reports a bad length and bad padding as one error.
+        if cipher.is_empty() || !cipher.len().is_multiple_of(BLOCK) {
             return Err(CryptoError::CiphertextLength(cipher.len()));
         }
-        let mut out = Vec::with_capacity(cipher.len());
-        let mut chain = self.iv;
-        let mut last = [0; BLOCK];
-        for block in blocks {
-            let c = load(block);
-            last = store(xor(crypt(&self.dec_keys, c), chain));
-            out.extend_from_slice(&last);
-            chain = c;
+        let chain = cbc::Decryptor::inner_iv_init(&self.cipher, &self.iv.into());
+        match self.padding {
+            Padding::Pkcs7 => chain.decrypt_padded_vec::<Pkcs7>(cipher),
+            Padding::Iso7816 => chain.decrypt_padded_vec::<Iso7816>(cipher),
         }
-        let keep = self.padding.unpadded_len(&last)?;
-        out.truncate(out.len() - BLOCK + keep);
-        Ok(out)
+        .map_err(|_| CryptoError::BadPadding(self.padding))
     }
 
     /// [`encrypt`](Self::encrypt), then lowercase hex or standard base64.
@@ -236,7 +196,7 @@ impl Sm4Cbc {
     pub fn encrypt_to_string(&self, plain: &[u8], enc: TextEncoding) -> String {
         let cipher = self.encrypt(plain);
         match enc {
-            TextEncoding::Hex => hex::encode(cipher),
+            TextEncoding::Hex => hex_lower(&cipher),
             TextEncoding::Base64 => BASE64.encode(cipher),
         }
     }
@@ -250,140 +210,44 @@ impl Sm4Cbc {
     pub fn decrypt_from_str(&self, text: &str, enc: TextEncoding) -> Result<Vec<u8>, CryptoError> {
         let text = text.trim();
         let cipher = match enc {
-            TextEncoding::Hex => hex::decode(text).map_err(CryptoError::CiphertextHex)?,
+            TextEncoding::Hex => {
+                // Into a buffer of the final size instead of `hex::decode`'s collect.
+                let mut bytes = vec![0; text.len() / 2];
+                hex::decode_to_slice(text, &mut bytes).map_err(CryptoError::CiphertextHex)?;
+                bytes
+            }
             TextEncoding::Base64 => BASE64.decode(text).map_err(CryptoError::CiphertextBase64)?,
         };
         self.decrypt(&cipher)
     }
 }
 
-/// Encrypts one block with a fresh key schedule; meant for the standard's single-block test
-/// vectors, not for bulk data.
-pub fn sm4_encrypt_block(key: &[u8; 16], block: &mut [u8; 16]) {
-    *block = store(crypt(&expand_key(key), load(block)));
-}
-
-#[rustfmt::skip]
-const SBOX: [u8; 256] = [
-    0xd6, 0x90, 0xe9, 0xfe, 0xcc, 0xe1, 0x3d, 0xb7, 0x16, 0xb6, 0x14, 0xc2, 0x28, 0xfb, 0x2c, 0x05,
-    0x2b, 0x67, 0x9a, 0x76, 0x2a, 0xbe, 0x04, 0xc3, 0xaa, 0x44, 0x13, 0x26, 0x49, 0x86, 0x06, 0x99,
-    0x9c, 0x42, 0x50, 0xf4, 0x91, 0xef, 0x98, 0x7a, 0x33, 0x54, 0x0b, 0x43, 0xed, 0xcf, 0xac, 0x62,
-    0xe4, 0xb3, 0x1c, 0xa9, 0xc9, 0x08, 0xe8, 0x95, 0x80, 0xdf, 0x94, 0xfa, 0x75, 0x8f, 0x3f, 0xa6,
-    0x47, 0x07, 0xa7, 0xfc, 0xf3, 0x73, 0x17, 0xba, 0x83, 0x59, 0x3c, 0x19, 0xe6, 0x85, 0x4f, 0xa8,
-    0x68, 0x6b, 0x81, 0xb2, 0x71, 0x64, 0xda, 0x8b, 0xf8, 0xeb, 0x0f, 0x4b, 0x70, 0x56, 0x9d, 0x35,
-    0x1e, 0x24, 0x0e, 0x5e, 0x63, 0x58, 0xd1, 0xa2, 0x25, 0x22, 0x7c, 0x3b, 0x01, 0x21, 0x78, 0x87,
-    0xd4, 0x00, 0x46, 0x57, 0x9f, 0xd3, 0x27, 0x52, 0x4c, 0x36, 0x02, 0xe7, 0xa0, 0xc4, 0xc8, 0x9e,
-    0xea, 0xbf, 0x8a, 0xd2, 0x40, 0xc7, 0x38, 0xb5, 0xa3, 0xf7, 0xf2, 0xce, 0xf9, 0x61, 0x15, 0xa1,
-    0xe0, 0xae, 0x5d, 0xa4, 0x9b, 0x34, 0x1a, 0x55, 0xad, 0x93, 0x32, 0x30, 0xf5, 0x8c, 0xb1, 0xe3,
-    0x1d, 0xf6, 0xe2, 0x2e, 0x82, 0x66, 0xca, 0x60, 0xc0, 0x29, 0x23, 0xab, 0x0d, 0x53, 0x4e, 0x6f,
-    0xd5, 0xdb, 0x37, 0x45, 0xde, 0xfd, 0x8e, 0x2f, 0x03, 0xff, 0x6a, 0x72, 0x6d, 0x6c, 0x5b, 0x51,
-    0x8d, 0x1b, 0xaf, 0x92, 0xbb, 0xdd, 0xbc, 0x7f, 0x11, 0xd9, 0x5c, 0x41, 0x1f, 0x10, 0x5a, 0xd8,
-    0x0a, 0xc1, 0x31, 0x88, 0xa5, 0xcd, 0x7b, 0xbd, 0x2d, 0x74, 0xd0, 0x12, 0xb8, 0xe5, 0xb4, 0xb0,
-    0x89, 0x69, 0x97, 0x4a, 0x0c, 0x96, 0x77, 0x7e, 0x65, 0xb9, 0xf1, 0x09, 0xc5, 0x6e, 0xc6, 0x84,
-    0x18, 0xf0, 0x7d, 0xec, 0x3a, 0xdc, 0x4d, 0x20, 0x79, 0xee, 0x5f, 0x3e, 0xd7, 0xcb, 0x39, 0x48,
-];
-
-const FK: [u32; 4] = [0xa3b1_bac6, 0x56aa_3350, 0x677d_9197, 0xb270_22dc];
-
-/// The standard defines CK byte j of word i as (4i + j) * 7 mod 256; computing it avoids
-/// another hand-copied table.
-const CK: [u32; 32] = {
-    let mut ck = [0; 32];
+/// Both lowercase hex digits of every byte value, so encoding costs one load per byte.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0; 2]; 256];
     let mut i = 0;
-    while i < 32 {
-        let mut j = 0;
-        while j < 4 {
-            ck[i] = (ck[i] << 8) | (((4 * i + j) * 7) % 256) as u32;
-            j += 1;
-        }
+    while i < 256 {
+        pairs[i] = [DIGITS[i >> 4], DIGITS[i & 0xf]];
         i += 1;
     }
-    ck
+    pairs
 };
 
-const fn linear(b: u32) -> u32 {
-    b ^ b.rotate_left(2) ^ b.rotate_left(10) ^ b.rotate_left(18) ^ b.rotate_left(24)
-}
-
-const fn linear_key(b: u32) -> u32 {
-    b ^ b.rotate_left(13) ^ b.rotate_left(23)
-}
-
-/// `T_TABLES[i][x]` is L applied to S(x) placed in byte i (0 = most significant). L is linear,
-/// so L(tau(w)) is the xor of the four lookups and a round costs four loads instead of four
-/// S-box loads plus four rotations. Kept `static` so all rounds share one 4 KiB copy that stays
-/// in L1.
-static T_TABLES: [[u32; 256]; 4] = {
-    let mut t = [[0; 256]; 4];
-    let mut i = 0;
-    while i < 4 {
-        let mut x = 0;
-        while x < 256 {
-            t[i][x] = linear((SBOX[x] as u32) << (24 - 8 * i));
-            x += 1;
-        }
-        i += 1;
+/// Lowercase hex, written straight into a buffer of the final size.
+fn hex_lower(bytes: &[u8]) -> String {
+    let mut out = vec![0; 2 * bytes.len()];
+    for (pair, &b) in out.as_chunks_mut::<2>().0.iter_mut().zip(bytes) {
+        *pair = HEX_PAIRS[usize::from(b)];
     }
-    t
-};
-
-#[inline(always)]
-fn round_t(w: u32) -> u32 {
-    // Shifts rather than `to_be_bytes`, which put a byte swap on the critical path.
-    let byte = |shift: u32| usize::from((w >> shift) as u8);
-    T_TABLES[0][byte(24)] ^ T_TABLES[1][byte(16)] ^ T_TABLES[2][byte(8)] ^ T_TABLES[3][byte(0)]
-}
-
-fn tau(w: u32) -> u32 {
-    u32::from_be_bytes(w.to_be_bytes().map(|b| SBOX[usize::from(b)]))
-}
-
-fn expand_key(key: &[u8; 16]) -> [u32; 32] {
-    let mut k = xor(load(key), FK);
-    let mut rk = [0; 32];
-    for (out, ck) in rk.iter_mut().zip(CK) {
-        let next = k[0] ^ linear_key(tau(k[1] ^ k[2] ^ k[3] ^ ck));
-        *out = next;
-        k = [k[1], k[2], k[3], next];
-    }
-    rk
-}
-
-/// The 32 rounds; decryption is the same with the round keys reversed.
-#[inline(always)]
-fn crypt(rk: &[u32; 32], x: [u32; 4]) -> [u32; 4] {
-    let [mut x0, mut x1, mut x2, mut x3] = x;
-    // Four rounds per step so the state words never have to be shuffled. The newest word is
-    // xored last to keep it off the front of the dependency chain.
-    for r in rk.as_chunks::<4>().0 {
-        x0 ^= round_t(x1 ^ x2 ^ r[0] ^ x3);
-        x1 ^= round_t(x2 ^ x3 ^ r[1] ^ x0);
-        x2 ^= round_t(x3 ^ x0 ^ r[2] ^ x1);
-        x3 ^= round_t(x0 ^ x1 ^ r[3] ^ x2);
-    }
-    [x3, x2, x1, x0]
-}
-
-fn load(b: &[u8; 16]) -> [u32; 4] {
-    let (words, _) = b.as_chunks::<4>();
-    [0, 1, 2, 3].map(|i| u32::from_be_bytes(words[i]))
-}
-
-fn store(w: [u32; 4]) -> [u8; 16] {
-    let mut out = [0; 16];
-    for (chunk, word) in out.as_chunks_mut::<4>().0.iter_mut().zip(w) {
-        *chunk = word.to_be_bytes();
-    }
-    out
-}
-
-fn xor(a: [u32; 4], b: [u32; 4]) -> [u32; 4] {
-    [a[0] ^ b[0], a[1] ^ b[1], a[2] ^ b[2], a[3] ^ b[3]]
+    String::from_utf8(out).expect("hex digits are ASCII")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use block_padding::NoPadding;
+    use cbc::cipher::{BlockCipherEncrypt, KeyIvInit};
     use rand::Rng;
     use std::io::Write;
     use std::process::{Command, Stdio};
@@ -400,32 +264,24 @@ mod tests {
 
     #[test]
     fn standard_single_block() {
-        let mut block = key();
-        sm4_encrypt_block(&key(), &mut block);
-        assert_eq!(hex::encode(block), "681edf34d206965e86b3e94f536e4246");
+        // With a zero IV the first CBC block is the bare block cipher, so this runs the
+        // standard's example through the same path the daemon uses.
+        let c = Sm4Cbc::new(key(), [0; 16], Padding::Pkcs7);
+        let cipher = c.encrypt(&key());
+        assert_eq!(
+            hex::encode(&cipher[..16]),
+            "681edf34d206965e86b3e94f536e4246"
+        );
     }
 
     #[test]
     fn standard_million_blocks() {
-        let rk = expand_key(&key());
-        let mut x = load(&key());
+        let sm4 = key_schedule(&key());
+        let mut block = key().into();
         for _ in 0..1_000_000 {
-            x = crypt(&rk, x);
+            sm4.encrypt_block(&mut block);
         }
-        assert_eq!(hex::encode(store(x)), "595298c7c6fd271f0402f804c33d3f66");
-    }
-
-    #[test]
-    fn single_block_api_matches_expanded_keys() {
-        // The million-block test bypasses sm4_encrypt_block for speed; tie the two together.
-        let mut rng = rand::rng();
-        for _ in 0..20 {
-            let k: [u8; 16] = rng.random();
-            let mut block: [u8; 16] = rng.random();
-            let expected = store(crypt(&expand_key(&k), load(&block)));
-            sm4_encrypt_block(&k, &mut block);
-            assert_eq!(block, expected);
-        }
+        assert_eq!(hex::encode(block), "595298c7c6fd271f0402f804c33d3f66");
     }
 
     #[test]
@@ -456,6 +312,13 @@ mod tests {
         );
     }
 
+    /// Decrypts without removing anything, to see the padding bytes themselves.
+    fn decrypt_raw(key: [u8; 16], iv: [u8; 16], cipher: &[u8]) -> Vec<u8> {
+        cbc::Decryptor::<Sm4>::new(&key.into(), &iv.into())
+            .decrypt_padded_vec::<NoPadding>(cipher)
+            .unwrap()
+    }
+
     #[test]
     fn padding_bytes() {
         let cases: &[(Padding, usize, &[u8])] = &[
@@ -476,13 +339,24 @@ mod tests {
             ),
             (Padding::Iso7816, 13, &[0x80, 0, 0]),
         ];
+        let iv = [0x11; 16];
         for &(padding, len, pad) in cases {
+            let c = Sm4Cbc::new(key(), iv, padding);
             let plain = vec![0x42; len];
-            let tail = &plain[len / BLOCK * BLOCK..];
-            let block = padding.last_block(tail);
-            assert_eq!(&block[tail.len()..], pad, "{padding:?} {len}");
-            assert_eq!(padding.unpadded_len(&block).unwrap(), tail.len());
+            let cipher = c.encrypt(&plain);
+            let raw = decrypt_raw(key(), iv, &cipher);
+            assert_eq!(raw[..len], plain[..], "{padding:?} {len}");
+            assert_eq!(&raw[len..], pad, "{padding:?} {len}");
+            assert_eq!(c.decrypt(&cipher).unwrap(), plain, "{padding:?} {len}");
         }
+    }
+
+    #[test]
+    fn hex_table_matches_the_hex_crate() {
+        let every_byte: Vec<u8> = (0..=255).collect();
+        assert_eq!(hex_lower(&every_byte), hex::encode(&every_byte));
+        assert_eq!(hex_lower(&[]), "");
+        assert_eq!(hex_lower(&[0x0f, 0xa0]), "0fa0");
     }
 
     #[test]
@@ -581,6 +455,13 @@ mod tests {
         assert_eq!(dbg, "Sm4Cbc { padding: Pkcs7, .. }");
     }
 
+    /// Encrypts whole blocks under the tests' key and IV without adding padding, to make
+    /// ciphertext whose plaintext ends in a chosen, malformed padding.
+    fn encrypt_raw(plain: &[u8]) -> Vec<u8> {
+        cbc::Encryptor::<Sm4>::new(&key().into(), &key().into())
+            .encrypt_padded_vec::<NoPadding>(plain)
+    }
+
     #[test]
     fn decrypt_errors() {
         let pkcs = Sm4Cbc::new(key(), key(), Padding::Pkcs7);
@@ -597,10 +478,35 @@ mod tests {
             (&iso, pkcs.encrypt(b"hello"), "ISO/IEC 7816-4 padding"),
             // ISO data ends in 0x80 0x00 ..., not a PKCS#7 count.
             (&pkcs, iso.encrypt(b"hello"), "PKCS#7 padding"),
+            // A count of 2 after a byte that is not 2: every padding byte is checked.
+            (
+                &pkcs,
+                encrypt_raw(b"fourteen bytes\x03\x02"),
+                "PKCS#7 padding",
+            ),
+            (&pkcs, encrypt_raw(&[0x11; 16]), "PKCS#7 padding"),
+            // Something other than zero after the 0x80.
+            (
+                &iso,
+                encrypt_raw(b"thirteen byt\x80\x00\x01\x00"),
+                "ISO/IEC 7816-4 padding",
+            ),
         ];
         for (c, cipher, fragment) in cases {
             let msg = c.decrypt(&cipher).unwrap_err().to_string();
             assert!(msg.contains(fragment), "{msg}");
+        }
+        // The well-formed versions of the hand-made blocks above do decrypt.
+        let ok = [
+            (
+                &pkcs,
+                &b"fourteen bytes\x02\x02"[..],
+                &b"fourteen bytes"[..],
+            ),
+            (&iso, b"thirteen byt\x80\x00\x00\x00", b"thirteen byt"),
+        ];
+        for (c, raw, plain) in ok {
+            assert_eq!(c.decrypt(&encrypt_raw(raw)).unwrap(), plain);
         }
         let text_cases = [
             ("abc", TextEncoding::Hex, "not valid hex"),
