@@ -1,16 +1,28 @@
 //! Logging setup: tracing to stderr (the journal under systemd), text or JSON, every line
-//! masked for ID and mobile numbers.
+//! masked for ID and mobile numbers, Beijing timestamps, journald priorities under systemd.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use tracing::{Level, Metadata};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime;
 
 /// `RUST_LOG` wins over the configured level so an operator can raise it for one run.
+/// Colours only on a terminal (never into files or the journal); under systemd
+/// (`JOURNAL_STREAM` set) every line starts with its syslog priority, so
+/// `journalctl -p err` finds `JOB STOPPED`.
 pub fn init(level: &str, format: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(Masked(std::io::stderr))
+        .with_writer(Masked {
+            inner: std::io::stderr,
+            priorities: journald,
+        })
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_timer(BeijingTime)
         .with_target(false);
     let _ = if format == "json" {
         builder.json().try_init()
@@ -19,11 +31,36 @@ pub fn init(level: &str, format: &str) {
     };
 }
 
+/// Timestamps in Beijing time with their offset (`2026-11-30T15:39:47.123+08:00`): the time
+/// the DBA reads everywhere else (qz_ tables, Cd_Batch), whatever the host's zone.
+pub struct BeijingTime;
+
+impl FormatTime for BeijingTime {
+    fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
+        let now = crate::timefmt::now_beijing();
+        write!(w, "{}", now.format("%Y-%m-%dT%H:%M:%S%.3f%:z"))
+    }
+}
+
+/// The sd-daemon(3) priority prefix journald reads at the start of a line.
+fn priority(level: &Level) -> &'static [u8] {
+    match *level {
+        Level::ERROR => b"<3>",
+        Level::WARN => b"<4>",
+        Level::INFO => b"<6>",
+        _ => b"<7>",
+    }
+}
+
 /// Makes writers that mask each formatted event before it reaches the inner writer. Masking
 /// here, once, covers every field of every log line, whichever module wrote it and whatever
 /// value a message quotes.
 #[derive(Clone, Copy)]
-pub struct Masked<M>(pub M);
+pub struct Masked<M> {
+    pub inner: M,
+    /// Start each line with its journald priority.
+    pub priorities: bool,
+}
 
 impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Masked<M> {
     type Writer = MaskedEvent<M::Writer>;
@@ -31,8 +68,17 @@ impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Masked<M> {
     fn make_writer(&'a self) -> Self::Writer {
         MaskedEvent {
             buf: Vec::with_capacity(256),
-            inner: self.0.make_writer(),
+            inner: self.inner.make_writer(),
+            prefix: b"",
         }
+    }
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
+        let mut w = self.make_writer();
+        if self.priorities {
+            w.prefix = priority(meta.level());
+        }
+        w
     }
 }
 
@@ -41,6 +87,7 @@ impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Masked<M> {
 pub struct MaskedEvent<W: Write> {
     buf: Vec<u8>,
     inner: W,
+    prefix: &'static [u8],
 }
 
 impl<W: Write> Write for MaskedEvent<W> {
@@ -60,9 +107,9 @@ impl<W: Write> Drop for MaskedEvent<W> {
             return;
         }
         let text = String::from_utf8_lossy(&self.buf);
-        let _ = self
-            .inner
-            .write_all(crate::mask::mask_pii(&text).as_bytes());
+        let mut line = self.prefix.to_vec();
+        line.extend_from_slice(crate::mask::mask_pii(&text).as_bytes());
+        let _ = self.inner.write_all(&line);
         let _ = self.inner.flush();
     }
 }
@@ -89,7 +136,10 @@ mod tests {
         let out = Captured::default();
         let sink = out.clone();
         let builder = tracing_subscriber::fmt()
-            .with_writer(Masked(move || sink.clone()))
+            .with_writer(Masked {
+                inner: move || sink.clone(),
+                priorities: false,
+            })
             .with_ansi(false);
         let emit = || {
             tracing::warn!(
@@ -119,6 +169,33 @@ mod tests {
             ] {
                 assert!(line.contains(masked), "{masked} not in {line}");
             }
+        }
+    }
+
+    #[test]
+    fn journald_priorities_and_beijing_time() {
+        let out = Captured::default();
+        let sink = out.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(Masked {
+                inner: move || sink.clone(),
+                priorities: true,
+            })
+            .with_ansi(false)
+            .with_timer(BeijingTime)
+            .finish();
+        tracing::subscriber::with_default(sub, || {
+            tracing::error!("JOB STOPPED: x");
+            tracing::warn!("w");
+            tracing::info!("i");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        for (line, p) in lines.iter().zip(["<3>", "<4>", "<6>"]) {
+            assert!(line.starts_with(p), "{line}");
+            assert!(line.contains("+08:00"), "{line}");
+            assert!(!line.contains('\u{1b}'), "no ANSI escapes: {line}");
         }
     }
 }

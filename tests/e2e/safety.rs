@@ -273,13 +273,26 @@ async fn huge_settings_are_reported_by_check_never_panic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_job_task_is_logged_recorded_and_fails_run() {
     let t = spawn_app(Which::Sqlite, Spawn::default()).await.unwrap();
-    let out = t.cli(&["run"], &[("QIANZHI_FAILPOINT", "panic-in-job")]);
+    let out = t.cli(
+        &["run"],
+        &[
+            ("QIANZHI_FAILPOINT", "panic-in-job"),
+            ("JOURNAL_STREAM", "8:1"),
+        ],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
+    // Under systemd the line carries journald's error priority, a Beijing timestamp, and no
+    // colour codes (stderr is a pipe here).
+    let stopped = err
+        .lines()
+        .find(|l| l.contains("JOB STOPPED") && l.contains("panicked"))
+        .unwrap_or_else(|| panic!("{err}"));
     assert!(
-        err.contains("JOB STOPPED") && err.contains("panicked"),
-        "{err}"
+        stopped.starts_with("<3>") && stopped.contains("+08:00"),
+        "{stopped}"
     );
+    assert!(!err.contains('\u{1b}'), "{err}");
     let last = t
         .rows("SELECT last_error FROM qz_cursor WHERE job = 'accept'")
         .await;
