@@ -1,9 +1,19 @@
-//! Submit protocols of the provincial platforms, and how their answers are classified.
+//! The provincial platforms behind one [`Upstream`] trait: call size, null handling, body
+//! encoding, sending, answer classification and reconciliation. Nothing here knows the
+//! pipeline; the pipeline knows a platform only through the trait (see ARCHITECTURE.md).
 
+pub mod body;
 pub mod gansu;
 pub mod gdzw;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
+
+use crate::config::{Config, JobConfig, LengthUnit, NullFields};
+use crate::db::control::ReconRow;
+use crate::schema::{Catalog, DataType};
+pub use body::{CallRecords, Fields};
 
 /// The three kinds of answer the pipeline branches on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,93 +29,89 @@ pub enum SubmitError {
     Fatal(String),
 }
 
-/// Where one job's calls go. The delivery loop sends, and splits refused calls, through
-/// this, whatever the platform's wire format.
-pub enum Sender<'a> {
-    Gdzw {
-        client: &'a gdzw::GdzwClient,
-        endpoint: &'a str,
-    },
-    Gansu {
-        client: &'a gansu::GansuClient,
-        url: String,
-    },
+/// The platform's own receipt for an accepted call (Gansu answers with one).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Receipt {
+    pub batch_num: String,
+    pub id: String,
 }
 
-impl Sender<'_> {
-    /// Sends a stored body as it is; Gansu answers with its own batch number.
-    pub async fn post(&self, body: String) -> Result<Option<gansu::Receipt>, SubmitError> {
-        match self {
-            Sender::Gdzw { client, endpoint } => {
-                client.post_batch(endpoint, body).await.map(|()| None)
-            }
-            Sender::Gansu { client, url } => client.post(url, body).await.map(Some),
-        }
-    }
+/// An answer on its way: one boxed future per call, so platforms can be chosen at run
+/// time without a boxed call per record.
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, SubmitError>> + Send + 'a>>;
 
-    /// The records of a stored body, as the units a refused call is split into.
-    pub fn parts(&self, body: &str) -> anyhow::Result<Vec<String>> {
-        match self {
-            Sender::Gdzw { .. } => {
-                let raw: Vec<&serde_json::value::RawValue> = serde_json::from_str(body)
-                    .map_err(|e| anyhow::anyhow!("stored call body is not a JSON array: {e}"))?;
-                Ok(raw.iter().map(|r| r.get().to_string()).collect())
-            }
-            Sender::Gansu { client, .. } => client.codec.parts(body),
-        }
+/// One provincial platform: how its calls are sized, encoded, sent and classified, and how a
+/// finished batch is reconciled. The pipeline knows platforms only through this; a new
+/// province is one new module implementing it, listed in [`Upstreams::from_config`].
+pub trait Upstream: Send + Sync {
+    /// The platform's name in the schema catalog and in `qz_batch.upstream`.
+    fn name(&self) -> &'static str;
+    /// At most this many records go into one call.
+    fn records_per_call(&self) -> usize;
+    /// How a record's empty values are written.
+    fn null_fields(&self) -> NullFields;
+    /// How field lengths are counted when records are validated.
+    fn length_unit(&self) -> LengthUnit {
+        LengthUnit::Chars
     }
-
-    /// A body for some of the parts, built exactly as the stored body was.
-    pub fn join(&self, parts: &[&str]) -> anyhow::Result<String> {
-        match self {
-            Sender::Gdzw { .. } => Ok(format!("[{}]", parts.join(","))),
-            Sender::Gansu { client, .. } => client.codec.join(parts),
-        }
+    /// The address of a data type's calls.
+    fn call_url(&self, dt: &DataType) -> anyhow::Result<String>;
+    /// The body of one call: the exact bytes stored in the outbox and sent, every time.
+    fn encode(&self, records: &CallRecords<'_>) -> anyhow::Result<String>;
+    /// The units a stored body is split into when a call is refused, in record order.
+    fn split(&self, body: &str) -> anyhow::Result<Vec<String>>;
+    /// A body for some of those units, built exactly as [`Self::encode`] builds it.
+    fn join(&self, parts: &[&str]) -> anyhow::Result<String>;
+    /// Sends a body as it is and classifies the answer.
+    fn post<'a>(&'a self, url: &'a str, body: String) -> Pending<'a, Option<Receipt>>;
+    /// The Table_name a data type's batches are reconciled under.
+    fn table_name(&self, dt: &DataType) -> String;
+    /// The platform's reconciliation upload, if it has one.
+    fn reconciliation(&self) -> Option<&dyn Reconciliation> {
+        None
     }
 }
 
-/// Which platform settings and client a job uses, by its `upstream`.
-impl crate::pipeline::App {
-    pub(crate) fn null_fields(&self, job: &crate::config::JobConfig) -> crate::config::NullFields {
-        let n = match job.upstream.as_str() {
-            "gansu" => self.cfg.gansu.as_ref().map(|g| g.null_fields),
-            _ => self.cfg.gdzw.as_ref().map(|g| g.null_fields),
-        };
-        n.unwrap_or(crate::config::NullFields::Omit)
+/// A platform's reconciliation call (GDZW 7.9): one record per finished batch.
+pub trait Reconciliation: Send + Sync {
+    /// Whether each finished batch is uploaded (`pending`) or only recorded (`off`).
+    fn upload_each_batch(&self) -> bool;
+    /// Uploads one reconciliation row.
+    fn upload<'a>(&'a self, row: &'a ReconRow) -> Pending<'a, ()>;
+}
+
+/// The platforms configured, each with its client, built once when the application starts.
+pub struct Upstreams(Vec<Box<dyn Upstream>>);
+
+impl Upstreams {
+    /// A client for every platform section present; fails when a secret cannot be read.
+    pub fn from_config(cfg: &Config, catalog: &Catalog) -> anyhow::Result<Upstreams> {
+        let timeout = cfg.delivery.http_timeout();
+        let mut all: Vec<Box<dyn Upstream>> = Vec::new();
+        if let Some(g) = &cfg.gdzw {
+            all.push(Box::new(gdzw::Gdzw::new(g, catalog, timeout)?));
+        }
+        if let Some(g) = &cfg.gansu {
+            all.push(Box::new(gansu::Gansu::new(g, timeout)?));
+        }
+        Ok(Upstreams(all))
     }
 
-    /// The job's platform client and call address.
-    pub(crate) fn sender<'a>(
-        &'a self,
-        job: &crate::config::JobConfig,
-        dt: &'a crate::schema::DataType,
-    ) -> anyhow::Result<Sender<'a>> {
-        if job.upstream == "gansu" {
-            let client = self
-                .gansu
-                .as_ref()
-                .ok_or_else(|| anyhow::anyhow!("job {} needs the [gansu] section", job.name))?;
-            let (segment, resource) = self
-                .cfg
-                .gansu
-                .as_ref()
-                .and_then(|g| g.route(dt))
-                .ok_or_else(|| {
-                    anyhow::anyhow!("data type {} has no resource id or subject", dt.data_type)
-                })?;
-            return Ok(Sender::Gansu {
-                client,
-                url: client.url(&segment, &resource),
-            });
-        }
-        let client = self
-            .gdzw
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("job {} needs the [gdzw] section", job.name))?;
-        Ok(Sender::Gdzw {
-            client,
-            endpoint: &dt.endpoint,
-        })
+    /// The platform a job delivers to, by its `upstream` setting: resolved once per run.
+    pub fn for_job(&self, job: &JobConfig) -> anyhow::Result<&dyn Upstream> {
+        self.0
+            .iter()
+            .find(|u| u.name() == job.upstream)
+            .map(|u| &**u)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "job {} needs the [{}] section (作业 {} 需要 [{}] 配置段)",
+                    job.name,
+                    job.upstream,
+                    job.name,
+                    job.upstream
+                )
+            })
     }
 }
 
