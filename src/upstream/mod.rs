@@ -217,6 +217,252 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{GansuConfig, GdzwConfig};
+    use crate::mapping::{Op, Record};
+
+    fn catalog() -> Catalog {
+        Catalog::load(None).unwrap()
+    }
+
+    fn gdzw(settings: &str) -> gdzw::Gdzw {
+        let text = format!("api_root = \"http://127.0.0.1:1/ebus/\"\ntoken = \"t\"\n{settings}");
+        let cfg: GdzwConfig = toml::from_str(&text).unwrap();
+        gdzw::Gdzw::new(&cfg, &catalog(), Duration::from_secs(1)).unwrap()
+    }
+
+    /// A Gansu platform whose secrets are read from files in `dir`, as a DBA would keep them.
+    fn gansu(dir: &tempfile::TempDir, settings: &str) -> gansu::Gansu {
+        let (key, auth) = (dir.path().join("key"), dir.path().join("auth"));
+        std::fs::write(&key, "c8e8e733ac8c4043a1d6464ae82d70e6\n").unwrap();
+        std::fs::write(&auth, "auth-token\n").unwrap();
+        let text = format!(
+            "base_url = \"http://127.0.0.1:1/submit/\"\nkey_file = {:?}\nauthorization_file = {:?}\n{settings}",
+            key.display().to_string(),
+            auth.display().to_string()
+        );
+        let cfg: GansuConfig = toml::from_str(&text).unwrap();
+        gansu::Gansu::new(&cfg, Duration::from_secs(1)).unwrap()
+    }
+
+    fn platforms(dir: &tempfile::TempDir) -> Vec<(&'static str, Box<dyn Upstream>)> {
+        vec![
+            ("gdzw omit", Box::new(gdzw(""))),
+            ("gdzw null", Box::new(gdzw("null_fields = \"null\""))),
+            ("gdzw empty", Box::new(gdzw("null_fields = \"empty\""))),
+            ("gansu values", Box::new(gansu(dir, ""))),
+            (
+                "gansu values omit",
+                Box::new(gansu(dir, "null_fields = \"omit\"")),
+            ),
+            ("gansu body", Box::new(gansu(dir, "envelope = \"body\""))),
+            (
+                "gansu wrapper pkcs7 base64",
+                Box::new(gansu(
+                    dir,
+                    "envelope = \"wrapper\"\npadding = \"pkcs7\"\nencoding = \"base64\"",
+                )),
+            ),
+        ]
+    }
+
+    fn call<'a>(fields: &'a Fields, records: &'a [(Op, Record)]) -> CallRecords<'a> {
+        CallRecords {
+            fields,
+            records,
+            cd_time: "2026-01-02 03:04:05",
+            cd_batch: "11620000MB199916XB2026010200001",
+        }
+    }
+
+    /// What refused-call splitting relies on: a stored body splits into one unit per record,
+    /// the units join back to the stored bytes, and any subset joins to exactly the body that
+    /// encoding those records alone gives.
+    #[test]
+    fn every_platform_splits_and_rejoins_its_bodies_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let (fields, records) = body::tests::sample();
+        for (name, up) in platforms(&dir) {
+            let body = up.encode(&call(&fields, &records)).unwrap();
+            if name.starts_with("gdzw") {
+                assert_eq!(
+                    body,
+                    call(&fields, &records).array(up.null_fields()),
+                    "{name}"
+                );
+            } else {
+                assert!(
+                    !body.contains('甲') && !body.contains("12.5"),
+                    "{name}: {body}"
+                );
+            }
+            let parts = up.split(&body).unwrap();
+            assert_eq!(parts.len(), records.len(), "{name}");
+            let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+            assert_eq!(up.join(&refs).unwrap(), body, "{name}");
+            for subset in [&[0][..], &[1], &[2], &[0, 1], &[1, 2], &[0, 2]] {
+                let chosen: Vec<(Op, Record)> =
+                    subset.iter().map(|i| records[*i].clone()).collect();
+                let units: Vec<&str> = subset.iter().map(|i| refs[*i]).collect();
+                assert_eq!(
+                    up.join(&units).unwrap(),
+                    up.encode(&call(&fields, &chosen)).unwrap(),
+                    "{name} {subset:?}"
+                );
+            }
+            assert!(up.split("not a body").is_err(), "{name}");
+        }
+    }
+
+    /// Each platform writes empty values as its own section says: its body is the one built
+    /// from the records written under that setting (Gansu's `body` envelope reseals them).
+    #[test]
+    fn null_handling_is_the_platforms_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let (fields, records) = body::tests::sample();
+        let records = call(&fields, &records);
+        let body = "envelope = \"body\"";
+        let cases: Vec<(Box<dyn Upstream>, NullFields)> = vec![
+            (Box::new(gdzw("")), NullFields::Omit),
+            (Box::new(gdzw("null_fields = \"null\"")), NullFields::Null),
+            (Box::new(gdzw("null_fields = \"empty\"")), NullFields::Empty),
+            (Box::new(gansu(&dir, body)), NullFields::Empty),
+            (
+                Box::new(gansu(&dir, &format!("{body}\nnull_fields = \"omit\""))),
+                NullFields::Omit,
+            ),
+        ];
+        for (up, nulls) in cases {
+            for written in [NullFields::Omit, NullFields::Null, NullFields::Empty] {
+                let texts = records.texts(written);
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let same = up.encode(&records).unwrap() == up.join(&refs).unwrap();
+                assert_eq!(
+                    same,
+                    written == nulls,
+                    "{} {nulls:?} {written:?}",
+                    up.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn platform_settings_come_from_their_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = catalog();
+        let accept = catalog.data_type("gdzw", "accept").unwrap();
+        let jjl = catalog.data_type("gansu", "cclw_jjl").unwrap();
+        let mut bare = jjl.clone();
+        (bare.resource_id, bare.subject, bare.reconciliation_table) = (None, None, None);
+        let tuned = [
+            "max_records_per_call = 50",
+            "null_fields = \"empty\"",
+            "length_unit = \"bytes\"",
+            "reconciliation_upload = false",
+            "path_prefix = \"upro\"",
+            "reconciliation_tables = { accept = \"t_accept\" }",
+        ]
+        .join("\n");
+        let routed = [
+            "max_records_per_call = 7",
+            "null_fields = \"null\"",
+            "resources = { cclw_jjl = \"r9\" }",
+            "subjects = { cclw_jjl = \"P\" }",
+        ]
+        .join("\n");
+        type Row<'a> = (
+            Box<dyn Upstream>,
+            &'a crate::schema::DataType,
+            usize,
+            NullFields,
+            LengthUnit,
+            Option<&'a str>,
+            &'a str,
+            Option<bool>,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                Box::new(gdzw("")),
+                accept,
+                99,
+                NullFields::Omit,
+                LengthUnit::Chars,
+                Some("http://127.0.0.1:1/ebus/uppro/accept/batchSave"),
+                "up_pro_accept_v3",
+                Some(true),
+            ),
+            (
+                Box::new(gdzw(&tuned)),
+                accept,
+                50,
+                NullFields::Empty,
+                LengthUnit::Bytes,
+                Some("http://127.0.0.1:1/ebus/upro/accept/batchSave"),
+                "t_accept",
+                Some(false),
+            ),
+            (
+                Box::new(gansu(&dir, "")),
+                jjl,
+                500,
+                NullFields::Empty,
+                LengthUnit::Chars,
+                Some("http://127.0.0.1:1/submit/data/L/00041759"),
+                "cclw_jjl",
+                None,
+            ),
+            (
+                Box::new(gansu(&dir, &routed)),
+                &bare,
+                7,
+                NullFields::Null,
+                LengthUnit::Chars,
+                Some("http://127.0.0.1:1/submit/data/P/r9"),
+                "cclw_jjl",
+                None,
+            ),
+            (
+                Box::new(gansu(&dir, "")),
+                &bare,
+                500,
+                NullFields::Empty,
+                LengthUnit::Chars,
+                None,
+                "cclw_jjl",
+                None,
+            ),
+        ];
+        for (up, dt, per_call, nulls, unit, url, table, upload) in rows {
+            let what = format!("{} {}", up.name(), dt.data_type);
+            assert_eq!(up.records_per_call(), per_call, "{what}");
+            assert_eq!(up.null_fields(), nulls, "{what}");
+            assert_eq!(up.length_unit(), unit, "{what}");
+            assert_eq!(up.call_url(dt).ok().as_deref(), url, "{what}");
+            assert_eq!(up.table_name(dt), table, "{what}");
+            assert_eq!(
+                up.reconciliation().map(|r| r.upload_each_batch()),
+                upload,
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_job_resolves_to_its_platform_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = |upstream: &str| -> JobConfig {
+            toml::from_str(&format!(
+                "name = \"j\"\nupstream = \"{upstream}\"\ndata_type = \"accept\"\nsource = \"v\"\nkey = [\"id\"]"
+            ))
+            .unwrap()
+        };
+        let both = Upstreams(vec![Box::new(gdzw("")), Box::new(gansu(&dir, ""))]);
+        assert_eq!(both.for_job(&job("gdzw")).unwrap().name(), "gdzw");
+        assert_eq!(both.for_job(&job("gansu")).unwrap().name(), "gansu");
+        let only_gdzw = Upstreams(vec![Box::new(gdzw(""))]);
+        let err = only_gdzw.for_job(&job("gansu")).err().unwrap().to_string();
+        assert!(err.contains("[gansu]"), "{err}");
+    }
 
     #[test]
     fn answers_are_escaped_and_cut() {
