@@ -1,7 +1,7 @@
 //! `run_once(job)`: resend what is pending, then read, map, validate, number, store and send
 //! new changes. Every path (once, run, demo, tests, benchmark) goes through here.
 //!
-//! One file per stage, each working from the [`Run`] of one job: `read` (source pages, map,
+//! One file per stage, each working from the `Run` of one job: `read` (source pages, map,
 //! validate), `commit` (number and store in the outbox), `deliver` (send, split refused
 //! calls, acknowledge) and `reconcile` (the platform's reconciliation upload). The platform
 //! itself is an [`Upstream`], resolved once per run (see ARCHITECTURE.md).
@@ -30,7 +30,7 @@ pub struct App {
     pub db: Db,
     /// The platforms configured (`[gdzw]`, `[gansu]`), each with its client.
     pub upstreams: Upstreams,
-    /// Credit-query providers ([shuidi], [qcc], [xinshu]) with their credentials.
+    /// Credit-query providers (`[shuidi]`, `[qcc]`, `[xinshu]`) with their credentials.
     pub query: crate::query::client::Clients,
 }
 
