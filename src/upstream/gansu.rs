@@ -1,5 +1,6 @@
 //! Gansu credit platform (甘肃省信用信息共享平台) submission: Authorization header, SM4-CBC
-//! envelopes, `{base}/data/{L|P}/{resource id}` calls and their `{code, success, data}` answers.
+//! envelopes, `{base}/data/{L|P}/{resource id}` calls and their `{code, success, data}` answers,
+//! offered to the pipeline as the `Gansu` [`Upstream`].
 
 use anyhow::{Context, Result, bail};
 use indexmap::IndexMap;
@@ -7,9 +8,11 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use std::path::Path;
 
-use super::SubmitError;
-use crate::config::{Envelope, GansuConfig, Secret};
+use super::body::{CallRecords, join_array};
+use super::{Pending, Receipt, SubmitError, Upstream};
+use crate::config::{Envelope, GansuConfig, NullFields, Secret};
 use crate::crypto::{Sm4Cbc, TextEncoding, parse_key};
+use crate::schema::DataType;
 
 /// Reads a secret from a file (trimmed) or an environment variable. Errors name where the
 /// secret was looked for, never its content.
@@ -30,13 +33,6 @@ pub fn resolve_secret(file: Option<&Path>, env: Option<&str>, what: &str) -> Res
         };
     }
     bail!("set gansu.{what}_file or gansu.{what}_env")
-}
-
-/// The platform's receipt for one accepted call.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Receipt {
-    pub batch_num: String,
-    pub id: String,
 }
 
 /// Encryption and envelope of call bodies. Encryption is deterministic (fixed IV), so a
@@ -184,19 +180,6 @@ impl Codec {
             _ => "application/json;charset=UTF-8",
         }
     }
-}
-
-fn join_array(parts: &[&str]) -> String {
-    let mut out = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum::<usize>() + 2);
-    out.push('[');
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(p);
-    }
-    out.push(']');
-    out
 }
 
 #[derive(Debug, Deserialize)]
@@ -349,6 +332,71 @@ impl GansuClient {
     }
 }
 
+/// Gansu as the pipeline sees it: the client with the `[gansu]` settings.
+pub struct Gansu {
+    client: GansuClient,
+    cfg: GansuConfig,
+}
+
+impl Gansu {
+    /// Reads both secrets; fails when either is unreadable or the key is malformed.
+    pub fn new(cfg: &GansuConfig, timeout: std::time::Duration) -> Result<Gansu> {
+        Ok(Gansu {
+            client: GansuClient::from_config(cfg, timeout)?,
+            cfg: cfg.clone(),
+        })
+    }
+}
+
+/// Records are encrypted when the call is built, so the outbox holds exactly the bytes sent;
+/// encryption is deterministic, so a refused call's halves rejoin byte for byte. Gansu has no
+/// reconciliation call.
+impl Upstream for Gansu {
+    fn name(&self) -> &'static str {
+        "gansu"
+    }
+
+    fn records_per_call(&self) -> usize {
+        self.cfg.max_records_per_call
+    }
+
+    fn null_fields(&self) -> NullFields {
+        self.cfg.null_fields
+    }
+
+    fn call_url(&self, dt: &DataType) -> Result<String> {
+        let (segment, resource) = self.cfg.route(dt).ok_or_else(|| {
+            anyhow::anyhow!("data type {} has no resource id or subject", dt.data_type)
+        })?;
+        Ok(self.client.url(&segment, &resource))
+    }
+
+    fn encode(&self, records: &CallRecords<'_>) -> Result<String> {
+        let plain = records.texts(self.cfg.null_fields);
+        let refs: Vec<&str> = plain.iter().map(String::as_str).collect();
+        self.client.codec.seal(&refs)
+    }
+
+    fn split(&self, body: &str) -> Result<Vec<String>> {
+        self.client.codec.parts(body)
+    }
+
+    fn join(&self, parts: &[&str]) -> Result<String> {
+        self.client.codec.join(parts)
+    }
+
+    fn post<'a>(&'a self, url: &'a str, body: String) -> Pending<'a, Option<Receipt>> {
+        Box::pin(async move { self.client.post(url, body).await.map(Some) })
+    }
+
+    /// The schema's reconciliation table, else the data type's name.
+    fn table_name(&self, dt: &DataType) -> String {
+        dt.reconciliation_table
+            .clone()
+            .unwrap_or_else(|| dt.data_type.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,7 +421,8 @@ mod tests {
         let body = codec
             .seal(&[r#"{"a":"I Love You","n":12.5,"z":null}"#])
             .unwrap();
-        // The DESIGN.md vector of SM4EncForCBC, so the default settings are the helper's.
+        // The widely copied Java helper SM4EncForCBC turns "I Love You" under this key, IV
+        // "1111111111111111" and 0x80 padding into 046be2…0c: the defaults are the helper's.
         assert_eq!(
             body,
             format!(

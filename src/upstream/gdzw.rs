@@ -1,14 +1,15 @@
 //! Guangdong GDZW 0003-2019: gateway signing (6.3), batchSave calls (7.2–7.8) and the
-//! reconciliation upload (7.9).
+//! reconciliation upload (7.9), offered to the pipeline as the `Gdzw` [`Upstream`].
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::SubmitError;
-use crate::config::{GdzwConfig, Secret};
+use super::body::{CallRecords, join_array, split_array};
+use super::{Pending, Receipt, Reconciliation, SubmitError, Upstream};
+use crate::config::{GdzwConfig, LengthUnit, NullFields, Secret};
 use crate::db::control::ReconRow;
-use crate::schema::{DataType, FieldType};
+use crate::schema::{Catalog, DataType, FieldType};
 
 /// x-tif-signature = upper(hex(sha256(timestamp + token + nonce + timestamp))), spec 6.3.2.
 pub fn sign(timestamp: &str, token: &str, nonce: &str) -> String {
@@ -167,12 +168,6 @@ impl GdzwClient {
         classify(status, &body, &self.fatal_codes)
     }
 
-    /// One batchSave call with a body taken from the outbox as it is, so the bytes sent
-    /// are the bytes stored.
-    pub async fn post_batch(&self, endpoint: &str, body: String) -> Result<(), SubmitError> {
-        self.post(&self.batch_url(endpoint), body).await
-    }
-
     /// Spec 7.9: the rows as the reconciliation schema file spells them (keys and JSON types),
     /// so a DBA who overlays it with the 7.9.6 example's spelling is followed.
     pub async fn upload_reconciliation(
@@ -188,6 +183,96 @@ impl GdzwClient {
         let url = format!("{}/{}", self.api_root, self.reconciliation_path);
         let body = serde_json::Value::Array(body).to_string();
         self.post(&url, body).await
+    }
+}
+
+/// Guangdong as the pipeline sees it: the client with the `[gdzw]` settings, and the
+/// reconciliation data type of the schema catalog.
+pub struct Gdzw {
+    client: GdzwClient,
+    cfg: GdzwConfig,
+    reconciliation: DataType,
+}
+
+impl Gdzw {
+    /// Reads the token; fails when it is unreadable.
+    pub fn new(cfg: &GdzwConfig, catalog: &Catalog, timeout: std::time::Duration) -> Result<Gdzw> {
+        let client = GdzwClient::new(cfg, resolve_token(cfg)?, timeout)?;
+        let Some(reconciliation) = catalog.data_type("gdzw", "reconciliation") else {
+            bail!("the gdzw schemas have no reconciliation data type");
+        };
+        Ok(Gdzw {
+            client,
+            cfg: cfg.clone(),
+            reconciliation: reconciliation.clone(),
+        })
+    }
+}
+
+/// A call body is a plain JSON array of records (7.2.4); a refused call splits into its
+/// records' texts and joins back byte for byte.
+impl Upstream for Gdzw {
+    fn name(&self) -> &'static str {
+        "gdzw"
+    }
+
+    fn records_per_call(&self) -> usize {
+        self.cfg.max_records_per_call
+    }
+
+    fn null_fields(&self) -> NullFields {
+        self.cfg.null_fields
+    }
+
+    fn length_unit(&self) -> LengthUnit {
+        self.cfg.length_unit
+    }
+
+    fn call_url(&self, dt: &DataType) -> Result<String> {
+        Ok(self.client.batch_url(&dt.endpoint))
+    }
+
+    fn encode(&self, records: &CallRecords<'_>) -> Result<String> {
+        Ok(records.array(self.cfg.null_fields))
+    }
+
+    fn split(&self, body: &str) -> Result<Vec<String>> {
+        split_array(body)
+    }
+
+    fn join(&self, parts: &[&str]) -> Result<String> {
+        Ok(join_array(parts))
+    }
+
+    fn post<'a>(&'a self, url: &'a str, body: String) -> Pending<'a, Option<Receipt>> {
+        Box::pin(async move { self.client.post(url, body).await.map(|()| None) })
+    }
+
+    /// Configured in `reconciliation_tables`, else the schema's, else `up_pro_<type>_v3`.
+    fn table_name(&self, dt: &DataType) -> String {
+        self.cfg
+            .reconciliation_tables
+            .get(&dt.data_type)
+            .cloned()
+            .or_else(|| dt.reconciliation_table.clone())
+            .unwrap_or_else(|| format!("up_pro_{}_v3", dt.data_type))
+    }
+
+    fn reconciliation(&self) -> Option<&dyn Reconciliation> {
+        Some(self)
+    }
+}
+
+impl Reconciliation for Gdzw {
+    fn upload_each_batch(&self) -> bool {
+        self.cfg.reconciliation_upload
+    }
+
+    fn upload<'a>(&'a self, row: &'a ReconRow) -> Pending<'a, ()> {
+        Box::pin(
+            self.client
+                .upload_reconciliation(&self.reconciliation, std::slice::from_ref(row)),
+        )
     }
 }
 

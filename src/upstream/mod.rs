@@ -1,9 +1,19 @@
-//! Submit protocols of the provincial platforms, and how their answers are classified.
+//! The provincial platforms behind one [`Upstream`] trait: call size, null handling, body
+//! encoding, sending, answer classification and reconciliation. Nothing here knows the
+//! pipeline; the pipeline knows a platform only through the trait (see ARCHITECTURE.md).
 
+pub mod body;
 pub mod gansu;
 pub mod gdzw;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
+
+use crate::config::{Config, JobConfig, LengthUnit, NullFields};
+use crate::db::control::ReconRow;
+use crate::schema::{Catalog, DataType};
+pub use body::{CallRecords, Fields};
 
 /// The three kinds of answer the pipeline branches on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -19,93 +29,89 @@ pub enum SubmitError {
     Fatal(String),
 }
 
-/// Where one job's calls go. The delivery loop sends, and splits refused calls, through
-/// this, whatever the platform's wire format.
-pub enum Sender<'a> {
-    Gdzw {
-        client: &'a gdzw::GdzwClient,
-        endpoint: &'a str,
-    },
-    Gansu {
-        client: &'a gansu::GansuClient,
-        url: String,
-    },
+/// The platform's own receipt for an accepted call (Gansu answers with one).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Receipt {
+    pub batch_num: String,
+    pub id: String,
 }
 
-impl Sender<'_> {
-    /// Sends a stored body as it is; Gansu answers with its own batch number.
-    pub async fn post(&self, body: String) -> Result<Option<gansu::Receipt>, SubmitError> {
-        match self {
-            Sender::Gdzw { client, endpoint } => {
-                client.post_batch(endpoint, body).await.map(|()| None)
-            }
-            Sender::Gansu { client, url } => client.post(url, body).await.map(Some),
-        }
-    }
+/// An answer on its way: one boxed future per call, so platforms can be chosen at run
+/// time without a boxed call per record.
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, SubmitError>> + Send + 'a>>;
 
-    /// The records of a stored body, as the units a refused call is split into.
-    pub fn parts(&self, body: &str) -> anyhow::Result<Vec<String>> {
-        match self {
-            Sender::Gdzw { .. } => {
-                let raw: Vec<&serde_json::value::RawValue> = serde_json::from_str(body)
-                    .map_err(|e| anyhow::anyhow!("stored call body is not a JSON array: {e}"))?;
-                Ok(raw.iter().map(|r| r.get().to_string()).collect())
-            }
-            Sender::Gansu { client, .. } => client.codec.parts(body),
-        }
+/// One provincial platform: how its calls are sized, encoded, sent and classified, and how a
+/// finished batch is reconciled. The pipeline knows platforms only through this; a new
+/// province is one new module implementing it, listed in [`Upstreams::from_config`].
+pub trait Upstream: Send + Sync {
+    /// The platform's name in the schema catalog and in `qz_batch.upstream`.
+    fn name(&self) -> &'static str;
+    /// At most this many records go into one call.
+    fn records_per_call(&self) -> usize;
+    /// How a record's empty values are written.
+    fn null_fields(&self) -> NullFields;
+    /// How field lengths are counted when records are validated.
+    fn length_unit(&self) -> LengthUnit {
+        LengthUnit::Chars
     }
-
-    /// A body for some of the parts, built exactly as the stored body was.
-    pub fn join(&self, parts: &[&str]) -> anyhow::Result<String> {
-        match self {
-            Sender::Gdzw { .. } => Ok(format!("[{}]", parts.join(","))),
-            Sender::Gansu { client, .. } => client.codec.join(parts),
-        }
+    /// The address of a data type's calls.
+    fn call_url(&self, dt: &DataType) -> anyhow::Result<String>;
+    /// The body of one call: the exact bytes stored in the outbox and sent, every time.
+    fn encode(&self, records: &CallRecords<'_>) -> anyhow::Result<String>;
+    /// The units a stored body is split into when a call is refused, in record order.
+    fn split(&self, body: &str) -> anyhow::Result<Vec<String>>;
+    /// A body for some of those units, built exactly as [`Self::encode`] builds it.
+    fn join(&self, parts: &[&str]) -> anyhow::Result<String>;
+    /// Sends a body as it is and classifies the answer.
+    fn post<'a>(&'a self, url: &'a str, body: String) -> Pending<'a, Option<Receipt>>;
+    /// The Table_name a data type's batches are reconciled under.
+    fn table_name(&self, dt: &DataType) -> String;
+    /// The platform's reconciliation upload, if it has one.
+    fn reconciliation(&self) -> Option<&dyn Reconciliation> {
+        None
     }
 }
 
-/// Which platform settings and client a job uses, by its `upstream`.
-impl crate::pipeline::App {
-    pub(crate) fn null_fields(&self, job: &crate::config::JobConfig) -> crate::config::NullFields {
-        let n = match job.upstream.as_str() {
-            "gansu" => self.cfg.gansu.as_ref().map(|g| g.null_fields),
-            _ => self.cfg.gdzw.as_ref().map(|g| g.null_fields),
-        };
-        n.unwrap_or(crate::config::NullFields::Omit)
+/// A platform's reconciliation call (GDZW 7.9): one record per finished batch.
+pub trait Reconciliation: Send + Sync {
+    /// Whether each finished batch is uploaded (`pending`) or only recorded (`off`).
+    fn upload_each_batch(&self) -> bool;
+    /// Uploads one reconciliation row.
+    fn upload<'a>(&'a self, row: &'a ReconRow) -> Pending<'a, ()>;
+}
+
+/// The platforms configured, each with its client, built once when the application starts.
+pub struct Upstreams(Vec<Box<dyn Upstream>>);
+
+impl Upstreams {
+    /// A client for every platform section present; fails when a secret cannot be read.
+    pub fn from_config(cfg: &Config, catalog: &Catalog) -> anyhow::Result<Upstreams> {
+        let timeout = cfg.delivery.http_timeout();
+        let mut all: Vec<Box<dyn Upstream>> = Vec::new();
+        if let Some(g) = &cfg.gdzw {
+            all.push(Box::new(gdzw::Gdzw::new(g, catalog, timeout)?));
+        }
+        if let Some(g) = &cfg.gansu {
+            all.push(Box::new(gansu::Gansu::new(g, timeout)?));
+        }
+        Ok(Upstreams(all))
     }
 
-    /// The job's platform client and call address.
-    pub(crate) fn sender<'a>(
-        &'a self,
-        job: &crate::config::JobConfig,
-        dt: &'a crate::schema::DataType,
-    ) -> anyhow::Result<Sender<'a>> {
-        if job.upstream == "gansu" {
-            let client = self
-                .gansu
-                .as_ref()
-                .ok_or_else(|| anyhow::anyhow!("job {} needs the [gansu] section", job.name))?;
-            let (segment, resource) = self
-                .cfg
-                .gansu
-                .as_ref()
-                .and_then(|g| g.route(dt))
-                .ok_or_else(|| {
-                    anyhow::anyhow!("data type {} has no resource id or subject", dt.data_type)
-                })?;
-            return Ok(Sender::Gansu {
-                client,
-                url: client.url(&segment, &resource),
-            });
-        }
-        let client = self
-            .gdzw
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("job {} needs the [gdzw] section", job.name))?;
-        Ok(Sender::Gdzw {
-            client,
-            endpoint: &dt.endpoint,
-        })
+    /// The platform a job delivers to, by its `upstream` setting: resolved once per run.
+    pub fn for_job(&self, job: &JobConfig) -> anyhow::Result<&dyn Upstream> {
+        self.0
+            .iter()
+            .find(|u| u.name() == job.upstream)
+            .map(|u| &**u)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "job {} needs the [{}] section (作业 {} 需要 [{}] 配置段)",
+                    job.name,
+                    job.upstream,
+                    job.name,
+                    job.upstream
+                )
+            })
     }
 }
 
@@ -211,6 +217,252 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{GansuConfig, GdzwConfig};
+    use crate::mapping::{Op, Record};
+
+    fn catalog() -> Catalog {
+        Catalog::load(None).unwrap()
+    }
+
+    fn gdzw(settings: &str) -> gdzw::Gdzw {
+        let text = format!("api_root = \"http://127.0.0.1:1/ebus/\"\ntoken = \"t\"\n{settings}");
+        let cfg: GdzwConfig = toml::from_str(&text).unwrap();
+        gdzw::Gdzw::new(&cfg, &catalog(), Duration::from_secs(1)).unwrap()
+    }
+
+    /// A Gansu platform whose secrets are read from files in `dir`, as a DBA would keep them.
+    fn gansu(dir: &tempfile::TempDir, settings: &str) -> gansu::Gansu {
+        let (key, auth) = (dir.path().join("key"), dir.path().join("auth"));
+        std::fs::write(&key, "c8e8e733ac8c4043a1d6464ae82d70e6\n").unwrap();
+        std::fs::write(&auth, "auth-token\n").unwrap();
+        let text = format!(
+            "base_url = \"http://127.0.0.1:1/submit/\"\nkey_file = {:?}\nauthorization_file = {:?}\n{settings}",
+            key.display().to_string(),
+            auth.display().to_string()
+        );
+        let cfg: GansuConfig = toml::from_str(&text).unwrap();
+        gansu::Gansu::new(&cfg, Duration::from_secs(1)).unwrap()
+    }
+
+    fn platforms(dir: &tempfile::TempDir) -> Vec<(&'static str, Box<dyn Upstream>)> {
+        vec![
+            ("gdzw omit", Box::new(gdzw(""))),
+            ("gdzw null", Box::new(gdzw("null_fields = \"null\""))),
+            ("gdzw empty", Box::new(gdzw("null_fields = \"empty\""))),
+            ("gansu values", Box::new(gansu(dir, ""))),
+            (
+                "gansu values omit",
+                Box::new(gansu(dir, "null_fields = \"omit\"")),
+            ),
+            ("gansu body", Box::new(gansu(dir, "envelope = \"body\""))),
+            (
+                "gansu wrapper pkcs7 base64",
+                Box::new(gansu(
+                    dir,
+                    "envelope = \"wrapper\"\npadding = \"pkcs7\"\nencoding = \"base64\"",
+                )),
+            ),
+        ]
+    }
+
+    fn call<'a>(fields: &'a Fields, records: &'a [(Op, Record)]) -> CallRecords<'a> {
+        CallRecords {
+            fields,
+            records,
+            cd_time: "2026-01-02 03:04:05",
+            cd_batch: "11620000MB199916XB2026010200001",
+        }
+    }
+
+    /// What refused-call splitting relies on: a stored body splits into one unit per record,
+    /// the units join back to the stored bytes, and any subset joins to exactly the body that
+    /// encoding those records alone gives.
+    #[test]
+    fn every_platform_splits_and_rejoins_its_bodies_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let (fields, records) = body::tests::sample();
+        for (name, up) in platforms(&dir) {
+            let body = up.encode(&call(&fields, &records)).unwrap();
+            if name.starts_with("gdzw") {
+                assert_eq!(
+                    body,
+                    call(&fields, &records).array(up.null_fields()),
+                    "{name}"
+                );
+            } else {
+                assert!(
+                    !body.contains('甲') && !body.contains("12.5"),
+                    "{name}: {body}"
+                );
+            }
+            let parts = up.split(&body).unwrap();
+            assert_eq!(parts.len(), records.len(), "{name}");
+            let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+            assert_eq!(up.join(&refs).unwrap(), body, "{name}");
+            for subset in [&[0][..], &[1], &[2], &[0, 1], &[1, 2], &[0, 2]] {
+                let chosen: Vec<(Op, Record)> =
+                    subset.iter().map(|i| records[*i].clone()).collect();
+                let units: Vec<&str> = subset.iter().map(|i| refs[*i]).collect();
+                assert_eq!(
+                    up.join(&units).unwrap(),
+                    up.encode(&call(&fields, &chosen)).unwrap(),
+                    "{name} {subset:?}"
+                );
+            }
+            assert!(up.split("not a body").is_err(), "{name}");
+        }
+    }
+
+    /// Each platform writes empty values as its own section says: its body is the one built
+    /// from the records written under that setting (Gansu's `body` envelope reseals them).
+    #[test]
+    fn null_handling_is_the_platforms_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let (fields, records) = body::tests::sample();
+        let records = call(&fields, &records);
+        let body = "envelope = \"body\"";
+        let cases: Vec<(Box<dyn Upstream>, NullFields)> = vec![
+            (Box::new(gdzw("")), NullFields::Omit),
+            (Box::new(gdzw("null_fields = \"null\"")), NullFields::Null),
+            (Box::new(gdzw("null_fields = \"empty\"")), NullFields::Empty),
+            (Box::new(gansu(&dir, body)), NullFields::Empty),
+            (
+                Box::new(gansu(&dir, &format!("{body}\nnull_fields = \"omit\""))),
+                NullFields::Omit,
+            ),
+        ];
+        for (up, nulls) in cases {
+            for written in [NullFields::Omit, NullFields::Null, NullFields::Empty] {
+                let texts = records.texts(written);
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let same = up.encode(&records).unwrap() == up.join(&refs).unwrap();
+                assert_eq!(
+                    same,
+                    written == nulls,
+                    "{} {nulls:?} {written:?}",
+                    up.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn platform_settings_come_from_their_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = catalog();
+        let accept = catalog.data_type("gdzw", "accept").unwrap();
+        let jjl = catalog.data_type("gansu", "cclw_jjl").unwrap();
+        let mut bare = jjl.clone();
+        (bare.resource_id, bare.subject, bare.reconciliation_table) = (None, None, None);
+        let tuned = [
+            "max_records_per_call = 50",
+            "null_fields = \"empty\"",
+            "length_unit = \"bytes\"",
+            "reconciliation_upload = false",
+            "path_prefix = \"upro\"",
+            "reconciliation_tables = { accept = \"t_accept\" }",
+        ]
+        .join("\n");
+        let routed = [
+            "max_records_per_call = 7",
+            "null_fields = \"null\"",
+            "resources = { cclw_jjl = \"r9\" }",
+            "subjects = { cclw_jjl = \"P\" }",
+        ]
+        .join("\n");
+        type Row<'a> = (
+            Box<dyn Upstream>,
+            &'a crate::schema::DataType,
+            usize,
+            NullFields,
+            LengthUnit,
+            Option<&'a str>,
+            &'a str,
+            Option<bool>,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                Box::new(gdzw("")),
+                accept,
+                99,
+                NullFields::Omit,
+                LengthUnit::Chars,
+                Some("http://127.0.0.1:1/ebus/uppro/accept/batchSave"),
+                "up_pro_accept_v3",
+                Some(true),
+            ),
+            (
+                Box::new(gdzw(&tuned)),
+                accept,
+                50,
+                NullFields::Empty,
+                LengthUnit::Bytes,
+                Some("http://127.0.0.1:1/ebus/upro/accept/batchSave"),
+                "t_accept",
+                Some(false),
+            ),
+            (
+                Box::new(gansu(&dir, "")),
+                jjl,
+                500,
+                NullFields::Empty,
+                LengthUnit::Chars,
+                Some("http://127.0.0.1:1/submit/data/L/00041759"),
+                "cclw_jjl",
+                None,
+            ),
+            (
+                Box::new(gansu(&dir, &routed)),
+                &bare,
+                7,
+                NullFields::Null,
+                LengthUnit::Chars,
+                Some("http://127.0.0.1:1/submit/data/P/r9"),
+                "cclw_jjl",
+                None,
+            ),
+            (
+                Box::new(gansu(&dir, "")),
+                &bare,
+                500,
+                NullFields::Empty,
+                LengthUnit::Chars,
+                None,
+                "cclw_jjl",
+                None,
+            ),
+        ];
+        for (up, dt, per_call, nulls, unit, url, table, upload) in rows {
+            let what = format!("{} {}", up.name(), dt.data_type);
+            assert_eq!(up.records_per_call(), per_call, "{what}");
+            assert_eq!(up.null_fields(), nulls, "{what}");
+            assert_eq!(up.length_unit(), unit, "{what}");
+            assert_eq!(up.call_url(dt).ok().as_deref(), url, "{what}");
+            assert_eq!(up.table_name(dt), table, "{what}");
+            assert_eq!(
+                up.reconciliation().map(|r| r.upload_each_batch()),
+                upload,
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_job_resolves_to_its_platform_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = |upstream: &str| -> JobConfig {
+            toml::from_str(&format!(
+                "name = \"j\"\nupstream = \"{upstream}\"\ndata_type = \"accept\"\nsource = \"v\"\nkey = [\"id\"]"
+            ))
+            .unwrap()
+        };
+        let both = Upstreams(vec![Box::new(gdzw("")), Box::new(gansu(&dir, ""))]);
+        assert_eq!(both.for_job(&job("gdzw")).unwrap().name(), "gdzw");
+        assert_eq!(both.for_job(&job("gansu")).unwrap().name(), "gansu");
+        let only_gdzw = Upstreams(vec![Box::new(gdzw(""))]);
+        let err = only_gdzw.for_job(&job("gansu")).err().unwrap().to_string();
+        assert!(err.contains("[gansu]"), "{err}");
+    }
 
     #[test]
     fn answers_are_escaped_and_cut() {

@@ -1,0 +1,284 @@
+//! `run_once(job)`: resend what is pending, then read, map, validate, number, store and send
+//! new changes. Every path (once, run, demo, tests, benchmark) goes through here.
+//!
+//! One file per stage, each working from the `Run` of one job: `read` (source pages, map,
+//! validate), `commit` (number and store in the outbox), `deliver` (send, split refused
+//! calls, acknowledge) and `reconcile` (the platform's reconciliation upload). The platform
+//! itself is an [`Upstream`], resolved once per run (see ARCHITECTURE.md).
+
+mod commit;
+mod deliver;
+mod read;
+mod reconcile;
+
+use anyhow::{Context, Result, anyhow, bail};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::{Config, JobConfig};
+use crate::db::Db;
+use crate::mapping::{Plan, PlanInput};
+use crate::schema::{Catalog, DataType, Platform};
+use crate::upstream::{Upstream, Upstreams};
+
+/// Everything a job needs at run time, built once from the configuration.
+pub struct App {
+    pub cfg: Config,
+    pub catalog: Catalog,
+    pub db: Db,
+    /// The platforms configured (`[gdzw]`, `[gansu]`), each with its client.
+    pub upstreams: Upstreams,
+    /// Credit-query providers (`[shuidi]`, `[qcc]`, `[xinshu]`) with their credentials.
+    pub query: crate::query::client::Clients,
+}
+
+impl App {
+    pub async fn new(cfg: Config) -> Result<Arc<App>> {
+        let catalog = Catalog::load(cfg.schema_dir.as_deref())?;
+        let issues = cfg.validate(&catalog);
+        if !issues.is_empty() {
+            let list: Vec<String> = issues.iter().map(|i| format!("  - {i}")).collect();
+            bail!(
+                "the configuration has {} problem(s):\n{}",
+                issues.len(),
+                list.join("\n")
+            );
+        }
+        let db = Db::connect(&cfg.database.url, cfg.database.max_connections).await?;
+        let upstreams = Upstreams::from_config(&cfg, &catalog)?;
+        let query = crate::query::client::Clients::new(&cfg)?;
+        Ok(Arc::new(App {
+            cfg,
+            catalog,
+            db,
+            upstreams,
+            query,
+        }))
+    }
+
+    pub fn job(&self, name: &str) -> Result<&JobConfig> {
+        self.cfg
+            .jobs
+            .iter()
+            .find(|j| j.name == name)
+            .ok_or_else(|| {
+                let names: Vec<_> = self.cfg.jobs.iter().map(|j| j.name.as_str()).collect();
+                anyhow!("no job named '{name}' (jobs: {})", names.join(", "))
+            })
+    }
+}
+
+/// One run of one job: what every stage works with, resolved once, so no stage looks a
+/// setting up by name or asks which platform it is talking to.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    app: &'a App,
+    job: &'a JobConfig,
+    upstream: &'a dyn Upstream,
+    platform: &'a Platform,
+    dt: &'a DataType,
+    cancel: &'a CancellationToken,
+}
+
+impl<'a> Run<'a> {
+    fn new(app: &'a App, job: &'a JobConfig, cancel: &'a CancellationToken) -> Result<Self> {
+        let upstream = app.upstreams.for_job(job)?;
+        let platform = app
+            .catalog
+            .platform(upstream.name())
+            .ok_or_else(|| anyhow!("no schemas for {}", upstream.name()))?;
+        let dt = platform
+            .data_types
+            .get(&job.data_type)
+            .ok_or_else(|| anyhow!("unknown data type {}", job.data_type))?;
+        Ok(Run {
+            app,
+            job,
+            upstream,
+            platform,
+            dt,
+            cancel,
+        })
+    }
+
+    /// The mapping of the source's `columns` onto the data type's fields.
+    fn plan(&self, columns: &[String]) -> Plan {
+        Plan::resolve(PlanInput {
+            job: &self.job.name,
+            data_type: self.dt,
+            columns,
+            map: &self.job.map,
+            constants: &self.job.constants,
+            unit: &self.app.cfg.unit,
+            null_fields: self.upstream.null_fields(),
+        })
+    }
+
+    /// The error of a fatal answer: the daemon stops scheduling the job, its outbox is kept.
+    fn stopped(&self, msg: &str) -> anyhow::Error {
+        JobStopped(format!(
+            "job {} stopped, its outbox is kept for resending: {msg}",
+            self.job.name
+        ))
+        .into()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Outcome {
+    pub rows_read: usize,
+    pub batches: Vec<String>,
+    pub delivered: usize,
+    pub refused_by_platform: usize,
+    pub invalid_rows: usize,
+    /// True when the run stopped early (shutdown) and left work pending.
+    pub interrupted: bool,
+}
+
+/// A fatal upstream answer: the daemon stops scheduling this job until restarted.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct JobStopped(pub String);
+
+impl Outcome {
+    fn merge(&mut self, o: Outcome) {
+        self.rows_read += o.rows_read;
+        self.batches.extend(o.batches);
+        self.delivered += o.delivered;
+        self.refused_by_platform += o.refused_by_platform;
+        self.invalid_rows += o.invalid_rows;
+        self.interrupted |= o.interrupted;
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub dry_run: bool,
+}
+
+/// Test hook: `QIANZHI_FAILPOINT=after-outbox-commit` (or `after-first-call`,
+/// `after-split-progress`) ends the process
+/// at that point, as a crash or kill -9 would.
+fn failpoint(name: &str) {
+    if std::env::var("QIANZHI_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("qianzhi: failpoint {name} reached, exiting without cleanup");
+        std::process::exit(86);
+    }
+}
+
+pub async fn run_once(
+    app: &Arc<App>,
+    job_name: &str,
+    cancel: &CancellationToken,
+    opts: &RunOptions,
+) -> Result<Outcome> {
+    let job = app.job(job_name)?;
+    let span = info_span!("job", job = %job.name);
+    let result = run_inner(app, job, cancel, opts).instrument(span).await;
+    if !opts.dry_run {
+        let err = result
+            .as_ref()
+            .err()
+            .map(|e| crate::mask::mask_pii(&format!("{e:#}")));
+        if let Err(e) = app.db.record_run(&job.name, err.as_deref()).await {
+            warn!(job = %job.name, error = %e, "could not record the run in qz_cursor");
+        }
+    }
+    result
+}
+
+async fn run_inner(
+    app: &Arc<App>,
+    job: &JobConfig,
+    cancel: &CancellationToken,
+    opts: &RunOptions,
+) -> Result<Outcome> {
+    let run = Run::new(app, job, cancel)?;
+    let mut out = Outcome::default();
+    if opts.dry_run {
+        out.merge(read::read_pages(&run, opts, None).await?);
+        return Ok(out);
+    }
+    // Resend first: a batch left pending by a crash or a stop keeps its Cd_Batch.
+    for b in app.db.pending_batches(&job.name).await? {
+        if cancel.is_cancelled() {
+            out.interrupted = true;
+            return Ok(out);
+        }
+        info!(cd_batch = %b.cd_batch, records = b.record_count, "resending pending batch");
+        deliver::deliver(&run, &b, None, &mut out).await?;
+        if out.interrupted {
+            return Ok(out);
+        }
+    }
+    reconcile::upload_pending(&run).await?;
+    run_stages(app, &run, opts, out).await
+}
+
+/// Three stages, each on its own task, so they overlap and use both cores: pages are read
+/// and checked (reader), numbered and committed to the outbox (committer), and delivered
+/// (this task). Pages and batches keep their order; the channels bound how far each stage
+/// runs ahead of the next.
+async fn run_stages(
+    app: &Arc<App>,
+    run: &Run<'_>,
+    opts: &RunOptions,
+    mut out: Outcome,
+) -> Result<Outcome> {
+    let (page_tx, page_rx) = mpsc::channel::<read::Prepared>(1);
+    let (tx, mut rx) = mpsc::channel::<commit::Committed>(1);
+    let spawn_stage = |stage: Stage| {
+        let (app, name, cancel, opts) = (
+            app.clone(),
+            run.job.name.clone(),
+            run.cancel.clone(),
+            opts.clone(),
+        );
+        tokio::spawn(
+            async move {
+                let run = Run::new(&app, app.job(&name)?, &cancel)?;
+                match stage {
+                    Stage::Read(pages) => read::read_pages(&run, &opts, Some(pages)).await,
+                    Stage::Commit(pages, batches) => {
+                        commit::commit_pages(&run, pages, batches).await
+                    }
+                }
+            }
+            .instrument(tracing::Span::current()),
+        )
+    };
+    let reader = spawn_stage(Stage::Read(page_tx));
+    let committer = spawn_stage(Stage::Commit(page_rx, tx));
+    let mut failed = None;
+    while let Some((b, calls)) = rx.recv().await {
+        if let Err(e) = deliver::deliver(run, &b, Some(calls), &mut out).await {
+            failed = Some(e);
+            break;
+        }
+        if out.interrupted {
+            break;
+        }
+    }
+    // Closing the channel stops the committer at its next hand-over, and with it the reader;
+    // what was committed stays pending in the outbox for the next run, what was only read is
+    // read again.
+    drop(rx);
+    let committed = committer.await.context("the committing task failed")?;
+    let read = reader.await.context("the reading task failed")?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    out.merge(committed?);
+    out.merge(read?);
+    Ok(out)
+}
+
+enum Stage {
+    Read(mpsc::Sender<read::Prepared>),
+    Commit(
+        mpsc::Receiver<read::Prepared>,
+        mpsc::Sender<commit::Committed>,
+    ),
+}

@@ -1,0 +1,364 @@
+//! The read stage: source pages in change order, each row mapped to the data type's fields and
+//! validated, rows past the settle lag left for a later run.
+
+use anyhow::{Context, Result, bail};
+use std::collections::HashMap;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::{Outcome, Run, RunOptions};
+use crate::config::{JobConfig, LengthUnit};
+use crate::db::control::ErrorRow;
+use crate::db::source::{Position, SourceSpec};
+use crate::mapping::{Op, Plan, Record, key_text, map_row};
+use crate::upstream::{CallRecords, Fields};
+use crate::validate::validate_aligned;
+use crate::value::{SourceRow, Value};
+
+/// One new exchange, mapped and validated, ready to be committed.
+pub(super) struct Prepared {
+    /// The fields in the order of each record's values.
+    pub fields: Fields,
+    pub records: Vec<(Op, Record)>,
+    pub errors: Vec<ErrorRow>,
+    pub last: Option<Position>,
+    pub rows: usize,
+    /// The page ended at the settle lag (or was short): no more rows to read now.
+    pub drained: bool,
+}
+
+/// Reads and checks pages until the source is drained, handing each to `tx`; with no `tx`
+/// (dry run) it prints the records instead.
+pub(super) async fn read_pages(
+    run: &Run<'_>,
+    opts: &RunOptions,
+    tx: Option<mpsc::Sender<Prepared>>,
+) -> Result<Outcome> {
+    let (app, job) = (run.app, run.job);
+    let mut out = Outcome::default();
+    let (select, plan) = read_plan(run).await?;
+    let order = job.order_columns();
+    let spec = SourceSpec {
+        table: &job.source,
+        time_column: &job.time_column,
+        key: &order,
+    };
+    let mut position: Option<Position> = app
+        .db
+        .load_position(&job.name)
+        .await?
+        .map(|p| serde_json::from_str(&p).context("qz_cursor.position is not valid JSON"))
+        .transpose()?;
+    let mut dry_seq = if opts.dry_run {
+        app.db.todays_last_seq(&app.cfg.unit.uscc).await?
+    } else {
+        0
+    };
+    loop {
+        if run.cancel.is_cancelled() {
+            out.interrupted = true;
+            break;
+        }
+        let t_read = std::time::Instant::now();
+        let rows = app
+            .db
+            .read_changes(&spec, &select, position.as_ref(), job.batch_size)
+            .await?;
+        let page_full = rows.len() == job.batch_size;
+        let t_prep = std::time::Instant::now();
+        let prep = Checker::new(run, &plan).prepare(rows, page_full);
+        debug!(
+            rows = prep.rows,
+            read_ms = (t_prep - t_read).as_millis() as u64,
+            prepare_ms = t_prep.elapsed().as_millis() as u64,
+            "page read"
+        );
+        if prep.rows == 0 {
+            break;
+        }
+        let (last, drained) = (prep.last.clone(), prep.drained);
+        match &tx {
+            None => {
+                dry_seq += 1;
+                print_page(run, &prep, dry_seq, &mut out);
+            }
+            Some(tx) => {
+                if tx.send(prep).await.is_err() {
+                    // The committer stopped (shutdown, a fatal answer or an error).
+                    break;
+                }
+            }
+        }
+        position = last;
+        if drained {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// A dry run's page: its records as they would be sent under the `seq`th Cd_Batch of the day
+/// (before encryption), its invalid rows on stderr.
+fn print_page(run: &Run<'_>, prep: &Prepared, seq: i64, out: &mut Outcome) {
+    let now = crate::timefmt::now_beijing();
+    let cd_time = crate::timefmt::fmt_spec(&now);
+    let unit = &run.app.cfg.unit.uscc;
+    let cd_batch =
+        crate::batch::format_cd_batch(unit, crate::batch::batch_day(&now), seq).unwrap_or_default();
+    let call = CallRecords {
+        fields: &prep.fields,
+        records: &prep.records,
+        cd_time: &cd_time,
+        cd_batch: &cd_batch,
+    };
+    for i in 0..call.len() {
+        println!("{}", call.text(i, run.upstream.null_fields()));
+    }
+    for e in &prep.errors {
+        eprintln!(
+            "invalid row {}: {} [{}] {}",
+            e.source_key, e.field, e.rule, e.message
+        );
+    }
+    out.rows_read += prep.rows;
+    out.invalid_rows += prep.errors.len();
+}
+
+/// The columns a run reads and the plan over them, resolved once from the source's columns
+/// before the first page. A needed column whose type qianzhi cannot decode stops the run here,
+/// with the cast to add to the view; one that is not needed is never read.
+async fn read_plan(run: &Run<'_>) -> Result<(Vec<String>, Plan)> {
+    let (app, job) = (run.app, run.job);
+    let view = app.db.source_column_types(&job.source).await?;
+    let names: Vec<String> = view.iter().map(|c| c.name.clone()).collect();
+    let select = crate::mapping::needed_columns(&names, &run.plan(&names), job);
+    if !select
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(&job.time_column))
+    {
+        bail!(
+            "{} 没有变更时间列 {} (source {} has no change-time column {})",
+            job.source,
+            job.time_column,
+            job.source,
+            job.time_column
+        );
+    }
+    if let Some(c) = view
+        .iter()
+        .find(|c| !c.readable && select.contains(&c.name))
+    {
+        bail!(c.unreadable_message(app.db.backend, &job.source));
+    }
+    let plan = run.plan(&select);
+    Ok((select, plan))
+}
+
+fn row_position(row: &SourceRow, job: &JobConfig) -> Position {
+    Position {
+        time: row.get(&job.time_column).cloned().unwrap_or(Value::Null),
+        key: job
+            .order_columns()
+            .iter()
+            .map(|k| row.get(k).cloned().unwrap_or(Value::Null))
+            .collect(),
+    }
+}
+
+/// Maps and validates the rows of one page, with what every row of the page shares.
+struct Checker<'a> {
+    run: &'a Run<'a>,
+    plan: &'a Plan,
+    /// Rows changed after this (the settle lag) are left for a later run.
+    cutoff: chrono::NaiveDateTime,
+    /// Where Cd_Operation, Cd_Time and Cd_Batch are among the plan's fields.
+    cd_op: Option<usize>,
+    cd_time: Option<usize>,
+    cd_batch: Option<usize>,
+    length_unit: LengthUnit,
+    /// The values numbering will give Cd_Time and Cd_Batch, for validation.
+    now_text: String,
+    placeholder_batch: String,
+}
+
+impl<'a> Checker<'a> {
+    fn new(run: &'a Run<'a>, plan: &'a Plan) -> Self {
+        let cutoff = crate::timefmt::now_beijing().naive_local()
+            - chrono::Duration::from_std(run.job.settle_lag()).unwrap_or_default();
+        let placeholder_batch = format!(
+            "{}{}00001",
+            run.app.cfg.unit.uscc,
+            crate::timefmt::now_beijing().format("%Y%m%d")
+        );
+        Checker {
+            run,
+            plan,
+            cutoff,
+            cd_op: plan.index_of("Cd_Operation"),
+            cd_time: plan.index_of("Cd_Time"),
+            cd_batch: plan.index_of("Cd_Batch"),
+            length_unit: run.upstream.length_unit(),
+            now_text: crate::timefmt::now_text(),
+            placeholder_batch,
+        }
+    }
+
+    /// Maps and validates one page. Rows past the settle lag are left for a later run.
+    fn prepare(&self, rows: Vec<SourceRow>, page_full: bool) -> Prepared {
+        let job = self.run.job;
+        let mut p = Prepared {
+            fields: Fields::default(),
+            records: Vec::new(),
+            errors: Vec::new(),
+            last: None,
+            rows: 0,
+            drained: !page_full,
+        };
+        // Page row number of each error row and of each record, to tell earlier from later.
+        let mut error_rows: Vec<usize> = Vec::new();
+        let mut record_rows: Vec<usize> = Vec::new();
+        for row in rows {
+            let t = row
+                .get(&job.time_column)
+                .and_then(|v| v.to_naive_datetime());
+            if t.is_some_and(|t| t > self.cutoff) {
+                p.drained = true;
+                break;
+            }
+            p.rows += 1;
+            p.last = Some(row_position(&row, job));
+            match self.check(&row) {
+                Ok(record) => {
+                    p.records.push(record);
+                    record_rows.push(p.rows);
+                }
+                Err(errors) => {
+                    error_rows.extend(std::iter::repeat_n(p.rows, errors.len()));
+                    p.errors.extend(errors);
+                }
+            }
+        }
+        p.fields = Fields::new(self.plan.fields.iter().map(|(c, _, _)| c.clone()).collect());
+        mark_superseded(&p.records, &record_rows, &mut p.errors, &error_rows);
+        p
+    }
+
+    /// One row as a record, or the error rows that keep it back.
+    fn check(&self, row: &SourceRow) -> Result<(Op, Record), Vec<ErrorRow>> {
+        let job = self.run.job;
+        let key = key_text(row, &job.key);
+        let op = self.operation(row, &key)?;
+        let mut rec = map_row(self.plan, row, key);
+        // Checked with the values numbering will give them; the real Cd_Batch is set at commit.
+        for (slot, v) in [
+            (self.cd_op, op.code()),
+            (self.cd_time, self.now_text.as_str()),
+            (self.cd_batch, self.placeholder_batch.as_str()),
+        ] {
+            if let Some(i) = slot {
+                rec.values[i] = v.into();
+            }
+        }
+        let (dt, platform) = (self.run.dt, self.run.platform);
+        let violations = validate_aligned(&rec.values, dt, platform, self.length_unit);
+        if violations.is_empty() {
+            return Ok((op, rec));
+        }
+        Err(violations
+            .into_iter()
+            .map(|v| ErrorRow {
+                source_key: rec.source_key.clone(),
+                row_guid: Some(rec.row_guid.clone()).filter(|g| !g.is_empty()),
+                operation: Some(op.code().into()),
+                field: v.field,
+                rule: v.rule.into(),
+                message: v.message,
+                superseded: false,
+            })
+            .collect())
+    }
+
+    /// The row's change type, if it is one qianzhi can send to this platform.
+    fn operation(&self, row: &SourceRow, key: &str) -> Result<Op, Vec<ErrorRow>> {
+        let column = &self.run.job.operation_column;
+        let op_text = row
+            .get(column)
+            .and_then(|v| v.to_text())
+            .unwrap_or_default();
+        let error = |operation: Option<Op>, rule: &str, message: String| {
+            vec![ErrorRow {
+                source_key: key.to_string(),
+                row_guid: None,
+                operation: operation.map(|o| o.code().into()),
+                field: column.clone(),
+                rule: rule.into(),
+                message,
+                superseded: false,
+            }]
+        };
+        let Some(op) = Op::parse(&op_text) else {
+            let why = format!("变更类型列 {column} 的值 '{op_text}' 不是 I、U、D 之一");
+            return Err(error(None, "operation", why));
+        };
+        if self.cd_op.is_none() && op == Op::Delete {
+            let why = "该平台的接口没有删除操作，删除的记录未报送；如需撤回请在平台上处理";
+            return Err(error(Some(op), "delete_unsupported", why.into()));
+        }
+        Ok(op)
+    }
+}
+
+/// A bad version followed by a good one of the same row in this page: the good one is
+/// delivered in this very batch, so the error is already answered.
+fn mark_superseded(
+    records: &[(Op, Record)],
+    record_rows: &[usize],
+    errors: &mut [ErrorRow],
+    error_rows: &[usize],
+) {
+    let mut last_valid: HashMap<&str, usize> = HashMap::new();
+    for ((_, rec), row) in records.iter().zip(record_rows) {
+        last_valid.insert(&rec.source_key, *row);
+    }
+    for (e, row) in errors.iter_mut().zip(error_rows) {
+        e.superseded = last_valid
+            .get(e.source_key.as_str())
+            .is_some_and(|valid| valid > row);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(key: &str) -> ErrorRow {
+        ErrorRow {
+            source_key: key.into(),
+            row_guid: None,
+            operation: None,
+            field: "f".into(),
+            rule: "r".into(),
+            message: String::new(),
+            superseded: false,
+        }
+    }
+
+    fn record(key: &str) -> (Op, Record) {
+        let rec = Record {
+            source_key: key.into(),
+            row_guid: String::new(),
+            values: vec![],
+        };
+        (Op::Update, rec)
+    }
+
+    #[test]
+    fn only_a_later_valid_version_supersedes_an_error() {
+        // Page rows: 1 a(bad) 2 a(good) 3 b(good) 4 b(bad) 5 c(bad, twice) 6 a(bad)
+        let records = [record("a"), record("b")];
+        let mut errors = [error("a"), error("b"), error("c"), error("c"), error("a")];
+        mark_superseded(&records, &[2, 3], &mut errors, &[1, 4, 5, 5, 6]);
+        let got: Vec<bool> = errors.iter().map(|e| e.superseded).collect();
+        assert_eq!(got, [true, false, false, false, false]);
+    }
+}
