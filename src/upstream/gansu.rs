@@ -373,7 +373,7 @@ mod tests {
         let body = codec
             .seal(&[r#"{"a":"I Love You","n":12.5,"z":null}"#])
             .unwrap();
-        // The DESIGN.md vector of SM4EncForCBC, so the default settings are the helper's.
+        // The SM4EncForCBC vector (ARCHITECTURE.md, "Reference facts"): defaults are the helper's.
         assert_eq!(
             body,
             format!(
