@@ -1,6 +1,6 @@
 //! Subcommands: check, migrate, once, run, status, simulate, demo, bench.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,7 +98,7 @@ pub enum Cmd {
         dir: PathBuf,
     },
     /// Throughput benchmark: change-table rows delivered to the in-process simulator.
-    Bench(crate::bench::BenchArgs),
+    Bench(crate::tools::bench::BenchArgs),
 }
 
 fn config_path(cli: &Cli) -> PathBuf {
@@ -266,7 +266,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             gansu_key,
         } => {
             crate::telemetry::init("info", "text");
-            let mut gansu = crate::simulate::gansu::GansuSim {
+            let mut gansu = crate::tools::simulate::gansu::GansuSim {
                 authorization: gansu_authorization.clone(),
                 key: gansu_key.clone(),
                 ..Default::default()
@@ -274,8 +274,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             if let Some(g) = config::load(&config_path(&cli)).ok().and_then(|c| c.gansu) {
                 gansu.settings = g;
             }
-            let sim = crate::simulate::start(
-                crate::simulate::SimConfig {
+            let sim = crate::tools::simulate::start(
+                crate::tools::simulate::SimConfig {
                     base_path: base_path.clone(),
                     token: token.clone(),
                     path_prefix: path_prefix.clone(),
@@ -322,13 +322,13 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Demo { dir } => {
             // The summary shows the error rows; per-row warnings would only repeat them.
             crate::telemetry::init("error", "text");
-            let summary = crate::demo::run(dir).await?;
+            let summary = crate::tools::demo::run(dir).await?;
             print!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench(args) => {
             crate::telemetry::init("warn", "text");
-            crate::bench::run(args).await?;
+            crate::tools::bench::run(args).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -358,7 +358,7 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
         problems += 1;
     }
     // Costly but working settings: shown, not counted as problems.
-    for w in crate::query::config::warnings(&cfg) {
+    for w in crate::config::query::warnings(&cfg) {
         println!("! {w}");
     }
     if let Some(g) = &cfg.gdzw {
@@ -532,9 +532,4 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
         println!("{problems} problem(s) found");
         Ok(ExitCode::FAILURE)
     }
-}
-
-/// Reads a config from text (demo and tests build theirs in memory).
-pub fn config_from_str(text: &str) -> Result<Config> {
-    config::parse_with_env(text, &[]).context("config")
 }

@@ -9,6 +9,10 @@ use std::time::Duration;
 use crate::schema::Catalog;
 use crate::timefmt::{duration_in, parse_duration};
 
+/// The `[shuidi]`, `[qcc]`, `[xinshu]` sections and `[[query]]` jobs: part of the configuration,
+/// so it lives here and `query` reads it (see ARCHITECTURE.md, "arrows point down").
+pub mod query;
+
 /// The documented ranges of the numeric and duration settings (README, config.toml.example).
 /// `check` enforces them, so nothing at run time meets a value it cannot hold.
 pub mod ranges {
@@ -86,11 +90,11 @@ pub struct Config {
     pub gansu: Option<GansuConfig>,
     #[serde(default, rename = "job")]
     pub jobs: Vec<JobConfig>,
-    pub shuidi: Option<crate::query::config::ShuidiConfig>,
-    pub qcc: Option<crate::query::config::QccConfig>,
-    pub xinshu: Option<crate::query::config::XinshuConfig>,
+    pub shuidi: Option<crate::config::query::ShuidiConfig>,
+    pub qcc: Option<crate::config::query::QccConfig>,
+    pub xinshu: Option<crate::config::query::XinshuConfig>,
     #[serde(default, rename = "query")]
-    pub queries: Vec<crate::query::config::QueryJobConfig>,
+    pub queries: Vec<crate::config::query::QueryJobConfig>,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -243,7 +247,8 @@ pub enum Envelope {
 }
 
 /// `[gansu]`: 甘肃省信用信息共享平台 submission. Defaults marked "Java helper" are those of the
-/// widely copied `SM4EncForCBC` (DESIGN.md), since the platform's own jar is not public.
+/// widely copied `SM4EncForCBC` (ARCHITECTURE.md, "Reference facts"), since the platform's own
+/// jar is not public.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GansuConfig {
@@ -829,7 +834,7 @@ impl Config {
                             format!("field '{f}' is not a field of {}", j.data_type),
                         );
                     }
-                    if crate::mapping::PIPELINE_FIELDS.contains(&f.as_str()) {
+                    if crate::schema::PIPELINE_FIELDS.contains(&f.as_str()) {
                         bad(
                             p.to_string(),
                             format!("field '{f}' is set by qianzhi and cannot be mapped"),
@@ -838,7 +843,7 @@ impl Config {
                 }
             }
         }
-        crate::query::config::validate(self, &mut out);
+        crate::config::query::validate(self, &mut out);
         out
     }
 }

@@ -8,8 +8,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::JobConfig;
+use crate::config::query::QueryJobConfig;
 use crate::pipeline::{App, JobStopped, RunOptions, run_once};
-use crate::query::config::QueryJobConfig;
 use crate::query::{QueryStopped, run_query_once};
 
 /// How long until the job's next run.

@@ -5,6 +5,12 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
+pub mod sample;
+
+/// Fields whose values qianzhi itself sets when it numbers a batch: no column or constant
+/// may supply them (`config` refuses such a mapping, `mapping` fills them in).
+pub const PIPELINE_FIELDS: &[&str] = &["Cd_Operation", "Cd_Time", "Cd_Batch"];
+
 /// Catalogs shipped inside the binary, so a fresh install needs no extra files.
 const EMBEDDED: &[(&str, &str, &str)] = &[
     (
@@ -847,7 +853,7 @@ mod tests {
             Some(pos("ApplyerPageType"))
         );
         // Every Guangdong type checks RowGuid, ProjectNo and the reporting region.
-        for t in crate::demo::GDZW_TYPES {
+        for t in sample::GDZW_TYPES {
             let dt = cat.data_type("gdzw", t).unwrap();
             for (f, fmt) in [
                 ("RowGuid", Format::Uuid),

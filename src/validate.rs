@@ -796,13 +796,13 @@ mod tests {
         }
     }
 
-    /// A valid record of a Guangdong data type: the demo's sample row plus the fields the
+    /// A valid record of a Guangdong data type: the catalog's sample row plus the fields the
     /// pipeline supplies.
     fn good(p: &Platform, t: &str) -> serde_json::Map<String, Json> {
-        use crate::demo::Lit;
+        use crate::schema::sample::Lit;
         let dt = &p.data_types[t];
         let mut m = serde_json::Map::new();
-        for (c, lit) in crate::demo::sample_fields(p, dt, 1) {
+        for (c, lit) in crate::schema::sample::sample_fields(p, dt, 1) {
             let v = match lit {
                 Lit::Null => Json::Null,
                 Lit::Text(s) => Json::from(s),

@@ -4,6 +4,7 @@ pub mod control;
 pub mod migrate;
 pub mod query;
 pub mod source;
+pub mod tools;
 
 use anyhow::{Context, Result};
 use sqlx::any::AnyPoolOptions;

@@ -6,8 +6,23 @@ use sqlx::{Any, Row, Transaction};
 
 use super::source::ident;
 use super::{Backend, Db};
-use crate::query::TableRows;
 use crate::timefmt::now_text;
+
+/// Rows for one result table; the db layer adds subject, fetch time, order and raw JSON.
+/// Defined here, below `query`, which fills it (arrows point down: ARCHITECTURE.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableRows {
+    pub table: &'static str,
+    pub columns: &'static [&'static str],
+    pub rows: Vec<FlatRow>,
+}
+
+/// One result row: the column values in `TableRows::columns` order, and the item's JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlatRow {
+    pub values: Vec<Option<String>>,
+    pub raw: String,
+}
 
 /// Result columns that hold counts, bound as integers so PostgreSQL accepts them.
 const INT_COLUMNS: &[&str] = &["punish_count", "credit_seq"];

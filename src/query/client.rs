@@ -6,9 +6,9 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use super::config::resolve_secret;
 use super::{Call, Provider, qcc, shuidi, xinshu};
 use crate::config::Config;
+use crate::config::query::resolve_secret;
 
 pub struct Clients {
     http: reqwest::Client,

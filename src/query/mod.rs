@@ -2,18 +2,17 @@
 //! make the daemon do, and the types the runner and the simulator share.
 
 pub mod client;
-pub mod config;
-pub mod demo;
 pub mod qcc;
 pub mod run;
 pub mod shuidi;
-pub mod sim;
 pub mod xinshu;
 
 use anyhow::{Result, bail};
 use serde_json::Value as Json;
 use std::time::Duration;
 
+use crate::config::query::SearchBy;
+pub use crate::db::query::{FlatRow, TableRows};
 pub use run::{QueryOutcome, QueryStopped, run_query_once};
 
 /// How long a provider is left alone after it asked for a pause.
@@ -148,13 +147,13 @@ pub struct Subject {
 
 impl Subject {
     /// What Shuidi's `keyword` and Qichacha's `searchKey` carry.
-    pub fn search_key(&self, by: config::SearchBy) -> Option<&str> {
+    pub fn search_key(&self, by: SearchBy) -> Option<&str> {
         let uscc = self.uscc.as_deref().filter(|s| !s.is_empty());
         let name = self.name.as_deref().filter(|s| !s.is_empty());
         match by {
-            config::SearchBy::Auto => uscc.or(name),
-            config::SearchBy::Uscc => uscc,
-            config::SearchBy::Name => name,
+            SearchBy::Auto => uscc.or(name),
+            SearchBy::Uscc => uscc,
+            SearchBy::Name => name,
         }
     }
 
@@ -186,20 +185,6 @@ pub struct Answer {
     pub items: Vec<Json>,
     /// The provider said success but that no data exists (Qichacha VerifyResult 0).
     pub empty_success: bool,
-}
-
-/// Rows for one result table; the db layer adds subject, fetch time, order and raw JSON.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TableRows {
-    pub table: &'static str,
-    pub columns: &'static [&'static str],
-    pub rows: Vec<FlatRow>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct FlatRow {
-    pub values: Vec<Option<String>>,
-    pub raw: String,
 }
 
 /// A JSON field as text for a result column: strings as they are, numbers and booleans

@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 use std::time::Duration;
 
-use super::config::QccConfig;
 use super::{Action, Answer, Call, CodeRow, FlatRow, Pause, TableRows};
 use crate::config::Secret;
+use crate::config::query::QccConfig;
 
 pub const CREDIT_TABLE: &str = "qz_qcc_customs_credit";
 pub const PUNISH_TABLE: &str = "qz_qcc_customs_punish";

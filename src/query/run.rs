@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use super::config::QueryJobConfig;
 use super::{Action, Answer, Call, Pause, Provider, Subject, TableRows, http_status_action};
+use crate::config::query::QueryJobConfig;
 use crate::db::query::{CallRecord, PageRow, Reserved, SubjectResult};
 use crate::pipeline::App;
 use crate::timefmt::{beijing, fmt_spec, now_text};

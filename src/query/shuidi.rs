@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
-use super::config::{HttpMethod, SearchBy, ShuidiConfig};
 use super::{Action, Answer, Call, CodeRow, FlatRow, Pause, Subject, TableRows};
 use crate::config::Secret;
+use crate::config::query::{HttpMethod, SearchBy, ShuidiConfig};
 
 pub const TABLE: &str = "qz_shuidi_punish";
 

@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
-use super::config::{ParamsIn, XinshuConfig};
 use super::{Action, Answer, Call, CodeRow, Subject, TableRows};
 use crate::config::Secret;
+use crate::config::query::{ParamsIn, XinshuConfig};
 
 pub const TABLE: &str = "qz_xinshu_tax_black";
 

@@ -3,8 +3,8 @@
 
 use super::helpers::*;
 use crate::on_all_backends;
-use qianzhi::demo::{Lit, set_field};
 use qianzhi::pipeline::JobStopped;
+use qianzhi::schema::sample::{Lit, set_field};
 use serde_json::Value as Json;
 
 const JOB: &str = "cclw_jjl";
@@ -245,7 +245,7 @@ async fn bad_authorization(which: Which) {
 
     // A corrected Authorization and a restart: the kept call goes out byte for byte.
     std::fs::write(t.dir.path().join("gansu.auth"), GANSU_AUTH).unwrap();
-    let app = qianzhi::pipeline::App::new(qianzhi::cli::config_from_str(&t.cfg_text).unwrap())
+    let app = qianzhi::pipeline::App::new(qianzhi::tools::config_from_str(&t.cfg_text).unwrap())
         .await
         .unwrap();
     let o = qianzhi::pipeline::run_once(
@@ -377,18 +377,8 @@ async fn gansu_server_errors_are_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gansu_calls_hold_at_most_500_records() {
     let t = spawn_app(Which::Sqlite, gansu("")).await.unwrap();
-    let mut script = String::new();
-    for id in 1..=1001 {
-        script.push_str(&qianzhi::demo::insert_sql(
-            &format!("{JOB}_changes"),
-            id,
-            "I",
-            "2026-11-20 10:00:00",
-            &t.gansu_sample(JOB, id),
-        ));
-        script.push_str(";\n");
-    }
-    t.app.db.execute_script(&script).await.unwrap();
+    let samples: Vec<_> = (1..=1001).map(|id| t.gansu_sample(JOB, id)).collect();
+    t.insert_rows(JOB, &inserts(&samples)).await;
     let o = t.once(JOB).await.unwrap();
     assert_eq!(o.delivered, 1001);
     let sizes: Vec<usize> = t

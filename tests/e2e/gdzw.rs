@@ -3,9 +3,9 @@
 
 use super::helpers::*;
 use crate::on_all_backends;
-use qianzhi::demo::{Lit, set_field};
 use qianzhi::pipeline::JobStopped;
-use qianzhi::simulate::Scripted;
+use qianzhi::schema::sample::{Lit, set_field};
+use qianzhi::tools::simulate::Scripted;
 use serde_json::Value as Json;
 
 async fn newer_invalid_versions_stay_open(which: Which) {

@@ -2,11 +2,13 @@
 //! QIANZHI_TEST_PG / QIANZHI_TEST_MYSQL name a server), change tables, a local simulator,
 //! and the App wired to both.
 
-use qianzhi::db::{Backend, Db};
-use qianzhi::demo::{Lit, change_table_ddl, gdzw_config, insert_sql, sample_fields};
+use qianzhi::db::Db;
+use qianzhi::db::tools::{ChangeRow, create_database, drop_database};
 use qianzhi::pipeline::{App, Outcome, RunOptions, run_once};
 use qianzhi::schema::Catalog;
-use qianzhi::simulate::{SimConfig, Simulator};
+use qianzhi::schema::sample::{Lit, sample_fields};
+use qianzhi::tools::demo::{gansu_job, gansu_section, gdzw_config};
+use qianzhi::tools::simulate::{SimConfig, Simulator};
 use serde_json::Value as Json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,19 +60,6 @@ pub fn server(which: Which) -> Option<String> {
     }
 }
 
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map(|(b, q)| (b, format!("?{q}")))
-        .unwrap_or((url, String::new()));
-    let scheme_end = base.find("://").unwrap() + 3;
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map(|i| i + scheme_end)
-        .unwrap_or(base.len());
-    format!("{}/{name}{query}", &base[..host_end])
-}
-
 pub struct TestApp {
     pub app: Arc<App>,
     pub sim: Simulator,
@@ -109,7 +98,6 @@ impl Default for Spawn<'_> {
 
 pub async fn spawn_app(which: Which, opts: Spawn<'_>) -> Option<TestApp> {
     let server = server(which)?;
-    sqlx::any::install_default_drivers();
     let dir = tempfile::tempdir().unwrap();
     let name = format!("qz_t_{}", uuid::Uuid::new_v4().simple());
     let (db_url, cleanup) = match which {
@@ -117,22 +105,13 @@ pub async fn spawn_app(which: Which, opts: Spawn<'_>) -> Option<TestApp> {
             format!("sqlite://{}", dir.path().join("dept.db").display()),
             None,
         ),
-        _ => {
-            let admin = sqlx::AnyPool::connect(&server)
+        _ => (
+            create_database(&server, &name, false)
                 .await
-                .expect("test database server reachable");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&admin)
-                .await
-                .unwrap();
-            admin.close().await;
-            (
-                with_database(&server, &name),
-                Some((server.clone(), name.clone())),
-            )
-        }
+                .expect("test database server reachable"),
+            Some((server.clone(), name.clone())),
+        ),
     };
-    let backend = Backend::from_url(&db_url).unwrap();
     let mut sim_cfg = SimConfig {
         token: TOKEN.into(),
         schema_dir: opts.schema_dir.map(|d| d.to_path_buf()),
@@ -147,7 +126,7 @@ pub async fn spawn_app(which: Which, opts: Spawn<'_>) -> Option<TestApp> {
         ))
         .unwrap();
     }
-    let sim = qianzhi::simulate::start(sim_cfg, "127.0.0.1:0")
+    let sim = qianzhi::tools::simulate::start(sim_cfg, "127.0.0.1:0")
         .await
         .unwrap();
     let token_file = dir.path().join("token");
@@ -165,19 +144,14 @@ pub async fn spawn_app(which: Which, opts: Spawn<'_>) -> Option<TestApp> {
         let key = dir.path().join("gansu.key");
         std::fs::write(&auth, g.client_authorization).unwrap();
         std::fs::write(&key, g.key).unwrap();
-        cfg_text.push_str(&qianzhi::demo::gansu_section(
+        cfg_text.push_str(&gansu_section(
             &sim.gansu_base_url(),
             &auth,
             &key,
             g.settings,
         ));
         for t in g.types {
-            cfg_text.push_str(&qianzhi::demo::gansu_job(
-                t,
-                t,
-                &format!("{t}_changes"),
-                opts.job_extra,
-            ));
+            cfg_text.push_str(&gansu_job(t, t, &format!("{t}_changes"), opts.job_extra));
         }
     }
     if let Some(d) = opts.schema_dir {
@@ -202,12 +176,12 @@ pub async fn spawn_app(which: Which, opts: Spawn<'_>) -> Option<TestApp> {
         .chain(gansu_types.iter().map(|t| ("gansu", t)))
     {
         let dt = catalog.data_type(platform, t).unwrap();
-        db.execute_script(&change_table_ddl(backend, dt, &format!("{t}_changes")))
+        db.create_change_table(dt, &format!("{t}_changes"))
             .await
             .unwrap();
     }
     db.close().await;
-    let app = App::new(qianzhi::cli::config_from_str(&cfg_text).unwrap())
+    let app = App::new(qianzhi::tools::config_from_str(&cfg_text).unwrap())
         .await
         .unwrap();
     Some(TestApp {
@@ -230,21 +204,7 @@ impl Drop for TestApp {
                     .enable_all()
                     .build()
                     .unwrap();
-                rt.block_on(async {
-                    if let Ok(admin) = sqlx::AnyPool::connect(&server).await {
-                        let force = if server.starts_with("postgres") {
-                            " WITH (FORCE)"
-                        } else {
-                            ""
-                        };
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS {name}{force}"
-                        )))
-                        .execute(&admin)
-                        .await;
-                        admin.close().await;
-                    }
-                });
+                let _ = rt.block_on(drop_database(&server, &name));
             })
             .join();
         }
@@ -279,25 +239,28 @@ impl TestApp {
         cd_time: &str,
         fields: &[(String, Lit)],
     ) {
-        let sql = insert_sql(&format!("{data_type}_changes"), id, op, cd_time, fields);
-        self.app.db.execute_script(&sql).await.unwrap();
+        let row = ChangeRow {
+            id,
+            op,
+            cd_time,
+            fields,
+        };
+        self.insert_rows(data_type, &[row]).await;
     }
 
-    /// Ids 1..=n as inserts of valid sample rows, in one script.
+    /// Rows appended to the change table of `data_type`, in order.
+    pub async fn insert_rows(&self, data_type: &str, rows: &[ChangeRow<'_>]) {
+        self.app
+            .db
+            .insert_change_rows(&format!("{data_type}_changes"), rows)
+            .await
+            .unwrap();
+    }
+
+    /// Ids 1..=n as inserts of valid sample rows of a Guangdong data type.
     pub async fn insert_many(&self, data_type: &str, n: i64) {
-        let table = format!("{data_type}_changes");
-        let script: String = (1..=n)
-            .map(|id| {
-                insert_sql(
-                    &table,
-                    id,
-                    "I",
-                    "2026-11-20 10:00:00",
-                    &self.sample(data_type, id),
-                ) + ";\n"
-            })
-            .collect();
-        self.app.db.execute_script(&script).await.unwrap();
+        let samples: Vec<_> = (1..=n).map(|id| self.sample(data_type, id)).collect();
+        self.insert_rows(data_type, &inserts(&samples)).await;
     }
 
     pub async fn once(&self, job: &str) -> anyhow::Result<Outcome> {
@@ -314,37 +277,13 @@ impl TestApp {
         self.sim.state.lock().unwrap().accepted_of(data_type)
     }
 
-    /// Rows of a control table as JSON objects (all columns read as text or integers).
+    /// Rows of a query, every column read as text (integers printed).
     pub async fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
-        use sqlx::Row;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-            .fetch_all(&self.app.db.any)
-            .await
-            .unwrap();
-        rows.iter()
-            .map(|r| {
-                (0..sqlx::Row::len(r))
-                    .map(|i| {
-                        r.try_get::<Option<String>, _>(i)
-                            .ok()
-                            .flatten()
-                            .or_else(|| {
-                                r.try_get::<Option<i64>, _>(i)
-                                    .ok()
-                                    .flatten()
-                                    .map(|v| v.to_string())
-                            })
-                    })
-                    .collect()
-            })
-            .collect()
+        self.app.db.text_rows(sql).await.unwrap()
     }
 
     pub async fn scalar(&self, sql: &str) -> i64 {
-        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_string()))
-            .fetch_one(&self.app.db.any)
-            .await
-            .unwrap()
+        self.app.db.scalar_i64(sql).await.unwrap()
     }
 
     /// Runs the qianzhi binary against this app's config.
@@ -359,6 +298,20 @@ impl TestApp {
         }
         c.output().unwrap()
     }
+}
+
+/// Inserts with ids 1, 2, ... of the given rows, all at the same change time.
+pub fn inserts(samples: &[Vec<(String, Lit)>]) -> Vec<ChangeRow<'_>> {
+    samples
+        .iter()
+        .zip(1..)
+        .map(|(fields, id)| ChangeRow {
+            id,
+            op: "I",
+            cd_time: "2026-11-20 10:00:00",
+            fields,
+        })
+        .collect()
 }
 
 /// The value a sample literal must arrive as, by the field's type in the spec.

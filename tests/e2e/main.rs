@@ -7,13 +7,14 @@ mod privacy;
 mod query;
 mod safety;
 mod source;
+mod tools;
 
 use helpers::*;
-use qianzhi::demo::{GDZW_TYPES, Lit, set_field};
 use qianzhi::mapping::derive_row_guid;
+use qianzhi::schema::sample::{GDZW_TYPES, Lit, set_field};
 use serde_json::Value as Json;
 
-const UNIT: &str = qianzhi::demo::DEMO_UNIT;
+const UNIT: &str = qianzhi::schema::sample::SAMPLE_UNIT;
 
 async fn seven_types(which: Which) {
     let Some(t) = spawn_app(
@@ -377,7 +378,7 @@ async fn fatal_keeps_outbox(which: Which) {
 
     // Fix the token: the same Cd_Batch goes out, nothing new is numbered.
     std::fs::write(t.dir.path().join("token"), TOKEN).unwrap();
-    let fixed = qianzhi::pipeline::App::new(qianzhi::cli::config_from_str(&t.cfg_text).unwrap())
+    let fixed = qianzhi::pipeline::App::new(qianzhi::tools::config_from_str(&t.cfg_text).unwrap())
         .await
         .unwrap();
     let o = qianzhi::pipeline::run_once(&fixed, "accept", &Default::default(), &Default::default())
@@ -1169,7 +1170,7 @@ on_all_backends!(
 /// Posts `body` to the simulator's accept batchSave (or save) with a valid signature and
 /// returns (errCode, errMsg).
 async fn post_to_sim(
-    sim: &qianzhi::simulate::Simulator,
+    sim: &qianzhi::tools::simulate::Simulator,
     op: &str,
     body: Vec<u8>,
 ) -> (String, String) {
@@ -1203,7 +1204,7 @@ async fn post_to_sim(
 /// UTF-8 JSON and oversized calls are refused with a message naming the problem.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulator_refuses_what_the_platform_would() {
-    let sim = qianzhi::simulate::start(Default::default(), "127.0.0.1:0")
+    let sim = qianzhi::tools::simulate::start(Default::default(), "127.0.0.1:0")
         .await
         .unwrap();
     // A valid accept record, shared with the validation unit tests.

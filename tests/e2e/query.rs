@@ -6,9 +6,9 @@ use crate::on_all_backends;
 use md5::{Digest, Md5};
 use qianzhi::pipeline::App;
 use qianzhi::query::Provider::{self, Qcc, Shuidi, Xinshu};
-use qianzhi::query::demo::{DEMO_SUBJECTS, SubjectRow, subject_insert, subjects_ddl};
-use qianzhi::query::sim::{QuerySim, qcc_records, shuidi_records, xinshu_record};
 use qianzhi::query::{QueryOutcome, QueryStopped, run_query_once};
+use qianzhi::tools::query_demo::{DEMO_SUBJECTS, SUBJECTS_TABLE, SubjectRow};
+use qianzhi::tools::query_sim::{QuerySim, qcc_records, shuidi_records, xinshu_record};
 use serde_json::Value as Json;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -39,11 +39,12 @@ async fn spawn_query_with(
     edit: &dyn Fn(String) -> String,
 ) -> Option<QueryApp> {
     server(which)?;
-    let sim = qianzhi::query::sim::start(Default::default(), "127.0.0.1:0")
+    let sim = qianzhi::tools::query_sim::start(Default::default(), "127.0.0.1:0")
         .await
         .unwrap();
     let cred_dir = tempfile::tempdir().unwrap().keep();
-    let extra = edit(qianzhi::query::demo::query_config(&sim, &cred_dir, budget, "").unwrap());
+    let extra =
+        edit(qianzhi::tools::query_demo::query_config(&sim, &cred_dir, budget, "").unwrap());
     let edit = move |s: String| format!("{s}{extra}");
     let t = spawn_app(
         which,
@@ -54,12 +55,11 @@ async fn spawn_query_with(
         },
     )
     .await?;
-    let mut script = subjects_ddl(t.app.db.backend) + ";\n";
-    for r in subjects {
-        script.push_str(&subject_insert(r));
-        script.push_str(";\n");
-    }
-    t.app.db.execute_script(&script).await.unwrap();
+    t.app
+        .db
+        .create_subjects_table(SUBJECTS_TABLE, subjects)
+        .await
+        .unwrap();
     Some(QueryApp { t, sim })
 }
 
@@ -70,7 +70,7 @@ impl QueryApp {
 
     /// A second App on the same database and configuration: a restart.
     async fn restart(&self) -> Arc<App> {
-        App::new(qianzhi::cli::config_from_str(&self.t.cfg_text).unwrap())
+        App::new(qianzhi::tools::config_from_str(&self.t.cfg_text).unwrap())
             .await
             .unwrap()
     }
@@ -717,7 +717,7 @@ const ID_CARD: &str = "610431198603210047";
 const TAX_NO: &str = "440104198603210047";
 
 /// The parameters a Xinshu call carried besides apikey and sign.
-fn xinshu_identity(c: &qianzhi::query::sim::SimCall) -> Vec<(String, String)> {
+fn xinshu_identity(c: &qianzhi::tools::query_sim::SimCall) -> Vec<(String, String)> {
     c.params
         .iter()
         .filter(|(k, _)| k.as_str() != "apikey" && k.as_str() != "sign")

@@ -6,7 +6,7 @@ use super::helpers::*;
 use crate::on_all_backends;
 use qianzhi::mapping::derive_row_guid;
 use qianzhi::pipeline::JobStopped;
-use qianzhi::simulate::{REDIRECT_TARGET, Scripted};
+use qianzhi::tools::simulate::{REDIRECT_TARGET, Scripted};
 
 fn stopped(err: &anyhow::Error) -> String {
     let text = format!("{err:#}");

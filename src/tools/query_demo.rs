@@ -1,24 +1,16 @@
-//! Credit-query part of `qianzhi demo` and the tests: a subjects table, provider sections and
-//! one query job per provider wired to the simulator, and the simulator's sample data.
+//! Credit-query part of `qianzhi demo` and the tests: the sample subjects (their table is made
+//! by `db::tools`), provider sections and one query job per provider wired to the simulator,
+//! and the simulator's sample data.
 
 use anyhow::Result;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::Provider;
-use super::sim::{QuerySim, qcc_records, shuidi_records, xinshu_record};
-use crate::db::Backend;
+use super::query_sim::{QuerySim, qcc_records, shuidi_records, xinshu_record};
+pub use crate::db::tools::SubjectRow;
+use crate::query::Provider;
 
 pub const SUBJECTS_TABLE: &str = "credit_subjects";
-
-/// (id, name, 统一社会信用代码, 法人身份证号, 税务登记号)
-pub type SubjectRow = (
-    i64,
-    &'static str,
-    Option<&'static str>,
-    Option<&'static str>,
-    Option<&'static str>,
-);
 
 pub const DEMO_SUBJECTS: &[SubjectRow] = &[
     (
@@ -44,37 +36,13 @@ pub const DEMO_SUBJECTS: &[SubjectRow] = &[
     ),
 ];
 
-/// The subjects table a department would expose as a view over its registry.
-pub fn subjects_ddl(backend: Backend) -> String {
-    let tail = if backend == Backend::Mysql {
-        " DEFAULT CHARSET=utf8mb4"
-    } else {
-        ""
-    };
-    format!(
-        "CREATE TABLE {SUBJECTS_TABLE} (id BIGINT PRIMARY KEY, name VARCHAR(200) NOT NULL, uscc VARCHAR(18), legal_id_card VARCHAR(18), tax_no VARCHAR(30)){tail}"
-    )
-}
-
-pub fn subject_insert(r: &SubjectRow) -> String {
-    let lit = |v: Option<&str>| v.map(|s| format!("'{s}'")).unwrap_or("NULL".into());
-    format!(
-        "INSERT INTO {SUBJECTS_TABLE} (id, name, uscc, legal_id_card, tax_no) VALUES ({}, '{}', {}, {}, {})",
-        r.0,
-        r.1,
-        lit(r.2),
-        lit(r.3),
-        lit(r.4)
-    )
-}
-
 /// Writes the simulator's credentials into `dir` and returns the provider sections and one
 /// `[[query]]` per provider (penalties, customs, tax_blacklist) over the subjects table.
 pub fn query_config(sim: &QuerySim, dir: &Path, budget: u32, job_extra: &str) -> Result<String> {
     let c = &sim.cfg;
     let file = |name: &str, v: &str| -> Result<String> {
         let p = dir.join(name);
-        crate::demo::write_secret_file(&p, &format!("{v}\n"))?;
+        super::write_secret_file(&p, &format!("{v}\n"))?;
         Ok(p.display().to_string())
     };
     let mut s = format!(

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use super::{Provider, md5_hex};
+use crate::query::{Provider, md5_hex};
 
 pub const SHUIDI_PATH: &str = "/utn/ic/Punish";
 pub const QCC_PATH: &str = "/api/yj/OperationCheck/GetList";
@@ -226,7 +226,7 @@ impl Ctx {
         params: BTreeMap<String, String>,
         code: &str,
     ) -> Option<String> {
-        let billed = super::lookup(p.codes(), code).0.billed();
+        let billed = crate::query::lookup(p.codes(), code).0.billed();
         let mut st = self.state.lock().expect("sim state");
         let order_no = billed.then(|| {
             st.order_seq += 1;
@@ -264,7 +264,7 @@ fn json_response(v: Json) -> Response {
 }
 
 fn message(p: Provider, code: &str) -> &'static str {
-    super::lookup(p.codes(), code).1
+    crate::query::lookup(p.codes(), code).1
 }
 
 fn within(now: i64, t: i64, skew: i64) -> bool {
@@ -540,7 +540,7 @@ pub fn qcc_records(n: usize, punish: usize) -> Vec<Json> {
 /// One tax-blacklist record with every field of the spec.
 pub fn xinshu_record(name: &str, tax_no: &str) -> Json {
     let mut m = serde_json::Map::new();
-    for f in super::xinshu::FIELDS {
+    for f in crate::query::xinshu::FIELDS {
         m.insert((*f).to_string(), json!(format!("{f}-值")));
     }
     m.insert("blackType".into(), json!("非正常户"));

@@ -7,9 +7,12 @@ use std::fmt::Write as _;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::config_from_str;
+use super::demo::{GANSU_DEMO_TYPE, gansu_job, gansu_section, gdzw_config};
+use crate::db::tools::ChangeRow;
 use crate::db::{Backend, Db};
-use crate::demo::{change_table_ddl, gdzw_config, insert_sql, sample_fields};
 use crate::pipeline::{App, RunOptions, run_once};
+use crate::schema::sample::sample_fields;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -34,22 +37,9 @@ pub struct BenchArgs {
     pub per_call: usize,
 }
 
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.find('?') {
-        Some(q) => (&url[..q], &url[q..]),
-        None => (url, ""),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let slash = base[scheme_end..].find('/').map(|i| i + scheme_end);
-    let host = match slash {
-        Some(s) => &base[..s],
-        None => base,
-    };
-    format!("{host}/{name}{query}")
-}
-
+/// A fresh database for the run: `qianzhi_bench` dropped and created on a server, or a file
+/// in a temporary directory for SQLite.
 async fn fresh_database(url: &str) -> Result<(String, Option<tempfile::TempDir>)> {
-    sqlx::any::install_default_drivers();
     match Backend::from_url(url)? {
         Backend::Sqlite => {
             let dir = tempfile::tempdir()?;
@@ -58,19 +48,10 @@ async fn fresh_database(url: &str) -> Result<(String, Option<tempfile::TempDir>)
                 Some(dir),
             ))
         }
-        _ => {
-            let admin = sqlx::AnyPool::connect(url)
-                .await
-                .with_context(|| format!("cannot connect to {}", crate::db::redact_url(url)))?;
-            sqlx::query("DROP DATABASE IF EXISTS qianzhi_bench")
-                .execute(&admin)
-                .await?;
-            sqlx::query("CREATE DATABASE qianzhi_bench")
-                .execute(&admin)
-                .await?;
-            admin.close().await;
-            Ok((with_database(url, "qianzhi_bench"), None))
-        }
+        Backend::Postgres | Backend::Mysql => Ok((
+            crate::db::tools::create_database(url, "qianzhi_bench", true).await?,
+            None,
+        )),
     }
 }
 
@@ -132,44 +113,33 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     let catalog = crate::schema::Catalog::load(None)?;
     let gansu = args.upstream == "gansu";
     let (platform, job) = if gansu {
-        ("gansu", crate::demo::GANSU_DEMO_TYPE)
+        ("gansu", GANSU_DEMO_TYPE)
     } else {
         ("gdzw", "accept")
     };
     let p = catalog.platform(platform).expect("catalog");
     let dt = &p.data_types[job];
     let table = format!("bench_{job}_changes");
-    db.execute_script(&change_table_ddl(backend, dt, &table))
-        .await?;
+    db.create_change_table(dt, &table).await?;
 
     let t0 = Instant::now();
     let per_stmt = 500;
     let mut i = 0;
     while i < args.rows {
         let n = per_stmt.min(args.rows - i);
-        let mut values = Vec::with_capacity(n as usize);
-        let mut head = String::new();
-        for k in 0..n {
-            let id = i + k + 1;
-            let stmt = insert_sql(
-                &table,
-                id,
-                "I",
-                "2026-11-20 10:00:00",
-                &sample_fields(p, dt, id),
-            );
-            let (h, v) = stmt.split_once(" VALUES ").expect("insert");
-            head = h.to_string();
-            values.push(v.to_string());
-        }
-        // Not kept as a prepared statement: each of these texts is used once.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{head} VALUES {}",
-            values.join(", ")
-        )))
-        .persistent(false)
-        .execute(&db.any)
-        .await?;
+        let samples: Vec<_> = (i + 1..=i + n)
+            .map(|id| (id, sample_fields(p, dt, id)))
+            .collect();
+        let rows: Vec<ChangeRow> = samples
+            .iter()
+            .map(|(id, fields)| ChangeRow {
+                id: *id,
+                op: "I",
+                cd_time: "2026-11-20 10:00:00",
+                fields,
+            })
+            .collect();
+        db.insert_change_rows(&table, &rows).await?;
         i += n;
     }
     let load = t0.elapsed();
@@ -188,23 +158,23 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         .to_string();
     let text = if gansu {
         // The simulator process's default Gansu credentials (see `qianzhi simulate --help`).
-        let defaults = crate::simulate::gansu::GansuSim::default();
+        let defaults = super::simulate::gansu::GansuSim::default();
         let (auth, key) = (tmp.path().join("auth"), tmp.path().join("key"));
         std::fs::write(&auth, &defaults.authorization)?;
         std::fs::write(&key, &defaults.key)?;
         let mut t = gdzw_config(&url, &api_root, &token, "bench_", &[], "");
-        t.push_str(&crate::demo::gansu_section(
+        t.push_str(&gansu_section(
             &format!("{host}{}", defaults.base_path),
             &auth,
             &key,
             &format!("max_records_per_call = {}", args.per_call),
         ));
-        t.push_str(&crate::demo::gansu_job(job, job, &table, &extra));
+        t.push_str(&gansu_job(job, job, &table, &extra));
         t
     } else {
         gdzw_config(&url, &api_root, &token, "bench_", &["accept"], &extra)
     };
-    let app = App::new(crate::cli::config_from_str(&text)?).await?;
+    let app = App::new(config_from_str(&text)?).await?;
     let cancel = CancellationToken::new();
 
     // Peak memory is measured from here: loading the table above is not qianzhi's work.
@@ -216,7 +186,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     let t2 = Instant::now();
     let idle = run_once(&app, job, &cancel, &RunOptions::default()).await?;
     let idle_took = t2.elapsed();
-    let stats: serde_json::Value = reqwest::get(format!("{host}{}", crate::simulate::STATS_PATH))
+    let stats: serde_json::Value = reqwest::get(format!("{host}{}", super::simulate::STATS_PATH))
         .await?
         .json()
         .await?;
@@ -280,24 +250,4 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     print!("{out}");
     app.db.close().await;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn database_name_is_replaced() {
-        for (u, want) in [
-            (
-                "postgres://postgres@127.0.0.1:5432/test",
-                "postgres://postgres@127.0.0.1:5432/qianzhi_bench",
-            ),
-            (
-                "mysql://root@127.0.0.1:3306/test?ssl-mode=disabled",
-                "mysql://root@127.0.0.1:3306/qianzhi_bench?ssl-mode=disabled",
-            ),
-            ("postgres://h", "postgres://h/qianzhi_bench"),
-        ] {
-            assert_eq!(super::with_database(u, "qianzhi_bench"), want);
-        }
-    }
 }
