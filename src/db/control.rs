@@ -2,9 +2,13 @@
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, FixedOffset};
+use sea_query::{
+    Asterisk, Expr, ExprTrait, InsertStatement, JoinType, OnConflict, Order, Query,
+    SelectStatement, UpdateStatement, Value,
+};
 use sqlx::{Any, Row, Transaction};
 
-use super::{Backend, Db};
+use super::{Db, Sql, lit, slots};
 use crate::batch::{batch_day, format_cd_batch};
 use crate::timefmt::{fmt_spec, now_text};
 
@@ -82,28 +86,333 @@ pub struct Committed {
 
 const CHUNK_ROWS: usize = 200;
 
-fn placeholders(cols: usize, rows: usize) -> String {
-    let one = format!("({})", vec!["?"; cols].join(", "));
-    vec![one; rows].join(", ")
+/// The columns of a qz_error row, in the order `error_values` gives them.
+const ERROR_COLS: [&str; 12] = [
+    "job",
+    "source_key",
+    "row_guid",
+    "operation",
+    "field",
+    "rule",
+    "message",
+    "cd_batch",
+    "created_at",
+    "resolved_at",
+    "resolved_by",
+    "exchange_no",
+];
+
+/// One column of the job's qz_cursor row.
+fn cursor_column(column: &'static str, job: &str) -> SelectStatement {
+    Query::select()
+        .column(column)
+        .from("qz_cursor")
+        .and_where(Expr::col("job").eq(job))
+        .to_owned()
+}
+
+fn cursor_upsert(job: &str, position: &str, now: &str, exchange_no: i64) -> InsertStatement {
+    Query::insert()
+        .into_table("qz_cursor")
+        .columns(["job", "position", "updated_at", "exchange_no"])
+        .values_panic([
+            Expr::val(job),
+            Expr::val(position),
+            Expr::val(now),
+            Expr::val(exchange_no),
+        ])
+        .on_conflict(
+            OnConflict::column("job")
+                .update_columns(["position", "updated_at", "exchange_no"])
+                .to_owned(),
+        )
+        .to_owned()
+}
+
+/// The day's sequence row, created at 0 unless it exists. MySQL has no ON CONFLICT DO
+/// NOTHING: sea-query writes `ON DUPLICATE KEY UPDATE unit_code = unit_code` there, which
+/// also takes the row's exclusive lock at once (the UPDATE that follows needs it anyway).
+fn seq_insert(unit: &str, day: &str) -> InsertStatement {
+    Query::insert()
+        .into_table("qz_batch_seq")
+        .columns(["unit_code", "batch_date", "last_seq"])
+        .values_panic([Expr::val(unit), Expr::val(day), lit(0i64)])
+        .on_conflict(OnConflict::new().do_nothing_on(["unit_code"]).to_owned())
+        .to_owned()
+}
+
+fn seq_increment(unit: &str, day: &str) -> UpdateStatement {
+    Query::update()
+        .table("qz_batch_seq")
+        .value("last_seq", Expr::col("last_seq").add(lit(1i64)))
+        .and_where(Expr::col("unit_code").eq(unit))
+        .and_where(Expr::col("batch_date").eq(day))
+        .to_owned()
+}
+
+fn seq_last(unit: &str, day: &str) -> SelectStatement {
+    Query::select()
+        .column("last_seq")
+        .from("qz_batch_seq")
+        .and_where(Expr::col("unit_code").eq(unit))
+        .and_where(Expr::col("batch_date").eq(day))
+        .to_owned()
+}
+
+fn batch_insert(
+    cd_batch: &str,
+    job: &str,
+    b: &NewBatch<'_>,
+    record_count: i64,
+    cd_time: &str,
+    now: &str,
+    exchange_no: i64,
+) -> InsertStatement {
+    Query::insert()
+        .into_table("qz_batch")
+        .columns([
+            "cd_batch",
+            "job",
+            "upstream",
+            "data_type",
+            "table_name",
+            "state",
+            "record_count",
+            "cd_time",
+            "created_at",
+            "exchange_no",
+        ])
+        .values_panic([
+            Expr::val(cd_batch),
+            Expr::val(job),
+            Expr::val(b.upstream),
+            Expr::val(b.data_type),
+            Expr::val(b.table_name),
+            lit("pending"),
+            Expr::val(record_count),
+            Expr::val(cd_time),
+            Expr::val(now),
+            Expr::val(exchange_no),
+        ])
+        .to_owned()
+}
+
+/// One outbox call; rendered once per commit, run per call with `outbox_values`.
+fn outbox_insert() -> InsertStatement {
+    Query::insert()
+        .into_table("qz_outbox")
+        .columns([
+            "cd_batch",
+            "call_no",
+            "record_count",
+            "body",
+            "records",
+            "state",
+        ])
+        .values_panic(slots(5).chain([lit("pending")]))
+        .to_owned()
+}
+
+fn outbox_values(cd_batch: &str, call: &OutboxCall) -> Result<Vec<Value>> {
+    Ok(vec![
+        cd_batch.into(),
+        call.call_no.into(),
+        (call.records.len() as i64).into(),
+        call.body.clone().into(),
+        serde_json::to_string(&call.records)?.into(),
+    ])
+}
+
+/// `rows` error rows in one statement; rendered once per chunk size, run with `error_values`.
+fn error_insert(rows: usize) -> InsertStatement {
+    let mut q = Query::insert();
+    q.into_table("qz_error").columns(ERROR_COLS);
+    for _ in 0..rows {
+        q.values_panic(slots(ERROR_COLS.len()));
+    }
+    q
+}
+
+/// The values of one error row, in `ERROR_COLS` order.
+fn error_values(
+    out: &mut Vec<Value>,
+    job: &str,
+    e: &ErrorRow,
+    (cd_batch, exchange_no): (Option<&str>, Option<i64>),
+    now: &str,
+) {
+    out.extend([
+        job.into(),
+        e.source_key.as_str().into(),
+        e.row_guid.clone().into(),
+        e.operation.clone().into(),
+        e.field.as_str().into(),
+        e.rule.as_str().into(),
+        crate::mask::mask_pii(&e.message).into(),
+        cd_batch.map(str::to_string).into(),
+        now.into(),
+        e.superseded.then(|| now.to_string()).into(),
+        if e.superseded {
+            cd_batch.map(str::to_string)
+        } else {
+            None
+        }
+        .into(),
+        exchange_no.into(),
+    ]);
+}
+
+/// Resolves open error rows of `keys` from exchanges before `before` and batches other than
+/// `cd_batch`.
+fn resolve_errors_update(
+    now: &str,
+    cd_batch: &str,
+    job: &str,
+    before: i64,
+    keys: &[&str],
+) -> UpdateStatement {
+    Query::update()
+        .table("qz_error")
+        .value("resolved_at", now)
+        .value("resolved_by", cd_batch)
+        .and_where(Expr::col("job").eq(job))
+        .and_where(Expr::col("resolved_at").is_null())
+        .and_where(
+            Expr::col("cd_batch")
+                .is_null()
+                .or(Expr::col("cd_batch").ne(cd_batch)),
+        )
+        .and_where(
+            Expr::col("exchange_no")
+                .is_null()
+                .or(Expr::col("exchange_no").lt(before)),
+        )
+        .and_where(Expr::col("source_key").is_in(keys.iter().copied()))
+        .to_owned()
+}
+
+fn ack_update(cd_batch: &str, call_nos: impl IntoIterator<Item = i64>) -> UpdateStatement {
+    Query::update()
+        .table("qz_outbox")
+        .value("state", lit("acked"))
+        .and_where(Expr::col("cd_batch").eq(cd_batch))
+        .and_where(Expr::col("call_no").is_in(call_nos))
+        .to_owned()
+}
+
+fn batch_done_update(
+    cd_batch: &str,
+    acked: i64,
+    rejected: i64,
+    now: &str,
+    platform_batch_num: Option<String>,
+    platform_id: Option<String>,
+) -> UpdateStatement {
+    Query::update()
+        .table("qz_batch")
+        .value("state", lit("done"))
+        .value("delivered_count", acked)
+        .value("rejected_count", rejected)
+        .value("done_at", now)
+        .value("platform_batch_num", platform_batch_num)
+        .value("platform_id", platform_id)
+        .and_where(Expr::col("cd_batch").eq(cd_batch))
+        .to_owned()
+}
+
+fn recon_insert(
+    recon: &ReconRow,
+    job: &str,
+    now: &str,
+    upload_state: &str,
+    platform_batch_num: Option<String>,
+) -> InsertStatement {
+    Query::insert()
+        .into_table("qz_reconciliation")
+        .columns([
+            "cd_batch",
+            "job",
+            "table_name",
+            "cd_count",
+            "cd_time",
+            "created_at",
+            "upload_state",
+            "platform_batch_num",
+        ])
+        .values_panic([
+            Expr::val(recon.cd_batch.as_str()),
+            Expr::val(job),
+            Expr::val(recon.table_name.as_str()),
+            Expr::val(recon.cd_count),
+            Expr::val(recon.cd_time.as_str()),
+            Expr::val(now),
+            Expr::val(upload_state),
+            Expr::val(platform_batch_num),
+        ])
+        .to_owned()
+}
+
+/// How a run ended on the job's cursor row: success clears the last error, a failure keeps
+/// the last success.
+fn run_upsert(job: &str, now: &str, error: Option<&str>) -> InsertStatement {
+    let mut q = Query::insert();
+    q.into_table("qz_cursor");
+    match error {
+        None => q
+            .columns(["job", "last_run_at", "last_success_at", "last_error"])
+            .values_panic([Expr::val(job), Expr::val(now), Expr::val(now), Expr::null()])
+            .on_conflict(
+                OnConflict::column("job")
+                    .update_columns(["last_run_at", "last_success_at"])
+                    .value("last_error", Expr::null())
+                    .to_owned(),
+            ),
+        Some(e) => q
+            .columns(["job", "last_run_at", "last_error"])
+            .values_panic([Expr::val(job), Expr::val(now), Expr::val(e)])
+            .on_conflict(
+                OnConflict::column("job")
+                    .update_columns(["last_run_at", "last_error"])
+                    .to_owned(),
+            ),
+    };
+    q
+}
+
+fn pending_batches_select(job: &str) -> SelectStatement {
+    Query::select()
+        .columns([
+            "cd_batch",
+            "data_type",
+            "table_name",
+            "record_count",
+            "cd_time",
+            "created_at",
+            "exchange_no",
+        ])
+        .from("qz_batch")
+        .and_where(Expr::col("job").eq(job))
+        .and_where(Expr::col("state").eq(lit("pending")))
+        .order_by("created_at", Order::Asc)
+        .order_by("cd_batch", Order::Asc)
+        .to_owned()
 }
 
 impl Db {
     pub async fn load_position(&self, job: &str) -> Result<Option<String>> {
-        let pos: Option<Option<String>> =
-            sqlx::query_scalar(self.sql("SELECT position FROM qz_cursor WHERE job = ?"))
-                .bind(job)
-                .fetch_optional(&self.any)
-                .await?;
+        let pos: Option<Option<String>> = self
+            .stmt_scalar(&cursor_column("position", job))
+            .fetch_optional(&self.any)
+            .await?;
         Ok(pos.flatten())
     }
 
     /// The number of the exchange being committed: one more than the job's last.
     async fn next_exchange_no(&self, tx: &mut Transaction<'_, Any>, job: &str) -> Result<i64> {
-        let last: Option<i64> =
-            sqlx::query_scalar(self.sql("SELECT exchange_no FROM qz_cursor WHERE job = ?"))
-                .bind(job)
-                .fetch_optional(&mut **tx)
-                .await?;
+        let last: Option<i64> = self
+            .stmt_scalar(&cursor_column("exchange_no", job))
+            .fetch_optional(&mut **tx)
+            .await?;
         Ok(last.unwrap_or(0) + 1)
     }
 
@@ -114,24 +423,7 @@ impl Db {
         position: &str,
         exchange_no: i64,
     ) -> Result<()> {
-        let now = now_text();
-        let q = match self.backend {
-            Backend::Mysql => {
-                "INSERT INTO qz_cursor (job, position, updated_at, exchange_no) VALUES (?, ?, ?, ?) \
-                 ON DUPLICATE KEY UPDATE position = VALUES(position), updated_at = VALUES(updated_at), \
-                 exchange_no = VALUES(exchange_no)"
-            }
-            _ => {
-                "INSERT INTO qz_cursor (job, position, updated_at, exchange_no) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT (job) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at, \
-                 exchange_no = excluded.exchange_no"
-            }
-        };
-        sqlx::query(self.sql(q))
-            .bind(job)
-            .bind(position)
-            .bind(now)
-            .bind(exchange_no)
+        self.stmt(&cursor_upsert(job, position, &now_text(), exchange_no))
             .execute(&mut **tx)
             .await?;
         Ok(())
@@ -148,31 +440,16 @@ impl Db {
     ) -> Result<String> {
         let day = batch_day(at);
         let day_text = day.format("%Y%m%d").to_string();
-        let ins = match self.backend {
-            Backend::Mysql => {
-                "INSERT IGNORE INTO qz_batch_seq (unit_code, batch_date, last_seq) VALUES (?, ?, 0)"
-            }
-            _ => {
-                "INSERT INTO qz_batch_seq (unit_code, batch_date, last_seq) VALUES (?, ?, 0) ON CONFLICT DO NOTHING"
-            }
-        };
-        sqlx::query(self.sql(ins))
-            .bind(unit)
-            .bind(&day_text)
+        self.stmt(&seq_insert(unit, &day_text))
             .execute(&mut **tx)
             .await?;
-        sqlx::query(self.sql("UPDATE qz_batch_seq SET last_seq = last_seq + 1 WHERE unit_code = ? AND batch_date = ?"))
-            .bind(unit)
-            .bind(&day_text)
+        self.stmt(&seq_increment(unit, &day_text))
             .execute(&mut **tx)
             .await?;
-        let seq: i64 = sqlx::query_scalar(
-            self.sql("SELECT last_seq FROM qz_batch_seq WHERE unit_code = ? AND batch_date = ?"),
-        )
-        .bind(unit)
-        .bind(&day_text)
-        .fetch_one(&mut **tx)
-        .await?;
+        let seq: i64 = self
+            .stmt_scalar(&seq_last(unit, &day_text))
+            .fetch_one(&mut **tx)
+            .await?;
         match format_cd_batch(unit, day, seq) {
             Some(b) => Ok(b),
             None => bail!(
@@ -204,32 +481,17 @@ impl Db {
         let rows = build(cd_batch.as_deref())?;
         let t_insert = std::time::Instant::now();
         if let (Some(id), Some(b)) = (&cd_batch, &batch) {
-            sqlx::query(self.sql(
-                "INSERT INTO qz_batch (cd_batch, job, upstream, data_type, table_name, state, record_count, cd_time, created_at, exchange_no) \
-                 VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
-            ))
-            .bind(id)
-            .bind(job)
-            .bind(b.upstream)
-            .bind(b.data_type)
-            .bind(b.table_name)
-            .bind(rows.iter().map(|c| c.records.len() as i64).sum::<i64>())
-            .bind(fmt_spec(&b.at))
-            .bind(&now)
-            .bind(exchange_no)
-            .execute(&mut *tx)
-            .await?;
-            for call in &rows {
-                sqlx::query(self.sql(
-                    "INSERT INTO qz_outbox (cd_batch, call_no, record_count, body, records, state) VALUES (?, ?, ?, ?, ?, 'pending')",
-                ))
-                .bind(id)
-                .bind(call.call_no)
-                .bind(call.records.len() as i64)
-                .bind(&call.body)
-                .bind(serde_json::to_string(&call.records)?)
+            let count = rows.iter().map(|c| c.records.len() as i64).sum::<i64>();
+            let at = fmt_spec(&b.at);
+            self.stmt(&batch_insert(id, job, b, count, &at, &now, exchange_no))
                 .execute(&mut *tx)
                 .await?;
+            let insert = Sql::new(self.backend, &outbox_insert());
+            for call in &rows {
+                insert
+                    .with(outbox_values(id, call)?)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         let at = (cd_batch.as_deref(), Some(exchange_no));
@@ -263,48 +525,32 @@ impl Db {
         tx: &mut Transaction<'_, Any>,
         job: &str,
         errors: &[ErrorRow],
-        (cd_batch, exchange_no): (Option<&str>, Option<i64>),
+        at: (Option<&str>, Option<i64>),
         now: &str,
     ) -> Result<()> {
+        // Every chunk but the last has CHUNK_ROWS rows: at most two texts are rendered.
+        let mut insert: Option<(usize, Sql)> = None;
         for chunk in errors.chunks(CHUNK_ROWS) {
-            let q = format!(
-                "INSERT INTO qz_error (job, source_key, row_guid, operation, field, rule, message, cd_batch, created_at, resolved_at, resolved_by, exchange_no) VALUES {}",
-                placeholders(12, chunk.len())
-            );
-            let q = self.sql(&q);
-            let mut query = sqlx::query(q);
-            for e in chunk {
-                query = query
-                    .bind(job)
-                    .bind(&e.source_key)
-                    .bind(e.row_guid.clone())
-                    .bind(e.operation.clone())
-                    .bind(&e.field)
-                    .bind(&e.rule)
-                    .bind(crate::mask::mask_pii(&e.message))
-                    .bind(cd_batch.map(str::to_string))
-                    .bind(now)
-                    .bind(e.superseded.then(|| now.to_string()))
-                    .bind(if e.superseded {
-                        cd_batch.map(str::to_string)
-                    } else {
-                        None
-                    })
-                    .bind(exchange_no);
+            if insert.as_ref().map(|(n, _)| *n) != Some(chunk.len()) {
+                let sql = Sql::new(self.backend, &error_insert(chunk.len()));
+                insert = Some((chunk.len(), sql));
             }
-            query.execute(&mut **tx).await?;
+            let mut values = Vec::with_capacity(chunk.len() * ERROR_COLS.len());
+            for e in chunk {
+                error_values(&mut values, job, e, at, now);
+            }
+            if let Some((_, sql)) = &insert {
+                sql.with(values).execute(&mut **tx).await?;
+            }
         }
         Ok(())
     }
 
     pub async fn pending_batches(&self, job: &str) -> Result<Vec<BatchRow>> {
-        let rows = sqlx::query(self.sql(
-            "SELECT cd_batch, data_type, table_name, record_count, cd_time, created_at, exchange_no FROM qz_batch \
-             WHERE job = ? AND state = 'pending' ORDER BY created_at, cd_batch",
-        ))
-        .bind(job)
-        .fetch_all(&self.any)
-        .await?;
+        let rows = self
+            .stmt(&pending_batches_select(job))
+            .fetch_all(&self.any)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(BatchRow {
@@ -321,12 +567,14 @@ impl Db {
     }
 
     pub async fn outbox_pending(&self, cd_batch: &str) -> Result<Vec<OutboxCall>> {
-        let rows = sqlx::query(self.sql(
-            "SELECT call_no, body, records, done FROM qz_outbox WHERE cd_batch = ? AND state = 'pending' ORDER BY call_no",
-        ))
-        .bind(cd_batch)
-        .fetch_all(&self.any)
-        .await?;
+        let q = Query::select()
+            .columns(["call_no", "body", "records", "done"])
+            .from("qz_outbox")
+            .and_where(Expr::col("cd_batch").eq(cd_batch))
+            .and_where(Expr::col("state").eq(lit("pending")))
+            .order_by("call_no", Order::Asc)
+            .to_owned();
+        let rows = self.stmt(&q).fetch_all(&self.any).await?;
         rows.iter()
             .map(|r| {
                 let records: String = r.try_get(2)?;
@@ -359,22 +607,8 @@ impl Db {
         let before = b.exchange_no.unwrap_or(0);
         // Bounded IN lists keep every backend under its bind-parameter limit.
         for chunk in keys.chunks(CHUNK_ROWS) {
-            let q = format!(
-                "UPDATE qz_error SET resolved_at = ?, resolved_by = ? WHERE job = ? AND resolved_at IS NULL \
-                 AND (cd_batch IS NULL OR cd_batch <> ?) AND (exchange_no IS NULL OR exchange_no < ?) \
-                 AND source_key IN ({})",
-                vec!["?"; chunk.len()].join(", ")
-            );
-            let mut query = sqlx::query(self.sql(&q))
-                .bind(now_text())
-                .bind(&b.cd_batch)
-                .bind(job)
-                .bind(&b.cd_batch)
-                .bind(before);
-            for k in chunk {
-                query = query.bind(*k);
-            }
-            query.execute(&mut **tx).await?;
+            let q = resolve_errors_update(&now_text(), &b.cd_batch, job, before, chunk);
+            self.stmt(&q).execute(&mut **tx).await?;
         }
         Ok(())
     }
@@ -408,15 +642,9 @@ impl Db {
         if calls.is_empty() {
             return Ok(());
         }
-        let q = format!(
-            "UPDATE qz_outbox SET state = 'acked' WHERE cd_batch = ? AND call_no IN ({})",
-            vec!["?"; calls.len()].join(", ")
-        );
-        let mut query = sqlx::query(self.sql(&q)).bind(&b.cd_batch);
-        for c in calls {
-            query = query.bind(c.call_no);
-        }
-        query.execute(&mut **tx).await?;
+        self.stmt(&ack_update(&b.cd_batch, calls.iter().map(|c| c.call_no)))
+            .execute(&mut **tx)
+            .await?;
         if resolve_errors {
             let keys: Vec<&str> = calls
                 .iter()
@@ -445,12 +673,13 @@ impl Db {
         resolve_errors: bool,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(self.sql("UPDATE qz_outbox SET done = ? WHERE cd_batch = ? AND call_no = ?"))
-            .bind(serde_json::to_string(&call.done)?)
-            .bind(&b.cd_batch)
-            .bind(call.call_no)
-            .execute(&mut *tx)
-            .await?;
+        let q = Query::update()
+            .table("qz_outbox")
+            .value("done", serde_json::to_string(&call.done)?)
+            .and_where(Expr::col("cd_batch").eq(b.cd_batch.as_str()))
+            .and_where(Expr::col("call_no").eq(call.call_no))
+            .to_owned();
+        self.stmt(&q).execute(&mut *tx).await?;
         match refused_message {
             Some(msg) => {
                 let errors: Vec<ErrorRow> = newly
@@ -495,17 +724,26 @@ impl Db {
         platform_batch_num: &str,
         platform_id: &str,
     ) -> Result<()> {
-        sqlx::query(self.sql(
-            "INSERT INTO qz_platform_receipt (cd_batch, call_no, record_count, platform_batch_num, platform_id, received_at) VALUES (?, ?, ?, ?, ?, ?)",
-        ))
-        .bind(cd_batch)
-        .bind(call_no)
-        .bind(records as i64)
-        .bind(platform_batch_num)
-        .bind(platform_id)
-        .bind(now_text())
-        .execute(&self.any)
-        .await?;
+        let q = Query::insert()
+            .into_table("qz_platform_receipt")
+            .columns([
+                "cd_batch",
+                "call_no",
+                "record_count",
+                "platform_batch_num",
+                "platform_id",
+                "received_at",
+            ])
+            .values_panic([
+                Expr::val(cd_batch),
+                Expr::val(call_no),
+                Expr::val(records as i64),
+                Expr::val(platform_batch_num),
+                Expr::val(platform_id),
+                Expr::val(now_text()),
+            ])
+            .to_owned();
+        self.stmt(&q).execute(&self.any).await?;
         Ok(())
     }
 
@@ -524,12 +762,13 @@ impl Db {
         let mut tx = self.begin_write().await?;
         self.ack_in(&mut tx, job, b, last_acks, resolve_errors)
             .await?;
-        let calls = sqlx::query(
-            self.sql("SELECT record_count, done, state FROM qz_outbox WHERE cd_batch = ?"),
-        )
-        .bind(&b.cd_batch)
-        .fetch_all(&mut *tx)
-        .await?;
+        let of_batch = || Expr::col("cd_batch").eq(b.cd_batch.as_str());
+        let q = Query::select()
+            .columns(["record_count", "done", "state"])
+            .from("qz_outbox")
+            .and_where(of_batch())
+            .to_owned();
+        let calls = self.stmt(&q).fetch_all(&mut *tx).await?;
         let (mut total, mut rejected, mut pending) = (0i64, 0i64, 0i64);
         for r in &calls {
             let n: i64 = r.try_get(0)?;
@@ -548,12 +787,13 @@ impl Db {
         let acked = total - rejected;
         let now = now_text();
         // The platform's batch numbers (Gansu), in call order; none for Guangdong.
-        let receipts = sqlx::query(self.sql(
-            "SELECT platform_batch_num, platform_id FROM qz_platform_receipt WHERE cd_batch = ? ORDER BY id",
-        ))
-        .bind(&b.cd_batch)
-        .fetch_all(&mut *tx)
-        .await?;
+        let q = Query::select()
+            .columns(["platform_batch_num", "platform_id"])
+            .from("qz_platform_receipt")
+            .and_where(of_batch())
+            .order_by("id", Order::Asc)
+            .to_owned();
+        let receipts = self.stmt(&q).fetch_all(&mut *tx).await?;
         let mut nums: Vec<String> = Vec::new();
         let mut ids: Vec<String> = Vec::new();
         for r in &receipts {
@@ -562,53 +802,41 @@ impl Db {
         }
         let joined = |v: &[String]| (!v.is_empty()).then(|| v.join(","));
         let (platform_batch_num, platform_id) = (joined(&nums), joined(&ids));
-        sqlx::query(self.sql(
-            "UPDATE qz_batch SET state = 'done', delivered_count = ?, rejected_count = ?, done_at = ?, \
-             platform_batch_num = ?, platform_id = ? WHERE cd_batch = ?",
-        ))
-        .bind(acked)
-        .bind(rejected)
-        .bind(&now)
-        .bind(platform_batch_num.clone())
-        .bind(platform_id)
-        .bind(&b.cd_batch)
-        .execute(&mut *tx)
-        .await?;
+        let q = batch_done_update(
+            &b.cd_batch,
+            acked,
+            rejected,
+            &now,
+            platform_batch_num.clone(),
+            platform_id,
+        );
+        self.stmt(&q).execute(&mut *tx).await?;
         let recon = ReconRow {
             cd_batch: b.cd_batch.clone(),
             table_name: b.table_name.clone(),
             cd_count: acked,
             cd_time: b.cd_time.clone(),
         };
-        sqlx::query(self.sql(
-            "INSERT INTO qz_reconciliation (cd_batch, job, table_name, cd_count, cd_time, created_at, upload_state, platform_batch_num) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        ))
-        .bind(&recon.cd_batch)
-        .bind(job)
-        .bind(&recon.table_name)
-        .bind(recon.cd_count)
-        .bind(&recon.cd_time)
-        .bind(&now)
-        .bind(upload_state)
-        .bind(platform_batch_num)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(self.sql("DELETE FROM qz_outbox WHERE cd_batch = ?"))
-            .bind(&b.cd_batch)
-            .execute(&mut *tx)
-            .await?;
+        let q = recon_insert(&recon, job, &now, upload_state, platform_batch_num);
+        self.stmt(&q).execute(&mut *tx).await?;
+        let q = Query::delete()
+            .from_table("qz_outbox")
+            .and_where(of_batch())
+            .to_owned();
+        self.stmt(&q).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(recon)
     }
 
     pub async fn pending_reconciliations(&self, job: &str) -> Result<Vec<ReconRow>> {
-        let rows = sqlx::query(self.sql(
-            "SELECT cd_batch, table_name, cd_count, cd_time FROM qz_reconciliation \
-             WHERE job = ? AND upload_state = 'pending' ORDER BY cd_batch",
-        ))
-        .bind(job)
-        .fetch_all(&self.any)
-        .await?;
+        let q = Query::select()
+            .columns(["cd_batch", "table_name", "cd_count", "cd_time"])
+            .from("qz_reconciliation")
+            .and_where(Expr::col("job").eq(job))
+            .and_where(Expr::col("upload_state").eq(lit("pending")))
+            .order_by("cd_batch", Order::Asc)
+            .to_owned();
+        let rows = self.stmt(&q).fetch_all(&self.any).await?;
         rows.iter()
             .map(|r| {
                 Ok(ReconRow {
@@ -627,61 +855,34 @@ impl Db {
         state: &str,
         message: &str,
     ) -> Result<()> {
-        sqlx::query(self.sql("UPDATE qz_reconciliation SET upload_state = ?, upload_message = ?, uploaded_at = ? WHERE cd_batch = ?"))
-            .bind(state)
-            .bind(message)
-            .bind(now_text())
-            .bind(cd_batch)
-            .execute(&self.any)
-            .await?;
+        let q = Query::update()
+            .table("qz_reconciliation")
+            .value("upload_state", state)
+            .value("upload_message", message)
+            .value("uploaded_at", now_text())
+            .and_where(Expr::col("cd_batch").eq(cd_batch))
+            .to_owned();
+        self.stmt(&q).execute(&self.any).await?;
         Ok(())
     }
 
     pub async fn has_open_errors(&self, job: &str) -> Result<bool> {
-        let n: Option<String> = sqlx::query_scalar(
-            self.sql("SELECT job FROM qz_error WHERE job = ? AND resolved_at IS NULL LIMIT 1"),
-        )
-        .bind(job)
-        .fetch_optional(&self.any)
-        .await?;
+        let q = Query::select()
+            .column("job")
+            .from("qz_error")
+            .and_where(Expr::col("job").eq(job))
+            .and_where(Expr::col("resolved_at").is_null())
+            .limit(1)
+            .to_owned();
+        let n: Option<String> = self.stmt_scalar(&q).fetch_optional(&self.any).await?;
         Ok(n.is_some())
     }
 
     /// Records how a run ended; `error` is already free of secrets.
     pub async fn record_run(&self, job: &str, error: Option<&str>) -> Result<()> {
-        let now = now_text();
-        let (q_ok, q_err) = match self.backend {
-            Backend::Mysql => (
-                "INSERT INTO qz_cursor (job, last_run_at, last_success_at, last_error) VALUES (?, ?, ?, NULL) \
-                 ON DUPLICATE KEY UPDATE last_run_at = VALUES(last_run_at), last_success_at = VALUES(last_success_at), last_error = NULL",
-                "INSERT INTO qz_cursor (job, last_run_at, last_error) VALUES (?, ?, ?) \
-                 ON DUPLICATE KEY UPDATE last_run_at = VALUES(last_run_at), last_error = VALUES(last_error)",
-            ),
-            _ => (
-                "INSERT INTO qz_cursor (job, last_run_at, last_success_at, last_error) VALUES (?, ?, ?, NULL) \
-                 ON CONFLICT (job) DO UPDATE SET last_run_at = excluded.last_run_at, last_success_at = excluded.last_success_at, last_error = NULL",
-                "INSERT INTO qz_cursor (job, last_run_at, last_error) VALUES (?, ?, ?) \
-                 ON CONFLICT (job) DO UPDATE SET last_run_at = excluded.last_run_at, last_error = excluded.last_error",
-            ),
-        };
-        match error {
-            None => {
-                sqlx::query(self.sql(q_ok))
-                    .bind(job)
-                    .bind(&now)
-                    .bind(&now)
-                    .execute(&self.any)
-                    .await?
-            }
-            Some(e) => {
-                sqlx::query(self.sql(q_err))
-                    .bind(job)
-                    .bind(&now)
-                    .bind(e)
-                    .execute(&self.any)
-                    .await?
-            }
-        };
+        self.stmt(&run_upsert(job, &now_text(), error))
+            .execute(&self.any)
+            .await?;
         Ok(())
     }
 }
@@ -702,64 +903,84 @@ pub struct JobStatus {
     pub rows_waiting_capped: bool,
 }
 
+/// The record counts of the job's calls still to send.
+fn pending_calls_select(job: &str) -> SelectStatement {
+    Query::select()
+        .column(("o", "record_count"))
+        .from_as("qz_outbox", "o")
+        .join_as(
+            JoinType::InnerJoin,
+            "qz_batch",
+            "b",
+            Expr::col(("b", "cd_batch")).equals(("o", "cd_batch")),
+        )
+        .and_where(Expr::col(("b", "job")).eq(job))
+        .and_where(Expr::col(("o", "state")).eq(lit("pending")))
+        .to_owned()
+}
+
 impl Db {
     pub async fn job_status(&self, job: &str) -> Result<JobStatus> {
         let mut s = JobStatus {
             job: job.to_string(),
             ..Default::default()
         };
-        if let Some(r) = sqlx::query(self.sql("SELECT position, last_run_at, last_success_at, last_error FROM qz_cursor WHERE job = ?"))
-            .bind(job)
-            .fetch_optional(&self.any)
-            .await?
-        {
-            s.position = r.try_get::<Option<String>, _>(0)?.and_then(|p| serde_json::from_str(&p).ok());
+        let of_job = || Expr::col("job").eq(job);
+        let q = Query::select()
+            .columns(["position", "last_run_at", "last_success_at", "last_error"])
+            .from("qz_cursor")
+            .and_where(of_job())
+            .to_owned();
+        if let Some(r) = self.stmt(&q).fetch_optional(&self.any).await? {
+            s.position = r
+                .try_get::<Option<String>, _>(0)?
+                .and_then(|p| serde_json::from_str(&p).ok());
             s.last_run_at = r.try_get(1)?;
             s.last_success_at = r.try_get(2)?;
             s.last_error = r.try_get(3)?;
         }
-        s.pending_batches = sqlx::query_scalar(
-            self.sql("SELECT COUNT(*) FROM qz_batch WHERE job = ? AND state = 'pending'"),
-        )
-        .bind(job)
-        .fetch_one(&self.any)
-        .await?;
+        let q = Query::select()
+            .expr(Expr::col(Asterisk).count())
+            .from("qz_batch")
+            .and_where(of_job())
+            .and_where(Expr::col("state").eq(lit("pending")))
+            .to_owned();
+        s.pending_batches = self.stmt_scalar(&q).fetch_one(&self.any).await?;
         // record_count is read per call and added here: SUM() is DECIMAL on MySQL.
-        let counts: Vec<i64> = sqlx::query_scalar(self.sql(
-            "SELECT o.record_count FROM qz_outbox o JOIN qz_batch b ON b.cd_batch = o.cd_batch WHERE b.job = ? AND o.state = 'pending'",
-        ))
-        .bind(job)
-        .fetch_all(&self.any)
-        .await?;
+        let counts: Vec<i64> = self
+            .stmt_scalar(&pending_calls_select(job))
+            .fetch_all(&self.any)
+            .await?;
         s.pending_records = counts.iter().sum();
-        let rows = sqlx::query(self.sql(
-            "SELECT rule, COUNT(*) FROM qz_error WHERE job = ? AND resolved_at IS NULL GROUP BY rule ORDER BY rule",
-        ))
-        .bind(job)
-        .fetch_all(&self.any)
-        .await?;
-        for r in rows {
+        let q = Query::select()
+            .column("rule")
+            .expr(Expr::col(Asterisk).count())
+            .from("qz_error")
+            .and_where(of_job())
+            .and_where(Expr::col("resolved_at").is_null())
+            .group_by_col("rule")
+            .order_by("rule", Order::Asc)
+            .to_owned();
+        for r in self.stmt(&q).fetch_all(&self.any).await? {
             s.open_errors_by_rule.push((r.try_get(0)?, r.try_get(1)?));
         }
-        s.reconciliation_uploads_pending = sqlx::query_scalar(self.sql(
-            "SELECT COUNT(*) FROM qz_reconciliation WHERE job = ? AND upload_state = 'pending'",
-        ))
-        .bind(job)
-        .fetch_one(&self.any)
-        .await?;
+        let q = Query::select()
+            .expr(Expr::col(Asterisk).count())
+            .from("qz_reconciliation")
+            .and_where(of_job())
+            .and_where(Expr::col("upload_state").eq(lit("pending")))
+            .to_owned();
+        s.reconciliation_uploads_pending = self.stmt_scalar(&q).fetch_one(&self.any).await?;
         Ok(s)
     }
 
     /// Today's (Beijing) last Cd_Batch sequence for the unit, 0 when none was allocated yet.
     pub async fn todays_last_seq(&self, unit: &str) -> Result<i64> {
         let day = crate::timefmt::now_beijing().format("%Y%m%d").to_string();
-        let seq: Option<i64> = sqlx::query_scalar(
-            self.sql("SELECT last_seq FROM qz_batch_seq WHERE unit_code = ? AND batch_date = ?"),
-        )
-        .bind(unit)
-        .bind(day)
-        .fetch_optional(&self.any)
-        .await?;
+        let seq: Option<i64> = self
+            .stmt_scalar(&seq_last(unit, &day))
+            .fetch_optional(&self.any)
+            .await?;
         Ok(seq.unwrap_or(0))
     }
 }
@@ -770,11 +991,14 @@ impl Db {
         &self,
         limit: i64,
     ) -> Result<Vec<(String, String, String, String, String)>> {
-        let rows = sqlx::query(self.sql(&format!(
-            "SELECT job, source_key, field, rule, message FROM qz_error WHERE resolved_at IS NULL ORDER BY id LIMIT {limit}"
-        )))
-        .fetch_all(&self.any)
-        .await?;
+        let q = Query::select()
+            .columns(["job", "source_key", "field", "rule", "message"])
+            .from("qz_error")
+            .and_where(Expr::col("resolved_at").is_null())
+            .order_by("id", Order::Asc)
+            .limit(u64::try_from(limit).unwrap_or(0))
+            .to_owned();
+        let rows = self.stmt(&q).fetch_all(&self.any).await?;
         rows.iter()
             .map(|r| {
                 Ok((
@@ -786,5 +1010,223 @@ impl Db {
                 ))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Backend;
+    use chrono::TimeZone;
+    use sea_query_sqlx::SqlxBinder;
+
+    const BACKENDS: [Backend; 3] = [Backend::Postgres, Backend::Mysql, Backend::Sqlite];
+
+    fn render<S: SqlxBinder>(s: &S) -> [(String, usize); 3] {
+        BACKENDS.map(|b| {
+            let (sql, v) = b.build(s);
+            (sql, v.0.0.len())
+        })
+    }
+
+    /// Golden SQL of the control-table statements: statement × backend (PostgreSQL, MySQL,
+    /// SQLite) → text, and how many values are bound.
+    #[test]
+    fn control_statements_per_backend() {
+        let at = chrono::FixedOffset::east_opt(8 * 3600)
+            .unwrap()
+            .with_ymd_and_hms(2025, 1, 2, 3, 4, 5)
+            .unwrap();
+        let batch = NewBatch {
+            upstream: "gdzw",
+            data_type: "accept",
+            table_name: "t",
+            unit_code: "u",
+            at,
+        };
+        let cases = [
+            (
+                "cursor upsert",
+                render(&cursor_upsert("j", "p", "n", 3)),
+                [
+                    r#"INSERT INTO "qz_cursor" ("job", "position", "updated_at", "exchange_no") VALUES ($1, $2, $3, $4) ON CONFLICT ("job") DO UPDATE SET "position" = "excluded"."position", "updated_at" = "excluded"."updated_at", "exchange_no" = "excluded"."exchange_no""#,
+                    r#"INSERT INTO `qz_cursor` (`job`, `position`, `updated_at`, `exchange_no`) VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE `position` = VALUES(`position`), `updated_at` = VALUES(`updated_at`), `exchange_no` = VALUES(`exchange_no`)"#,
+                    r#"INSERT INTO "qz_cursor" ("job", "position", "updated_at", "exchange_no") VALUES (?, ?, ?, ?) ON CONFLICT ("job") DO UPDATE SET "position" = "excluded"."position", "updated_at" = "excluded"."updated_at", "exchange_no" = "excluded"."exchange_no""#,
+                ],
+                4,
+            ),
+            (
+                "run succeeded",
+                render(&run_upsert("j", "n", None)),
+                [
+                    r#"INSERT INTO "qz_cursor" ("job", "last_run_at", "last_success_at", "last_error") VALUES ($1, $2, $3, NULL) ON CONFLICT ("job") DO UPDATE SET "last_run_at" = "excluded"."last_run_at", "last_success_at" = "excluded"."last_success_at", "last_error" = NULL"#,
+                    r#"INSERT INTO `qz_cursor` (`job`, `last_run_at`, `last_success_at`, `last_error`) VALUES (?, ?, ?, NULL) ON DUPLICATE KEY UPDATE `last_run_at` = VALUES(`last_run_at`), `last_success_at` = VALUES(`last_success_at`), `last_error` = NULL"#,
+                    r#"INSERT INTO "qz_cursor" ("job", "last_run_at", "last_success_at", "last_error") VALUES (?, ?, ?, NULL) ON CONFLICT ("job") DO UPDATE SET "last_run_at" = "excluded"."last_run_at", "last_success_at" = "excluded"."last_success_at", "last_error" = NULL"#,
+                ],
+                3,
+            ),
+            (
+                "run failed",
+                render(&run_upsert("j", "n", Some("e"))),
+                [
+                    r#"INSERT INTO "qz_cursor" ("job", "last_run_at", "last_error") VALUES ($1, $2, $3) ON CONFLICT ("job") DO UPDATE SET "last_run_at" = "excluded"."last_run_at", "last_error" = "excluded"."last_error""#,
+                    r#"INSERT INTO `qz_cursor` (`job`, `last_run_at`, `last_error`) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE `last_run_at` = VALUES(`last_run_at`), `last_error` = VALUES(`last_error`)"#,
+                    r#"INSERT INTO "qz_cursor" ("job", "last_run_at", "last_error") VALUES (?, ?, ?) ON CONFLICT ("job") DO UPDATE SET "last_run_at" = "excluded"."last_run_at", "last_error" = "excluded"."last_error""#,
+                ],
+                3,
+            ),
+            (
+                "day sequence row",
+                render(&seq_insert("u", "d")),
+                [
+                    r#"INSERT INTO "qz_batch_seq" ("unit_code", "batch_date", "last_seq") VALUES ($1, $2, 0) ON CONFLICT  DO NOTHING"#,
+                    r#"INSERT INTO `qz_batch_seq` (`unit_code`, `batch_date`, `last_seq`) VALUES (?, ?, 0) ON DUPLICATE KEY UPDATE `unit_code` = `unit_code`"#,
+                    r#"INSERT INTO "qz_batch_seq" ("unit_code", "batch_date", "last_seq") VALUES (?, ?, 0) ON CONFLICT  DO NOTHING"#,
+                ],
+                2,
+            ),
+            (
+                "day sequence step",
+                render(&seq_increment("u", "d")),
+                [
+                    r#"UPDATE "qz_batch_seq" SET "last_seq" = "last_seq" + 1 WHERE "unit_code" = $1 AND "batch_date" = $2"#,
+                    r#"UPDATE `qz_batch_seq` SET `last_seq` = `last_seq` + 1 WHERE `unit_code` = ? AND `batch_date` = ?"#,
+                    r#"UPDATE "qz_batch_seq" SET "last_seq" = "last_seq" + 1 WHERE "unit_code" = ? AND "batch_date" = ?"#,
+                ],
+                2,
+            ),
+            (
+                "batch",
+                render(&batch_insert("b", "j", &batch, 3, "t", "n", 4)),
+                [
+                    r#"INSERT INTO "qz_batch" ("cd_batch", "job", "upstream", "data_type", "table_name", "state", "record_count", "cd_time", "created_at", "exchange_no") VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9)"#,
+                    r#"INSERT INTO `qz_batch` (`cd_batch`, `job`, `upstream`, `data_type`, `table_name`, `state`, `record_count`, `cd_time`, `created_at`, `exchange_no`) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)"#,
+                    r#"INSERT INTO "qz_batch" ("cd_batch", "job", "upstream", "data_type", "table_name", "state", "record_count", "cd_time", "created_at", "exchange_no") VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)"#,
+                ],
+                9,
+            ),
+            (
+                "outbox call",
+                render(&outbox_insert()),
+                [
+                    r#"INSERT INTO "qz_outbox" ("cd_batch", "call_no", "record_count", "body", "records", "state") VALUES ($1, $2, $3, $4, $5, 'pending')"#,
+                    r#"INSERT INTO `qz_outbox` (`cd_batch`, `call_no`, `record_count`, `body`, `records`, `state`) VALUES (?, ?, ?, ?, ?, 'pending')"#,
+                    r#"INSERT INTO "qz_outbox" ("cd_batch", "call_no", "record_count", "body", "records", "state") VALUES (?, ?, ?, ?, ?, 'pending')"#,
+                ],
+                5,
+            ),
+            (
+                "two error rows",
+                render(&error_insert(2)),
+                [
+                    r#"INSERT INTO "qz_error" ("job", "source_key", "row_guid", "operation", "field", "rule", "message", "cd_batch", "created_at", "resolved_at", "resolved_by", "exchange_no") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12), ($13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"#,
+                    r#"INSERT INTO `qz_error` (`job`, `source_key`, `row_guid`, `operation`, `field`, `rule`, `message`, `cd_batch`, `created_at`, `resolved_at`, `resolved_by`, `exchange_no`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"#,
+                    r#"INSERT INTO "qz_error" ("job", "source_key", "row_guid", "operation", "field", "rule", "message", "cd_batch", "created_at", "resolved_at", "resolved_by", "exchange_no") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"#,
+                ],
+                24,
+            ),
+            (
+                "resolve errors",
+                render(&resolve_errors_update("n", "b", "j", 4, &["k1", "k2"])),
+                [
+                    r#"UPDATE "qz_error" SET "resolved_at" = $1, "resolved_by" = $2 WHERE "job" = $3 AND "resolved_at" IS NULL AND ("cd_batch" IS NULL OR "cd_batch" <> $4) AND ("exchange_no" IS NULL OR "exchange_no" < $5) AND "source_key" IN ($6, $7)"#,
+                    r#"UPDATE `qz_error` SET `resolved_at` = ?, `resolved_by` = ? WHERE `job` = ? AND `resolved_at` IS NULL AND (`cd_batch` IS NULL OR `cd_batch` <> ?) AND (`exchange_no` IS NULL OR `exchange_no` < ?) AND `source_key` IN (?, ?)"#,
+                    r#"UPDATE "qz_error" SET "resolved_at" = ?, "resolved_by" = ? WHERE "job" = ? AND "resolved_at" IS NULL AND ("cd_batch" IS NULL OR "cd_batch" <> ?) AND ("exchange_no" IS NULL OR "exchange_no" < ?) AND "source_key" IN (?, ?)"#,
+                ],
+                7,
+            ),
+            (
+                "ack calls",
+                render(&ack_update("b", [1, 2])),
+                [
+                    r#"UPDATE "qz_outbox" SET "state" = 'acked' WHERE "cd_batch" = $1 AND "call_no" IN ($2, $3)"#,
+                    r#"UPDATE `qz_outbox` SET `state` = 'acked' WHERE `cd_batch` = ? AND `call_no` IN (?, ?)"#,
+                    r#"UPDATE "qz_outbox" SET "state" = 'acked' WHERE "cd_batch" = ? AND "call_no" IN (?, ?)"#,
+                ],
+                3,
+            ),
+            (
+                "pending batches",
+                render(&pending_batches_select("j")),
+                [
+                    r#"SELECT "cd_batch", "data_type", "table_name", "record_count", "cd_time", "created_at", "exchange_no" FROM "qz_batch" WHERE "job" = $1 AND "state" = 'pending' ORDER BY "created_at" ASC, "cd_batch" ASC"#,
+                    r#"SELECT `cd_batch`, `data_type`, `table_name`, `record_count`, `cd_time`, `created_at`, `exchange_no` FROM `qz_batch` WHERE `job` = ? AND `state` = 'pending' ORDER BY `created_at` ASC, `cd_batch` ASC"#,
+                    r#"SELECT "cd_batch", "data_type", "table_name", "record_count", "cd_time", "created_at", "exchange_no" FROM "qz_batch" WHERE "job" = ? AND "state" = 'pending' ORDER BY "created_at" ASC, "cd_batch" ASC"#,
+                ],
+                1,
+            ),
+            (
+                "batch done",
+                render(&batch_done_update("b", 1, 2, "n", None, None)),
+                [
+                    r#"UPDATE "qz_batch" SET "state" = 'done', "delivered_count" = $1, "rejected_count" = $2, "done_at" = $3, "platform_batch_num" = $4, "platform_id" = $5 WHERE "cd_batch" = $6"#,
+                    r#"UPDATE `qz_batch` SET `state` = 'done', `delivered_count` = ?, `rejected_count` = ?, `done_at` = ?, `platform_batch_num` = ?, `platform_id` = ? WHERE `cd_batch` = ?"#,
+                    r#"UPDATE "qz_batch" SET "state" = 'done', "delivered_count" = ?, "rejected_count" = ?, "done_at" = ?, "platform_batch_num" = ?, "platform_id" = ? WHERE "cd_batch" = ?"#,
+                ],
+                6,
+            ),
+            (
+                "pending calls",
+                render(&pending_calls_select("j")),
+                [
+                    r#"SELECT "o"."record_count" FROM "qz_outbox" AS "o" INNER JOIN "qz_batch" AS "b" ON "b"."cd_batch" = "o"."cd_batch" WHERE "b"."job" = $1 AND "o"."state" = 'pending'"#,
+                    r#"SELECT `o`.`record_count` FROM `qz_outbox` AS `o` INNER JOIN `qz_batch` AS `b` ON `b`.`cd_batch` = `o`.`cd_batch` WHERE `b`.`job` = ? AND `o`.`state` = 'pending'"#,
+                    r#"SELECT "o"."record_count" FROM "qz_outbox" AS "o" INNER JOIN "qz_batch" AS "b" ON "b"."cd_batch" = "o"."cd_batch" WHERE "b"."job" = ? AND "o"."state" = 'pending'"#,
+                ],
+                1,
+            ),
+        ];
+
+        for (name, got, want, binds) in cases {
+            for ((b, got), want) in BACKENDS.iter().zip(got).zip(want) {
+                assert_eq!(got, (want.to_string(), binds), "{name} on {b:?}");
+            }
+        }
+    }
+
+    /// The outbox and error inserts are rendered once and bound per row: the values given
+    /// per row must fill exactly the placeholders, in column order.
+    #[test]
+    fn per_row_values_fill_the_rendered_placeholders() {
+        let call = OutboxCall {
+            call_no: 3,
+            body: "{}".into(),
+            records: vec![RecordMeta {
+                source_key: "k".into(),
+                row_guid: "g".into(),
+                operation: "I".into(),
+            }],
+            done: Default::default(),
+        };
+        let values = outbox_values("B1", &call).unwrap();
+        assert_eq!(values.len(), render(&outbox_insert())[0].1);
+        assert_eq!(values[0], Value::from("B1"));
+        assert_eq!(values[1], Value::from(3i64));
+        assert_eq!(values[2], Value::from(1i64));
+        let e = ErrorRow {
+            source_key: "k".into(),
+            row_guid: None,
+            operation: Some("U".into()),
+            field: "Phone".into(),
+            rule: "format".into(),
+            message: "13800138000 is not valid".into(),
+            superseded: true,
+        };
+        let mut values = Vec::new();
+        error_values(&mut values, "j", &e, (Some("B1"), Some(4)), "now");
+        error_values(&mut values, "j", &e, (None, None), "now");
+        assert_eq!(values.len(), render(&error_insert(2))[0].1);
+        let col = |c: &str| ERROR_COLS.iter().position(|x| *x == c).unwrap();
+        assert_eq!(values[col("exchange_no")], Value::from(4i64));
+        // Superseded: resolved at once by the batch it went out with.
+        assert_eq!(values[col("resolved_by")], Value::from("B1"));
+        assert_eq!(values[col("resolved_at")], Value::from("now"));
+        let second = ERROR_COLS.len();
+        assert_eq!(values[second + col("resolved_by")], Value::String(None));
+        // The mobile number in the message is masked before it is stored.
+        let Value::String(Some(msg)) = &values[col("message")] else {
+            panic!("message is text");
+        };
+        assert!(!msg.contains("13800138000"), "{msg}");
     }
 }

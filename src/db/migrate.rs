@@ -1,6 +1,7 @@
 //! `qianzhi migrate`: applies the readable DDL in `sql/<backend>/` once, in order.
 
 use anyhow::{Context, Result};
+use sea_query::{Expr, ExprTrait, Query};
 
 use super::{Backend, Db};
 
@@ -71,11 +72,12 @@ pub async fn migrate(db: &Db) -> Result<Vec<i64>> {
     .context("cannot create qz_schema_version")?;
     let mut applied = Vec::new();
     for (version, sqlite, pg, my) in MIGRATIONS {
-        let done: Option<i64> =
-            sqlx::query_scalar(db.sql("SELECT version FROM qz_schema_version WHERE version = ?"))
-                .bind(*version)
-                .fetch_optional(&db.any)
-                .await?;
+        let q = Query::select()
+            .column("version")
+            .from("qz_schema_version")
+            .and_where(Expr::col("version").eq(*version))
+            .to_owned();
+        let done: Option<i64> = db.stmt_scalar(&q).fetch_optional(&db.any).await?;
         if done.is_some() {
             continue;
         }
@@ -108,11 +110,12 @@ pub async fn migrate(db: &Db) -> Result<Vec<i64>> {
                 }
             }
         }
-        sqlx::query(db.sql("INSERT INTO qz_schema_version (version, applied_at) VALUES (?, ?)"))
-            .bind(*version)
-            .bind(crate::timefmt::now_text())
-            .execute(&db.any)
-            .await?;
+        let q = Query::insert()
+            .into_table("qz_schema_version")
+            .columns(["version", "applied_at"])
+            .values_panic([Expr::val(*version), Expr::val(crate::timefmt::now_text())])
+            .to_owned();
+        db.stmt(&q).execute(&db.any).await?;
         applied.push(*version);
     }
     Ok(applied)

@@ -7,8 +7,11 @@ pub mod source;
 pub mod tools;
 
 use anyhow::{Context, Result};
+use sea_query::{MysqlQueryBuilder, PostgresQueryBuilder, SqliteQueryBuilder};
+use sea_query_sqlx::{SqlxBinder, SqlxValues};
 use sqlx::any::AnyPoolOptions;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +40,65 @@ impl Backend {
             Backend::Postgres => "postgres",
             Backend::Mysql => "mysql",
         }
+    }
+
+    /// Renders a sea-query statement in this backend's dialect: the SQL text and its values
+    /// in placeholder order. The only place a dialect is chosen; every statement of `db/`
+    /// (the DDL files in `sql/` aside) is built once and rendered here.
+    pub fn build<S: SqlxBinder>(self, stmt: &S) -> (String, SqlxValues) {
+        match self {
+            Backend::Sqlite => stmt.build_sqlx(SqliteQueryBuilder),
+            Backend::Postgres => stmt.build_sqlx(PostgresQueryBuilder),
+            Backend::Mysql => stmt.build_sqlx(MysqlQueryBuilder),
+        }
+    }
+
+    /// The type `CAST(x AS ...)` turns a value into text with: MySQL's CAST knows CHAR but
+    /// not TEXT, and CHAR elsewhere means one character. sea-query has no portable name.
+    pub fn text_cast_type(self) -> &'static str {
+        match self {
+            Backend::Mysql => "CHAR",
+            Backend::Sqlite | Backend::Postgres => "TEXT",
+        }
+    }
+}
+
+/// A constant written into the statement text (`'pending'`, `0`, `last_seq + 1`) rather than
+/// bound: it is the same on every run, as it was in the hand-written SQL.
+pub(crate) fn lit(v: impl Into<sea_query::Value>) -> sea_query::Expr {
+    sea_query::Expr::Constant(v.into())
+}
+
+/// `n` placeholders for a statement rendered once as [`Sql`]; every run binds its own values
+/// in their place, in order.
+pub(crate) fn slots(n: usize) -> impl Iterator<Item = sea_query::Expr> {
+    (0..n).map(|_| sea_query::Expr::val(sea_query::Value::String(None)))
+}
+
+/// A statement text rendered once and run many times, each time with its own values given in
+/// placeholder order: the rows of one outbox commit, the chunks of an error insert. Building
+/// it per row would cost the hot path a render for nothing; the text also stays the same,
+/// so the driver's prepared-statement cache keeps hitting.
+#[derive(Debug, Clone)]
+pub(crate) struct Sql(Arc<str>);
+
+impl Sql {
+    pub(crate) fn new<S: SqlxBinder>(backend: Backend, stmt: &S) -> Sql {
+        Sql(backend.build(stmt).0.into())
+    }
+
+    /// The statement with one run's values, for any pool (Any or a native one).
+    pub(crate) fn with<'q, DB: sqlx::Database>(
+        &self,
+        values: Vec<sea_query::Value>,
+    ) -> sqlx::query::Query<'q, DB, SqlxValues>
+    where
+        SqlxValues: sqlx::IntoArguments<DB>,
+    {
+        sqlx::query_with(
+            sqlx::AssertSqlSafe(self.0.clone()),
+            SqlxValues(sea_query::Values(values)),
+        )
     }
 }
 
@@ -287,7 +349,30 @@ impl Db {
         Ok(tx)
     }
 
-    /// Control-table SQL is written with `?`; PostgreSQL wants `$1, $2, ...`.
+    /// A control-table statement rendered for this backend, to run on the Any pool.
+    pub(crate) fn stmt<S: SqlxBinder>(
+        &self,
+        s: &S,
+    ) -> sqlx::query::Query<'static, sqlx::Any, SqlxValues> {
+        let (sql, values) = self.backend.build(s);
+        sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+    }
+
+    /// [`Db::stmt`] for a statement that selects one column.
+    pub(crate) fn stmt_scalar<O, S: SqlxBinder>(
+        &self,
+        s: &S,
+    ) -> sqlx::query::QueryScalar<'static, sqlx::Any, O, SqlxValues>
+    where
+        (O,): for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
+    {
+        let (sql, values) = self.backend.build(s);
+        sqlx::query_scalar_with(sqlx::AssertSqlSafe(sql), values)
+    }
+
+    /// SQL written by hand with `?` placeholders, which PostgreSQL wants as `$1, $2, ...`.
+    /// Nothing in `db/` writes SQL by hand any more (it is built with sea-query); this stays
+    /// for callers elsewhere until their statements move here.
     pub fn sql(&self, q: &str) -> sqlx::AssertSqlSafe<String> {
         sqlx::AssertSqlSafe(self.placeholders(q))
     }

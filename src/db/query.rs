@@ -2,10 +2,14 @@
 //! stops, per-subject freshness, and the flattened result tables.
 
 use anyhow::{Context, Result};
+use sea_query::{
+    Asterisk, Cond, Condition, Expr, ExprTrait, InsertStatement, OnConflict, Order, Query,
+    SelectStatement, UpdateStatement, Value,
+};
 use sqlx::{Any, Row, Transaction};
 
-use super::source::ident;
-use super::{Backend, Db};
+use super::source::{column_name, table_name};
+use super::{Backend, Db, Sql, lit, slots};
 use crate::timefmt::now_text;
 
 /// Rows for one result table; the db layer adds subject, fetch time, order and raw JSON.
@@ -124,6 +128,224 @@ fn is_conflict(e: &anyhow::Error) -> bool {
     })
 }
 
+/// The subjects view's columns as text, aliased `c0, c1, ...` (cast in SQL, since the `Any`
+/// driver cannot decode dates or decimals).
+fn text_columns_select(backend: Backend, table: &str, columns: &[&str]) -> SelectStatement {
+    let mut q = Query::select();
+    for (i, c) in columns.iter().enumerate() {
+        let col = Expr::col(column_name(backend, c));
+        q.expr_as(col.cast_as(backend.text_cast_type()), format!("c{i}"));
+    }
+    q.from(table_name(backend, table)).to_owned()
+}
+
+/// Creates the provider's budget row for the day at 0 unless it exists (on MySQL
+/// `ON DUPLICATE KEY UPDATE provider = provider`: see `control::seq_insert`).
+fn budget_insert(provider: &str, day: &str) -> InsertStatement {
+    Query::insert()
+        .into_table("qz_query_budget")
+        .columns(["provider", "call_day", "calls"])
+        .values_panic([Expr::val(provider), Expr::val(day), lit(0i64)])
+        .on_conflict(OnConflict::new().do_nothing_on(["provider"]).to_owned())
+        .to_owned()
+}
+
+/// Takes one call from the budget unless it is spent (no row changes then).
+fn budget_take(provider: &str, day: &str, budget: u32) -> UpdateStatement {
+    Query::update()
+        .table("qz_query_budget")
+        .value("calls", Expr::col("calls").add(lit(1i64)))
+        .and_where(Expr::col("provider").eq(provider))
+        .and_where(Expr::col("call_day").eq(day))
+        .and_where(Expr::col("calls").lt(i64::from(budget)))
+        .to_owned()
+}
+
+/// The ledger row of a reserved call, returning its id where the backend has RETURNING
+/// (sea-query leaves the clause out on MySQL, whose driver reports the last insert id).
+fn ledger_insert(
+    provider: &str,
+    job: &str,
+    subject_key: &str,
+    page: u32,
+    day: &str,
+    now: &str,
+) -> InsertStatement {
+    Query::insert()
+        .into_table("qz_query_ledger")
+        .columns([
+            "provider",
+            "job",
+            "subject_key",
+            "page",
+            "call_day",
+            "called_at",
+            "billed",
+        ])
+        .values_panic([
+            Expr::val(provider),
+            Expr::val(job),
+            Expr::val(subject_key),
+            Expr::val(i64::from(page)),
+            Expr::val(day),
+            Expr::val(now),
+            lit(0i64),
+        ])
+        .returning_col("id")
+        .to_owned()
+}
+
+fn ledger_complete(r: Reserved, c: &CallRecord) -> UpdateStatement {
+    Query::update()
+        .table("qz_query_ledger")
+        .value("status_code", c.status_code.as_str())
+        .value("action", c.action)
+        .value("billed", i64::from(c.billed))
+        .value("order_no", c.order_no.clone())
+        .value("message", c.message.as_str())
+        .and_where(Expr::col("id").eq(r.ledger_id))
+        .to_owned()
+}
+
+/// An INSERT that replaces the row with the same key: every column but the key is updated.
+fn upsert(
+    table: &'static str,
+    key: &[&'static str],
+    columns: &[&'static str],
+    values: Vec<Expr>,
+) -> InsertStatement {
+    let rest = columns.iter().copied().filter(|c| !key.contains(c));
+    Query::insert()
+        .into_table(table)
+        .columns(columns.iter().copied())
+        .values_panic(values)
+        .on_conflict(
+            OnConflict::columns(key.iter().copied())
+                .update_columns(rest)
+                .to_owned(),
+        )
+        .to_owned()
+}
+
+fn page_upsert(provider: &str, subject_key: &str, p: &PageRow) -> InsertStatement {
+    upsert(
+        "qz_query_page",
+        &["provider", "subject_key", "page"],
+        &[
+            "provider",
+            "subject_key",
+            "page",
+            "job",
+            "search_key",
+            "page_size",
+            "total",
+            "calls",
+            "status_code",
+            "order_no",
+            "items_json",
+            "fetched_at",
+        ],
+        vec![
+            Expr::val(provider),
+            Expr::val(subject_key),
+            Expr::val(i64::from(p.page)),
+            Expr::val(p.job.as_str()),
+            Expr::val(p.search_key.as_str()),
+            Expr::val(i64::from(p.page_size)),
+            Expr::val(p.total.map(|t| t as i64)),
+            Expr::val(p.calls),
+            Expr::val(p.status_code.as_str()),
+            Expr::val(p.order_no.clone()),
+            Expr::val(p.items_json.as_str()),
+            Expr::val(p.fetched_at.as_str()),
+        ],
+    )
+}
+
+fn subject_upsert(r: &SubjectResult<'_>, count: i64, now: &str) -> InsertStatement {
+    upsert(
+        "qz_query_subject",
+        &["provider", "subject_key"],
+        &[
+            "provider",
+            "subject_key",
+            "subject_name",
+            "job",
+            "last_status",
+            "status_code",
+            "message",
+            "record_count",
+            "calls",
+            "order_no",
+            "fetched_at",
+        ],
+        vec![
+            Expr::val(r.provider),
+            Expr::val(r.subject_key),
+            Expr::val(r.subject_name.map(str::to_string)),
+            Expr::val(r.job),
+            Expr::val(r.status),
+            Expr::val(r.status_code),
+            Expr::val(r.message),
+            Expr::val(count),
+            Expr::val(r.calls),
+            Expr::val(r.order_no.map(str::to_string)),
+            Expr::val(now),
+        ],
+    )
+}
+
+fn provider_upsert(
+    provider: &str,
+    state: &str,
+    paused_until: Option<&str>,
+    status_code: Option<&str>,
+    reason: Option<&str>,
+    now: &str,
+) -> InsertStatement {
+    let text = |v: Option<&str>| Expr::val(v.map(str::to_string));
+    upsert(
+        "qz_query_provider",
+        &["provider"],
+        &[
+            "provider",
+            "state",
+            "paused_until",
+            "status_code",
+            "reason",
+            "updated_at",
+        ],
+        vec![
+            Expr::val(provider),
+            Expr::val(state),
+            text(paused_until),
+            text(status_code),
+            text(reason),
+            Expr::val(now),
+        ],
+    )
+}
+
+/// One result row of a provider table; rendered once per table, run per row with its values.
+fn result_insert(table: &'static str, columns: &'static [&'static str]) -> InsertStatement {
+    let cols = ["subject_key", "subject_name", "fetched_at", "seq"]
+        .into_iter()
+        .chain(columns.iter().copied())
+        .chain(["raw_json"]);
+    Query::insert()
+        .into_table(table)
+        .columns(cols)
+        .values_panic(slots(columns.len() + 5))
+        .to_owned()
+}
+
+/// The kept pages of a subject, or (for DELETE) their key.
+fn of_subject_pages(provider: &str, subject_key: &str) -> Condition {
+    Cond::all()
+        .add(Expr::col("provider").eq(provider))
+        .add(Expr::col("subject_key").eq(subject_key))
+}
+
 impl Db {
     /// The given columns of a table or view as text (cast in SQL, since the `Any` driver
     /// cannot decode dates or decimals).
@@ -132,22 +354,8 @@ impl Db {
         table: &str,
         columns: &[&str],
     ) -> Result<Vec<Vec<Option<String>>>> {
-        let ty = if self.backend == Backend::Mysql {
-            "CHAR"
-        } else {
-            "TEXT"
-        };
-        let cols: Vec<String> = columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("CAST({} AS {ty}) AS c{i}", ident(self.backend, c)))
-            .collect();
-        let sql = format!(
-            "SELECT {} FROM {}",
-            cols.join(", "),
-            ident(self.backend, table)
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = self
+            .stmt(&text_columns_select(self.backend, table, columns))
             .fetch_all(&self.any)
             .await
             .with_context(|| {
@@ -168,13 +376,13 @@ impl Db {
         provider: &str,
         since: &str,
     ) -> Result<std::collections::HashSet<String>> {
-        let keys: Vec<String> = sqlx::query_scalar(self.sql(
-            "SELECT subject_key FROM qz_query_subject WHERE provider = ? AND fetched_at >= ?",
-        ))
-        .bind(provider)
-        .bind(since)
-        .fetch_all(&self.any)
-        .await?;
+        let q = Query::select()
+            .column("subject_key")
+            .from("qz_query_subject")
+            .and_where(Expr::col("provider").eq(provider))
+            .and_where(Expr::col("fetched_at").gte(since))
+            .to_owned();
+        let keys: Vec<String> = self.stmt_scalar(&q).fetch_all(&self.any).await?;
         Ok(keys.into_iter().collect())
     }
 
@@ -190,32 +398,19 @@ impl Db {
         day: &str,
         budget: u32,
     ) -> Result<Option<Reserved>> {
-        // Created outside the transaction: on MySQL, INSERT IGNORE of an existing row takes a
-        // shared lock that would deadlock two reservations upgrading it to exclusive.
-        let ins = match self.backend {
-            Backend::Mysql => {
-                "INSERT IGNORE INTO qz_query_budget (provider, call_day, calls) VALUES (?, ?, 0)"
-            }
-            _ => {
-                "INSERT INTO qz_query_budget (provider, call_day, calls) VALUES (?, ?, 0) ON CONFLICT DO NOTHING"
-            }
-        };
-        sqlx::query(self.sql(ins))
-            .bind(provider)
-            .bind(day)
+        // Created outside the transaction, so that on MySQL the lock the insert takes on an
+        // existing row is not held to the commit (with INSERT IGNORE's shared lock, two
+        // reservations upgrading it used to deadlock).
+        self.stmt(&budget_insert(provider, day))
             .execute(&self.any)
             .await?;
         retry_on_conflict(|| async {
             let mut tx = self.begin_write().await?;
-            let took = sqlx::query(self.sql(
-                "UPDATE qz_query_budget SET calls = calls + 1 WHERE provider = ? AND call_day = ? AND calls < ?",
-            ))
-            .bind(provider)
-            .bind(day)
-            .bind(i64::from(budget))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let took = self
+                .stmt(&budget_take(provider, day, budget))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             if took != 1 {
                 tx.rollback().await?;
                 return Ok(None);
@@ -238,30 +433,14 @@ impl Db {
         page: u32,
         day: &str,
     ) -> Result<i64> {
-        let q = "INSERT INTO qz_query_ledger (provider, job, subject_key, page, call_day, called_at, billed) VALUES (?, ?, ?, ?, ?, ?, 0)";
-        let now = now_text();
-        // SQLite's Any driver reports no last insert id; RETURNING needs SQLite 3.35 (bundled).
+        let q = ledger_insert(provider, job, subject_key, page, day, &now_text());
+        // SQLite's Any driver reports no last insert id, so PostgreSQL and SQLite (3.35+,
+        // bundled) return it; MySQL has no RETURNING and reports it instead.
         if self.backend != Backend::Mysql {
-            let id: i64 = sqlx::query_scalar(self.sql(&format!("{q} RETURNING id")))
-                .bind(provider)
-                .bind(job)
-                .bind(subject_key)
-                .bind(i64::from(page))
-                .bind(day)
-                .bind(&now)
-                .fetch_one(&mut **tx)
-                .await?;
+            let id: i64 = self.stmt_scalar(&q).fetch_one(&mut **tx).await?;
             return Ok(id);
         }
-        let r = sqlx::query(self.sql(q))
-            .bind(provider)
-            .bind(job)
-            .bind(subject_key)
-            .bind(i64::from(page))
-            .bind(day)
-            .bind(&now)
-            .execute(&mut **tx)
-            .await?;
+        let r = self.stmt(&q).execute(&mut **tx).await?;
         r.last_insert_id()
             .context("the database did not report the ledger row's id")
     }
@@ -279,17 +458,7 @@ impl Db {
         r: Reserved,
         c: &CallRecord,
     ) -> Result<()> {
-        sqlx::query(self.sql(
-            "UPDATE qz_query_ledger SET status_code = ?, action = ?, billed = ?, order_no = ?, message = ? WHERE id = ?",
-        ))
-        .bind(c.status_code.clone())
-        .bind(c.action)
-        .bind(i64::from(c.billed))
-        .bind(c.order_no.clone())
-        .bind(c.message.clone())
-        .bind(r.ledger_id)
-        .execute(&mut **tx)
-        .await?;
+        self.stmt(&ledger_complete(r, c)).execute(&mut **tx).await?;
         Ok(())
     }
 
@@ -303,38 +472,11 @@ impl Db {
         subject_key: &str,
         p: &PageRow,
     ) -> Result<()> {
-        let upsert = match self.backend {
-            Backend::Mysql => {
-                "INSERT INTO qz_query_page (provider, subject_key, page, job, search_key, page_size, total, calls, status_code, order_no, items_json, fetched_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE job = VALUES(job), search_key = VALUES(search_key), \
-                 page_size = VALUES(page_size), total = VALUES(total), calls = VALUES(calls), status_code = VALUES(status_code), \
-                 order_no = VALUES(order_no), items_json = VALUES(items_json), fetched_at = VALUES(fetched_at)"
-            }
-            _ => {
-                "INSERT INTO qz_query_page (provider, subject_key, page, job, search_key, page_size, total, calls, status_code, order_no, items_json, fetched_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (provider, subject_key, page) DO UPDATE SET job = excluded.job, \
-                 search_key = excluded.search_key, page_size = excluded.page_size, total = excluded.total, calls = excluded.calls, \
-                 status_code = excluded.status_code, order_no = excluded.order_no, items_json = excluded.items_json, fetched_at = excluded.fetched_at"
-            }
-        };
+        let upsert = page_upsert(provider, subject_key, p);
         retry_on_conflict(|| async {
             let mut tx = self.any.begin().await?;
             self.complete_call_in(&mut tx, r, c).await?;
-            sqlx::query(self.sql(upsert))
-                .bind(provider)
-                .bind(subject_key)
-                .bind(i64::from(p.page))
-                .bind(p.job.clone())
-                .bind(p.search_key.clone())
-                .bind(i64::from(p.page_size))
-                .bind(p.total.map(|t| t as i64))
-                .bind(p.calls)
-                .bind(p.status_code.clone())
-                .bind(p.order_no.clone())
-                .bind(p.items_json.clone())
-                .bind(p.fetched_at.clone())
-                .execute(&mut *tx)
-                .await?;
+            self.stmt(&upsert).execute(&mut *tx).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -344,14 +486,24 @@ impl Db {
 
     /// The pages kept for a subject, in page order.
     pub async fn stored_pages(&self, provider: &str, subject_key: &str) -> Result<Vec<PageRow>> {
-        let rows = sqlx::query(self.sql(
-            "SELECT page, job, search_key, page_size, total, calls, status_code, order_no, items_json, fetched_at \
-             FROM qz_query_page WHERE provider = ? AND subject_key = ? ORDER BY page",
-        ))
-        .bind(provider)
-        .bind(subject_key)
-        .fetch_all(&self.any)
-        .await?;
+        let q = Query::select()
+            .columns([
+                "page",
+                "job",
+                "search_key",
+                "page_size",
+                "total",
+                "calls",
+                "status_code",
+                "order_no",
+                "items_json",
+                "fetched_at",
+            ])
+            .from("qz_query_page")
+            .cond_where(of_subject_pages(provider, subject_key))
+            .order_by("page", Order::Asc)
+            .to_owned();
+        let rows = self.stmt(&q).fetch_all(&self.any).await?;
         rows.iter()
             .map(|r| {
                 Ok(PageRow {
@@ -377,22 +529,23 @@ impl Db {
         &self,
         provider: &str,
     ) -> Result<std::collections::HashSet<String>> {
-        let keys: Vec<String> = sqlx::query_scalar(
-            self.sql("SELECT DISTINCT subject_key FROM qz_query_page WHERE provider = ?"),
-        )
-        .bind(provider)
-        .fetch_all(&self.any)
-        .await?;
+        let q = Query::select()
+            .distinct()
+            .column("subject_key")
+            .from("qz_query_page")
+            .and_where(Expr::col("provider").eq(provider))
+            .to_owned();
+        let keys: Vec<String> = self.stmt_scalar(&q).fetch_all(&self.any).await?;
         Ok(keys.into_iter().collect())
     }
 
     /// Forgets a subject's kept pages (they answer another question, or are stale).
     pub async fn drop_pages(&self, provider: &str, subject_key: &str) -> Result<()> {
-        sqlx::query(self.sql("DELETE FROM qz_query_page WHERE provider = ? AND subject_key = ?"))
-            .bind(provider)
-            .bind(subject_key)
-            .execute(&self.any)
-            .await?;
+        let q = Query::delete()
+            .from_table("qz_query_page")
+            .cond_where(of_subject_pages(provider, subject_key))
+            .to_owned();
+        self.stmt(&q).execute(&self.any).await?;
         Ok(())
     }
 
@@ -408,44 +561,46 @@ impl Db {
         let now = now_text();
         let mut tx = self.begin_write().await?;
         // The subject's row first: its lock serialises writers of the same subject.
-        self.upsert_subject(&mut tx, r, &now).await?;
+        let count: i64 = r.tables.first().map(|t| t.rows.len() as i64).unwrap_or(0);
+        self.stmt(&subject_upsert(r, count, &now))
+            .execute(&mut *tx)
+            .await?;
         if let Some((reserved, call)) = r.completes {
             self.complete_call_in(&mut tx, reserved, call).await?;
         }
         // The pages the result was assembled from go with it.
-        sqlx::query(self.sql("DELETE FROM qz_query_page WHERE provider = ? AND subject_key = ?"))
-            .bind(r.provider)
-            .bind(r.subject_key)
-            .execute(&mut *tx)
-            .await?;
+        let q = Query::delete()
+            .from_table("qz_query_page")
+            .cond_where(of_subject_pages(r.provider, r.subject_key))
+            .to_owned();
+        self.stmt(&q).execute(&mut *tx).await?;
         for table in r.tables_of_provider {
-            sqlx::query(self.sql(&format!("DELETE FROM {table} WHERE subject_key = ?")))
-                .bind(r.subject_key)
-                .execute(&mut *tx)
-                .await?;
+            let q = Query::delete()
+                .from_table(table.to_string())
+                .and_where(Expr::col("subject_key").eq(r.subject_key))
+                .to_owned();
+            self.stmt(&q).execute(&mut *tx).await?;
         }
         for t in r.tables {
-            let cols = format!(
-                "subject_key, subject_name, fetched_at, seq, {}, raw_json",
-                t.columns.join(", ")
-            );
-            let marks = vec!["?"; t.columns.len() + 5].join(", ");
-            let q = format!("INSERT INTO {} ({cols}) VALUES ({marks})", t.table);
+            let insert = Sql::new(self.backend, &result_insert(t.table, t.columns));
             for (i, row) in t.rows.iter().enumerate() {
-                let mut query = sqlx::query(self.sql(&q))
-                    .bind(r.subject_key)
-                    .bind(r.subject_name.map(str::to_string))
-                    .bind(&now)
-                    .bind(i as i64 + 1);
+                let mut values: Vec<Value> = Vec::with_capacity(t.columns.len() + 5);
+                values.extend([
+                    r.subject_key.into(),
+                    r.subject_name.map(str::to_string).into(),
+                    now.as_str().into(),
+                    (i as i64 + 1).into(),
+                ]);
                 for (c, v) in t.columns.iter().zip(&row.values) {
-                    query = if INT_COLUMNS.contains(c) {
-                        query.bind(v.as_deref().and_then(|s| s.parse::<i64>().ok()))
+                    values.push(if INT_COLUMNS.contains(c) {
+                        v.as_deref().and_then(|s| s.parse::<i64>().ok()).into()
                     } else {
-                        query.bind(v.clone())
-                    };
+                        v.clone().into()
+                    });
                 }
-                query
-                    .bind(&row.raw)
+                values.push(row.raw.as_str().into());
+                insert
+                    .with(values)
                     .execute(&mut *tx)
                     .await
                     .with_context(|| format!("storing a row of {}", t.table))?;
@@ -455,51 +610,19 @@ impl Db {
         Ok(())
     }
 
-    async fn upsert_subject(
-        &self,
-        tx: &mut Transaction<'_, Any>,
-        r: &SubjectResult<'_>,
-        now: &str,
-    ) -> Result<()> {
-        let count: i64 = r.tables.first().map(|t| t.rows.len() as i64).unwrap_or(0);
-        let q = match self.backend {
-            Backend::Mysql => {
-                "INSERT INTO qz_query_subject (provider, subject_key, subject_name, job, last_status, status_code, message, record_count, calls, order_no, fetched_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE subject_name = VALUES(subject_name), job = VALUES(job), \
-                 last_status = VALUES(last_status), status_code = VALUES(status_code), message = VALUES(message), record_count = VALUES(record_count), \
-                 calls = VALUES(calls), order_no = VALUES(order_no), fetched_at = VALUES(fetched_at)"
-            }
-            _ => {
-                "INSERT INTO qz_query_subject (provider, subject_key, subject_name, job, last_status, status_code, message, record_count, calls, order_no, fetched_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (provider, subject_key) DO UPDATE SET subject_name = excluded.subject_name, job = excluded.job, \
-                 last_status = excluded.last_status, status_code = excluded.status_code, message = excluded.message, record_count = excluded.record_count, \
-                 calls = excluded.calls, order_no = excluded.order_no, fetched_at = excluded.fetched_at"
-            }
-        };
-        sqlx::query(self.sql(q))
-            .bind(r.provider)
-            .bind(r.subject_key)
-            .bind(r.subject_name.map(str::to_string))
-            .bind(r.job)
-            .bind(r.status)
-            .bind(r.status_code)
-            .bind(r.message)
-            .bind(count)
-            .bind(r.calls)
-            .bind(r.order_no.map(str::to_string))
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
-    }
-
     pub async fn provider_state(&self, provider: &str) -> Result<Option<ProviderState>> {
-        let row = sqlx::query(self.sql(
-            "SELECT state, paused_until, status_code, reason, updated_at FROM qz_query_provider WHERE provider = ?",
-        ))
-        .bind(provider)
-        .fetch_optional(&self.any)
-        .await?;
+        let q = Query::select()
+            .columns([
+                "state",
+                "paused_until",
+                "status_code",
+                "reason",
+                "updated_at",
+            ])
+            .from("qz_query_provider")
+            .and_where(Expr::col("provider").eq(provider))
+            .to_owned();
+        let row = self.stmt(&q).fetch_optional(&self.any).await?;
         row.map(|r| {
             Ok(ProviderState {
                 state: r.try_get(0)?,
@@ -521,39 +644,29 @@ impl Db {
         status_code: Option<&str>,
         reason: Option<&str>,
     ) -> Result<()> {
-        let q = match self.backend {
-            Backend::Mysql => {
-                "INSERT INTO qz_query_provider (provider, state, paused_until, status_code, reason, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
-                 ON DUPLICATE KEY UPDATE state = VALUES(state), paused_until = VALUES(paused_until), status_code = VALUES(status_code), \
-                 reason = VALUES(reason), updated_at = VALUES(updated_at)"
-            }
-            _ => {
-                "INSERT INTO qz_query_provider (provider, state, paused_until, status_code, reason, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (provider) DO UPDATE SET state = excluded.state, paused_until = excluded.paused_until, \
-                 status_code = excluded.status_code, reason = excluded.reason, updated_at = excluded.updated_at"
-            }
-        };
-        sqlx::query(self.sql(q))
-            .bind(provider)
-            .bind(state)
-            .bind(paused_until.map(str::to_string))
-            .bind(status_code.map(str::to_string))
-            .bind(reason.map(str::to_string))
-            .bind(now_text())
-            .execute(&self.any)
-            .await?;
+        let q = provider_upsert(
+            provider,
+            state,
+            paused_until,
+            status_code,
+            reason,
+            &now_text(),
+        );
+        self.stmt(&q).execute(&self.any).await?;
         Ok(())
     }
 
     /// (calls sent, of which billed) on a Beijing day, counted from the ledger.
     pub async fn ledger_day(&self, provider: &str, day: &str) -> Result<(i64, i64)> {
-        let rows = sqlx::query(self.sql(
-            "SELECT billed, COUNT(*) FROM qz_query_ledger WHERE provider = ? AND call_day = ? GROUP BY billed",
-        ))
-        .bind(provider)
-        .bind(day)
-        .fetch_all(&self.any)
-        .await?;
+        let q = Query::select()
+            .column("billed")
+            .expr(Expr::col(Asterisk).count())
+            .from("qz_query_ledger")
+            .and_where(Expr::col("provider").eq(provider))
+            .and_where(Expr::col("call_day").eq(day))
+            .group_by_col("billed")
+            .to_owned();
+        let rows = self.stmt(&q).fetch_all(&self.any).await?;
         let (mut calls, mut billed) = (0, 0);
         for r in rows {
             let b: i64 = r.try_get(0)?;
@@ -564,5 +677,109 @@ impl Db {
             }
         }
         Ok((calls, billed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_query_sqlx::SqlxBinder;
+
+    const BACKENDS: [Backend; 3] = [Backend::Postgres, Backend::Mysql, Backend::Sqlite];
+
+    fn render<S: SqlxBinder>(s: &S) -> [(String, usize); 3] {
+        BACKENDS.map(|b| {
+            let (sql, v) = b.build(s);
+            (sql, v.0.0.len())
+        })
+    }
+
+    /// Golden SQL of the credit-query statements: statement × backend (PostgreSQL, MySQL,
+    /// SQLite) → text, and how many values are bound.
+    #[test]
+    fn query_statements_per_backend() {
+        let page = PageRow::default();
+        let cases = [
+            (
+                "budget row",
+                render(&budget_insert("p", "d")),
+                [
+                    r#"INSERT INTO "qz_query_budget" ("provider", "call_day", "calls") VALUES ($1, $2, 0) ON CONFLICT  DO NOTHING"#,
+                    r#"INSERT INTO `qz_query_budget` (`provider`, `call_day`, `calls`) VALUES (?, ?, 0) ON DUPLICATE KEY UPDATE `provider` = `provider`"#,
+                    r#"INSERT INTO "qz_query_budget" ("provider", "call_day", "calls") VALUES (?, ?, 0) ON CONFLICT  DO NOTHING"#,
+                ],
+                2,
+            ),
+            (
+                "budget take",
+                render(&budget_take("p", "d", 5)),
+                [
+                    r#"UPDATE "qz_query_budget" SET "calls" = "calls" + 1 WHERE "provider" = $1 AND "call_day" = $2 AND "calls" < $3"#,
+                    r#"UPDATE `qz_query_budget` SET `calls` = `calls` + 1 WHERE `provider` = ? AND `call_day` = ? AND `calls` < ?"#,
+                    r#"UPDATE "qz_query_budget" SET "calls" = "calls" + 1 WHERE "provider" = ? AND "call_day" = ? AND "calls" < ?"#,
+                ],
+                3,
+            ),
+            (
+                "ledger row",
+                render(&ledger_insert("p", "j", "k", 1, "d", "n")),
+                [
+                    r#"INSERT INTO "qz_query_ledger" ("provider", "job", "subject_key", "page", "call_day", "called_at", "billed") VALUES ($1, $2, $3, $4, $5, $6, 0) RETURNING "id""#,
+                    r#"INSERT INTO `qz_query_ledger` (`provider`, `job`, `subject_key`, `page`, `call_day`, `called_at`, `billed`) VALUES (?, ?, ?, ?, ?, ?, 0)"#,
+                    r#"INSERT INTO "qz_query_ledger" ("provider", "job", "subject_key", "page", "call_day", "called_at", "billed") VALUES (?, ?, ?, ?, ?, ?, 0) RETURNING "id""#,
+                ],
+                6,
+            ),
+            (
+                "page upsert",
+                render(&page_upsert("p", "k", &page)),
+                [
+                    r#"INSERT INTO "qz_query_page" ("provider", "subject_key", "page", "job", "search_key", "page_size", "total", "calls", "status_code", "order_no", "items_json", "fetched_at") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT ("provider", "subject_key", "page") DO UPDATE SET "job" = "excluded"."job", "search_key" = "excluded"."search_key", "page_size" = "excluded"."page_size", "total" = "excluded"."total", "calls" = "excluded"."calls", "status_code" = "excluded"."status_code", "order_no" = "excluded"."order_no", "items_json" = "excluded"."items_json", "fetched_at" = "excluded"."fetched_at""#,
+                    r#"INSERT INTO `qz_query_page` (`provider`, `subject_key`, `page`, `job`, `search_key`, `page_size`, `total`, `calls`, `status_code`, `order_no`, `items_json`, `fetched_at`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE `job` = VALUES(`job`), `search_key` = VALUES(`search_key`), `page_size` = VALUES(`page_size`), `total` = VALUES(`total`), `calls` = VALUES(`calls`), `status_code` = VALUES(`status_code`), `order_no` = VALUES(`order_no`), `items_json` = VALUES(`items_json`), `fetched_at` = VALUES(`fetched_at`)"#,
+                    r#"INSERT INTO "qz_query_page" ("provider", "subject_key", "page", "job", "search_key", "page_size", "total", "calls", "status_code", "order_no", "items_json", "fetched_at") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT ("provider", "subject_key", "page") DO UPDATE SET "job" = "excluded"."job", "search_key" = "excluded"."search_key", "page_size" = "excluded"."page_size", "total" = "excluded"."total", "calls" = "excluded"."calls", "status_code" = "excluded"."status_code", "order_no" = "excluded"."order_no", "items_json" = "excluded"."items_json", "fetched_at" = "excluded"."fetched_at""#,
+                ],
+                12,
+            ),
+            (
+                "provider upsert",
+                render(&provider_upsert("p", "s", None, None, None, "n")),
+                [
+                    r#"INSERT INTO "qz_query_provider" ("provider", "state", "paused_until", "status_code", "reason", "updated_at") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT ("provider") DO UPDATE SET "state" = "excluded"."state", "paused_until" = "excluded"."paused_until", "status_code" = "excluded"."status_code", "reason" = "excluded"."reason", "updated_at" = "excluded"."updated_at""#,
+                    r#"INSERT INTO `qz_query_provider` (`provider`, `state`, `paused_until`, `status_code`, `reason`, `updated_at`) VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE `state` = VALUES(`state`), `paused_until` = VALUES(`paused_until`), `status_code` = VALUES(`status_code`), `reason` = VALUES(`reason`), `updated_at` = VALUES(`updated_at`)"#,
+                    r#"INSERT INTO "qz_query_provider" ("provider", "state", "paused_until", "status_code", "reason", "updated_at") VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT ("provider") DO UPDATE SET "state" = "excluded"."state", "paused_until" = "excluded"."paused_until", "status_code" = "excluded"."status_code", "reason" = "excluded"."reason", "updated_at" = "excluded"."updated_at""#,
+                ],
+                6,
+            ),
+            (
+                "result row",
+                render(&result_insert(
+                    "qz_shuidi_punish",
+                    &["punish_count", "case_no"],
+                )),
+                [
+                    r#"INSERT INTO "qz_shuidi_punish" ("subject_key", "subject_name", "fetched_at", "seq", "punish_count", "case_no", "raw_json") VALUES ($1, $2, $3, $4, $5, $6, $7)"#,
+                    r#"INSERT INTO `qz_shuidi_punish` (`subject_key`, `subject_name`, `fetched_at`, `seq`, `punish_count`, `case_no`, `raw_json`) VALUES (?, ?, ?, ?, ?, ?, ?)"#,
+                    r#"INSERT INTO "qz_shuidi_punish" ("subject_key", "subject_name", "fetched_at", "seq", "punish_count", "case_no", "raw_json") VALUES (?, ?, ?, ?, ?, ?, ?)"#,
+                ],
+                7,
+            ),
+        ];
+
+        for (name, got, want, binds) in cases {
+            for ((b, got), want) in BACKENDS.iter().zip(got).zip(want) {
+                assert_eq!(got, (want.to_string(), binds), "{name} on {b:?}");
+            }
+        }
+        // The subjects view: configured names resolve as PostgreSQL folds them bare, and
+        // MySQL casts to CHAR.
+        let want = [
+            r#"SELECT CAST("uscc" AS TEXT) AS "c0", CAST("名称" AS TEXT) AS "c1" FROM "ods"."v_subjects""#,
+            r#"SELECT CAST(`USCC` AS CHAR) AS `c0`, CAST(`名称` AS CHAR) AS `c1` FROM `ods`.`V_Subjects`"#,
+            r#"SELECT CAST("USCC" AS TEXT) AS "c0", CAST("名称" AS TEXT) AS "c1" FROM "ods"."V_Subjects""#,
+        ];
+        for (b, want) in BACKENDS.iter().zip(want) {
+            let q = text_columns_select(*b, "ods.V_Subjects", &["USCC", "名称"]);
+            assert_eq!(b.build(&q).0, want, "subjects view on {b:?}");
+        }
     }
 }

@@ -2,12 +2,17 @@
 //! whatever column types the department's schema uses into `Value`.
 
 use anyhow::{Context, Result, anyhow};
+use sea_query::{
+    Asterisk, ColumnName, DatabaseName, DynIden, Expr, ExprTrait, Order, Query, SchemaName,
+    SelectStatement, TableName, Value as SqValue,
+};
+use sea_query_sqlx::SqlxValues;
 use serde::{Deserialize, Serialize};
 use sqlx::{Column, Executor, Row, Statement, TypeInfo, ValueRef};
 
 use std::sync::Arc;
 
-use super::{Backend, Db, SourcePool};
+use super::{Backend, Db, SourcePool, lit};
 use crate::value::{SourceRow, Value};
 
 /// Where a changelog job has read up to: change time and key of the last row taken.
@@ -23,26 +28,41 @@ pub struct SourceSpec<'a> {
     pub key: &'a [String],
 }
 
-/// Plain identifiers are used as written (so PostgreSQL folds case as the DBA expects);
-/// anything else (e.g. Chinese column names) is quoted. Config validation has already
-/// rejected quote characters.
-pub fn ident(backend: Backend, name: &str) -> String {
-    let plain = |p: &str| {
-        p.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+/// A configured name part as the database resolves it, for sea-query to quote. A plain name
+/// (ASCII letters, digits, `_`, `$`) means what it would mean written bare: PostgreSQL folds
+/// it to lower case (`CD_TIME` is `cd_time` there), so it is folded here before quoting;
+/// MySQL and SQLite match names without regard to case, quoted or not. Anything else (e.g.
+/// Chinese column names) is kept exactly. Config validation has already rejected quote
+/// characters.
+fn resolved(backend: Backend, part: &str) -> String {
+    let plain = part
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+    if plain && backend == Backend::Postgres {
+        part.to_ascii_lowercase()
+    } else {
+        part.to_string()
+    }
+}
+
+/// A configured table or view name, `table` or `schema.table` (or `db.schema.table`).
+pub(crate) fn table_name(backend: Backend, dotted: &str) -> TableName {
+    let mut parts: Vec<DynIden> = dotted
+        .rsplitn(3, '.')
+        .map(|p| resolved(backend, p).into())
+        .collect();
+    let table = parts.remove(0);
+    let schema = match (parts.pop(), parts.pop()) {
+        (Some(schema), None) => Some(SchemaName(None, schema)),
+        (Some(db), Some(schema)) => Some(SchemaName(Some(DatabaseName(db)), schema)),
+        _ => None,
     };
-    name.split('.')
-        .map(|p| {
-            if plain(p) {
-                p.to_string()
-            } else if backend == Backend::Mysql {
-                format!("`{p}`")
-            } else {
-                format!("\"{p}\"")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(".")
+    TableName(schema, table)
+}
+
+/// A configured column name (config validation allows no qualifier).
+pub(crate) fn column_name(backend: Backend, name: &str) -> ColumnName {
+    ColumnName(None, resolved(backend, name).into())
 }
 
 /// A name exactly as the database reported it, always quoted, so that its case and every
@@ -107,73 +127,84 @@ impl SourceColumn {
     }
 }
 
-/// The SELECT of one page: `select` (exact names, quoted) in keyset order after the position.
-/// With `count_cap`, a capped count of the rows after the position instead.
-fn keyset_sql(
-    backend: Backend,
-    spec: &SourceSpec<'_>,
-    select: &[String],
-    has_position: bool,
-    limit: Option<usize>,
-    count_cap: Option<i64>,
-) -> String {
-    let cols: Vec<String> = std::iter::once(spec.time_column)
+/// The job's keyset: change time, then key columns.
+fn keyset(backend: Backend, spec: &SourceSpec<'_>) -> Vec<ColumnName> {
+    std::iter::once(spec.time_column)
         .chain(spec.key.iter().map(String::as_str))
-        .map(|c| ident(backend, c))
-        .collect();
-    let table = ident(backend, spec.table);
-    let mut n = 0;
-    let mut ph = || {
-        n += 1;
-        if backend == Backend::Postgres {
-            format!("${n}")
-        } else {
-            "?".to_string()
-        }
-    };
-    let filter = if has_position {
-        let marks: Vec<String> = cols.iter().map(|_| ph()).collect();
-        format!("({}) > ({})", cols.join(", "), marks.join(", "))
-    } else {
-        format!("{} IS NOT NULL", cols[0])
-    };
-    match count_cap {
-        Some(cap) => format!(
-            "SELECT COUNT(*) FROM (SELECT 1 AS one FROM {table} WHERE {filter} LIMIT {cap}) t"
-        ),
-        None => format!(
-            "SELECT {} FROM {table} WHERE {filter} ORDER BY {} LIMIT {}",
-            select
-                .iter()
-                .map(|c| quote(backend, c))
-                .collect::<Vec<_>>()
-                .join(", "),
-            cols.join(", "),
-            limit.unwrap_or(1000)
-        ),
+        .map(|c| column_name(backend, c))
+        .collect()
+}
+
+/// The rows after the position, `(time, key...) > (...)` compared as a row value, or every
+/// row with a change time when there is no position yet.
+fn after_filter(backend: Backend, spec: &SourceSpec<'_>, after: Option<Vec<Value>>) -> Expr {
+    let cols = keyset(backend, spec);
+    match after {
+        Some(values) => Expr::tuple(cols.into_iter().map(Expr::col)).gt(Expr::tuple(
+            values.into_iter().map(|v| Expr::val(bind_value(v))),
+        )),
+        None => Expr::col(cols[0].clone()).is_not_null(),
     }
 }
 
-macro_rules! bind_values {
-    ($query:expr, $values:expr, $backend:expr) => {{
-        let mut q = $query;
-        for v in $values {
-            q = match v {
-                Value::Null => q.bind(None::<String>),
-                Value::Bool(b) => q.bind(*b),
-                Value::Int(i) => q.bind(*i),
-                Value::Float(f) => q.bind(*f),
-                Value::Decimal(d) => q.bind(d.clone()),
-                Value::Text(s) => q.bind(s.clone()),
-                Value::Date(d) => q.bind(*d),
-                Value::DateTime(t) => q.bind(*t),
-                Value::DateTimeTz(t) => q.bind(t.with_timezone(&chrono::Utc)),
-                Value::Uuid(u) => q.bind(*u),
-                Value::Bytes(b) => q.bind(b.clone()),
-            };
-        }
-        q
-    }};
+/// The SELECT of one page: `select` (exact names, quoted) in keyset order after the position.
+/// The page size is written into the text, not bound: PostgreSQL then plans every page with
+/// the real LIMIT, as it did before sea-query (a bound LIMIT is planned as 10% of the rows).
+/// `LIMIT n` is the same on all three backends.
+fn page_sql(
+    backend: Backend,
+    spec: &SourceSpec<'_>,
+    select: &[String],
+    after: Option<Vec<Value>>,
+    limit: usize,
+) -> (String, SqlxValues) {
+    let mut q = Query::select();
+    for c in select {
+        q.column(c.clone());
+    }
+    q.from(table_name(backend, spec.table))
+        .and_where(after_filter(backend, spec, after));
+    for c in keyset(backend, spec) {
+        q.order_by(c, Order::Asc);
+    }
+    let (mut sql, values) = backend.build(&q);
+    sql.push_str(&format!(" LIMIT {limit}"));
+    (sql, values)
+}
+
+/// A count of the rows after the position, stopped at `cap`.
+fn count_select(
+    backend: Backend,
+    spec: &SourceSpec<'_>,
+    after: Option<Vec<Value>>,
+    cap: i64,
+) -> SelectStatement {
+    let rows = Query::select()
+        .expr_as(lit(1i64), "one")
+        .from(table_name(backend, spec.table))
+        .and_where(after_filter(backend, spec, after))
+        .limit(u64::try_from(cap).unwrap_or(0))
+        .to_owned();
+    Query::select()
+        .expr(Expr::col(Asterisk).count())
+        .from_subquery(rows, "t")
+        .to_owned()
+}
+
+/// A position value for the native drivers, as the same Rust type as before sea-query.
+fn bind_value(v: Value) -> SqValue {
+    match v {
+        Value::Null => SqValue::String(None),
+        Value::Bool(b) => b.into(),
+        Value::Int(i) => i.into(),
+        Value::Float(f) => f.into(),
+        Value::Decimal(s) | Value::Text(s) => s.into(),
+        Value::Date(d) => SqValue::ChronoDate(Some(d)),
+        Value::DateTime(t) => SqValue::ChronoDateTime(Some(t)),
+        Value::DateTimeTz(t) => SqValue::ChronoDateTimeUtc(Some(t.with_timezone(&chrono::Utc))),
+        Value::Uuid(u) => SqValue::Uuid(Some(u)),
+        Value::Bytes(b) => SqValue::Bytes(Some(b)),
+    }
 }
 
 /// SQLite keeps dates and UUIDs as text, so positions are compared as text there.
@@ -221,54 +252,35 @@ impl Db {
         after: Option<&Position>,
         limit: usize,
     ) -> Result<Vec<SourceRow>> {
-        let sql = keyset_sql(
-            self.backend,
-            spec,
-            select,
-            after.is_some(),
-            Some(limit),
-            None,
-        );
-        let values = after
-            .map(position_values)
-            .map(numeric_binds)
-            .unwrap_or_default();
+        let after = self.position_binds(after);
+        let (sql, values) = page_sql(self.backend, spec, select, after, limit);
+        let sql = sqlx::AssertSqlSafe(sql);
         let ctx = || format!("reading source {}", spec.table);
         Ok(match &self.source {
             SourcePool::Postgres(p) => {
-                let rows = bind_values!(
-                    sqlx::query(sqlx::AssertSqlSafe(sql.clone())),
-                    &values,
-                    self.backend
-                )
-                .fetch_all(p)
-                .await
-                .with_context(ctx)?;
+                let q = sqlx::query_with(sql, values);
+                let rows = q.fetch_all(p).await.with_context(ctx)?;
                 decode_pg_rows(&rows, self.backend, spec.table)?
             }
             SourcePool::Mysql(p) => {
-                let rows = bind_values!(
-                    sqlx::query(sqlx::AssertSqlSafe(sql.clone())),
-                    &values,
-                    self.backend
-                )
-                .fetch_all(p)
-                .await
-                .with_context(ctx)?;
+                let q = sqlx::query_with(sql, values);
+                let rows = q.fetch_all(p).await.with_context(ctx)?;
                 decode_my_rows(&rows, self.backend, spec.table)?
             }
             SourcePool::Sqlite(p) => {
-                let values = sqlite_binds(values);
-                let rows = bind_values!(
-                    sqlx::query(sqlx::AssertSqlSafe(sql.clone())),
-                    &values,
-                    self.backend
-                )
-                .fetch_all(p)
-                .await
-                .with_context(ctx)?;
+                let q = sqlx::query_with(sql, values);
+                let rows = q.fetch_all(p).await.with_context(ctx)?;
                 decode_lite_rows(&rows, self.backend, spec.table)?
             }
+        })
+    }
+
+    /// The position as values to compare the keyset with, typed for this source's driver.
+    fn position_binds(&self, after: Option<&Position>) -> Option<Vec<Value>> {
+        let values = numeric_binds(position_values(after?));
+        Some(match self.source {
+            SourcePool::Sqlite(_) => sqlite_binds(values),
+            _ => values,
         })
     }
 
@@ -279,40 +291,15 @@ impl Db {
         after: Option<&Position>,
         cap: i64,
     ) -> Result<i64> {
-        let sql = keyset_sql(self.backend, spec, &[], after.is_some(), None, Some(cap));
-        let values = after
-            .map(position_values)
-            .map(numeric_binds)
-            .unwrap_or_default();
+        let after = self.position_binds(after);
+        let (sql, values) = self
+            .backend
+            .build(&count_select(self.backend, spec, after, cap));
+        let sql = sqlx::AssertSqlSafe(sql);
         Ok(match &self.source {
-            SourcePool::Postgres(p) => {
-                bind_values!(
-                    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.clone())),
-                    &values,
-                    self.backend
-                )
-                .fetch_one(p)
-                .await?
-            }
-            SourcePool::Mysql(p) => {
-                bind_values!(
-                    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.clone())),
-                    &values,
-                    self.backend
-                )
-                .fetch_one(p)
-                .await?
-            }
-            SourcePool::Sqlite(p) => {
-                let values = sqlite_binds(values);
-                bind_values!(
-                    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.clone())),
-                    &values,
-                    self.backend
-                )
-                .fetch_one(p)
-                .await?
-            }
+            SourcePool::Postgres(p) => sqlx::query_scalar_with(sql, values).fetch_one(p).await?,
+            SourcePool::Mysql(p) => sqlx::query_scalar_with(sql, values).fetch_one(p).await?,
+            SourcePool::Sqlite(p) => sqlx::query_scalar_with(sql, values).fetch_one(p).await?,
         })
     }
 
@@ -329,7 +316,11 @@ impl Db {
     /// The columns of a table or view with their types, from a prepared `SELECT *` that reads
     /// no row; or a clear error when the source does not exist.
     pub async fn source_column_types(&self, table: &str) -> Result<Vec<SourceColumn>> {
-        let sql = format!("SELECT * FROM {}", ident(self.backend, table));
+        let q = Query::select()
+            .column(Asterisk)
+            .from(table_name(self.backend, table))
+            .to_owned();
+        let (sql, _) = self.backend.build(&q);
         let ctx = || {
             format!(
                 "source {table} cannot be read (does it exist, and may this user SELECT from it?)"
@@ -671,32 +662,149 @@ fn decode_lite_row(row: &sqlx::sqlite::SqliteRow, names: &Arc<[String]>) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
+    /// Golden SQL of the source reads: statement × backend → text and number of values
+    /// bound. Plain configured names resolve as PostgreSQL would fold them bare; the
+    /// selected names are the database's own, exact.
     #[test]
-    fn keyset_sql_per_backend() {
-        let key = vec!["id".to_string(), "seq".to_string()];
+    fn source_reads_per_backend() {
+        use Backend::*;
+        let key = vec!["ID".to_string(), "办件号".to_string()];
         let spec = SourceSpec {
-            table: "ods.accept_changes",
+            table: "ods.Accept_Changes",
             time_column: "cd_time",
             key: &key,
         };
-        let select = ["cd_time", "id", "ApplyerName", "办件"].map(String::from);
-        assert_eq!(
-            keyset_sql(Backend::Postgres, &spec, &select, true, Some(500), None),
-            "SELECT \"cd_time\", \"id\", \"ApplyerName\", \"办件\" FROM ods.accept_changes WHERE (cd_time, id, seq) > ($1, $2, $3) ORDER BY cd_time, id, seq LIMIT 500"
-        );
-        assert_eq!(
-            keyset_sql(Backend::Mysql, &spec, &select[..2], false, Some(10), None),
-            "SELECT `cd_time`, `id` FROM ods.accept_changes WHERE cd_time IS NOT NULL ORDER BY cd_time, id, seq LIMIT 10"
-        );
-        assert_eq!(
-            keyset_sql(Backend::Sqlite, &spec, &[], true, None, Some(100)),
-            "SELECT COUNT(*) FROM (SELECT 1 AS one FROM ods.accept_changes WHERE (cd_time, id, seq) > (?, ?, ?) LIMIT 100) t"
-        );
+        let select = ["cd_time", "ID", "ApplyerName", "办件号"].map(String::from);
+        let pos = || {
+            Some(vec![
+                Value::Text("2025-01-02 03:04:05".into()),
+                Value::Int(7),
+                Value::Null,
+            ])
+        };
+        let render = |what: &str, b: Backend| {
+            let (sql, values) = match what {
+                "page" => page_sql(b, &spec, &select, pos(), 500),
+                "first page" => page_sql(b, &spec, &select[..2], None, 10),
+                "count" => b.build(&count_select(b, &spec, pos(), 100)),
+                "columns" => b.build(
+                    &Query::select()
+                        .column(Asterisk)
+                        .from(table_name(b, "V_办件"))
+                        .to_owned(),
+                ),
+                _ => unreachable!(),
+            };
+            (sql, values.0.0.len())
+        };
+        let cases = [
+            (
+                "page",
+                Postgres,
+                r#"SELECT "cd_time", "ID", "ApplyerName", "办件号" FROM "ods"."accept_changes" WHERE ("cd_time", "id", "办件号") > ($1, $2, $3) ORDER BY "cd_time" ASC, "id" ASC, "办件号" ASC LIMIT 500"#,
+                3,
+            ),
+            (
+                "page",
+                Mysql,
+                r#"SELECT `cd_time`, `ID`, `ApplyerName`, `办件号` FROM `ods`.`Accept_Changes` WHERE (`cd_time`, `ID`, `办件号`) > (?, ?, ?) ORDER BY `cd_time` ASC, `ID` ASC, `办件号` ASC LIMIT 500"#,
+                3,
+            ),
+            (
+                "page",
+                Sqlite,
+                r#"SELECT "cd_time", "ID", "ApplyerName", "办件号" FROM "ods"."Accept_Changes" WHERE ("cd_time", "ID", "办件号") > (?, ?, ?) ORDER BY "cd_time" ASC, "ID" ASC, "办件号" ASC LIMIT 500"#,
+                3,
+            ),
+            (
+                "first page",
+                Postgres,
+                r#"SELECT "cd_time", "ID" FROM "ods"."accept_changes" WHERE "cd_time" IS NOT NULL ORDER BY "cd_time" ASC, "id" ASC, "办件号" ASC LIMIT 10"#,
+                0,
+            ),
+            (
+                "first page",
+                Mysql,
+                r#"SELECT `cd_time`, `ID` FROM `ods`.`Accept_Changes` WHERE `cd_time` IS NOT NULL ORDER BY `cd_time` ASC, `ID` ASC, `办件号` ASC LIMIT 10"#,
+                0,
+            ),
+            (
+                "first page",
+                Sqlite,
+                r#"SELECT "cd_time", "ID" FROM "ods"."Accept_Changes" WHERE "cd_time" IS NOT NULL ORDER BY "cd_time" ASC, "ID" ASC, "办件号" ASC LIMIT 10"#,
+                0,
+            ),
+            (
+                "count",
+                Postgres,
+                r#"SELECT COUNT(*) FROM (SELECT 1 AS "one" FROM "ods"."accept_changes" WHERE ("cd_time", "id", "办件号") > ($1, $2, $3) LIMIT $4) AS "t""#,
+                4,
+            ),
+            (
+                "count",
+                Mysql,
+                r#"SELECT COUNT(*) FROM (SELECT 1 AS `one` FROM `ods`.`Accept_Changes` WHERE (`cd_time`, `ID`, `办件号`) > (?, ?, ?) LIMIT ?) AS `t`"#,
+                4,
+            ),
+            (
+                "count",
+                Sqlite,
+                r#"SELECT COUNT(*) FROM (SELECT 1 AS "one" FROM "ods"."Accept_Changes" WHERE ("cd_time", "ID", "办件号") > (?, ?, ?) LIMIT ?) AS "t""#,
+                4,
+            ),
+            ("columns", Postgres, r#"SELECT * FROM "V_办件""#, 0),
+            ("columns", Mysql, r#"SELECT * FROM `V_办件`"#, 0),
+            ("columns", Sqlite, r#"SELECT * FROM "V_办件""#, 0),
+        ];
+        for (what, backend, sql, binds) in cases {
+            assert_eq!(
+                render(what, backend),
+                (sql.to_string(), binds),
+                "{what} on {backend:?}"
+            );
+        }
         assert_eq!(quote(Backend::Postgres, "a\"b"), "\"a\"\"b\"");
         assert_eq!(quote(Backend::Mysql, "a`b"), "`a``b`");
-        assert_eq!(ident(Backend::Mysql, "办件"), "`办件`");
-        assert_eq!(ident(Backend::Postgres, "办件"), "\"办件\"");
+    }
+
+    /// Position values reach the native drivers as the Rust types they were bound as before.
+    #[test]
+    fn position_values_keep_their_types() {
+        let d = chrono::NaiveDate::from_ymd_opt(2025, 1, 2).unwrap();
+        let t = d.and_hms_opt(3, 4, 5).unwrap();
+        let tz = chrono::FixedOffset::east_opt(8 * 3600)
+            .unwrap()
+            .from_local_datetime(&t)
+            .unwrap();
+        let u = uuid::Uuid::nil();
+        let cases = [
+            (Value::Null, SqValue::String(None)),
+            (Value::Bool(true), SqValue::Bool(Some(true))),
+            (Value::Int(-3), SqValue::BigInt(Some(-3))),
+            (Value::Float(1.5), SqValue::Double(Some(1.5))),
+            (Value::Text("甲".into()), SqValue::String(Some("甲".into()))),
+            (Value::Date(d), SqValue::ChronoDate(Some(d))),
+            (Value::DateTime(t), SqValue::ChronoDateTime(Some(t))),
+            (
+                Value::DateTimeTz(tz),
+                SqValue::ChronoDateTimeUtc(Some(tz.with_timezone(&chrono::Utc))),
+            ),
+            (Value::Uuid(u), SqValue::Uuid(Some(u))),
+            (Value::Bytes(vec![1, 2]), SqValue::Bytes(Some(vec![1, 2]))),
+        ];
+        for (v, want) in cases {
+            assert_eq!(bind_value(v.clone()), want, "{v:?}");
+        }
+        // A decimal key compares as a number on PostgreSQL and MySQL.
+        assert_eq!(
+            numeric_binds(vec![
+                Value::Decimal("12".into()),
+                Value::Decimal("1.5".into())
+            ]),
+            vec![Value::Int(12), Value::Float(1.5)]
+        );
     }
 
     #[test]

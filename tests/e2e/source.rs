@@ -3,7 +3,10 @@
 //! to add to the view, `once` refuses with the same words, and the cast view delivers.
 
 use super::helpers::*;
+use crate::on_all_backends;
+use qianzhi::db::source::{Position, SourceSpec};
 use qianzhi::mapping::derive_row_guid;
+use qianzhi::value::Value;
 use serde_json::Value as Json;
 
 /// One unreadable column: name, DDL type, a value, the type as `check` names it, the cast
@@ -215,3 +218,41 @@ async fn postgres_interval_and_inet() {
 async fn mysql_time_and_bit() {
     unreadable_columns(Which::Mysql, MYSQL).await
 }
+
+/// Keyset page reads and the capped count, as built for each backend: configured names in
+/// upper case mean the bare names (PostgreSQL folds them to lower case), a position resumes
+/// after its row, and the count stops at its cap.
+async fn keyset_reads(which: Which) {
+    let Some(t) = spawn_app(which, Spawn::default()).await else {
+        eprintln!("{which:?} suite off");
+        return;
+    };
+    t.insert_many("accept", 3).await;
+    let key = vec!["CHANGE_ID".to_string()];
+    let spec = SourceSpec {
+        table: "accept_changes",
+        time_column: "CD_TIME",
+        key: &key,
+    };
+    let select = ["cd_time", "change_id", "id"].map(String::from);
+    let db = &t.app.db;
+    let ids = |rows: &[qianzhi::value::SourceRow]| -> Vec<Value> {
+        rows.iter().map(|r| r.values[2].clone()).collect()
+    };
+    let first = db.read_changes(&spec, &select, None, 2).await.unwrap();
+    assert_eq!(ids(&first), [Value::Int(1), Value::Int(2)]);
+    let pos = Position {
+        time: first[1].values[0].clone(),
+        key: vec![first[1].values[1].clone()],
+    };
+    let rest = db
+        .read_changes(&spec, &select, Some(&pos), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&rest), [Value::Int(3)]);
+    assert_eq!(db.count_after(&spec, None, 10).await.unwrap(), 3);
+    assert_eq!(db.count_after(&spec, None, 2).await.unwrap(), 2);
+    assert_eq!(db.count_after(&spec, Some(&pos), 10).await.unwrap(), 1);
+}
+
+on_all_backends!(keyset_reads_resume_after_the_position, keyset_reads);
