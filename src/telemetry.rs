@@ -5,9 +5,11 @@ use std::io::Write;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-/// `RUST_LOG` wins over the configured level so an operator can raise it for one run.
+/// `RUST_LOG` wins over the configured level so an operator can raise it for one run. The
+/// scheduler's own info lines (one per interval run) are kept out of the configured level.
 pub fn init(level: &str, format: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},tokio_cron_scheduler=warn")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(Masked(std::io::stderr))
