@@ -2,6 +2,7 @@
 
 mod gansu;
 mod gdzw;
+mod help;
 mod helpers;
 mod privacy;
 mod query;
