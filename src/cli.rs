@@ -16,47 +16,74 @@ use crate::schema::Catalog;
 #[command(
     name = "qianzhi",
     version,
-    about = "前置机 daemon: department database changes to provincial platforms"
+    about = "前置机守护进程：把部门数据库的变更报送省级平台，并做信用查询 / \
+             前置机 daemon: department database changes to provincial platforms, and credit queries",
+    // Help texts are Chinese with English beside; clap's own help flag, version flag and
+    // `help` subcommand would print English only, so the first two are declared below and
+    // the third is left out (`qianzhi <command> --help` does its job).
+    disable_help_flag = true,
+    disable_version_flag = true,
+    disable_help_subcommand = true
 )]
 pub struct Cli {
-    /// Config file; default ./config.toml, else /etc/qianzhi/config.toml.
+    /// 配置文件；默认 ./config.toml，否则 /etc/qianzhi/config.toml / Config file; default
+    /// ./config.toml, else /etc/qianzhi/config.toml
     #[arg(long, short, env = "QIANZHI_CONFIG", global = true)]
     pub config: Option<PathBuf>,
+    /// 显示帮助 / Print help
+    #[arg(short, long, action = clap::ArgAction::Help, global = true, display_order = 900)]
+    help: Option<bool>,
+    /// 显示版本 / Print version
+    #[arg(short = 'V', long, action = clap::ArgAction::Version, display_order = 901)]
+    version: Option<bool>,
     #[command(subcommand)]
     pub cmd: Cmd,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Report every configuration problem, then check the database, sources and mappings.
+    /// 列出配置的全部问题，再检查数据库、数据源和映射 / Report every configuration problem,
+    /// then check the database, sources and mappings
     Check,
-    /// Create the qz_ control tables (see sql/<backend>/).
+    /// 建立或升级 qz_ 控制表（见 sql/<后端>/） / Create or upgrade the qz_ control tables (see
+    /// sql/<backend>/)
     Migrate {
-        /// Print the DDL instead of running it.
+        /// 只打印本数据库方言的 DDL，不执行 / Print the DDL instead of running it
         #[arg(long)]
         print: bool,
     },
-    /// One pass of every job and query job (or one), then exit.
+    /// 把每个启用的任务和查询任务（或指定的一个）运行一遍后退出 / One pass of every enabled job
+    /// and query job (or one), then exit
     Once {
+        /// 只运行这个任务或查询任务（未启用的也可以） / Run only this job or query job (a
+        /// disabled one too)
         #[arg(long)]
         job: Option<String>,
-        /// Print the records that would be sent as JSON lines; change nothing.
+        /// 把将要发送的记录按 JSON 行打印，不改任何东西、不发送 / Print the records that would
+        /// be sent as JSON lines; change and send nothing
         #[arg(long)]
         dry_run: bool,
     },
-    /// The daemon: every job on its schedule until SIGTERM.
+    /// 守护进程：每个任务按自己的调度运行，直到收到 SIGTERM / The daemon: every job on its
+    /// schedule until SIGTERM
     Run,
-    /// Per job: position, waiting rows, pending batches, errors, today's Cd_Batch sequence.
+    /// 每个任务的读取位置、待读行数、未完成批次、错误、今天的批次序号 / Per job: position,
+    /// waiting rows, pending batches, errors, today's Cd_Batch sequence
     Status {
+        /// 以 JSON 输出 / Print JSON
         #[arg(long)]
         json: bool,
     },
-    /// A strict local Guangdong gateway and Gansu platform for trying a setup before going
-    /// live. The Gansu side uses the SM4 settings of the config's [gansu] section when there is one.
+    /// 本机的严格广东网关和甘肃平台模拟器，上线前试用配置 / A strict local Guangdong gateway
+    /// and Gansu platform for trying a setup before going live
+    ///
+    /// 甘肃一侧使用配置中 [gansu] 节的 SM4 设置（如有） / The Gansu side uses the SM4 settings
+    /// of the config's [gansu] section when there is one.
     Simulate {
+        /// 监听地址（只用本机地址） / Address to listen on (a local one)
         #[arg(long, default_value = "127.0.0.1:8810")]
         listen: String,
-        /// Token the simulator expects in signatures (default "sim-token").
+        /// 模拟器校验签名用的令牌 / Token the simulator expects in signatures
         #[arg(
             long,
             env = "QIANZHI_SIM_TOKEN",
@@ -64,17 +91,22 @@ pub enum Cmd {
             hide_env_values = true
         )]
         token: String,
+        /// 广东网关的基础路径 / Base path of the Guangdong gateway
         #[arg(long, default_value = "/ebus/tysb-sjcj")]
         base_path: String,
+        /// 接口路径前缀（同 gdzw.path_prefix） / Interface path prefix (as gdzw.path_prefix)
         #[arg(long, default_value = "uppro")]
         path_prefix: String,
-        /// Schema overlay directory (as `schema_dir` in the config).
+        /// 数据类型目录覆盖（同配置中的 schema_dir） / Schema overlay directory (as
+        /// `schema_dir` in the config)
         #[arg(long)]
         schema_dir: Option<PathBuf>,
-        /// Count accepted records without keeping them or printing each call (benchmarks).
+        /// 只计数收到的记录，不保留、不逐次打印（性能测试用） / Count accepted records without
+        /// keeping them or printing each call (benchmarks)
         #[arg(long)]
         count_only: bool,
-        /// Authorization the simulated Gansu platform expects.
+        /// 模拟的甘肃平台要求的 Authorization / Authorization the simulated Gansu platform
+        /// expects
         #[arg(
             long,
             env = "QIANZHI_SIM_GANSU_AUTHORIZATION",
@@ -82,7 +114,8 @@ pub enum Cmd {
             hide_env_values = true
         )]
         gansu_authorization: String,
-        /// SM4 key of the simulated Gansu platform, in the [gansu] key_form.
+        /// 模拟的甘肃平台的 SM4 密钥，按 [gansu] 的 key_form / SM4 key of the simulated Gansu
+        /// platform, in the [gansu] key_form
         #[arg(
             long,
             env = "QIANZHI_SIM_GANSU_KEY",
@@ -91,13 +124,15 @@ pub enum Cmd {
         )]
         gansu_key: String,
     },
-    /// A SQLite department database with sample data, the simulator, one full sync, a summary.
+    /// 建一个带样例数据的 SQLite 部门库，启动模拟器，完整同步一遍并汇总 / A SQLite department
+    /// database with sample data, the simulator, one full sync, a summary
     Demo {
-        /// Where the demo database and config are written.
+        /// 演示数据库和配置写到这个目录 / Where the demo database and config are written
         #[arg(long, default_value = "qianzhi-demo")]
         dir: PathBuf,
     },
-    /// Throughput benchmark: change-table rows delivered to the in-process simulator.
+    /// 吞吐量测试：变更表的行投递到进程内的模拟器 / Throughput benchmark: change-table rows
+    /// delivered to the in-process simulator
     Bench(crate::tools::bench::BenchArgs),
 }
 

@@ -604,7 +604,7 @@ pub fn schedule_issue(
             p.to_string(),
             "set schedule (6-field cron, Beijing time) or interval".into(),
         )),
-        (Some(s), None) => s.parse::<cron::Schedule>().err().map(|e| {
+        (Some(s), None) => crate::daemon::cron_issue(s).map(|e| {
             (
                 format!("{p}.schedule"),
                 format!("'{s}' is not a 6-field cron (sec min hour day month weekday): {e}"),

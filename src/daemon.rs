@@ -1,122 +1,167 @@
 //! `qianzhi run`: each job and query job on its schedule (6-field cron in Beijing time, or an interval)
 //! until SIGTERM, which lets the call in flight finish and starts no new one.
+//!
+//! tokio-cron-scheduler decides *when*; one supervisor loop here decides *whether*: it owns the
+//! running runs (a JoinSet, so a panicking run is seen), never starts a job while its previous
+//! run is still going, stops scheduling a job that reported a fatal error, and on shutdown
+//! waits for the runs in flight.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use chrono::FixedOffset;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::JobConfig;
-use crate::config::query::QueryJobConfig;
 use crate::pipeline::{App, JobStopped, RunOptions, run_once};
 use crate::query::{QueryStopped, run_query_once};
 
-/// How long until the job's next run.
-pub fn next_delay(job: &JobConfig) -> Duration {
-    delay_until_next(job.interval(), job.schedule.as_deref())
+/// When a job runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum When {
+    /// A 6-field cron (sec min hour day month weekday), in Beijing time.
+    Cron(String),
+    /// At start, then this long after each run ends.
+    Every(Duration),
 }
 
-/// An interval, else the next time of a 6-field cron in Beijing time.
-pub fn delay_until_next(interval: Option<Duration>, schedule: Option<&str>) -> Duration {
-    if let Some(iv) = interval {
-        return iv;
+impl When {
+    /// From a job's `schedule` / `interval` settings (`check` makes sure exactly one is set).
+    pub fn of(schedule: Option<&str>, interval: Option<Duration>) -> When {
+        match (schedule, interval) {
+            (_, Some(iv)) => When::Every(iv),
+            (Some(s), None) => When::Cron(s.to_string()),
+            // Unreachable after `check`; the old loop's fallback.
+            (None, None) => When::Every(Duration::from_secs(60)),
+        }
     }
-    let Some(Ok(schedule)) = schedule.map(str::parse::<cron::Schedule>) else {
-        return Duration::from_secs(60);
-    };
-    let now = crate::timefmt::now_beijing();
-    schedule
-        .after(&now)
-        .next()
-        .and_then(|t| (t - now).to_std().ok())
-        .unwrap_or(Duration::from_secs(60))
 }
 
-async fn job_loop(app: Arc<App>, job: JobConfig, cancel: CancellationToken) {
+/// Beijing time, UTC+8 all year: schedules never depend on the host's TZ.
+fn beijing() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
+}
+
+/// Why `expr` is not a schedule the scheduler accepts, or None. `check` uses this, so a
+/// schedule that passes `check` is one `run` can schedule.
+pub fn cron_issue(expr: &str) -> Option<String> {
+    // The parser settings tokio-cron-scheduler's `Job::new_async_tz` uses; the job itself is
+    // built too, so the two can never disagree.
+    let parsed = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expr);
+    match (
+        parsed,
+        Job::new_async_tz(expr, beijing(), |_, _| Box::pin(async {})),
+    ) {
+        (Ok(_), Ok(_)) => None,
+        (Err(e), _) => Some(e.to_string()),
+        (Ok(_), Err(e)) => Some(format!("{e:?}")),
+    }
+}
+
+/// How a run ended, as far as scheduling is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Run again at the next scheduled time (also after an ordinary failure).
+    Again,
+    /// Fatal (JOB STOPPED): schedule it no more.
+    Stopped,
+}
+
+type Run = Pin<Box<dyn Future<Output = Ended> + Send>>;
+/// One run of a job; it finishes its call in flight and returns when the token is cancelled.
+pub type Work = Arc<dyn Fn(CancellationToken) -> Run + Send + Sync>;
+
+/// A job as the supervisor sees it.
+pub struct Entry {
+    pub name: String,
+    pub when: When,
+    pub work: Work,
+}
+
+async fn run_job(app: Arc<App>, name: String, cancel: CancellationToken) -> Ended {
     // Test hook: proves that a job task that dies is logged, recorded and fails `run`.
     if std::env::var("QIANZHI_FAILPOINT").is_ok_and(|v| v == "panic-in-job") {
         panic!("failpoint panic-in-job");
     }
-    loop {
-        match run_once(&app, &job.name, &cancel, &RunOptions::default()).await {
-            Ok(o) if o.rows_read > 0 || !o.batches.is_empty() => info!(
-                job = %job.name, rows = o.rows_read, delivered = o.delivered, invalid = o.invalid_rows,
-                refused = o.refused_by_platform, batches = o.batches.len(), "run finished"
-            ),
-            Ok(_) => {}
-            Err(e) if e.downcast_ref::<JobStopped>().is_some() => {
-                error!(job = %job.name, error = %format!("{e:#}"), "JOB STOPPED: fix the cause and restart qianzhi; pending batches will be resent");
-                return;
-            }
-            Err(e) => {
-                warn!(job = %job.name, error = %crate::mask::mask_pii(&format!("{e:#}")), "run failed, will try again at the next scheduled time")
-            }
+    match run_once(&app, &name, &cancel, &RunOptions::default()).await {
+        Ok(o) if o.rows_read > 0 || !o.batches.is_empty() => info!(
+            job = %name, rows = o.rows_read, delivered = o.delivered, invalid = o.invalid_rows,
+            refused = o.refused_by_platform, batches = o.batches.len(), "run finished"
+        ),
+        Ok(_) => {}
+        Err(e) if e.downcast_ref::<JobStopped>().is_some() => {
+            error!(job = %name, error = %format!("{e:#}"), "JOB STOPPED: fix the cause and restart qianzhi; pending batches will be resent");
+            return Ended::Stopped;
         }
-        if cancel.is_cancelled() {
-            return;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(next_delay(&job)) => {}
-            _ = cancel.cancelled() => return,
+        Err(e) => {
+            warn!(job = %name, error = %crate::mask::mask_pii(&format!("{e:#}")), "run failed, will try again at the next scheduled time")
         }
     }
+    Ended::Again
 }
 
-async fn query_loop(app: Arc<App>, job: QueryJobConfig, cancel: CancellationToken) {
-    loop {
-        match run_query_once(&app, &job.name, &cancel).await {
-            Ok(o) if o.calls > 0 => info!(
-                job = %job.name, calls = o.calls, found = o.found, no_result = o.no_result,
-                rejected = o.rejected, fresh = o.fresh, budget_exhausted = o.budget_exhausted, "query run finished"
-            ),
-            Ok(_) => {}
-            Err(e) if e.downcast_ref::<QueryStopped>().is_some() => {
-                error!(job = %job.name, error = %format!("{e:#}"), "QUERY JOB STOPPED: fix the cause and restart qianzhi");
-                return;
-            }
-            Err(e) => {
-                warn!(job = %job.name, error = %crate::mask::mask_pii(&format!("{e:#}")), "query run failed, will try again at the next scheduled time")
-            }
+async fn run_query(app: Arc<App>, name: String, cancel: CancellationToken) -> Ended {
+    match run_query_once(&app, &name, &cancel).await {
+        Ok(o) if o.calls > 0 => info!(
+            job = %name, calls = o.calls, found = o.found, no_result = o.no_result,
+            rejected = o.rejected, fresh = o.fresh, budget_exhausted = o.budget_exhausted, "query run finished"
+        ),
+        Ok(_) => {}
+        Err(e) if e.downcast_ref::<QueryStopped>().is_some() => {
+            error!(job = %name, error = %format!("{e:#}"), "QUERY JOB STOPPED: fix the cause and restart qianzhi");
+            return Ended::Stopped;
         }
-        if cancel.is_cancelled() {
-            return;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(delay_until_next(job.interval(), job.schedule.as_deref())) => {}
-            _ = cancel.cancelled() => return,
+        Err(e) => {
+            warn!(job = %name, error = %crate::mask::mask_pii(&format!("{e:#}")), "query run failed, will try again at the next scheduled time")
         }
     }
+    Ended::Again
+}
+
+/// The enabled query jobs and jobs of the configuration, in that order.
+fn entries(app: &Arc<App>) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for q in app.cfg.queries.iter().filter(|q| q.enabled) {
+        info!(job = %q.name, provider = %q.provider, subjects = %q.subjects, "query job scheduled");
+        let (app, name) = (app.clone(), q.name.clone());
+        out.push(Entry {
+            name: q.name.clone(),
+            when: When::of(q.schedule.as_deref(), q.interval()),
+            work: Arc::new(move |c| Box::pin(run_query(app.clone(), name.clone(), c))),
+        });
+    }
+    for j in app.cfg.jobs.iter().filter(|j| j.enabled) {
+        info!(job = %j.name, source = %j.source, data_type = %j.data_type, "job scheduled");
+        let (app, name) = (app.clone(), j.name.clone());
+        out.push(Entry {
+            name: j.name.clone(),
+            when: When::of(j.schedule.as_deref(), j.interval()),
+            work: Arc::new(move |c| Box::pin(run_job(app.clone(), name.clone(), c))),
+        });
+    }
+    out
 }
 
 pub async fn run(app: Arc<App>, cancel: CancellationToken) -> Result<()> {
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut names = std::collections::HashMap::new();
-    for q in app.cfg.queries.iter().filter(|q| q.enabled) {
-        info!(job = %q.name, provider = %q.provider, subjects = %q.subjects, "query job scheduled");
-        let h = tasks.spawn(query_loop(app.clone(), q.clone(), cancel.clone()));
-        names.insert(h.id(), q.name.clone());
-    }
-    for job in app.cfg.jobs.iter().filter(|j| j.enabled) {
-        info!(job = %job.name, source = %job.source, data_type = %job.data_type, "job scheduled");
-        let h = tasks.spawn(job_loop(app.clone(), job.clone(), cancel.clone()));
-        names.insert(h.id(), job.name.clone());
-    }
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    let mut crashed = Vec::new();
-    while let Some(done) = tasks.join_next_with_id().await {
-        let Err(e) = done else { continue };
-        let job = names.get(&e.id()).cloned().unwrap_or_default();
-        if let Some(why) = task_failure(&job, e) {
-            error!(job = %job, error = %why, "JOB STOPPED: its task failed; the other jobs go on");
+    let recorder = app.clone();
+    let crashed = supervise(entries(&app), cancel, move |job, why| {
+        let app = recorder.clone();
+        async move {
             if let Err(e) = app.db.record_run(&job, Some(&why)).await {
                 warn!(job = %job, error = %format!("{e:#}"), "could not record the failure in qz_cursor");
             }
-            crashed.push(job);
         }
-    }
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    info!("all jobs stopped");
+    })
+    .await?;
     if !crashed.is_empty() {
         anyhow::bail!(
             "the task of job(s) {} failed (see the log and `qianzhi status`); \
@@ -126,6 +171,209 @@ pub async fn run(app: Arc<App>, cancel: CancellationToken) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Runs `entries` on their schedules until every one has stopped, or until `cancel` and the
+/// runs in flight have finished. A run that panics is logged as JOB STOPPED, handed to
+/// `on_crash` and its job scheduled no more. Returns the names of the jobs whose run panicked.
+pub async fn supervise<F, Fut>(
+    entries: Vec<Entry>,
+    cancel: CancellationToken,
+    on_crash: F,
+) -> Result<Vec<String>>
+where
+    F: Fn(String, String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let (fire, mut fired) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    let (mut sched, cron_ids) = schedule(&entries, &fire).await?;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let mut s = Supervisor {
+        running: vec![false; entries.len()],
+        stopped: vec![false; entries.len()],
+        active: entries.len(),
+        entries,
+        cron_ids,
+        tasks: tokio::task::JoinSet::new(),
+        task_of: HashMap::new(),
+        crashed: Vec::new(),
+        shutting_down: false,
+    };
+    while s.active > 0 && !(s.shutting_down && s.tasks.is_empty()) {
+        tokio::select! {
+            _ = cancel.cancelled(), if !s.shutting_down => {
+                // Nothing new starts from here on; the runs in flight see the same token,
+                // finish their call and return.
+                s.shutting_down = true;
+                let _ = sched.shutdown().await;
+            }
+            Some(i) = fired.recv(), if !s.shutting_down => s.start(i, &cancel),
+            Some(done) = s.tasks.join_next_with_id() => {
+                if let Some(crash) = s.finished(done, &sched, &fire).await {
+                    on_crash(crash.0, crash.1).await;
+                }
+            }
+        }
+    }
+    let _ = sched.shutdown().await;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    info!("all jobs stopped");
+    Ok(s.crashed)
+}
+
+/// Puts every cron job into a started scheduler and fires every interval job once (an
+/// interval job runs at once, then `interval` after each run ends).
+async fn schedule(
+    entries: &[Entry],
+    fire: &UnboundedSender<usize>,
+) -> Result<(JobScheduler, HashMap<usize, uuid::Uuid>)> {
+    let sched = JobScheduler::new()
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the scheduler: {e:?}"))?;
+    let mut cron_ids = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        match &e.when {
+            When::Cron(expr) => {
+                let job = cron_job(expr, fire.clone(), i)
+                    .with_context(|| format!("job {}: schedule '{expr}'", e.name))?;
+                let id = sched
+                    .add(job)
+                    .await
+                    .map_err(|err| anyhow::anyhow!("job {}: scheduling: {err:?}", e.name))?;
+                cron_ids.insert(i, id);
+            }
+            When::Every(_) => fire.send(i).expect("the receiver is alive"),
+        }
+    }
+    sched
+        .start()
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the scheduler: {e:?}"))?;
+    Ok((sched, cron_ids))
+}
+
+/// The supervisor's view of the jobs, indexed like `entries`.
+struct Supervisor {
+    entries: Vec<Entry>,
+    running: Vec<bool>,
+    stopped: Vec<bool>,
+    /// Jobs not stopped; the loop ends when none is left.
+    active: usize,
+    cron_ids: HashMap<usize, uuid::Uuid>,
+    tasks: tokio::task::JoinSet<Ended>,
+    task_of: HashMap<tokio::task::Id, usize>,
+    crashed: Vec<String>,
+    shutting_down: bool,
+}
+
+impl Supervisor {
+    /// Job `i`'s time has come: start a run unless the job stopped or its last run is still going.
+    fn start(&mut self, i: usize, cancel: &CancellationToken) {
+        let e = &self.entries[i];
+        if self.stopped[i] {
+            return;
+        }
+        if self.running[i] {
+            info!(job = %e.name, "上次运行尚未结束，跳过本次调度时间 / previous run still going; this scheduled time is skipped");
+            return;
+        }
+        self.running[i] = true;
+        let h = self.tasks.spawn((e.work)(cancel.clone()));
+        self.task_of.insert(h.id(), i);
+    }
+
+    /// A run ended: schedule the job's next run, or stop it. Returns (job, why) when the run
+    /// panicked.
+    async fn finished(
+        &mut self,
+        done: Result<(tokio::task::Id, Ended), tokio::task::JoinError>,
+        sched: &JobScheduler,
+        fire: &UnboundedSender<usize>,
+    ) -> Option<(String, String)> {
+        let (id, ended) = match done {
+            Ok((id, ended)) => (id, Ok(ended)),
+            Err(err) => (err.id(), Err(err)),
+        };
+        let i = self.task_of.remove(&id)?;
+        self.running[i] = false;
+        let name = self.entries[i].name.clone();
+        let mut crash = None;
+        match ended {
+            Ok(Ended::Again) => {
+                if let (When::Every(iv), false) = (&self.entries[i].when, self.shutting_down) {
+                    rerun_after(sched, *iv, fire.clone(), i).await;
+                }
+                return None;
+            }
+            Ok(Ended::Stopped) => {}
+            Err(err) => {
+                if let Some(why) = task_failure(&name, err) {
+                    error!(job = %name, error = %why, "JOB STOPPED: its task failed; the other jobs go on");
+                    self.crashed.push(name.clone());
+                    crash = Some((name, why));
+                }
+            }
+        }
+        self.stopped[i] = true;
+        self.active -= 1;
+        if let Some(id) = self.cron_ids.remove(&i) {
+            let _ = sched.remove(&id).await;
+        }
+        crash
+    }
+}
+
+/// A cron job in Beijing time that only tells the supervisor its time has come.
+/// `Job::new_async_tz` parses with day-of-month AND day-of-week (both must match).
+fn cron_job(expr: &str, fire: UnboundedSender<usize>, i: usize) -> Result<Job> {
+    Job::new_async_tz(expr, beijing(), move |_, _| {
+        // The supervisor is gone only at exit, when nothing is left to run.
+        let _ = fire.send(i);
+        Box::pin(async {})
+    })
+    .map_err(|e| {
+        let why = cron_issue(expr).unwrap_or_else(|| format!("{e:?}"));
+        anyhow::anyhow!("not a 6-field cron (sec min hour day month weekday): {why}")
+    })
+}
+
+/// Schedules the next run of an interval job a one-shot `interval` from now.
+async fn rerun_after(
+    sched: &JobScheduler,
+    interval: Duration,
+    fire: UnboundedSender<usize>,
+    i: usize,
+) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let delay = one_shot_delay(interval, now.subsec_nanos());
+    let tell = fire.clone();
+    let job = Job::new_one_shot_async(delay, move |_, _| {
+        let _ = tell.send(i);
+        Box::pin(async {})
+    });
+    let added = match job {
+        Ok(job) => sched.add(job).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = added {
+        // Not expected while the scheduler runs; the job must not silently end.
+        warn!(error = ?e, "scheduler refused a one-shot; waiting with a timer instead");
+        tokio::spawn(async move {
+            tokio::time::sleep(interval).await;
+            let _ = fire.send(i);
+        });
+    }
+}
+
+/// The whole seconds to give tokio-cron-scheduler for a one-shot `interval` from now. It
+/// counts from the current whole second (it drops the fraction), so the fraction is added
+/// back and the total rounded up: the job never runs before `interval` has passed.
+fn one_shot_delay(interval: Duration, now_subsec_nanos: u32) -> Duration {
+    let wanted = interval + Duration::from_nanos(now_subsec_nanos.into());
+    let secs = wanted.as_secs() + u64::from(wanted.subsec_nanos() > 0);
+    Duration::from_secs(secs)
 }
 
 /// Why a job's task ended without returning, masked for the log and qz_cursor; None when it
@@ -168,6 +416,10 @@ pub fn cancel_on_signal(cancel: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{Datelike, Timelike, Utc, Weekday};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
 
     #[tokio::test]
     async fn a_panicking_task_is_reported_with_its_message() {
@@ -183,13 +435,251 @@ mod tests {
     }
 
     #[test]
-    fn cron_next_is_within_the_period() {
-        let cfg = crate::config::parse_with_env(
-            "[database]\nurl='sqlite://x'\n[unit]\nuscc='11620000MB199916XB'\nname='x'\nregion_code='440100'\n[[job]]\nname='a'\ndata_type='accept'\nsource='s'\nkey=['id']\nschedule='*/5 * * * * *'\n",
-            &[],
+    fn one_shot_delays_never_fall_short_of_the_interval() {
+        let s = Duration::from_secs;
+        for (interval, subsec, want) in [
+            (s(30), 0, s(30)),
+            (s(30), 1, s(31)),
+            (s(30), 999_999_999, s(31)),
+            (Duration::from_millis(1500), 400_000_000, s(2)),
+            (Duration::from_millis(1500), 600_000_000, s(3)),
+            (s(1), 0, s(1)),
+        ] {
+            let got = one_shot_delay(interval, subsec);
+            assert_eq!(got, want, "{interval:?} at .{subsec}");
+            // The library fires at floor(now) + got; that is never before now + interval.
+            assert!(got >= interval + Duration::from_nanos(subsec.into()));
+        }
+    }
+
+    #[test]
+    fn when_follows_the_setting_that_is_present() {
+        assert_eq!(
+            When::of(Some("0 0 2 * * *"), None),
+            When::Cron("0 0 2 * * *".into())
+        );
+        assert_eq!(
+            When::of(None, Some(Duration::from_secs(30))),
+            When::Every(Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn check_and_the_scheduler_accept_the_same_schedules() {
+        for ok in [
+            "0 */5 * * * *",
+            "0 0 2 * * *",
+            "0 30 9 * * MON-FRI",
+            "0 0 0 13 * 5",
+            "0 0 12 * * 0",
+            "0 0 12 * * 7",
+            "0 0 0 1 1 * 2030",
+        ] {
+            assert_eq!(cron_issue(ok), None, "{ok}");
+        }
+        for bad in ["every day", "0 0 2 * *", "61 * * * * *", "0 0 25 * * *", ""] {
+            let why = cron_issue(bad);
+            assert!(why.is_some_and(|w| !w.is_empty()), "{bad}");
+        }
+    }
+
+    /// The next time the scheduler itself would fire a job with this schedule, in Beijing time.
+    async fn next_fire(expr: &str) -> chrono::DateTime<FixedOffset> {
+        let mut sched = JobScheduler::new().await.unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let id = sched.add(cron_job(expr, tx, 0).unwrap()).await.unwrap();
+        let t = sched.next_tick_for_job(id).await.unwrap().unwrap();
+        t.with_timezone(&beijing())
+    }
+
+    #[tokio::test]
+    async fn cron_times_are_beijing_time_with_day_of_month_and_day_of_week() {
+        // 02:00 Beijing is 18:00 UTC the day before, whatever the host's TZ is.
+        let t = next_fire("0 0 2 * * *").await;
+        assert_eq!((t.hour(), t.minute(), t.second()), (2, 0, 0), "{t}");
+        assert_eq!(t.with_timezone(&Utc).hour(), 18, "{t}");
+        assert!(t - Utc::now().with_timezone(&beijing()) <= chrono::Duration::days(1));
+        // Day of month AND day of week: a Friday the 13th, not every 13th and every Friday.
+        let t = next_fire("0 0 0 13 * FRI").await;
+        assert_eq!((t.day(), t.weekday()), (13, Weekday::Fri), "{t}");
+        let t = next_fire("0 0 0 13 * 5").await;
+        assert_eq!((t.day(), t.weekday()), (13, Weekday::Fri), "{t}");
+        // Weekday numbers: 0 and 7 are Sunday, 1 is Monday.
+        for (expr, day) in [
+            ("0 0 12 * * 0", Weekday::Sun),
+            ("0 0 12 * * 7", Weekday::Sun),
+            ("0 0 12 * * 1", Weekday::Mon),
+            ("0 0 12 * * SAT", Weekday::Sat),
+        ] {
+            let t = next_fire(expr).await;
+            assert_eq!((t.weekday(), t.hour()), (day, 12), "{expr}: {t}");
+        }
+    }
+
+    /// A job that counts its starts and how many of its runs were going at once, made of
+    /// `calls` calls of `call` each; like the pipeline, it checks the token between calls.
+    #[derive(Default)]
+    struct Probe {
+        starts: Mutex<Vec<Instant>>,
+        ends: Mutex<Vec<Instant>>,
+        now_running: AtomicUsize,
+        most_running: AtomicUsize,
+        calls_begun: AtomicUsize,
+        calls_done: AtomicUsize,
+    }
+
+    fn probe_work(p: Arc<Probe>, calls: usize, call: Duration) -> Work {
+        Arc::new(move |cancel: CancellationToken| {
+            let p = p.clone();
+            Box::pin(async move {
+                p.starts.lock().unwrap().push(Instant::now());
+                let n = p.now_running.fetch_add(1, Ordering::SeqCst) + 1;
+                p.most_running.fetch_max(n, Ordering::SeqCst);
+                for _ in 0..calls {
+                    if cancel.is_cancelled() {
+                        break;
+                    }
+                    p.calls_begun.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(call).await;
+                    p.calls_done.fetch_add(1, Ordering::SeqCst);
+                }
+                p.now_running.fetch_sub(1, Ordering::SeqCst);
+                p.ends.lock().unwrap().push(Instant::now());
+                Ended::Again
+            })
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cron_job_never_overlaps_itself_and_shutdown_is_prompt() {
+        // Every second, but each run takes 2.5 s (five calls of 0.5 s).
+        let p = Arc::new(Probe::default());
+        let cancel = CancellationToken::new();
+        let entries = vec![Entry {
+            name: "slow".into(),
+            when: When::Cron("* * * * * *".into()),
+            work: probe_work(p.clone(), 5, Duration::from_millis(500)),
+        }];
+        let sup = tokio::spawn(supervise(entries, cancel.clone(), |_, _| async {}));
+        tokio::time::sleep(Duration::from_millis(6800)).await;
+        let before = p.starts.lock().unwrap().len();
+        let stop = Instant::now();
+        cancel.cancel();
+        let crashed = tokio::time::timeout(Duration::from_secs(3), sup)
+            .await
+            .expect("supervise returns soon after the cancel")
+            .unwrap()
+            .unwrap();
+        let took = stop.elapsed();
+        assert!(crashed.is_empty());
+        assert_eq!(p.most_running.load(Ordering::SeqCst), 1, "runs overlapped");
+        let starts = p.starts.lock().unwrap().clone();
+        let ends = p.ends.lock().unwrap().clone();
+        // Ticks came every second; only those after a run ended started one: 2 or 3 in 6.8 s,
+        // where overlapping runs would have started about 6.
+        assert!((2..=3).contains(&starts.len()), "{} starts", starts.len());
+        for (end, next) in ends.iter().zip(starts.iter().skip(1)) {
+            assert!(next >= end, "a run started before the previous one ended");
+        }
+        // The call in flight finished; nothing started after the cancel.
+        assert_eq!(starts.len(), before);
+        assert_eq!(
+            p.calls_begun.load(Ordering::SeqCst),
+            p.calls_done.load(Ordering::SeqCst)
+        );
+        assert!(took < Duration::from_millis(1500), "shutdown took {took:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_interval_job_runs_at_once_then_waits_the_interval_after_each_run() {
+        // Runs take 1.2 s; the interval is 1 s from the end of a run, not from its start.
+        let p = Arc::new(Probe::default());
+        let cancel = CancellationToken::new();
+        let begin = Instant::now();
+        let entries = vec![Entry {
+            name: "every".into(),
+            when: When::Every(Duration::from_secs(1)),
+            work: probe_work(p.clone(), 3, Duration::from_millis(400)),
+        }];
+        let sup = tokio::spawn(supervise(entries, cancel.clone(), |_, _| async {}));
+        tokio::time::sleep(Duration::from_millis(5500)).await;
+        cancel.cancel();
+        sup.await.unwrap().unwrap();
+        let starts = p.starts.lock().unwrap().clone();
+        let ends = p.ends.lock().unwrap().clone();
+        assert!(
+            starts[0] - begin < Duration::from_millis(800),
+            "first run at once"
+        );
+        assert!(starts.len() >= 2, "{} starts", starts.len());
+        for (end, next) in ends.iter().zip(starts.iter().skip(1)) {
+            let gap = *next - *end;
+            assert!(
+                gap >= Duration::from_secs(1) && gap < Duration::from_millis(3000),
+                "gap {gap:?}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stopped_and_panicking_jobs_end_the_run_and_only_panics_count_as_crashes() {
+        let fatal_runs = Arc::new(AtomicUsize::new(0));
+        let f = fatal_runs.clone();
+        let fatal: Work = Arc::new(move |_| {
+            f.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ended::Stopped })
+        });
+        let boom: Work = Arc::new(|_| Box::pin(async { panic!("boom 13812345678") }));
+        let recorded = Arc::new(Mutex::new(Vec::new()));
+        let r = recorded.clone();
+        let entries = vec![
+            Entry {
+                name: "fatal".into(),
+                when: When::Cron("* * * * * *".into()),
+                work: fatal,
+            },
+            Entry {
+                name: "boom".into(),
+                when: When::Every(Duration::from_secs(1)),
+                work: boom,
+            },
+        ];
+        // No cancel: the run ends by itself once both jobs have stopped.
+        let crashed = tokio::time::timeout(
+            Duration::from_secs(10),
+            supervise(entries, CancellationToken::new(), move |job, why| {
+                r.lock().unwrap().push((job, why));
+                async {}
+            }),
         )
+        .await
+        .expect("run ends when every job has stopped")
         .unwrap();
-        let d = next_delay(&cfg.jobs[0]);
-        assert!(d <= Duration::from_secs(5), "{d:?}");
+        assert_eq!(crashed, vec!["boom".to_string()]);
+        let recorded = recorded.lock().unwrap();
+        assert_eq!(recorded.len(), 1);
+        assert!(recorded[0].1.contains("boom 138****5678"), "{recorded:?}");
+        assert_eq!(
+            fatal_runs.load(Ordering::SeqCst),
+            1,
+            "a stopped job runs no more"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_schedule_the_scheduler_refuses_fails_the_run_naming_the_job() {
+        let entries = vec![Entry {
+            name: "nightly".into(),
+            when: When::Cron("every night".into()),
+            work: Arc::new(|_| Box::pin(async { Ended::Again })),
+        }];
+        let e = supervise(entries, CancellationToken::new(), |_, _| async {})
+            .await
+            .unwrap_err();
+        let text = format!("{e:#}");
+        assert!(
+            text.contains("nightly") && text.contains("every night"),
+            "{text}"
+        );
     }
 }

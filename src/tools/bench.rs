@@ -16,23 +16,27 @@ use crate::schema::sample::sample_fields;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Server to benchmark on; a database `qianzhi_bench` is dropped and created there
-    /// (PostgreSQL, MySQL), or a temporary file is used (sqlite:).
+    /// 测试用的数据库服务器：在其上删除并新建 qianzhi_bench 库（PostgreSQL、MySQL），sqlite:
+    /// 则用临时文件 / Server to benchmark on; a database `qianzhi_bench` is dropped and created
+    /// there (PostgreSQL, MySQL), or a temporary file is used (sqlite:)
     #[arg(
         long,
         env = "QIANZHI_BENCH_DATABASE",
         default_value = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
     )]
     pub database: String,
+    /// 要投递的变更表行数 / Change-table rows to deliver
     #[arg(long, default_value_t = 100_000)]
     pub rows: i64,
+    /// 每个批次（Cd_Batch）的行数 / Rows per batch (Cd_Batch)
     #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,
-    /// Platform: gdzw (accept rows, 99 per call) or gansu (cclw_jjl rows, SM4-encrypted,
-    /// `--per-call` per call).
+    /// 平台：gdzw（accept 行，每次调用 99 条）或 gansu（cclw_jjl 行，SM4 加密，每次
+    /// --per-call 条） / Platform: gdzw (accept rows, 99 per call) or gansu (cclw_jjl rows,
+    /// SM4-encrypted, `--per-call` per call)
     #[arg(long, default_value = "gdzw", value_parser = ["gdzw", "gansu"])]
     pub upstream: String,
-    /// Records per Gansu call (1..=500).
+    /// 甘肃每次调用的记录数（1..=500） / Records per Gansu call (1..=500)
     #[arg(long, default_value_t = 500)]
     pub per_call: usize,
 }

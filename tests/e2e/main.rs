@@ -2,6 +2,7 @@
 
 mod gansu;
 mod gdzw;
+mod help;
 mod helpers;
 mod privacy;
 mod query;
@@ -782,6 +783,78 @@ async fn daemon_stops_on_sigterm() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     assert!(start.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_runs_a_cron_job_every_second_and_stops_on_sigterm() {
+    // Every second (Beijing time): the first row goes out at a tick, a row inserted later goes
+    // out at a later tick, and SIGTERM ends `run` promptly with exit 0.
+    let edit = |s: String| s.replace("interval = \"30s\"", "schedule = \"* * * * * *\"");
+    let t = spawn_app(
+        Which::Sqlite,
+        Spawn {
+            edit: &edit,
+            ..Spawn::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(t.cfg_text.contains("schedule = \"* * * * * *\""));
+    let ok = t.cli(&["check"], &[]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    t.insert(
+        "accept",
+        1,
+        "I",
+        "2026-11-20 10:00:00",
+        &t.sample("accept", 1),
+    )
+    .await;
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_qianzhi"))
+        .arg("--config")
+        .arg(&t.cfg_path)
+        .arg("run")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wait_for = async |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while t.sim.state.lock().unwrap().accepted_count < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the cron job delivered fewer than {n} rows"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    wait_for(1).await;
+    t.insert(
+        "accept",
+        2,
+        "I",
+        "2026-11-20 10:00:01",
+        &t.sample("accept", 2),
+    )
+    .await;
+    wait_for(2).await;
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?} {err}", out.status);
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    assert!(!err.contains("ERROR"), "{err}");
+    assert!(err.contains("all jobs stopped"), "{err}");
+    let st = t.sim.state.lock().unwrap();
+    assert_eq!(st.accepted_of("accept").len(), 2, "each row sent once");
 }
 
 async fn crash_before_ack_flush(which: Which) {
