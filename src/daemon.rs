@@ -14,7 +14,7 @@ use crate::query::{QueryStopped, run_query_once};
 
 /// How long until the job's next run.
 pub fn next_delay(job: &JobConfig) -> Duration {
-    delay_until_next(job.interval(), job.schedule.as_deref())
+    delay_until_next(job.interval(), job.schedule().map(|s| s.as_str()))
 }
 
 /// An interval, else the next time of a 6-field cron in Beijing time.
@@ -83,7 +83,7 @@ async fn query_loop(app: Arc<App>, job: QueryJobConfig, cancel: CancellationToke
             return;
         }
         tokio::select! {
-            _ = tokio::time::sleep(delay_until_next(job.interval(), job.schedule.as_deref())) => {}
+            _ = tokio::time::sleep(delay_until_next(job.interval(), job.schedule().map(|s| s.as_str()))) => {}
             _ = cancel.cancelled() => return,
         }
     }

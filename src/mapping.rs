@@ -7,8 +7,7 @@ use crate::config::{JobConfig, NullFields, UnitConfig};
 use crate::schema::{DataType, FieldType};
 use crate::value::{SourceRow, Value};
 
-/// Fields whose values qianzhi itself sets when it numbers a batch.
-pub const PIPELINE_FIELDS: &[&str] = &["Cd_Operation", "Cd_Time", "Cd_Batch"];
+pub use crate::schema::PIPELINE_FIELDS;
 
 /// Namespace for derived RowGuids (UUID v5 of "job:key"), fixed forever so they stay stable.
 const ROW_GUID_NS: uuid::Uuid = uuid::uuid!("6f1c3a52-2f4e-5b8a-9d07-3c1e0a6b4d21");
@@ -491,6 +490,7 @@ source = "v"
 key = ["ID"]
 seq_column = "change_id"
 time_column = "changed_at"
+interval = "1m"
 [map]
 HandleUserName = "applicant"
 TaskName = "no_such_column"

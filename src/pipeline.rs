@@ -8,14 +8,14 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::config::{Config, JobConfig};
+use crate::config::{Config, JobConfig, UpstreamKind};
 use crate::db::Db;
 use crate::db::control::{BatchRow, ErrorRow, NewBatch, OutboxCall, RecordMeta};
 use crate::db::source::{Position, SourceSpec};
 use crate::mapping::{Op, Plan, PlanInput, key_text, map_row};
 use crate::schema::{Catalog, DataType, Platform};
 use crate::upstream::gansu::{GansuClient, Receipt};
-use crate::upstream::gdzw::{GdzwClient, resolve_token};
+use crate::upstream::gdzw::GdzwClient;
 use crate::upstream::{Backoff, Sender, SubmitError};
 use crate::validate::validate_aligned;
 use crate::value::SourceRow;
@@ -47,7 +47,7 @@ impl App {
         let gdzw = match &cfg.gdzw {
             Some(g) => Some(GdzwClient::new(
                 g,
-                resolve_token(g)?,
+                g.token.value.clone(),
                 cfg.delivery.http_timeout(),
             )?),
             None => None,
@@ -81,7 +81,7 @@ impl App {
     fn platform(&self, job: &JobConfig) -> Result<(&Platform, &DataType)> {
         let p = self
             .catalog
-            .platform(&job.upstream)
+            .platform(job.upstream.as_str())
             .ok_or_else(|| anyhow!("no schemas for {}", job.upstream))?;
         let dt = p
             .data_types
@@ -92,7 +92,7 @@ impl App {
 
     /// The reconciliation Table_name of a data type: configured, else the schema's default.
     pub fn table_name(&self, job: &JobConfig, dt: &DataType) -> String {
-        if job.upstream == "gansu" {
+        if job.upstream == UpstreamKind::Gansu {
             return dt
                 .reconciliation_table
                 .clone()
@@ -461,18 +461,18 @@ async fn commit_page(
     let cd_time = crate::timefmt::fmt_spec(&now);
     let table = app.table_name(job, dt);
     let new_batch = (!prep.records.is_empty()).then(|| NewBatch {
-        upstream: &job.upstream,
+        upstream: job.upstream.as_str(),
         data_type: &job.data_type,
         table_name: &table,
         unit_code: &app.cfg.unit.uscc,
         at: now,
     });
-    let per_call = match (job.upstream.as_str(), &app.cfg.gansu, &app.cfg.gdzw) {
-        ("gansu", Some(g), _) => g.max_records_per_call,
+    let per_call = match (job.upstream, &app.cfg.gansu, &app.cfg.gdzw) {
+        (UpstreamKind::Gansu, Some(g), _) => g.max_records_per_call,
         (_, _, Some(g)) => g.max_records_per_call,
         _ => 99,
     };
-    let codec = (job.upstream == "gansu")
+    let codec = (job.upstream == UpstreamKind::Gansu)
         .then(|| app.gansu.as_ref().map(|c| &c.codec))
         .flatten();
     let pos_json = serde_json::to_string(&prep.last).context("position")?;
@@ -594,9 +594,9 @@ fn prepare(
         plan.index_of("Cd_Time"),
         plan.index_of("Cd_Batch"),
     );
-    let length_unit = match job.upstream.as_str() {
-        "gdzw" => app.cfg.gdzw.as_ref().map(|g| g.length_unit),
-        _ => None,
+    let length_unit = match job.upstream {
+        UpstreamKind::Gdzw => app.cfg.gdzw.as_ref().map(|g| g.length_unit),
+        UpstreamKind::Gansu => None,
     }
     .unwrap_or(crate::config::LengthUnit::Chars);
     let mut p = Prepared {
@@ -891,7 +891,7 @@ async fn deliver(
         if let Some(s) = suspect.take() {
             s.refuse(&at, &mut calls, out).await?;
         }
-        let upload = job.upstream == "gdzw" && app.cfg.gdzw.as_ref().is_some_and(|g| g.reconciliation_upload);
+        let upload = job.upstream == UpstreamKind::Gdzw && app.cfg.gdzw.as_ref().is_some_and(|g| g.reconciliation_upload);
         // The last acks and the batch's closing share one transaction.
         let last_acks: Vec<&OutboxCall> = acked.iter().map(|i| &calls[*i]).collect();
         let recon = app.db.finish_batch(&job.name, b, &last_acks, resolve, if upload { "pending" } else { "off" }).await?;

@@ -5,6 +5,9 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
+/// Fields whose values qianzhi itself sets when it numbers a batch: no job maps them.
+pub const PIPELINE_FIELDS: &[&str] = &["Cd_Operation", "Cd_Time", "Cd_Batch"];
+
 /// Catalogs shipped inside the binary, so a fresh install needs no extra files.
 const EMBEDDED: &[(&str, &str, &str)] = &[
     (

@@ -67,9 +67,9 @@ impl Sender<'_> {
 /// Which platform settings and client a job uses, by its `upstream`.
 impl crate::pipeline::App {
     pub(crate) fn null_fields(&self, job: &crate::config::JobConfig) -> crate::config::NullFields {
-        let n = match job.upstream.as_str() {
-            "gansu" => self.cfg.gansu.as_ref().map(|g| g.null_fields),
-            _ => self.cfg.gdzw.as_ref().map(|g| g.null_fields),
+        let n = match job.upstream {
+            crate::config::UpstreamKind::Gansu => self.cfg.gansu.as_ref().map(|g| g.null_fields),
+            crate::config::UpstreamKind::Gdzw => self.cfg.gdzw.as_ref().map(|g| g.null_fields),
         };
         n.unwrap_or(crate::config::NullFields::Omit)
     }
@@ -80,7 +80,7 @@ impl crate::pipeline::App {
         job: &crate::config::JobConfig,
         dt: &'a crate::schema::DataType,
     ) -> anyhow::Result<Sender<'a>> {
-        if job.upstream == "gansu" {
+        if job.upstream == crate::config::UpstreamKind::Gansu {
             let client = self
                 .gansu
                 .as_ref()
