@@ -430,8 +430,13 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
         problems += 1;
     }
     for job in &cfg.jobs {
-        // A job with a problem of its own is checked against the database once it is fixed.
-        if has_issue(&format!("job[{}] (", job.entry)) {
+        // A job whose source, platform or data type has a problem is checked against the
+        // database once that is fixed; other problems do not hold it back.
+        let p = format!("job[{}] ({}).", job.entry, job.name);
+        if ["upstream", "data_type", "source"]
+            .iter()
+            .any(|k| has_issue(&format!("{p}{k}")))
+        {
             continue;
         }
         let Some(dt) = catalog
@@ -524,7 +529,8 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
         }
     }
     for q in &cfg.queries {
-        if has_issue(&format!("query[{}] (", q.entry)) {
+        let p = format!("query[{}] ({}).", q.entry, q.name);
+        if has_issue(&format!("{p}subjects")) || has_issue(&format!("{p}provider")) {
             continue;
         }
         match db.source_columns(&q.subjects).await {

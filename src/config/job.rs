@@ -54,8 +54,22 @@ impl CronSchedule {
                 schedule,
             })
             .map_err(|e| {
+                // The cron crate renders the text, a caret line, then what is wrong (maybe
+                // nothing): keep the last part, or say where it stopped.
+                let shown = e.to_string();
+                let mut lines = shown.lines();
+                let caret = lines.nth(1).and_then(|l| l.find('^')).unwrap_or(0);
+                let why: Vec<&str> = lines.filter(|l| !l.trim().is_empty()).collect();
+                let fields = text.split_whitespace().count();
+                let why = if !why.is_empty() {
+                    why.join("; ")
+                } else if fields != 6 && fields != 7 {
+                    format!("it has {fields} fields")
+                } else {
+                    format!("unreadable from character {}", caret + 1)
+                };
                 format!(
-                    "'{text}' is not a 6-field cron (sec min hour day month weekday): {e} (不是 6 段 cron 表达式)"
+                    "'{text}' is not a 6-field cron (sec min hour day month weekday): {why} (不是 6 段 cron 表达式)"
                 )
             })
     }
@@ -79,7 +93,8 @@ impl std::fmt::Debug for CronSchedule {
 /// When a job or query job runs: exactly one of a cron schedule or an interval.
 #[derive(Debug, Clone)]
 pub enum Trigger {
-    Cron(CronSchedule),
+    /// Boxed: a parsed schedule is large beside a `Duration`.
+    Cron(Box<CronSchedule>),
     Every(Duration),
 }
 
@@ -109,7 +124,7 @@ impl Trigger {
                 placeholder
             }
             (true, false) => match schedule.map(|s| CronSchedule::parse(&s)) {
-                Some(Ok(c)) => Trigger::Cron(c),
+                Some(Ok(c)) => Trigger::Cron(Box::new(c)),
                 Some(Err(e)) => {
                     t.issue(Some("schedule"), e);
                     placeholder
@@ -222,14 +237,22 @@ impl JobConfig {
         let operation_column = t.text_or("operation_column", "cd_operation");
         let seq_column = t.text("seq_column");
         let map: BTreeMap<String, String> = t.map_of("map");
-        for c in key
-            .iter()
-            .chain([&time_column, &operation_column])
-            .chain(seq_column.iter())
-            .chain(map.values())
-        {
+        let not_column = |c: &str| format!("'{c}' is not a column name (不是列名)");
+        let named = [
+            ("time_column", Some(&time_column)),
+            ("operation_column", Some(&operation_column)),
+            ("seq_column", seq_column.as_ref()),
+        ];
+        for (k, c) in key.iter().map(|c| ("key", Some(c))).chain(named) {
+            if let Some(c) = c
+                && !column_ok(c)
+            {
+                t.issue(Some(k), not_column(c));
+            }
+        }
+        for (field, c) in &map {
             if !column_ok(c) {
-                t.issue(None, format!("'{c}' is not a column name (不是列名)"));
+                t.issue_in(&["map", field], not_column(c));
             }
         }
         JobConfig {

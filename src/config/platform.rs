@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 
 use super::read::Table;
-use super::secret::Credential;
+use super::secret::{Credential, SecretFrom};
 use super::{name_ok, url_ok};
 use crate::crypto::{KeyForm, Padding, TextEncoding};
 use crate::schema::Subject;
+use secrecy::ExposeSecret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -174,6 +175,21 @@ impl GansuConfig {
             "the Authorization issued at registration 注册时发放的 Authorization",
         );
         let key = t.credential("key", "key_file", "key_env", None, "the SM4 key SM4 密钥");
+        let key_form = t.choice("key_form", KeyForm::Hex);
+        // The key is checked here, once; the error names its form and length, never its text.
+        if key.is_read()
+            && let Err(e) = crate::crypto::parse_key(key.value.expose_secret(), key_form)
+        {
+            let at = match key.from {
+                SecretFrom::Env(_) => "key_env",
+                _ => "key_file",
+            };
+            t.issue_fix(
+                Some(at),
+                format!("gansu SM4 key ({key_form:?} form): {e} (SM4 密钥格式不对)"),
+                Some("32 hex digits for key_form = \"hex\", 16 bytes of text for \"utf8\""),
+            );
+        }
         let iv_form = t.choice("iv_form", KeyForm::Utf8);
         let iv = t.text_or("iv", "1111111111111111");
         // The IV is not secret (the Java helper's is a constant), so its error may be precise.
@@ -210,7 +226,7 @@ impl GansuConfig {
             base_url: base_url.unwrap_or_default(),
             authorization,
             key,
-            key_form: t.choice("key_form", KeyForm::Hex),
+            key_form,
             iv,
             iv_form,
             padding: t.choice("padding", Padding::Iso7816),

@@ -294,14 +294,18 @@ impl QueryJobConfig {
         let id_card_column = t.text("id_card_column");
         let tax_no_column = t.text("tax_no_column");
         let key_column = t.text("key_column");
-        for c in std::iter::once(&name_column)
-            .chain(uscc_column.iter())
-            .chain(id_card_column.iter())
-            .chain(tax_no_column.iter())
-            .chain(key_column.iter())
-        {
-            if !column_ok(c) {
-                t.issue(None, format!("'{c}' is not a column name (不是列名)"));
+        let columns = [
+            ("name_column", Some(&name_column)),
+            ("uscc_column", uscc_column.as_ref()),
+            ("id_card_column", id_card_column.as_ref()),
+            ("tax_no_column", tax_no_column.as_ref()),
+            ("key_column", key_column.as_ref()),
+        ];
+        for (k, c) in columns {
+            if let Some(c) = c
+                && !column_ok(c)
+            {
+                t.issue(Some(k), format!("'{c}' is not a column name (不是列名)"));
             }
         }
         let xinshu = provider == Some(Provider::Xinshu);

@@ -10,7 +10,6 @@
 //! value decides the type: a key the file holds as text stays text (`region_code` "440300"),
 //! and so does every secret-looking key; otherwise a number or true/false is read as such.
 
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::ops::Range;
 use toml::Value;
@@ -153,6 +152,65 @@ fn syntax_issue(origins: &Origins, e: &toml::de::Error) -> ConfigIssue {
     }
 }
 
+/// One value of the parsed file as a `toml::Value`; a number the recovering parser kept but
+/// cannot be read (`0x`, an overflow) is left out, with its issue.
+fn owned(
+    v: &toml::Spanned<toml::de::DeValue<'_>>,
+    shown: &str,
+    origins: &Origins,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<Value> {
+    use toml::de::DeValue;
+    let bad_number = |issues: &mut Vec<ConfigIssue>| {
+        issues.push(ConfigIssue {
+            at: Some(origins.at_offset(v.span().start)),
+            path: shown.to_string(),
+            reason: "TOML 语法错误 syntax error: not a valid number (数字无效)".into(),
+            fix: Some("write a whole number such as 10, or quote text (整数或加引号的文本)".into()),
+        });
+        None
+    };
+    Some(match v.get_ref() {
+        DeValue::String(s) => Value::String(s.to_string()),
+        DeValue::Integer(n) => match i64::from_str_radix(n.as_str(), n.radix()) {
+            Ok(n) => Value::Integer(n),
+            Err(_) => return bad_number(issues),
+        },
+        DeValue::Float(f) => match f.as_str().parse::<f64>() {
+            Ok(f) => Value::Float(f),
+            Err(_) => return bad_number(issues),
+        },
+        DeValue::Boolean(b) => Value::Boolean(*b),
+        DeValue::Datetime(d) => Value::Datetime(*d),
+        DeValue::Array(items) => Value::Array(
+            items
+                .iter()
+                .filter_map(|i| owned(i, shown, origins, issues))
+                .collect(),
+        ),
+        DeValue::Table(t) => Value::Table(owned_table(t, shown, origins, issues)),
+    })
+}
+
+fn owned_table(
+    t: &toml::de::DeTable<'_>,
+    shown: &str,
+    origins: &Origins,
+    issues: &mut Vec<ConfigIssue>,
+) -> toml::Table {
+    t.iter()
+        .filter_map(|(k, v)| {
+            let key = k.get_ref().to_string();
+            let shown = if shown.is_empty() {
+                key.clone()
+            } else {
+                format!("{shown}.{key}")
+            };
+            Some((key, owned(v, &shown, origins, issues)?))
+        })
+        .collect()
+}
+
 /// The file as parsed: its table (what could be read of it, after syntax errors too) and
 /// the syntax errors.
 fn parse_file(origins: &mut Origins) -> (toml::Table, Vec<ConfigIssue>) {
@@ -161,8 +219,8 @@ fn parse_file(origins: &mut Origins) -> (toml::Table, Vec<ConfigIssue>) {
     record_spans(doc.get_ref(), &mut Vec::new(), &mut origins.spans);
     let mut errors: Vec<_> = errors.iter().collect();
     errors.sort_by_key(|e| e.span().map_or(0, |s| s.start));
-    let issues = errors.iter().map(|e| syntax_issue(origins, e)).collect();
-    let table = toml::Table::deserialize(toml::de::Deserializer::from(doc)).unwrap_or_default();
+    let mut issues: Vec<ConfigIssue> = errors.iter().map(|e| syntax_issue(origins, e)).collect();
+    let table = owned_table(doc.get_ref(), "", origins, &mut issues);
     (table, issues)
 }
 
@@ -240,7 +298,7 @@ fn place(segs: &[String], file: &toml::Table) -> Result<KeyPath, String> {
             }
             None => {
                 let wanted = segs.get(i).cloned().unwrap_or_default();
-                let hint = nearest(&wanted, names.iter().map(|n| *n))
+                let hint = nearest(&wanted, names.iter().copied())
                     .map(|n| format!("; did you mean {n}? (是否应为 {n}？)"))
                     .unwrap_or_default();
                 return Err(format!(
