@@ -437,23 +437,21 @@ pub fn layer(text: &str, file: &str, vars: &[(String, String)]) -> Layered {
             }
         };
         let v = typed(&raw, &path, &file_table);
-        match builder.set_override(expression(&path), v) {
+        // A key the config crate's paths cannot spell (a quoted key with a dot) is refused
+        // without losing the overrides before it.
+        match builder.clone().set_override(expression(&path), v) {
             Ok(b) => {
                 builder = b;
                 origins.env.push((path, var));
             }
-            Err(e) => {
-                issues.push(ConfigIssue {
-                    at,
-                    path: segs.join("."),
-                    reason: format!(
-                        "cannot set this key from the environment: {e} (无法由环境变量设置)"
-                    ),
-                    fix: None,
-                });
-                builder = config::Config::builder()
-                    .add_source(config::File::from_str(&loaded, config::FileFormat::Toml));
-            }
+            Err(e) => issues.push(ConfigIssue {
+                at,
+                path: segs.join("."),
+                reason: format!(
+                    "cannot set this key from the environment: {e} (无法由环境变量设置)"
+                ),
+                fix: None,
+            }),
         }
     }
     let table = builder

@@ -161,3 +161,35 @@ async fn environment_switches_a_job_off_by_its_name() {
     );
     assert_eq!(t.scalar("SELECT COUNT(*) FROM qz_batch").await, 1);
 }
+
+/// Every secret is read when the configuration loads, and only then: removing the token file
+/// afterwards changes nothing for the running process (the file rule is tested in
+/// `config::secret`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_read_once_when_the_configuration_loads() {
+    let t = spawn_app(Which::Sqlite, Spawn::default()).await.unwrap();
+    let cfg = qianzhi::cli::config_from_str(&t.cfg_text).unwrap();
+    std::fs::remove_file(t.dir.path().join("token")).unwrap();
+    let app = qianzhi::pipeline::App::new(cfg).await.unwrap();
+    t.insert(
+        "accept",
+        1,
+        "I",
+        "2026-11-20 10:00:01",
+        &t.sample("accept", 1),
+    )
+    .await;
+    let o = qianzhi::pipeline::run_once(&app, "accept", &Default::default(), &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(o.delivered, 1, "signed with the token read at load: {o:?}");
+    // A new load does read the file, and says which one is gone.
+    let e = format!(
+        "{:#}",
+        qianzhi::cli::config_from_str(&t.cfg_text).unwrap_err()
+    );
+    assert!(
+        e.contains("gdzw.token_file: cannot read gdzw.token_file"),
+        "{e}"
+    );
+}
