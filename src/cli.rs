@@ -151,7 +151,7 @@ fn config_path(cli: &Cli) -> PathBuf {
 fn load_config(cli: &Cli) -> Result<Config> {
     let path = config_path(cli);
     let cfg = config::load(&path)?;
-    crate::telemetry::init(&cfg.log.level, &cfg.log.format);
+    crate::telemetry::init(&cfg.log.level, cfg.log.format.as_str());
     Ok(cfg)
 }
 
@@ -373,43 +373,58 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
 /// can tell: connection, control tables, each source and its columns, unsupplied fields.
 async fn check(cli: &Cli) -> Result<ExitCode> {
     let path = config_path(cli);
-    let cfg = match config::load(&path) {
-        Ok(c) => c,
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
         Err(e) => {
-            println!("✗ {}", format!("{e:#}").replace('\n', " "));
+            println!(
+                "✗ cannot read config file {} (无法读取配置文件): {e}",
+                path.display()
+            );
             return Ok(ExitCode::FAILURE);
         }
     };
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    // Every problem of the file and the environment, then what needs the schema catalog.
+    let (cfg, mut issues) = Config::read_all(&text, &path.display().to_string(), &vars);
     let mut problems = 0usize;
     let catalog = match Catalog::load(cfg.schema_dir.as_deref()) {
-        Ok(c) => c,
+        Ok(c) => {
+            // A key already reported (missing, wrong type) is not reported again.
+            for i in cfg.validate(&c) {
+                if !issues.iter().any(|j| j.path == i.path) {
+                    issues.push(i);
+                }
+            }
+            Some(c)
+        }
         Err(e) => {
             println!("✗ schemas: {e:#}");
-            return Ok(ExitCode::FAILURE);
+            problems += 1;
+            None
         }
     };
-    for issue in cfg.validate(&catalog) {
+    for issue in &issues {
         println!("✗ {issue}");
-        problems += 1;
     }
+    problems += issues.len();
+    let has_issue = |prefix: &str| issues.iter().any(|i| i.path.starts_with(prefix));
     // Costly but working settings: shown, not counted as problems.
     for w in crate::config::query::warnings(&cfg) {
         println!("! {w}");
     }
     if let Some(g) = &cfg.gdzw {
-        match crate::upstream::gdzw::resolve_token(g) {
-            Ok(_) => println!("✓ gdzw token is readable"),
-            Err(e) => {
-                println!("✗ gdzw: {e:#}");
-                problems += 1;
-            }
+        if g.token.is_read() {
+            println!("✓ gdzw token is readable");
         }
-        if g.token.is_some() {
+        if matches!(g.token.from, config::SecretFrom::Inline(_)) {
             println!("! gdzw.token is written in the config file; prefer token_file or token_env");
         }
     }
-    if let Some(g) = &cfg.gansu {
-        // Builds the client as `run` would: both secrets read, the key parsed.
+    if let Some(g) = &cfg.gansu
+        && g.authorization.is_read()
+        && g.key.is_read()
+    {
+        // Builds the client as `run` would: the key parsed in its key_form.
         match crate::upstream::gansu::GansuClient::from_config(g, cfg.delivery.http_timeout()) {
             Ok(_) => println!("✓ gansu Authorization and SM4 key are readable"),
             Err(e) => {
@@ -418,14 +433,19 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
             }
         }
     }
-    if cfg.shuidi.is_some() || cfg.qcc.is_some() || cfg.xinshu.is_some() {
-        match crate::query::client::Clients::new(&cfg) {
-            Ok(_) => println!("✓ credit-query credentials are readable"),
-            Err(e) => {
-                println!("✗ credit queries: {e:#}");
-                problems += 1;
-            }
-        }
+    let credentials = [
+        cfg.shuidi.as_ref().map(|c| vec![&c.pkey]),
+        cfg.qcc.as_ref().map(|c| vec![&c.key, &c.secret_key]),
+        cfg.xinshu.as_ref().map(|c| vec![&c.apikey, &c.private_key]),
+    ];
+    let credentials: Vec<_> = credentials.into_iter().flatten().flatten().collect();
+    if !credentials.is_empty() && credentials.iter().all(|c| c.is_read()) {
+        println!("✓ credit-query credentials are readable");
+    }
+    if has_issue("database") {
+        println!("✗ database not checked: fix [database] first (先修正 [database])");
+        println!("{problems} problem(s) found");
+        return Ok(ExitCode::FAILURE);
     }
     let db = match Db::connect(&cfg.database.url, 2).await {
         Ok(db) => {
@@ -445,7 +465,19 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
         problems += 1;
     }
     for job in &cfg.jobs {
-        let Some(dt) = catalog.data_type(&job.upstream, &job.data_type) else {
+        // A job whose source, platform or data type has a problem is checked against the
+        // database once that is fixed; other problems do not hold it back.
+        let p = format!("job[{}] ({}).", job.entry, job.name);
+        if ["upstream", "data_type", "source"]
+            .iter()
+            .any(|k| has_issue(&format!("{p}{k}")))
+        {
+            continue;
+        }
+        let Some(dt) = catalog
+            .as_ref()
+            .and_then(|c| c.data_type(job.upstream.as_str(), &job.data_type))
+        else {
             continue;
         };
         let described = match db.source_column_types(&job.source).await {
@@ -532,6 +564,10 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
         }
     }
     for q in &cfg.queries {
+        let p = format!("query[{}] ({}).", q.entry, q.name);
+        if has_issue(&format!("{p}subjects")) || has_issue(&format!("{p}provider")) {
+            continue;
+        }
         match db.source_columns(&q.subjects).await {
             Ok(columns) => {
                 let missing: Vec<String> = crate::query::run::subject_columns(q)

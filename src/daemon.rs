@@ -135,7 +135,7 @@ fn entries(app: &Arc<App>) -> Vec<Entry> {
         let (app, name) = (app.clone(), q.name.clone());
         out.push(Entry {
             name: q.name.clone(),
-            when: When::of(q.schedule.as_deref(), q.interval()),
+            when: When::of(q.schedule().map(|s| s.as_str()), q.interval()),
             work: Arc::new(move |c| Box::pin(run_query(app.clone(), name.clone(), c))),
         });
     }
@@ -144,7 +144,7 @@ fn entries(app: &Arc<App>) -> Vec<Entry> {
         let (app, name) = (app.clone(), j.name.clone());
         out.push(Entry {
             name: j.name.clone(),
-            when: When::of(j.schedule.as_deref(), j.interval()),
+            when: When::of(j.schedule().map(|s| s.as_str()), j.interval()),
             work: Arc::new(move |c| Box::pin(run_job(app.clone(), name.clone(), c))),
         });
     }

@@ -490,6 +490,7 @@ source = "v"
 key = ["ID"]
 seq_column = "change_id"
 time_column = "changed_at"
+interval = "1m"
 [map]
 HandleUserName = "applicant"
 TaskName = "no_such_column"

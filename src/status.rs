@@ -112,7 +112,7 @@ pub async fn collect(app: &App) -> Result<Status> {
         let s = app.db.job_status(&q.name).await?;
         query_jobs.push(QueryJobStatus {
             job: q.name.clone(),
-            provider: q.provider.clone(),
+            provider: q.provider.name().to_string(),
             last_run_at: s.last_run_at,
             last_success_at: s.last_success_at,
             last_error: s.last_error,

@@ -64,39 +64,30 @@ pub fn parse_loose_datetime(s: &str) -> Option<NaiveDateTime> {
     None
 }
 
-/// Parse "500ms", "5s", "10m", "2h", "1d" (or a bare number of seconds).
+/// Parse a duration setting: humantime's spellings ("500ms", "30s", "10m", "2h", "1d",
+/// also "1h 30m"), or a bare whole number of seconds ("7"). Read once, when the
+/// configuration is loaded.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration like 500ms, 30s, 10m, 2h or 1d"))?;
-    let secs = match unit.trim() {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        "d" => n * 86400.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit '{other}' in '{s}' (use ms, s, m, h or d)"
-            ));
-        }
+    let too_long = || format!("'{s}' is too long: at most 3650d (时长过长：最多 3650d)");
+    let d = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| too_long())?
+    } else {
+        humantime::parse_duration(s).map_err(|e| match e {
+            humantime::DurationError::NumberOverflow => too_long(),
+            humantime::DurationError::UnknownUnit { unit, .. } => format!(
+                "unknown duration unit '{unit}' in '{s}' (use ms, s, m, h or d) (时长单位无效)"
+            ),
+            _ => format!("'{s}' is not a duration like 500ms, 30s, 10m, 2h or 1d (不是有效的时长)"),
+        })?
     };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("'{s}' is not a valid duration"));
+    // No setting of qianzhi needs more than ten years.
+    if d > MAX_DURATION {
+        return Err(too_long());
     }
-    // Checked before converting: Duration::from_secs_f64 panics on values it cannot hold,
-    // and no setting of qianzhi needs more than ten years.
-    if secs > MAX_DURATION.as_secs_f64() {
-        return Err(format!(
-            "'{s}' is too long: at most 3650d (时长过长：最多 3650d)"
-        ));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 /// The longest duration any setting accepts.
@@ -177,7 +168,11 @@ mod tests {
         ] {
             assert_eq!(parse_duration(s).unwrap().as_millis(), ms, "{s}");
         }
-        for bad in ["", "x", "5 parsecs", "-1s"] {
+        // humantime's longer spellings are read too.
+        assert_eq!(parse_duration("1h 30m").unwrap().as_secs(), 5400);
+        assert_eq!(parse_duration("10min").unwrap().as_secs(), 600);
+        assert_eq!(parse_duration("1.5h").unwrap().as_secs(), 5400);
+        for bad in ["", "x", "5 parsecs", "-1s", "30 s s", "1e300"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use super::{Call, Provider, qcc, shuidi, xinshu};
 use crate::config::Config;
-use crate::config::query::resolve_secret;
 
 pub struct Clients {
     http: reqwest::Client,
@@ -57,37 +56,21 @@ impl Clients {
             .timeout(cfg.delivery.http_timeout())
             .build()
             .context("cannot build the HTTP client")?;
-        let shuidi = match &cfg.shuidi {
-            Some(c) => Some(shuidi::Client {
-                cfg: c.clone(),
-                pkey: resolve_secret("shuidi.pkey", &c.pkey_file, &c.pkey_env)?,
-            }),
-            None => None,
-        };
-        let qcc = match &cfg.qcc {
-            Some(c) => Some(qcc::Client {
-                cfg: c.clone(),
-                key: resolve_secret("qcc.key", &c.key_file, &c.key_env)?,
-                secret_key: resolve_secret(
-                    "qcc.secret_key",
-                    &c.secret_key_file,
-                    &c.secret_key_env,
-                )?,
-            }),
-            None => None,
-        };
-        let xinshu = match &cfg.xinshu {
-            Some(c) => Some(xinshu::Client {
-                cfg: c.clone(),
-                apikey: resolve_secret("xinshu.apikey", &c.apikey_file, &c.apikey_env)?,
-                private_key: resolve_secret(
-                    "xinshu.private_key",
-                    &c.private_key_file,
-                    &c.private_key_env,
-                )?,
-            }),
-            None => None,
-        };
+        // The credentials were read once, with the configuration.
+        let shuidi = cfg.shuidi.as_ref().map(|c| shuidi::Client {
+            cfg: c.clone(),
+            pkey: c.pkey.value.clone(),
+        });
+        let qcc = cfg.qcc.as_ref().map(|c| qcc::Client {
+            cfg: c.clone(),
+            key: c.key.value.clone(),
+            secret_key: c.secret_key.value.clone(),
+        });
+        let xinshu = cfg.xinshu.as_ref().map(|c| xinshu::Client {
+            cfg: c.clone(),
+            apikey: c.apikey.value.clone(),
+            private_key: c.private_key.value.clone(),
+        });
         Ok(Clients {
             http,
             shuidi,

@@ -7,7 +7,6 @@ pub mod run;
 pub mod shuidi;
 pub mod xinshu;
 
-use anyhow::{Result, bail};
 use serde_json::Value as Json;
 use std::time::Duration;
 
@@ -80,34 +79,10 @@ pub fn lookup(table: &'static [CodeRow], code: &str) -> (Action, &'static str) {
         .unwrap_or((Action::RetryLater, "规范未列出的状态码"))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    Shuidi,
-    Qcc,
-    Xinshu,
-}
+/// The providers are a closed set the configuration reads; defined with it.
+pub use crate::config::Provider;
 
 impl Provider {
-    pub const ALL: [Provider; 3] = [Provider::Shuidi, Provider::Qcc, Provider::Xinshu];
-
-    pub fn parse(s: &str) -> Result<Provider> {
-        Ok(match s {
-            "shuidi" => Provider::Shuidi,
-            "qcc" => Provider::Qcc,
-            "xinshu" => Provider::Xinshu,
-            other => bail!("unknown provider '{other}' (known: shuidi, qcc, xinshu)"),
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Provider::Shuidi => "shuidi",
-            Provider::Qcc => "qcc",
-            Provider::Xinshu => "xinshu",
-        }
-    }
-
     pub fn codes(self) -> &'static [CodeRow] {
         match self {
             Provider::Shuidi => shuidi::CODES,

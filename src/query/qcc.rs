@@ -6,8 +6,8 @@ use serde_json::Value as Json;
 use std::time::Duration;
 
 use super::{Action, Answer, Call, CodeRow, FlatRow, Pause, TableRows};
-use crate::config::Secret;
 use crate::config::query::QccConfig;
+use secrecy::{ExposeSecret, SecretString};
 
 pub const CREDIT_TABLE: &str = "qz_qcc_customs_credit";
 pub const PUNISH_TABLE: &str = "qz_qcc_customs_punish";
@@ -128,8 +128,8 @@ pub fn timespan(now: DateTime<Utc>) -> String {
 
 pub struct Client {
     pub cfg: QccConfig,
-    pub key: Secret,
-    pub secret_key: Secret,
+    pub key: SecretString,
+    pub secret_key: SecretString,
 }
 
 impl Client {
@@ -139,7 +139,7 @@ impl Client {
             post: false,
             url: self.cfg.url.clone(),
             query: vec![
-                ("key".into(), self.key.expose().to_string()),
+                ("key".into(), self.key.expose_secret().to_string()),
                 ("searchKey".into(), search_key.to_string()),
                 ("pageIndex".into(), page.to_string()),
                 ("pageSize".into(), self.cfg.page_size.min(20).to_string()),
@@ -147,7 +147,11 @@ impl Client {
             headers: vec![
                 (
                     "Token".into(),
-                    token(self.key.expose(), &ts, self.secret_key.expose()),
+                    token(
+                        self.key.expose_secret(),
+                        &ts,
+                        self.secret_key.expose_secret(),
+                    ),
                 ),
                 ("Timespan".into(), ts),
             ],
@@ -265,8 +269,8 @@ mod tests {
     fn request_has_key_in_query_and_token_headers() {
         let c = Client {
             cfg: toml::from_str("url='http://127.0.0.1:1/api/yj/OperationCheck/GetList'\nkey_env='K'\nsecret_key_env='S'\ndaily_budget=1").unwrap(),
-            key: Secret::new("AppKey"),
-            secret_key: Secret::new("Secret"),
+            key: SecretString::from("AppKey"),
+            secret_key: SecretString::from("Secret"),
         };
         let now = Utc.timestamp_opt(1654565566, 0).unwrap();
         let call = c.request("营口某公司", 2, now);

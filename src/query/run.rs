@@ -410,7 +410,7 @@ async fn run_inner(
     job: &QueryJobConfig,
     cancel: &CancellationToken,
 ) -> Result<QueryOutcome> {
-    let provider = Provider::parse(&job.provider)?;
+    let provider = job.provider;
     let pname = provider.name();
     let mut out = QueryOutcome::default();
     if app.query.is_stopped(provider) {

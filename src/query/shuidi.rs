@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
 use super::{Action, Answer, Call, CodeRow, FlatRow, Pause, Subject, TableRows};
-use crate::config::Secret;
 use crate::config::query::{HttpMethod, SearchBy, ShuidiConfig};
+use secrecy::{ExposeSecret, SecretString};
 
 pub const TABLE: &str = "qz_shuidi_punish";
 
@@ -73,7 +73,7 @@ pub fn ptime(now: DateTime<Utc>) -> String {
 
 pub struct Client {
     pub cfg: ShuidiConfig,
-    pub pkey: Secret,
+    pub pkey: SecretString,
 }
 
 impl Client {
@@ -82,7 +82,7 @@ impl Client {
         let params = vec![
             ("pname".to_string(), self.cfg.pname.clone()),
             ("ptime".to_string(), pt.clone()),
-            ("vkey".to_string(), vkey(self.pkey.expose(), &pt)),
+            ("vkey".to_string(), vkey(self.pkey.expose_secret(), &pt)),
             ("keyword".to_string(), keyword.to_string()),
             ("pageIndex".to_string(), page.to_string()),
             (
@@ -186,12 +186,15 @@ mod tests {
 
     #[test]
     fn request_carries_spec_parameters() {
+        let mut cfg: ShuidiConfig = toml::from_str(
+            "url='http://127.0.0.1:1/utn/ic/Punish'\npname='patest'\npkey_env='K'\ndaily_budget=5",
+        )
+        .unwrap();
+        // More than reading accepts: the request still caps it.
+        cfg.page_size = 50;
         let c = Client {
-            cfg: toml::from_str(
-                "url='http://127.0.0.1:1/utn/ic/Punish'\npname='patest'\npkey_env='K'\ndaily_budget=5\npage_size=50",
-            )
-            .unwrap(),
-            pkey: Secret::new("pk"),
+            cfg,
+            pkey: SecretString::from("pk"),
         };
         let now = Utc.timestamp_millis_opt(1571990576623).unwrap();
         let call = c.request("阜阳捌零后商贸有限公司", 3, now);

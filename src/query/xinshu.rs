@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
 use super::{Action, Answer, Call, CodeRow, Subject, TableRows};
-use crate::config::Secret;
 use crate::config::query::{ParamsIn, XinshuConfig};
+use secrecy::{ExposeSecret, SecretString};
 
 pub const TABLE: &str = "qz_xinshu_tax_black";
 
@@ -118,16 +118,22 @@ pub fn sign(private_key: &str, now: DateTime<Utc>) -> String {
 
 pub struct Client {
     pub cfg: XinshuConfig,
-    pub apikey: Secret,
-    pub private_key: Secret,
+    pub apikey: SecretString,
+    pub private_key: SecretString,
 }
 
 impl Client {
     /// None when the subject has none of taxName, idCard, taxNo.
     pub fn request(&self, s: &Subject, now: DateTime<Utc>) -> Option<Call> {
         let mut params = vec![
-            ("apikey".to_string(), self.apikey.expose().to_string()),
-            ("sign".to_string(), sign(self.private_key.expose(), now)),
+            (
+                "apikey".to_string(),
+                self.apikey.expose_secret().to_string(),
+            ),
+            (
+                "sign".to_string(),
+                sign(self.private_key.expose_secret(), now),
+            ),
         ];
         let mut any = false;
         for (k, v) in [
@@ -225,8 +231,8 @@ mod tests {
                 "url='http://127.0.0.1:1/ws/repository/taxBlack'\napikey_env='A'\nprivate_key_env='P'\ndaily_budget=1\nparams_in='{params_in}'"
             ))
             .unwrap(),
-            apikey: Secret::new("ak"),
-            private_key: Secret::new("pk"),
+            apikey: SecretString::from("ak"),
+            private_key: SecretString::from("pk"),
         }
     }
 

@@ -6,34 +6,13 @@ use anyhow::{Context, Result, bail};
 use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::Value as Json;
-use std::path::Path;
 
 use super::body::{CallRecords, join_array};
 use super::{Pending, Receipt, SubmitError, Upstream};
-use crate::config::{Envelope, GansuConfig, NullFields, Secret};
+use crate::config::{Envelope, GansuConfig, NullFields};
 use crate::crypto::{Sm4Cbc, TextEncoding, parse_key};
 use crate::schema::DataType;
-
-/// Reads a secret from a file (trimmed) or an environment variable. Errors name where the
-/// secret was looked for, never its content.
-pub fn resolve_secret(file: Option<&Path>, env: Option<&str>, what: &str) -> Result<Secret> {
-    if let Some(path) = file {
-        let t = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read gansu.{what}_file {}", path.display()))?;
-        let t = t.trim();
-        if t.is_empty() {
-            bail!("gansu.{what}_file {} is empty", path.display());
-        }
-        return Ok(Secret::new(t));
-    }
-    if let Some(var) = env {
-        return match std::env::var(var) {
-            Ok(t) if !t.trim().is_empty() => Ok(Secret::new(t.trim())),
-            _ => bail!("environment variable {var} (gansu.{what}_env) is not set"),
-        };
-    }
-    bail!("set gansu.{what}_file or gansu.{what}_env")
-}
+use secrecy::{ExposeSecret, SecretString};
 
 /// Encryption and envelope of call bodies. Encryption is deterministic (fixed IV), so a
 /// body rebuilt from the same records is byte-identical: splitting a refused call and
@@ -48,8 +27,8 @@ pub struct Codec {
 
 impl Codec {
     /// The key error never quotes the key (see `CryptoError`).
-    pub fn new(cfg: &GansuConfig, key: &Secret) -> Result<Codec> {
-        let key = parse_key(key.expose(), cfg.key_form)
+    pub fn new(cfg: &GansuConfig, key: &SecretString) -> Result<Codec> {
+        let key = parse_key(key.expose_secret(), cfg.key_form)
             .map_err(|e| anyhow::anyhow!("gansu SM4 key ({:?} form): {e}", cfg.key_form))?;
         let iv = parse_key(&cfg.iv, cfg.iv_form).context("gansu.iv")?;
         Ok(Codec {
@@ -262,7 +241,7 @@ pub fn classify(
 pub struct GansuClient {
     http: reqwest::Client,
     base_url: String,
-    authorization: Secret,
+    authorization: SecretString,
     pub codec: Codec,
     fatal_codes: Vec<i64>,
     retry_codes: Vec<i64>,
@@ -277,15 +256,10 @@ impl std::fmt::Debug for GansuClient {
 }
 
 impl GansuClient {
-    /// Reads both secrets; fails when either is unreadable or the key is malformed.
+    /// Takes both secrets as the configuration read them; fails when the key is malformed.
     pub fn from_config(cfg: &GansuConfig, timeout: std::time::Duration) -> Result<Self> {
-        let authorization = resolve_secret(
-            cfg.authorization_file.as_deref(),
-            cfg.authorization_env.as_deref(),
-            "authorization",
-        )?;
-        let key = resolve_secret(cfg.key_file.as_deref(), cfg.key_env.as_deref(), "key")?;
-        let codec = Codec::new(cfg, &key)?;
+        let authorization = cfg.authorization.value.clone();
+        let codec = Codec::new(cfg, &cfg.key.value)?;
         let http = super::submit_client(timeout)?;
         Ok(GansuClient {
             http,
@@ -306,7 +280,7 @@ impl GansuClient {
         let resp = self
             .http
             .post(url)
-            .header("Authorization", self.authorization.expose())
+            .header("Authorization", self.authorization.expose_secret())
             .header("Content-Type", self.codec.content_type())
             .body(body)
             .send()
@@ -417,7 +391,7 @@ mod tests {
     #[test]
     fn default_values_envelope_matches_the_java_helper() {
         let c = cfg(Envelope::Values, Padding::Iso7816, TextEncoding::Hex);
-        let codec = Codec::new(&c, &Secret::new(KEY)).unwrap();
+        let codec = Codec::new(&c, &SecretString::from(KEY)).unwrap();
         let body = codec
             .seal(&[r#"{"a":"I Love You","n":12.5,"z":null}"#])
             .unwrap();
@@ -451,7 +425,7 @@ mod tests {
         for env in [Envelope::Body, Envelope::Values, Envelope::Wrapper] {
             for pad in [Padding::Pkcs7, Padding::Iso7816] {
                 for enc in [TextEncoding::Hex, TextEncoding::Base64] {
-                    let codec = Codec::new(&cfg(env, pad, enc), &Secret::new(KEY)).unwrap();
+                    let codec = Codec::new(&cfg(env, pad, enc), &SecretString::from(KEY)).unwrap();
                     let body = codec.seal(&recs).unwrap();
                     assert!(!body.contains('甲'), "{env:?}: plaintext leaked");
                     let parts = codec.parts(&body).unwrap();
@@ -471,12 +445,12 @@ mod tests {
         }
         let codec = Codec::new(
             &cfg(Envelope::Body, Padding::Iso7816, TextEncoding::Hex),
-            &Secret::new(KEY),
+            &SecretString::from(KEY),
         )
         .unwrap();
         let other = Codec::new(
             &cfg(Envelope::Body, Padding::Iso7816, TextEncoding::Hex),
-            &Secret::new("00000000000000000000000000000000"),
+            &SecretString::from("00000000000000000000000000000000"),
         )
         .unwrap();
         assert!(other.open_array(&codec.seal(&recs).unwrap()).is_err());
@@ -485,7 +459,7 @@ mod tests {
     #[test]
     fn key_errors_do_not_quote_the_key() {
         let c = cfg(Envelope::Values, Padding::Iso7816, TextEncoding::Hex);
-        let err = Codec::new(&c, &Secret::new("secret-key-zz")).unwrap_err();
+        let err = Codec::new(&c, &SecretString::from("secret-key-zz")).unwrap_err();
         let text = format!("{err:#}");
         assert!(
             !text.contains("secret-key-zz") && text.contains("32 hex"),

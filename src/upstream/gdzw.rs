@@ -1,15 +1,16 @@
 //! Guangdong GDZW 0003-2019: gateway signing (6.3), batchSave calls (7.2–7.8) and the
 //! reconciliation upload (7.9), offered to the pipeline as the `Gdzw` [`Upstream`].
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::body::{CallRecords, join_array, split_array};
 use super::{Pending, Receipt, Reconciliation, SubmitError, Upstream};
-use crate::config::{GdzwConfig, LengthUnit, NullFields, Secret};
+use crate::config::{GdzwConfig, LengthUnit, NullFields};
 use crate::db::control::ReconRow;
 use crate::schema::{Catalog, DataType, FieldType};
+use secrecy::{ExposeSecret, SecretString};
 
 /// x-tif-signature = upper(hex(sha256(timestamp + token + nonce + timestamp))), spec 6.3.2.
 pub fn sign(timestamp: &str, token: &str, nonce: &str) -> String {
@@ -19,28 +20,6 @@ pub fn sign(timestamp: &str, token: &str, nonce: &str) -> String {
     h.update(nonce.as_bytes());
     h.update(timestamp.as_bytes());
     hex::encode_upper(h.finalize())
-}
-
-pub fn resolve_token(cfg: &GdzwConfig) -> Result<Secret> {
-    if let Some(path) = &cfg.token_file {
-        let t = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read gdzw.token_file {}", path.display()))?;
-        let t = t.trim();
-        if t.is_empty() {
-            bail!("gdzw.token_file {} is empty", path.display());
-        }
-        return Ok(Secret::new(t));
-    }
-    if let Some(var) = &cfg.token_env {
-        return match std::env::var(var) {
-            Ok(t) if !t.trim().is_empty() => Ok(Secret::new(t.trim())),
-            _ => bail!("environment variable {var} (gdzw.token_env) is not set"),
-        };
-    }
-    match &cfg.token {
-        Some(t) => Ok(Secret::new(t.clone())),
-        None => bail!("set gdzw.token_file or gdzw.token_env"),
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,7 +77,7 @@ pub struct GdzwClient {
     http: reqwest::Client,
     api_root: String,
     paasid: String,
-    token: Secret,
+    token: SecretString,
     path_prefix: String,
     reconciliation_path: String,
     fatal_codes: Vec<String>,
@@ -113,7 +92,11 @@ impl std::fmt::Debug for GdzwClient {
 }
 
 impl GdzwClient {
-    pub fn new(cfg: &GdzwConfig, token: Secret, timeout: std::time::Duration) -> Result<Self> {
+    pub fn new(
+        cfg: &GdzwConfig,
+        token: SecretString,
+        timeout: std::time::Duration,
+    ) -> Result<Self> {
         let http = super::submit_client(timeout)?;
         Ok(GdzwClient {
             http,
@@ -136,7 +119,7 @@ impl GdzwClient {
     async fn post(&self, url: &str, body: String) -> Result<(), SubmitError> {
         let ts = chrono::Utc::now().timestamp().to_string();
         let nonce = uuid::Uuid::new_v4().simple().to_string();
-        let sig = sign(&ts, self.token.expose(), &nonce);
+        let sig = sign(&ts, self.token.expose_secret(), &nonce);
         let resp = self
             .http
             .post(url)
@@ -197,7 +180,7 @@ pub struct Gdzw {
 impl Gdzw {
     /// Reads the token; fails when it is unreadable.
     pub fn new(cfg: &GdzwConfig, catalog: &Catalog, timeout: std::time::Duration) -> Result<Gdzw> {
-        let client = GdzwClient::new(cfg, resolve_token(cfg)?, timeout)?;
+        let client = GdzwClient::new(cfg, cfg.token.value.clone(), timeout)?;
         let Some(reconciliation) = catalog.data_type("gdzw", "reconciliation") else {
             bail!("the gdzw schemas have no reconciliation data type");
         };

@@ -101,7 +101,7 @@ impl Upstreams {
     pub fn for_job(&self, job: &JobConfig) -> anyhow::Result<&dyn Upstream> {
         self.0
             .iter()
-            .find(|u| u.name() == job.upstream)
+            .find(|u| u.name() == job.upstream.as_str())
             .map(|u| &**u)
             .ok_or_else(|| {
                 anyhow::anyhow!(
@@ -240,7 +240,10 @@ mod tests {
             key.display().to_string(),
             auth.display().to_string()
         );
-        let cfg: GansuConfig = toml::from_str(&text).unwrap();
+        // A section read alone keeps its secrets unread; `Config::parse` reads them once.
+        let mut cfg: GansuConfig = toml::from_str(&text).unwrap();
+        cfg.key.value = secrecy::SecretString::from("c8e8e733ac8c4043a1d6464ae82d70e6");
+        cfg.authorization.value = secrecy::SecretString::from("auth-token");
         gansu::Gansu::new(&cfg, Duration::from_secs(1)).unwrap()
     }
 
@@ -452,7 +455,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let job = |upstream: &str| -> JobConfig {
             toml::from_str(&format!(
-                "name = \"j\"\nupstream = \"{upstream}\"\ndata_type = \"accept\"\nsource = \"v\"\nkey = [\"id\"]"
+                "name = \"j\"\nupstream = \"{upstream}\"\ndata_type = \"accept\"\nsource = \"v\"\nkey = [\"id\"]\ninterval = \"30s\""
             ))
             .unwrap()
         };

@@ -410,14 +410,16 @@ async fn gansu_check_reads_the_secrets() {
     let out = t.cli(&["check"], &[]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(!out.status.success());
+    // Both problems in one run, each at its key in the file.
     assert!(
-        text.contains("✗ gansu: cannot read gansu.authorization_file"),
+        text.contains("gansu.authorization_file: cannot read gansu.authorization_file"),
         "{text}"
     );
+    assert!(text.contains("gansu.key_file: gansu SM4 key"), "{text}");
     std::fs::write(t.dir.path().join("gansu.auth"), GANSU_AUTH).unwrap();
     let out = t.cli(&["check"], &[]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(text.contains("✗ gansu: gansu SM4 key"), "{text}");
+    assert!(text.contains("gansu.key_file: gansu SM4 key"), "{text}");
     assert!(
         !text.contains("not-a-key-4711") && !text.contains(GANSU_AUTH),
         "{text}"

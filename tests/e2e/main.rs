@@ -1,5 +1,6 @@
 //! End-to-end scenarios on SQLite, PostgreSQL and MySQL against the local simulator.
 
+mod config;
 mod gansu;
 mod gdzw;
 mod help;

@@ -1169,3 +1169,33 @@ async fn kept_pages_survive_a_crash(which: Which) {
     q.assert_ledger_matches(Shuidi).await;
 }
 on_all_backends!(query_kept_pages_survive_a_crash, kept_pages_survive_a_crash);
+
+/// `QIANZHI_QUERY__<NAME>__<KEY>` reaches one `[[query]]` entry, found by its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_reaches_a_query_by_its_name() {
+    let q = spawn_query(Which::Sqlite, 100, DEMO_SUBJECTS)
+        .await
+        .unwrap();
+    let out = q.t.cli(
+        &["check"],
+        &[("QIANZHI_QUERY__TAX_BLACKLIST__SUBJECTS", "no_such_view")],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("✗ query tax_blacklist:") && l.contains("no_such_view")),
+        "{text}"
+    );
+    assert!(text.contains("✓ query penalties: subjects view"), "{text}");
+    // Switched off by name, the penalties query asks Shuidi nothing; the others still run.
+    let out =
+        q.t.cli(&["once"], &[("QIANZHI_QUERY__PENALTIES__ENABLED", "false")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(q.sim_calls(Provider::Shuidi), 0);
+    assert!(q.sim_calls(Provider::Qcc) > 0);
+}

@@ -7,9 +7,10 @@ use indexmap::IndexMap;
 use serde_json::{Value as Json, json};
 
 use super::Ctx;
-use crate::config::{Envelope, GansuConfig, LengthUnit, Secret};
+use crate::config::{Envelope, GansuConfig, LengthUnit};
 use crate::schema::{DataType, FieldType, Subject};
 use crate::upstream::gansu::Codec;
+use secrecy::SecretString;
 
 #[derive(Debug, Clone)]
 pub struct GansuSim {
@@ -137,7 +138,7 @@ pub(super) fn respond(
 /// The records of a call, decrypted and typed by the schema, or why the call is refused.
 fn check_call(ctx: &Ctx, dt: &DataType, body: &str) -> Result<Vec<IndexMap<String, Json>>, String> {
     let g = &ctx.cfg.gansu;
-    let codec = Codec::new(&g.settings, &Secret::new(g.key.clone()))
+    let codec = Codec::new(&g.settings, &SecretString::from(g.key.clone()))
         .map_err(|e| format!("simulator key: {e}"))?;
     let array = codec
         .open_array(body)
