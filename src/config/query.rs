@@ -1,5 +1,5 @@
 //! The credit-query provider sections `[shuidi]`, `[qcc]`, `[xinshu]` and `[[query]]` jobs.
-//! The query code (`crate::query`) reads them from here.
+//! The query code reads them from here.
 
 use std::time::Duration;
 
