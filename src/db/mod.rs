@@ -370,31 +370,6 @@ impl Db {
         sqlx::query_scalar_with(sqlx::AssertSqlSafe(sql), values)
     }
 
-    /// SQL written by hand with `?` placeholders, which PostgreSQL wants as `$1, $2, ...`.
-    /// Nothing in `db/` writes SQL by hand any more (it is built with sea-query); this stays
-    /// for callers elsewhere until their statements move here.
-    pub fn sql(&self, q: &str) -> sqlx::AssertSqlSafe<String> {
-        sqlx::AssertSqlSafe(self.placeholders(q))
-    }
-
-    fn placeholders(&self, q: &str) -> String {
-        if self.backend != Backend::Postgres {
-            return q.to_string();
-        }
-        let mut out = String::with_capacity(q.len() + 16);
-        let mut n = 0;
-        for c in q.chars() {
-            if c == '?' {
-                n += 1;
-                out.push('$');
-                out.push_str(&n.to_string());
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    }
-
     pub async fn close(&self) {
         self.any.close().await;
         match &self.source {

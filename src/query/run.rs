@@ -282,81 +282,6 @@ pub fn subject_columns(job: &QueryJobConfig) -> Vec<String> {
     cols
 }
 
-/// The answer's code, its action and the spec's message, or why there is none.
-fn classify(
-    app: &App,
-    provider: Provider,
-    sent: Result<(u16, String), String>,
-) -> (Action, String, String, Option<Answer>) {
-    let (status, body) = match sent {
-        Ok(x) => x,
-        Err(e) => return (Action::RetryLater, "network".into(), e, None),
-    };
-    let parsed = match provider {
-        Provider::Shuidi => super::shuidi::parse(&body),
-        Provider::Qcc => super::qcc::parse(&body),
-        Provider::Xinshu => super::xinshu::parse(&body),
-    };
-    let answer = match parsed {
-        Ok(a) => a,
-        Err(e) => {
-            let (action, msg) = http_status_action(status)
-                .unwrap_or((Action::RetryLater, format!("HTTP {status}: {e}")));
-            return (action, format!("HTTP {status}"), msg, None);
-        }
-    };
-    let (mut action, spec_msg) = match provider {
-        Provider::Qcc => {
-            let pause = app
-                .cfg
-                .qcc
-                .as_ref()
-                .map(|q| q.pause_on_110())
-                .unwrap_or(Duration::from_secs(7200));
-            super::qcc::action(&answer.code, pause)
-        }
-        p => super::lookup(p.codes(), &answer.code),
-    };
-    let mut spec_msg = spec_msg.to_string();
-    // A success without data is a no-result (docs/query-config.md), whatever the code says.
-    if action == Action::Success && answer.empty_success {
-        action = Action::NoResult;
-        spec_msg.push_str("（无数据，按查无结果记录 / no data: recorded as no result）");
-    }
-    (action, answer.code.clone(), spec_msg, Some(answer))
-}
-
-fn build_call(
-    app: &App,
-    provider: Provider,
-    job: &QueryJobConfig,
-    s: &Subject,
-    page: u32,
-) -> Result<Option<Call>> {
-    let now = Utc::now();
-    let q = &app.query;
-    Ok(match provider {
-        Provider::Shuidi => {
-            let c = q
-                .shuidi
-                .as_ref()
-                .ok_or_else(|| anyhow!("no [shuidi] section"))?;
-            s.search_key(job.search_by).map(|k| c.request(k, page, now))
-        }
-        Provider::Qcc => {
-            let c = q.qcc.as_ref().ok_or_else(|| anyhow!("no [qcc] section"))?;
-            s.search_key(job.search_by).map(|k| c.request(k, page, now))
-        }
-        Provider::Xinshu => {
-            let c = q
-                .xinshu
-                .as_ref()
-                .ok_or_else(|| anyhow!("no [xinshu] section"))?;
-            c.request(s, now)
-        }
-    })
-}
-
 /// (page size, page cap) of a paged provider.
 fn paging(app: &App, provider: Provider) -> Option<(u32, u32)> {
     match provider {
@@ -419,32 +344,9 @@ async fn run_inner(
         )));
     }
     let now = app.query.clock.now();
-    if let Some(st) = app.db.provider_state(pname).await? {
-        let now = fmt_spec(&now.with_timezone(&beijing()));
-        match (st.state.as_str(), st.paused_until) {
-            ("paused", Some(until)) if until > now => {
-                info!(until = %until, "provider is paused; nothing is sent until then");
-                out.paused_until = Some(until);
-                return Ok(out);
-            }
-            ("paused", _) => {
-                info!("provider pause is over");
-                app.db
-                    .set_provider_state(pname, "active", None, None, None)
-                    .await?;
-            }
-            // Stopped by an earlier process: a restart is the sign the cause was dealt with.
-            ("stopped", _) => {
-                warn!(
-                    reason = st.reason.as_deref().unwrap_or(""),
-                    "provider was stopped before this start; trying again"
-                );
-                app.db
-                    .set_provider_state(pname, "active", None, None, None)
-                    .await?;
-            }
-            _ => {}
-        }
+    if let Some(until) = still_paused(app, pname, now).await? {
+        out.paused_until = Some(until);
+        return Ok(out);
     }
     let budget = provider
         .daily_budget(&app.cfg)
@@ -453,7 +355,7 @@ async fn run_inner(
     let col_refs: Vec<&str> = cols.iter().map(String::as_str).collect();
     let rows = app.db.read_text_columns(&job.subjects, &col_refs).await?;
     let SubjectRows {
-        mut subjects,
+        subjects,
         no_identity,
     } = subjects_from_rows(job, rows);
     if no_identity > 0 {
@@ -469,50 +371,50 @@ async fn run_inner(
         &(now.with_timezone(&beijing())
             - chrono::Duration::from_std(job.fresh_for()).unwrap_or_default()),
     );
-    let fresh = app.db.fresh_subjects(pname, &since).await?;
-    // Subjects left part-way by an earlier run go first: their pages are paid for and only
-    // the rest of them makes a result. Otherwise key order.
-    let part_way = app.db.subjects_with_pages(pname).await?;
-    subjects.sort_by_key(|s| !part_way.contains(&s.key));
-    for s in &subjects {
-        if fresh.contains(&s.key) {
-            out.fresh += 1;
-            continue;
-        }
-        if cancel.is_cancelled() {
-            out.interrupted = true;
-            break;
-        }
-        match ask(app, provider, job, s, budget, &since, cancel, &mut out).await? {
-            End::Stored("found") => out.found += 1,
-            End::Stored("no_result") => out.no_result += 1,
-            End::Stored(_) => out.rejected += 1,
-            End::BudgetSpent => {
-                warn!(
-                    budget,
-                    "BUDGET SPENT: the daily call budget of {pname} is used up; remaining subjects wait for the next Beijing day"
-                );
-                out.budget_exhausted = true;
-                break;
-            }
-            End::RetryLater => {
-                out.retry_later += 1;
-                info!("temporary failures: the rest of the subjects wait for the next run");
-                break;
-            }
-            End::Interrupted => {
-                out.interrupted = true;
-                break;
-            }
-            End::Skipped => out.skipped += 1,
-            End::Paused(until) => {
-                out.paused_until = Some(until);
-                break;
-            }
-            End::Stopped(msg) => return Err(QueryStopped(msg).into()),
-        }
-    }
+    let run = QueryRun {
+        app,
+        job,
+        provider,
+        cancel,
+        budget,
+        since,
+        paging: paging(app, provider),
+    };
+    run.ask_all(subjects, &mut out).await?;
     Ok(out)
+}
+
+/// The end of a pause that still holds; a pause that is over, or a stop by an earlier
+/// process, is lifted.
+async fn still_paused(app: &App, pname: &str, now: DateTime<Utc>) -> Result<Option<String>> {
+    let Some(st) = app.db.provider_state(pname).await? else {
+        return Ok(None);
+    };
+    let now = fmt_spec(&now.with_timezone(&beijing()));
+    match (st.state.as_str(), st.paused_until) {
+        ("paused", Some(until)) if until > now => {
+            info!(until = %until, "provider is paused; nothing is sent until then");
+            return Ok(Some(until));
+        }
+        ("paused", _) => {
+            info!("provider pause is over");
+            app.db
+                .set_provider_state(pname, "active", None, None, None)
+                .await?;
+        }
+        // Stopped by an earlier process: a restart is the sign the cause was dealt with.
+        ("stopped", _) => {
+            warn!(
+                reason = st.reason.as_deref().unwrap_or(""),
+                "provider was stopped before this start; trying again"
+            );
+            app.db
+                .set_provider_state(pname, "active", None, None, None)
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(None)
 }
 
 /// Counts and says that a subject stops part-way with its pages kept.
@@ -531,93 +433,252 @@ fn kept(out: &mut QueryOutcome, got: &Progress, shown: &str, why: &str) {
     );
 }
 
-/// Asks for one subject, page by page, until every record is read or an answer says stop.
-/// Each page bought is kept with its ledger row, so a subject stopped part-way (budget,
-/// pause, failure, shutdown, crash) continues from the next page on a later run.
-#[allow(clippy::too_many_arguments)]
-async fn ask(
-    app: &App,
+/// The message part saying the answer had more than max_pages pages.
+fn max_pages_note(max_pages: u32, total: Option<u64>) -> String {
+    format!(
+        "；只读取了前 {max_pages} 页（max_pages），共 {} 条",
+        total.map(|t| t.to_string()).unwrap_or("?".into())
+    )
+}
+
+/// One run of a query job: what asking and storing each of its subjects needs.
+struct QueryRun<'a> {
+    app: &'a App,
+    job: &'a QueryJobConfig,
     provider: Provider,
-    job: &QueryJobConfig,
-    s: &Subject,
+    cancel: &'a CancellationToken,
+    /// The provider's daily call budget.
     budget: u32,
-    since: &str,
-    cancel: &CancellationToken,
-    out: &mut QueryOutcome,
-) -> Result<End> {
-    let pname = provider.name();
-    let shown = s.shown();
-    let paging = paging(app, provider);
-    let keyword = s.search_key(job.search_by).map(str::to_string);
-    let mut got = Progress::default();
-    if let (Some((size, _)), Some(kw)) = (paging, keyword.as_deref()) {
-        let stored = app.db.stored_pages(pname, &s.key).await?;
-        if !stored.is_empty() {
-            match resume(&stored, kw, size, since) {
-                Ok(p) => {
-                    info!(subject = %shown, pages = p.pages, "继续读取：前 {} 页已在之前购买并保留 / continuing the subject: its first {} pages were bought earlier and kept", p.pages, p.pages);
-                    out.continued += 1;
-                    got = p;
+    /// Beijing time: results and pages read before it are stale (fresh_for).
+    since: String,
+    /// (page size, page cap) of a paged provider.
+    paging: Option<(u32, u32)>,
+}
+
+/// Where asking one subject stands: the pages read so far and the page to ask for next.
+struct Asking<'s> {
+    s: &'s Subject,
+    shown: String,
+    /// What the subject is searched by; kept pages asked with another one are not continued.
+    keyword: Option<String>,
+    got: Progress,
+    page: u32,
+    retries: u32,
+    resigned: bool,
+    /// Calls of this run not yet behind a kept page.
+    calls: i64,
+    /// Added to the stored message (max_pages reached, a later page refused).
+    note: String,
+    backoff: Backoff,
+}
+
+/// One call's answer, classified, with its ledger row still to be completed.
+struct Reply {
+    reserved: Reserved,
+    record: CallRecord,
+    action: Action,
+    code: String,
+    spec_msg: String,
+    /// The provider's message (masked), else the spec's.
+    message: String,
+    order_no: Option<String>,
+    answer: Option<Answer>,
+    /// Code and spec message, for logs and the provider state.
+    reason: String,
+}
+
+impl QueryRun<'_> {
+    /// Asks for the due subjects in turn until one ends the run (budget, pause, shutdown,
+    /// temporary failure, stop).
+    async fn ask_all(&self, mut subjects: Vec<Subject>, out: &mut QueryOutcome) -> Result<()> {
+        let pname = self.provider.name();
+        let fresh = self.app.db.fresh_subjects(pname, &self.since).await?;
+        // Subjects left part-way by an earlier run go first: their pages are paid for and only
+        // the rest of them makes a result. Otherwise key order.
+        let part_way = self.app.db.subjects_with_pages(pname).await?;
+        subjects.sort_by_key(|s| !part_way.contains(&s.key));
+        for s in &subjects {
+            if fresh.contains(&s.key) {
+                out.fresh += 1;
+                continue;
+            }
+            if self.cancel.is_cancelled() {
+                out.interrupted = true;
+                break;
+            }
+            match self.ask(s, out).await? {
+                End::Stored("found") => out.found += 1,
+                End::Stored("no_result") => out.no_result += 1,
+                End::Stored(_) => out.rejected += 1,
+                End::BudgetSpent => {
+                    warn!(
+                        budget = self.budget,
+                        "BUDGET SPENT: the daily call budget of {pname} is used up; remaining subjects wait for the next Beijing day"
+                    );
+                    out.budget_exhausted = true;
+                    break;
                 }
-                Err(why) => {
-                    warn!(subject = %shown, pages = stored.len(), reason = %why, "保留的页无法接续，从第 1 页重新读取（费用见 qz_query_ledger）/ the kept pages cannot be continued; the subject starts again from page 1 (their cost is in qz_query_ledger)");
-                    app.db.drop_pages(pname, &s.key).await?;
+                End::RetryLater => {
+                    out.retry_later += 1;
+                    info!("temporary failures: the rest of the subjects wait for the next run");
+                    break;
                 }
+                End::Interrupted => {
+                    out.interrupted = true;
+                    break;
+                }
+                End::Skipped => out.skipped += 1,
+                End::Paused(until) => {
+                    out.paused_until = Some(until);
+                    break;
+                }
+                End::Stopped(msg) => return Err(QueryStopped(msg).into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks for one subject, page by page, until every record is read or an answer says stop.
+    /// Each page bought is kept with its ledger row, so a subject stopped part-way (budget,
+    /// pause, failure, shutdown, crash) continues from the next page on a later run.
+    async fn ask(&self, s: &Subject, out: &mut QueryOutcome) -> Result<End> {
+        let pname = self.provider.name();
+        let mut a = self.start(s, out).await?;
+        loop {
+            if let Some(end) = self.read_enough(&mut a, out).await? {
+                return Ok(end);
+            }
+            let Some(call) = self.build_call(s, a.page)? else {
+                let hint = if self.provider == Provider::Xinshu
+                    && s.uscc.is_some()
+                    && !self.job.uscc_as_tax_no
+                {
+                    "（设 uscc_as_tax_no = true 可把统一社会信用代码作为 taxNo 发送 / uscc_as_tax_no = true would send its USCC as taxNo）"
+                } else {
+                    ""
+                };
+                warn!(subject = %a.shown, "主体没有可查询的字段，已跳过 / subject has nothing to search by (empty name and codes); skipped{hint}");
+                return Ok(End::Skipped);
+            };
+            let day = budget_day(self.app.query.clock.now());
+            let Some(reserved) = self
+                .app
+                .db
+                .reserve_call(pname, &self.job.name, &s.key, a.page, &day, self.budget)
+                .await?
+            else {
+                kept(out, &a.got, &a.shown, "预算用完 / budget spent part-way");
+                return Ok(End::BudgetSpent);
+            };
+            a.calls += 1;
+            out.calls += 1;
+            let reply = self.send(&call, reserved).await;
+            if let Some(end) = self.answered(&mut a, reply, out).await? {
+                return Ok(end);
             }
         }
     }
-    let mut backoff = Backoff::new(
-        app.cfg.delivery.retry_initial(),
-        app.cfg.delivery.retry_max(),
-    );
-    let (mut page, mut retries, mut resigned) = (got.pages + 1, 0u32, false);
-    // Calls of this run not yet behind a kept page.
-    let mut calls = 0i64;
-    let mut note = String::new();
-    loop {
-        if let Some((size, max_pages)) = paging
-            && got.pages > 0
-        {
-            // Pages kept from an earlier run may already be all there is to read.
-            let more = got.more(size);
-            if !more || got.pages >= max_pages {
-                if more {
-                    note = max_pages_note(max_pages, got.last_total);
+
+    /// Starts asking for a subject: from the pages kept by an earlier run when they can be
+    /// continued, else from page 1 (dropping them).
+    async fn start<'s>(&self, s: &'s Subject, out: &mut QueryOutcome) -> Result<Asking<'s>> {
+        let pname = self.provider.name();
+        let shown = s.shown();
+        let keyword = s.search_key(self.job.search_by).map(str::to_string);
+        let mut got = Progress::default();
+        if let (Some((size, _)), Some(kw)) = (self.paging, keyword.as_deref()) {
+            let stored = self.app.db.stored_pages(pname, &s.key).await?;
+            if !stored.is_empty() {
+                match resume(&stored, kw, size, &self.since) {
+                    Ok(p) => {
+                        info!(subject = %shown, pages = p.pages, "继续读取：前 {} 页已在之前购买并保留 / continuing the subject: its first {} pages were bought earlier and kept", p.pages, p.pages);
+                        out.continued += 1;
+                        got = p;
+                    }
+                    Err(why) => {
+                        warn!(subject = %shown, pages = stored.len(), reason = %why, "保留的页无法接续，从第 1 页重新读取（费用见 qz_query_ledger）/ the kept pages cannot be continued; the subject starts again from page 1 (their cost is in qz_query_ledger)");
+                        self.app.db.drop_pages(pname, &s.key).await?;
+                    }
                 }
-                return finish_found(app, provider, job, s, &got, &note, None).await;
-            }
-            if cancel.is_cancelled() {
-                kept(out, &got, &shown, "shutting down / 正在停止");
-                return Ok(End::Interrupted);
             }
         }
-        let Some(call) = build_call(app, provider, job, s, page)? else {
-            let hint = if provider == Provider::Xinshu && s.uscc.is_some() && !job.uscc_as_tax_no {
-                "（设 uscc_as_tax_no = true 可把统一社会信用代码作为 taxNo 发送 / uscc_as_tax_no = true would send its USCC as taxNo）"
-            } else {
-                ""
-            };
-            warn!(subject = %shown, "主体没有可查询的字段，已跳过 / subject has nothing to search by (empty name and codes); skipped{hint}");
-            return Ok(End::Skipped);
+        let backoff = Backoff::new(
+            self.app.cfg.delivery.retry_initial(),
+            self.app.cfg.delivery.retry_max(),
+        );
+        Ok(Asking {
+            s,
+            shown,
+            keyword,
+            page: got.pages + 1,
+            got,
+            retries: 0,
+            resigned: false,
+            calls: 0,
+            note: String::new(),
+            backoff,
+        })
+    }
+
+    /// Before the next call of a paged provider: the subject ends when the pages read (on an
+    /// earlier run or this one) are all there is or max_pages of them, or on shutdown.
+    async fn read_enough(&self, a: &mut Asking<'_>, out: &mut QueryOutcome) -> Result<Option<End>> {
+        let Some((size, max_pages)) = self.paging else {
+            return Ok(None);
         };
-        let day = budget_day(app.query.clock.now());
-        let Some(reserved) = app
-            .db
-            .reserve_call(pname, &job.name, &s.key, page, &day, budget)
-            .await?
-        else {
-            kept(out, &got, &shown, "预算用完 / budget spent part-way");
-            return Ok(End::BudgetSpent);
-        };
-        calls += 1;
-        out.calls += 1;
-        let sent = app.query.send(&call).await;
-        let (action, code, spec_msg, answer) = classify(app, provider, sent);
+        if a.got.pages == 0 {
+            return Ok(None);
+        }
+        // Pages kept from an earlier run may already be all there is to read.
+        let more = a.got.more(size);
+        if !more || a.got.pages >= max_pages {
+            if more {
+                a.note = max_pages_note(max_pages, a.got.last_total);
+            }
+            return Ok(Some(self.finish_found(a.s, &a.got, &a.note, None).await?));
+        }
+        if self.cancel.is_cancelled() {
+            kept(out, &a.got, &a.shown, "shutting down / 正在停止");
+            return Ok(Some(End::Interrupted));
+        }
+        Ok(None)
+    }
+
+    fn build_call(&self, s: &Subject, page: u32) -> Result<Option<Call>> {
+        let now = Utc::now();
+        let q = &self.app.query;
+        let by = self.job.search_by;
+        Ok(match self.provider {
+            Provider::Shuidi => {
+                let c = q
+                    .shuidi
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("no [shuidi] section"))?;
+                s.search_key(by).map(|k| c.request(k, page, now))
+            }
+            Provider::Qcc => {
+                let c = q.qcc.as_ref().ok_or_else(|| anyhow!("no [qcc] section"))?;
+                s.search_key(by).map(|k| c.request(k, page, now))
+            }
+            Provider::Xinshu => {
+                let c = q
+                    .xinshu
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("no [xinshu] section"))?;
+                c.request(s, now)
+            }
+        })
+    }
+
+    /// Sends one call and classifies its answer for the ledger.
+    async fn send(&self, call: &Call, reserved: Reserved) -> Reply {
+        let sent = self.app.query.send(call).await;
+        let (action, code, spec_msg, answer) = self.classify(sent);
         let provider_msg = answer
             .as_ref()
             .map(|a| crate::mask::mask_pii(&a.message))
             .filter(|m| !m.is_empty());
-        let message = provider_msg.clone().unwrap_or_else(|| spec_msg.clone());
+        let message = provider_msg.unwrap_or_else(|| spec_msg.clone());
         let order_no = answer.as_ref().and_then(|a| a.order_no.clone());
         let record = CallRecord {
             status_code: code.clone(),
@@ -627,238 +688,307 @@ async fn ask(
             message: message.clone(),
         };
         let reason = format!("{code} {spec_msg}");
-        match action {
-            Action::Success => {
-                let a = answer.expect("a success has an answer");
-                let Some((size, max_pages)) = paging else {
-                    // One answer holds everything (Xinshu).
-                    got.add(a.items, a.total, calls, &code, order_no);
-                    return finish_found(
-                        app,
-                        provider,
-                        job,
-                        s,
-                        &got,
-                        "",
-                        Some((reserved, &record)),
-                    )
-                    .await;
-                };
-                let row = PageRow {
-                    page,
-                    job: job.name.clone(),
-                    search_key: keyword.clone().unwrap_or_default(),
-                    page_size: size,
-                    total: a.total,
-                    calls,
-                    status_code: code.clone(),
-                    order_no: order_no.clone(),
-                    items_json: Json::Array(a.items.clone()).to_string(),
-                    fetched_at: now_text(),
-                };
-                app.db
-                    .complete_call_with_page(reserved, &record, pname, &s.key, &row)
-                    .await?;
-                got.add(a.items, a.total, calls, &code, order_no);
-                calls = 0;
-                retries = 0;
-                if got.more(size) && page < max_pages {
-                    page += 1;
-                    continue;
-                }
-                if got.more(size) {
-                    note = max_pages_note(max_pages, got.last_total);
-                    warn!(subject = %shown, max_pages, "more records than max_pages allows; the rest were not read");
-                }
-                return finish_found(app, provider, job, s, &got, &note, None).await;
+        Reply {
+            reserved,
+            record,
+            action,
+            code,
+            spec_msg,
+            message,
+            order_no,
+            answer,
+            reason,
+        }
+    }
+
+    /// The answer's code, its action and the spec's message, or why there is none.
+    fn classify(
+        &self,
+        sent: Result<(u16, String), String>,
+    ) -> (Action, String, String, Option<Answer>) {
+        let (status, body) = match sent {
+            Ok(x) => x,
+            Err(e) => return (Action::RetryLater, "network".into(), e, None),
+        };
+        let parsed = match self.provider {
+            Provider::Shuidi => super::shuidi::parse(&body),
+            Provider::Qcc => super::qcc::parse(&body),
+            Provider::Xinshu => super::xinshu::parse(&body),
+        };
+        let answer = match parsed {
+            Ok(a) => a,
+            Err(e) => {
+                let (action, msg) = http_status_action(status)
+                    .unwrap_or((Action::RetryLater, format!("HTTP {status}: {e}")));
+                return (action, format!("HTTP {status}"), msg, None);
             }
+        };
+        let (mut action, spec_msg) = match self.provider {
+            Provider::Qcc => {
+                let pause = self
+                    .app
+                    .cfg
+                    .qcc
+                    .as_ref()
+                    .map(|q| q.pause_on_110())
+                    .unwrap_or(Duration::from_secs(7200));
+                super::qcc::action(&answer.code, pause)
+            }
+            p => super::lookup(p.codes(), &answer.code),
+        };
+        let mut spec_msg = spec_msg.to_string();
+        // A success without data is a no-result (docs/query-config.md), whatever the code says.
+        if action == Action::Success && answer.empty_success {
+            action = Action::NoResult;
+            spec_msg.push_str("（无数据，按查无结果记录 / no data: recorded as no result）");
+        }
+        (action, answer.code.clone(), spec_msg, Some(answer))
+    }
+
+    /// What one answer means for the subject: `None` to ask again (the next page, a retry,
+    /// a fresh signature), else how the subject ended.
+    async fn answered(
+        &self,
+        a: &mut Asking<'_>,
+        r: Reply,
+        out: &mut QueryOutcome,
+    ) -> Result<Option<End>> {
+        Ok(Some(match r.action {
+            Action::Success => return self.page_read(a, r).await,
             // Past the last page: what was read is the result.
-            Action::NoResult if got.pages > 0 => {
-                got.calls += calls;
-                return finish_found(
-                    app,
-                    provider,
-                    job,
-                    s,
-                    &got,
-                    &note,
-                    Some((reserved, &record)),
-                )
-                .await;
+            Action::NoResult if a.got.pages > 0 => {
+                a.got.calls += a.calls;
+                let done = Some((r.reserved, &r.record));
+                self.finish_found(a.s, &a.got, &a.note, done).await?
             }
-            Action::NoResult => {
-                store(
-                    app,
-                    provider,
-                    job,
-                    s,
-                    ("no_result", &code, &spec_msg),
-                    order_no.as_deref(),
-                    calls,
-                    &[],
-                    Some((reserved, &record)),
-                )
-                .await?;
-                return Ok(End::Stored("no_result"));
-            }
+            Action::NoResult => self.store_no_data(a, &r, "no_result", &r.spec_msg).await?,
             // Pages already bought are not thrown away: they are the result, with the refusal.
-            Action::SubjectRejected if got.pages > 0 => {
-                warn!(subject = %shown, page, code = %code, message = %message, "provider refused a later page; the pages read are stored");
-                got.calls += calls;
-                note = format!("；第 {page} 页被拒绝 / page {page} refused: {reason}");
-                return finish_found(
-                    app,
-                    provider,
-                    job,
-                    s,
-                    &got,
-                    &note,
-                    Some((reserved, &record)),
-                )
-                .await;
+            Action::SubjectRejected if a.got.pages > 0 => {
+                let page = a.page;
+                warn!(subject = %a.shown, page, code = %r.code, message = %r.message, "provider refused a later page; the pages read are stored");
+                a.got.calls += a.calls;
+                a.note = format!("；第 {page} 页被拒绝 / page {page} refused: {}", r.reason);
+                let done = Some((r.reserved, &r.record));
+                self.finish_found(a.s, &a.got, &a.note, done).await?
             }
             Action::SubjectRejected => {
-                warn!(subject = %shown, code = %code, message = %message, "provider refused this subject's parameters; recorded, asked again when fresh_for has passed");
-                store(
-                    app,
-                    provider,
-                    job,
-                    s,
-                    ("rejected", &code, &message),
-                    order_no.as_deref(),
-                    calls,
-                    &[],
-                    Some((reserved, &record)),
-                )
-                .await?;
-                return Ok(End::Stored("rejected"));
+                warn!(subject = %a.shown, code = %r.code, message = %r.message, "provider refused this subject's parameters; recorded, asked again when fresh_for has passed");
+                self.store_no_data(a, &r, "rejected", &r.message).await?
             }
-            Action::RetryLater => {
-                app.db.complete_call(reserved, &record).await?;
-                retries += 1;
-                if retries > job.retries {
-                    warn!(subject = %shown, code = %code, message = %message, "still failing after retries");
-                    kept(out, &got, &shown, "temporary failures / 临时失败");
-                    return Ok(End::RetryLater);
-                }
-                let wait = backoff.next_delay();
-                info!(subject = %shown, code = %code, message = %message, retry_in_ms = wait.as_millis() as u64, "temporary failure, asking again");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = cancel.cancelled() => {
-                        out.interrupted = true;
-                        kept(out, &got, &shown, "shutting down / 正在停止");
-                        return Ok(End::RetryLater);
-                    }
-                }
+            Action::RetryLater => return self.retry(a, &r, out).await,
+            Action::Resign if !a.resigned => {
+                self.app.db.complete_call(r.reserved, &r.record).await?;
+                info!(code = %r.code, "request expired; signing again with a fresh timestamp");
+                a.resigned = true;
+                return Ok(None);
             }
-            Action::Resign if !resigned => {
-                app.db.complete_call(reserved, &record).await?;
-                info!(code = %code, "request expired; signing again with a fresh timestamp");
-                resigned = true;
-            }
-            Action::Resign | Action::StopProvider => {
-                app.db.complete_call(reserved, &record).await?;
-                let why = if action == Action::Resign {
-                    format!("{reason} (again after re-signing: check the key and the host clock)")
-                } else {
-                    reason
-                };
-                error!(provider = pname, code = %code, message = %message, "PROVIDER STOPPED: {why}; no more calls until the cause is fixed and qianzhi is restarted");
-                app.query.stop(provider);
-                app.db
-                    .set_provider_state(pname, "stopped", None, Some(&code), Some(&why))
-                    .await?;
-                kept(out, &got, &shown, "provider stopped / 服务商已停止");
-                return Ok(End::Stopped(format!("provider {pname} stopped: {why}")));
-            }
-            Action::Pause(p) => {
-                app.db.complete_call(reserved, &record).await?;
-                let until = pause_end(p, app.query.clock.now());
-                error!(provider = pname, code = %code, message = %message, until = %until, "PROVIDER PAUSED: {reason}");
-                app.db
-                    .set_provider_state(pname, "paused", Some(&until), Some(&code), Some(&reason))
-                    .await?;
-                kept(out, &got, &shown, "provider paused / 服务商暂停");
-                return Ok(End::Paused(until));
+            Action::Resign | Action::StopProvider => self.stop_provider(a, &r, out).await?,
+            Action::Pause(p) => self.pause_provider(a, &r, p, out).await?,
+        }))
+    }
+
+    /// A page (or, unpaged, the whole answer) read: kept, and the next page asked for while
+    /// there are more records and max_pages allows.
+    async fn page_read(&self, a: &mut Asking<'_>, r: Reply) -> Result<Option<End>> {
+        let ans = r.answer.expect("a success has an answer");
+        let Some((size, max_pages)) = self.paging else {
+            // One answer holds everything (Xinshu).
+            a.got
+                .add(ans.items, ans.total, a.calls, &r.code, r.order_no);
+            let done = Some((r.reserved, &r.record));
+            return Ok(Some(self.finish_found(a.s, &a.got, "", done).await?));
+        };
+        let row = PageRow {
+            page: a.page,
+            job: self.job.name.clone(),
+            search_key: a.keyword.clone().unwrap_or_default(),
+            page_size: size,
+            total: ans.total,
+            calls: a.calls,
+            status_code: r.code.clone(),
+            order_no: r.order_no.clone(),
+            items_json: Json::Array(ans.items.clone()).to_string(),
+            fetched_at: now_text(),
+        };
+        let pname = self.provider.name();
+        self.app
+            .db
+            .complete_call_with_page(r.reserved, &r.record, pname, &a.s.key, &row)
+            .await?;
+        a.got
+            .add(ans.items, ans.total, a.calls, &r.code, r.order_no);
+        a.calls = 0;
+        a.retries = 0;
+        if a.got.more(size) && a.page < max_pages {
+            a.page += 1;
+            return Ok(None);
+        }
+        if a.got.more(size) {
+            a.note = max_pages_note(max_pages, a.got.last_total);
+            warn!(subject = %a.shown, max_pages, "more records than max_pages allows; the rest were not read");
+        }
+        Ok(Some(self.finish_found(a.s, &a.got, &a.note, None).await?))
+    }
+
+    /// A temporary failure: asked again after a backoff, up to `retries` times; then the
+    /// subject (and the rest of the run) waits for the next run.
+    async fn retry(
+        &self,
+        a: &mut Asking<'_>,
+        r: &Reply,
+        out: &mut QueryOutcome,
+    ) -> Result<Option<End>> {
+        self.app.db.complete_call(r.reserved, &r.record).await?;
+        a.retries += 1;
+        if a.retries > self.job.retries {
+            warn!(subject = %a.shown, code = %r.code, message = %r.message, "still failing after retries");
+            kept(out, &a.got, &a.shown, "temporary failures / 临时失败");
+            return Ok(Some(End::RetryLater));
+        }
+        let wait = a.backoff.next_delay();
+        info!(subject = %a.shown, code = %r.code, message = %r.message, retry_in_ms = wait.as_millis() as u64, "temporary failure, asking again");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => Ok(None),
+            _ = self.cancel.cancelled() => {
+                out.interrupted = true;
+                kept(out, &a.got, &a.shown, "shutting down / 正在停止");
+                Ok(Some(End::RetryLater))
             }
         }
     }
-}
 
-/// The message part saying the answer had more than max_pages pages.
-fn max_pages_note(max_pages: u32, total: Option<u64>) -> String {
-    format!(
-        "；只读取了前 {max_pages} 页（max_pages），共 {} 条",
-        total.map(|t| t.to_string()).unwrap_or("?".into())
-    )
-}
-
-/// Stores the records read as the subject's result ("found").
-async fn finish_found(
-    app: &App,
-    provider: Provider,
-    job: &QueryJobConfig,
-    s: &Subject,
-    got: &Progress,
-    note: &str,
-    completes: Option<(Reserved, &CallRecord)>,
-) -> Result<End> {
-    let mut msg = format!("{}{note}", super::lookup(provider.codes(), &got.code).1);
-    if let (Some(a), Some(b)) = (got.first_total, got.last_total)
-        && a != b
-    {
-        msg.push_str(&format!(
-            "；读取各页期间总数由 {a} 变为 {b} / TotalRecords changed from {a} to {b} between pages"
-        ));
+    /// Credentials, permission or quota refused (or a re-signed request expired again): no
+    /// more calls to this provider until restart.
+    async fn stop_provider(
+        &self,
+        a: &Asking<'_>,
+        r: &Reply,
+        out: &mut QueryOutcome,
+    ) -> Result<End> {
+        let pname = self.provider.name();
+        self.app.db.complete_call(r.reserved, &r.record).await?;
+        let why = if r.action == Action::Resign {
+            format!(
+                "{} (again after re-signing: check the key and the host clock)",
+                r.reason
+            )
+        } else {
+            r.reason.clone()
+        };
+        error!(provider = pname, code = %r.code, message = %r.message, "PROVIDER STOPPED: {why}; no more calls until the cause is fixed and qianzhi is restarted");
+        self.app.query.stop(self.provider);
+        self.app
+            .db
+            .set_provider_state(pname, "stopped", None, Some(&r.code), Some(&why))
+            .await?;
+        kept(out, &a.got, &a.shown, "provider stopped / 服务商已停止");
+        Ok(End::Stopped(format!("provider {pname} stopped: {why}")))
     }
-    let tables = flatten(provider, &got.items);
-    store(
-        app,
-        provider,
-        job,
-        s,
-        ("found", &got.code, &msg),
-        got.order_no.as_deref(),
-        got.calls,
-        &tables,
-        completes,
-    )
-    .await?;
-    info!(subject = %s.shown(), records = got.items.len(), pages = got.pages, calls = got.calls, "stored");
-    Ok(End::Stored("found"))
-}
 
-/// Stores a subject's result; `completes` is the call whose answer it is, completed in the
-/// same transaction. (status, status code, message).
-#[allow(clippy::too_many_arguments)]
-async fn store(
-    app: &App,
-    provider: Provider,
-    job: &QueryJobConfig,
-    s: &Subject,
-    (status, code, message): (&str, &str, &str),
-    order_no: Option<&str>,
-    calls: i64,
-    tables: &[TableRows],
-    completes: Option<(Reserved, &CallRecord)>,
-) -> Result<()> {
-    app.db
-        .store_subject_result(&SubjectResult {
-            provider: provider.name(),
-            job: &job.name,
+    /// The provider asks for a pause: nothing is sent to it until the pause ends.
+    async fn pause_provider(
+        &self,
+        a: &Asking<'_>,
+        r: &Reply,
+        p: Pause,
+        out: &mut QueryOutcome,
+    ) -> Result<End> {
+        let pname = self.provider.name();
+        self.app.db.complete_call(r.reserved, &r.record).await?;
+        let until = pause_end(p, self.app.query.clock.now());
+        error!(provider = pname, code = %r.code, message = %r.message, until = %until, "PROVIDER PAUSED: {}", r.reason);
+        self.app
+            .db
+            .set_provider_state(
+                pname,
+                "paused",
+                Some(&until),
+                Some(&r.code),
+                Some(&r.reason),
+            )
+            .await?;
+        kept(out, &a.got, &a.shown, "provider paused / 服务商暂停");
+        Ok(End::Paused(until))
+    }
+
+    /// Stores the records read as the subject's result ("found"); `completes` is the call
+    /// whose answer it is, completed in the same transaction.
+    async fn finish_found(
+        &self,
+        s: &Subject,
+        got: &Progress,
+        note: &str,
+        completes: Option<(Reserved, &CallRecord)>,
+    ) -> Result<End> {
+        let mut msg = format!(
+            "{}{note}",
+            super::lookup(self.provider.codes(), &got.code).1
+        );
+        if let (Some(a), Some(b)) = (got.first_total, got.last_total)
+            && a != b
+        {
+            msg.push_str(&format!(
+                "；读取各页期间总数由 {a} 变为 {b} / TotalRecords changed from {a} to {b} between pages"
+            ));
+        }
+        let tables = flatten(self.provider, &got.items);
+        self.app
+            .db
+            .store_subject_result(&SubjectResult {
+                order_no: got.order_no.as_deref(),
+                calls: got.calls,
+                tables: &tables,
+                completes,
+                ..self.result(s, ("found", &got.code, &msg))
+            })
+            .await?;
+        info!(subject = %s.shown(), records = got.items.len(), pages = got.pages, calls = got.calls, "stored");
+        Ok(End::Stored("found"))
+    }
+
+    /// Stores a subject the answer `r` gives no records for (`status` no_result or
+    /// rejected), completing its call in the same transaction.
+    async fn store_no_data(
+        &self,
+        a: &Asking<'_>,
+        r: &Reply,
+        status: &'static str,
+        message: &str,
+    ) -> Result<End> {
+        self.app
+            .db
+            .store_subject_result(&SubjectResult {
+                order_no: r.order_no.as_deref(),
+                calls: a.calls,
+                completes: Some((r.reserved, &r.record)),
+                ..self.result(a.s, (status, &r.code, message))
+            })
+            .await?;
+        Ok(End::Stored(status))
+    }
+
+    /// A subject's result, (status, status code, message), with no order number, calls,
+    /// records or call to complete: the caller sets those it has.
+    fn result<'r>(
+        &'r self,
+        s: &'r Subject,
+        (status, status_code, message): (&'r str, &'r str, &'r str),
+    ) -> SubjectResult<'r> {
+        SubjectResult {
+            provider: self.provider.name(),
+            job: &self.job.name,
             subject_key: &s.key,
             subject_name: s.name.as_deref(),
             status,
-            status_code: code,
+            status_code,
             message,
-            order_no,
-            calls,
-            tables,
-            tables_of_provider: provider.tables(),
-            completes,
-        })
-        .await
+            order_no: None,
+            calls: 0,
+            tables: &[],
+            tables_of_provider: self.provider.tables(),
+            completes: None,
+        }
+    }
 }
 
 #[cfg(test)]
