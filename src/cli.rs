@@ -255,7 +255,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                         .collect(),
                 };
                 for name in queries {
-                    match crate::query::run_query_once(&app, &name, &cancel).await {
+                    match crate::query::run_query_once(app.query_app(), &name, &cancel).await {
                         Ok(o) => eprintln!("{name}: {}", crate::query::run::summary(&o)),
                         Err(e) => {
                             failed = true;

@@ -110,7 +110,7 @@ async fn run_job(app: Arc<App>, name: String, cancel: CancellationToken) -> Ende
 }
 
 async fn run_query(app: Arc<App>, name: String, cancel: CancellationToken) -> Ended {
-    match run_query_once(&app, &name, &cancel).await {
+    match run_query_once(app.query_app(), &name, &cancel).await {
         Ok(o) if o.calls > 0 => info!(
             job = %name, calls = o.calls, found = o.found, no_result = o.no_result,
             rejected = o.rejected, fresh = o.fresh, budget_exhausted = o.budget_exhausted, "query run finished"

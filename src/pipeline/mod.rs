@@ -35,6 +35,15 @@ pub struct App {
 }
 
 impl App {
+    /// The parts a credit-query run uses (`query::run_query_once`).
+    pub fn query_app(&self) -> crate::query::QueryApp<'_> {
+        crate::query::QueryApp {
+            cfg: &self.cfg,
+            db: &self.db,
+            query: &self.query,
+        }
+    }
+
     pub async fn new(cfg: Config) -> Result<Arc<App>> {
         let catalog = Catalog::load(cfg.schema_dir.as_deref())?;
         let issues = cfg.validate(&catalog);

@@ -14,6 +14,16 @@ use crate::config::query::SearchBy;
 pub use crate::db::query::{FlatRow, TableRows};
 pub use run::{QueryOutcome, QueryStopped, run_query_once};
 
+/// What a query run needs of the application: the configuration, the database and the
+/// providers' clients. The pipeline's `App` lends them (`App::query_app`), so the query code
+/// does not depend on the pipeline.
+#[derive(Clone, Copy)]
+pub struct QueryApp<'a> {
+    pub cfg: &'a crate::config::Config,
+    pub db: &'a crate::db::Db,
+    pub query: &'a client::Clients,
+}
+
 /// How long a provider is left alone after it asked for a pause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pause {

@@ -9,10 +9,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use super::QueryApp;
 use super::{Action, Answer, Call, Pause, Provider, Subject, TableRows, http_status_action};
 use crate::config::query::QueryJobConfig;
 use crate::db::query::{CallRecord, PageRow, Reserved, SubjectResult};
-use crate::pipeline::App;
 use crate::timefmt::{beijing, fmt_spec, now_text};
 use crate::upstream::Backoff;
 
@@ -283,7 +283,7 @@ pub fn subject_columns(job: &QueryJobConfig) -> Vec<String> {
 }
 
 /// (page size, page cap) of a paged provider.
-fn paging(app: &App, provider: Provider) -> Option<(u32, u32)> {
+fn paging(app: &QueryApp<'_>, provider: Provider) -> Option<(u32, u32)> {
     match provider {
         Provider::Shuidi => app
             .cfg
@@ -308,10 +308,11 @@ fn flatten(provider: Provider, items: &[serde_json::Value]) -> Vec<TableRows> {
 }
 
 pub async fn run_query_once(
-    app: &App,
+    app: QueryApp<'_>,
     job_name: &str,
     cancel: &CancellationToken,
 ) -> Result<QueryOutcome> {
+    let app = &app;
     let job = app
         .cfg
         .queries
@@ -331,7 +332,7 @@ pub async fn run_query_once(
 }
 
 async fn run_inner(
-    app: &App,
+    app: &QueryApp<'_>,
     job: &QueryJobConfig,
     cancel: &CancellationToken,
 ) -> Result<QueryOutcome> {
@@ -349,7 +350,7 @@ async fn run_inner(
         return Ok(out);
     }
     let budget = provider
-        .daily_budget(&app.cfg)
+        .daily_budget(app.cfg)
         .ok_or_else(|| anyhow!("provider {pname} has no [{pname}] section"))?;
     let cols = subject_columns(job);
     let col_refs: Vec<&str> = cols.iter().map(String::as_str).collect();
@@ -386,7 +387,11 @@ async fn run_inner(
 
 /// The end of a pause that still holds; a pause that is over, or a stop by an earlier
 /// process, is lifted.
-async fn still_paused(app: &App, pname: &str, now: DateTime<Utc>) -> Result<Option<String>> {
+async fn still_paused(
+    app: &QueryApp<'_>,
+    pname: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<String>> {
     let Some(st) = app.db.provider_state(pname).await? else {
         return Ok(None);
     };
@@ -443,7 +448,7 @@ fn max_pages_note(max_pages: u32, total: Option<u64>) -> String {
 
 /// One run of a query job: what asking and storing each of its subjects needs.
 struct QueryRun<'a> {
-    app: &'a App,
+    app: &'a QueryApp<'a>,
     job: &'a QueryJobConfig,
     provider: Provider,
     cancel: &'a CancellationToken,

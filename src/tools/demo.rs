@@ -307,7 +307,7 @@ pub async fn run(dir: &Path) -> Result<String> {
         super::query_demo::SUBJECTS_TABLE
     );
     for q in &app.cfg.queries {
-        let o = crate::query::run_query_once(&app, &q.name, &cancel).await?;
+        let o = crate::query::run_query_once(app.query_app(), &q.name, &cancel).await?;
         let _ = writeln!(
             out,
             "  {:<14} {:<7} {}",

@@ -65,7 +65,7 @@ async fn spawn_query_with(
 
 impl QueryApp {
     async fn run(&self, job: &str) -> anyhow::Result<QueryOutcome> {
-        run_query_once(&self.t.app, job, &CancellationToken::new()).await
+        run_query_once(self.t.app.query_app(), job, &CancellationToken::new()).await
     }
 
     /// A second App on the same database and configuration: a restart.
@@ -449,7 +449,7 @@ async fn codes_follow_the_mapping(which: Which) {
         (0, Some(until.as_str()))
     );
     let app2 = q.restart().await;
-    let o = run_query_once(&app2, "customs", &CancellationToken::new())
+    let o = run_query_once(app2.query_app(), "customs", &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!(o.calls, 0);
@@ -520,7 +520,7 @@ async fn codes_follow_the_mapping(which: Which) {
 
     // A restart tries a stopped provider again; success makes it active.
     let app2 = q.restart().await;
-    let o = run_query_once(&app2, "tax_blacklist", &CancellationToken::new())
+    let o = run_query_once(app2.query_app(), "tax_blacklist", &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!((o.calls, o.no_result), (3, 3), "{o:?}");
@@ -559,7 +559,7 @@ async fn budget_is_never_exceeded(which: Which) {
     assert_eq!(q.sim_calls(Shuidi), 5);
     // A restart (new App, same database) spends nothing more today.
     let app2 = q.restart().await;
-    let o = run_query_once(&app2, "penalties", &CancellationToken::new())
+    let o = run_query_once(app2.query_app(), "penalties", &CancellationToken::new())
         .await
         .unwrap();
     assert!(o.budget_exhausted && o.calls == 0, "{o:?}");
@@ -570,8 +570,8 @@ async fn budget_is_never_exceeded(which: Which) {
     let app3 = q.restart().await;
     let cancel = CancellationToken::new();
     let (a, b) = tokio::join!(
-        run_query_once(&app2, "customs", &cancel),
-        run_query_once(&app3, "customs", &cancel)
+        run_query_once(app2.query_app(), "customs", &cancel),
+        run_query_once(app3.query_app(), "customs", &cancel)
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.calls + b.calls, 5, "{a:?} {b:?}");
@@ -617,7 +617,7 @@ async fn fresh_subject_is_not_queried_again(which: Which) {
     assert_eq!((o.calls, o.found, o.no_result), (3, 1, 2));
     // A restart does not forget freshness: it is in qz_query_subject.
     let app2 = q.restart().await;
-    let o = run_query_once(&app2, "tax_blacklist", &CancellationToken::new())
+    let o = run_query_once(app2.query_app(), "tax_blacklist", &CancellationToken::new())
         .await
         .unwrap();
     assert_eq!((o.calls, o.fresh), (0, 3), "{o:?}");
@@ -912,7 +912,7 @@ async fn paged_subject_over_budget_continues_next_day(which: Which) {
         // subject in key order is asked with the call left.
         let app2 = q.restart().await;
         app2.query.clock.advance(chrono::Duration::days(1));
-        let o = run_query_once(&app2, job, &CancellationToken::new())
+        let o = run_query_once(app2.query_app(), job, &CancellationToken::new())
             .await
             .unwrap();
         assert_eq!(
@@ -959,7 +959,7 @@ async fn paged_subject_over_budget_continues_next_day(which: Which) {
 
         // Day 3: the last subject.
         app2.query.clock.advance(chrono::Duration::days(1));
-        let o = run_query_once(&app2, job, &CancellationToken::new())
+        let o = run_query_once(app2.query_app(), job, &CancellationToken::new())
             .await
             .unwrap();
         assert_eq!((o.calls, o.fresh, o.no_result), (1, 2, 1), "{job}: {o:?}");
@@ -1121,7 +1121,7 @@ async fn kept_pages_survive_a_crash(which: Which) {
         .unwrap();
     let app2 = q.restart().await;
     app2.query.clock.advance(chrono::Duration::days(1));
-    let o = run_query_once(&app2, "penalties", &CancellationToken::new())
+    let o = run_query_once(app2.query_app(), "penalties", &CancellationToken::new())
         .await
         .unwrap();
     // Nothing more to buy for the big subject: stored from its pages; the other one asked.
