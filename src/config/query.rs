@@ -34,7 +34,8 @@ impl Provider {
 
 impl std::fmt::Display for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        // pad, not write_str: tables line up provider names with a width (`{:<7}`).
+        f.pad(self.name())
     }
 }
 
