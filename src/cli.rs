@@ -274,11 +274,23 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             })
         }
         Cmd::Run => {
-            let app = App::new(load_config(&cli)?).await?;
+            // Signals are handled from the first instant: a SIGTERM while connecting ends the
+            // daemon cleanly as soon as it can, instead of killing it with 143.
             let cancel = CancellationToken::new();
             crate::daemon::cancel_on_signal(cancel.clone());
-            crate::daemon::run(app, cancel).await?;
-            Ok(ExitCode::SUCCESS)
+            let app = App::new(load_config(&cli)?).await?;
+            match crate::daemon::run(app, cancel).await? {
+                crate::daemon::RunEnd::Shutdown => Ok(ExitCode::SUCCESS),
+                crate::daemon::RunEnd::AllJobsStopped => {
+                    eprintln!(
+                        "error: every job has stopped (JOB STOPPED, see the log and `qianzhi status`); \
+                         exiting with code {} (所有作业均已停止，退出码 {})",
+                        crate::daemon::EXIT_ALL_JOBS_STOPPED,
+                        crate::daemon::EXIT_ALL_JOBS_STOPPED
+                    );
+                    Ok(ExitCode::from(crate::daemon::EXIT_ALL_JOBS_STOPPED))
+                }
+            }
         }
         Cmd::Status { json } => {
             let app = App::new(load_config(&cli)?).await?;

@@ -151,9 +151,22 @@ fn entries(app: &Arc<App>) -> Vec<Entry> {
     out
 }
 
-pub async fn run(app: Arc<App>, cancel: CancellationToken) -> Result<()> {
+/// How `qianzhi run` ended without an error of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// SIGTERM or Ctrl-C: the runs in flight finished their call.
+    Shutdown,
+    /// Every job stopped by itself (JOB STOPPED after a fatal answer): nothing is left to do,
+    /// which the service manager must see as a failure.
+    AllJobsStopped,
+}
+
+/// The exit code of `qianzhi run` when every job has stopped (README, 运维).
+pub const EXIT_ALL_JOBS_STOPPED: u8 = 3;
+
+pub async fn run(app: Arc<App>, cancel: CancellationToken) -> Result<RunEnd> {
     let recorder = app.clone();
-    let crashed = supervise(entries(&app), cancel, move |job, why| {
+    let crashed = supervise(entries(&app), cancel.clone(), move |job, why| {
         let app = recorder.clone();
         async move {
             if let Err(e) = app.db.record_run(&job, Some(&why)).await {
@@ -170,7 +183,10 @@ pub async fn run(app: Arc<App>, cancel: CancellationToken) -> Result<()> {
             crashed.join(", ")
         );
     }
-    Ok(())
+    if cancel.is_cancelled() {
+        return Ok(RunEnd::Shutdown);
+    }
+    Ok(RunEnd::AllJobsStopped)
 }
 
 /// Runs `entries` on their schedules until every one has stopped, or until `cancel` and the

@@ -304,3 +304,33 @@ async fn a_panicking_job_task_is_logged_recorded_and_fails_run() {
         "{last:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_exits_with_code_3_when_every_job_has_stopped() {
+    // A wrong token: the only job stops at its first call, so nothing is left to run and the
+    // service manager must see a failure (Restart=on-failure), not a clean exit.
+    let t = spawn_app(
+        Which::Sqlite,
+        Spawn {
+            client_token: "wrong-token-x1",
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    t.insert_many("accept", 1).await;
+    let out = t.cli(&["run"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("JOB STOPPED") && err.contains("every job has stopped"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong-token-x1"), "{err}");
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM qz_batch WHERE state = 'pending'")
+            .await,
+        1,
+        "the outbox is kept"
+    );
+}
