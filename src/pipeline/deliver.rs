@@ -207,7 +207,13 @@ impl<'a, 'o> Delivery<'a, 'o> {
         if same {
             self.flush_acks().await?;
             let s = self.suspect.as_ref().expect("checked above");
-            return Err(s.stop(self.at.run.job, &self.calls[s.call]).into());
+            return Err(s
+                .stop(
+                    self.at.run.job,
+                    self.at.run.upstream.fatal_codes_setting(),
+                    &self.calls[s.call],
+                )
+                .into());
         }
         let s = self.suspect.take().expect("checked above");
         s.refuse(&self.at, &mut self.calls, self.out).await
@@ -352,19 +358,20 @@ impl Suspect {
     /// The next call was refused with the same answer before anyone looked at its records:
     /// a wrong token or gateway setting answered in-band, not bad content. Nothing of either
     /// call is recorded, so both are resent once the cause is fixed.
-    fn stop(&self, job: &JobConfig, call: &OutboxCall) -> JobStopped {
+    fn stop(&self, job: &JobConfig, setting: &str, call: &OutboxCall) -> JobStopped {
         JobStopped(format!(
             "job {} stopped, its outbox is kept for resending: all {} records of call {} were \
              refused one by one with the same answer and the next call was refused with it too, \
              so the answer is not about their content (a wrong token or gateway setting?): {}. \
              Nothing was recorded as refused. If this errCode always means a configuration \
-             problem, list it in gdzw.fatal_err_codes. \
+             problem, list it in {}. \
              (作业已停止，待发箱保留：一次提交的全部记录逐条被拒且答复相同，下一次提交也得到同样答复，\
              说明与数据内容无关，请检查令牌或网关设置；没有任何记录被记为拒收。)",
             job.name,
             self.refused.len(),
             call.call_no,
-            self.msg
+            self.msg,
+            setting
         ))
     }
 

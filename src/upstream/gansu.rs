@@ -330,6 +330,10 @@ impl Upstream for Gansu {
         "gansu"
     }
 
+    fn fatal_codes_setting(&self) -> &'static str {
+        "gansu.fatal_codes"
+    }
+
     fn records_per_call(&self) -> usize {
         self.cfg.max_records_per_call
     }

@@ -199,6 +199,10 @@ impl Upstream for Gdzw {
         "gdzw"
     }
 
+    fn fatal_codes_setting(&self) -> &'static str {
+        "gdzw.fatal_err_codes"
+    }
+
     fn records_per_call(&self) -> usize {
         self.cfg.max_records_per_call
     }

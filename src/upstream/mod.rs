@@ -46,6 +46,8 @@ pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, SubmitError>> + 
 pub trait Upstream: Send + Sync {
     /// The platform's name in the schema catalog and in `qz_batch.upstream`.
     fn name(&self) -> &'static str;
+    /// The setting that lists answer codes meaning "stop the job", named in messages.
+    fn fatal_codes_setting(&self) -> &'static str;
     /// At most this many records go into one call.
     fn records_per_call(&self) -> usize;
     /// How a record's empty values are written.
