@@ -110,15 +110,15 @@ impl Clients {
                 .header("Content-Type", "application/x-www-form-urlencoded")
                 .body(body);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach the provider: {}", e.without_url()))?;
+        let resp = req.send().await.map_err(|e| {
+            let chain = crate::upstream::error_chain(&e.without_url());
+            format!("cannot reach the provider: {chain}")
+        })?;
         let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| format!("the answer broke off: {}", e.without_url()))?;
+        let text = resp.text().await.map_err(|e| {
+            let chain = crate::upstream::error_chain(&e.without_url());
+            format!("the answer broke off: {chain}")
+        })?;
         Ok((status, text))
     }
 }

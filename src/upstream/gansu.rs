@@ -286,7 +286,10 @@ impl GansuClient {
             .send()
             .await
             .map_err(|e| {
-                SubmitError::Retryable(format!("cannot reach {url}: {}", e.without_url()))
+                let chain = super::error_chain(&e.without_url());
+                SubmitError::Retryable(crate::mask::mask_pii(&format!(
+                    "cannot reach {url}: {chain}"
+                )))
             })?;
         let status = resp.status().as_u16();
         if resp.status().is_redirection() {
@@ -298,10 +301,10 @@ impl GansuClient {
                 "gansu.base_url",
             ));
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| SubmitError::Retryable(format!("answer from {url} broke off: {e}")))?;
+        let body = resp.bytes().await.map_err(|e| {
+            let chain = super::error_chain(&e.without_url());
+            SubmitError::Retryable(format!("answer from {url} broke off: {chain}"))
+        })?;
         classify(status, &body, &self.fatal_codes, &self.retry_codes)
     }
 }

@@ -132,7 +132,10 @@ impl GdzwClient {
             .send()
             .await
             .map_err(|e| {
-                SubmitError::Retryable(format!("cannot reach {url}: {}", e.without_url()))
+                let chain = super::error_chain(&e.without_url());
+                SubmitError::Retryable(crate::mask::mask_pii(&format!(
+                    "cannot reach {url}: {chain}"
+                )))
             })?;
         let status = resp.status().as_u16();
         if resp.status().is_redirection() {
@@ -144,10 +147,10 @@ impl GdzwClient {
                 "gdzw.api_root",
             ));
         }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| SubmitError::Retryable(format!("answer from {url} broke off: {e}")))?;
+        let body = resp.bytes().await.map_err(|e| {
+            let chain = super::error_chain(&e.without_url());
+            SubmitError::Retryable(format!("answer from {url} broke off: {chain}"))
+        })?;
         classify(status, &body, &self.fatal_codes)
     }
 

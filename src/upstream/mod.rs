@@ -136,6 +136,25 @@ pub fn submit_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
         .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))
 }
 
+/// An error with every cause under it, "a: b: c", so a warning says "error sending request
+/// ...: tcp connect error: Connection refused (os error 111)" and not only its first words.
+/// A cause whose text the chain already holds is not repeated (hyper and reqwest often wrap
+/// an error and show it again). Build the error without its URL first where the URL may
+/// carry keys (`reqwest::Error::without_url`).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 /// A 3xx answer to a submit call: never an acceptance, and resending it cannot help until
 /// the address is corrected, so the job stops with its outbox kept.
 pub fn redirect_error(status: u16, location: Option<&str>, setting: &str) -> SubmitError {
@@ -467,6 +486,58 @@ mod tests {
         let only_gdzw = Upstreams(vec![Box::new(gdzw(""))]);
         let err = only_gdzw.for_job(&job("gansu")).err().unwrap().to_string();
         assert!(err.contains("[gansu]"), "{err}");
+    }
+
+    #[test]
+    fn an_error_chain_names_every_cause_once() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let e = E(
+            "error sending request",
+            Some(Box::new(E(
+                "client error (Connect)",
+                Some(Box::new(E(
+                    "Connection refused (os error 111)",
+                    Some(Box::new(E("Connection refused (os error 111)", None))),
+                ))),
+            ))),
+        );
+        assert_eq!(
+            error_chain(&e),
+            "error sending request: client error (Connect): Connection refused (os error 111)"
+        );
+    }
+
+    /// A real refused connection: the warning carries the root cause, not only "error sending
+    /// request".
+    #[tokio::test]
+    async fn a_refused_connection_keeps_its_root_cause() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let client = submit_client(Duration::from_secs(2)).unwrap();
+        let e = client
+            .post(format!("http://127.0.0.1:{port}/x"))
+            .send()
+            .await
+            .unwrap_err()
+            .without_url();
+        let text = error_chain(&e);
+        assert!(
+            text.starts_with("error sending request") && text.contains("onnection refused"),
+            "{text}"
+        );
     }
 
     #[test]
