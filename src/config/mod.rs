@@ -110,6 +110,8 @@ pub struct Config {
     pub xinshu: Option<query::XinshuConfig>,
     pub queries: Vec<query::QueryJobConfig>,
     pub log: LogConfig,
+    /// `[http]`: the metrics and health endpoint of `qianzhi run`.
+    pub http: HttpConfig,
     /// Where each key was written, to locate what [`Config::validate`] finds.
     origins: Arc<Origins>,
 }
@@ -166,6 +168,29 @@ impl LogFormat {
             LogFormat::Text => "text",
             LogFormat::Json => "json",
         }
+    }
+}
+
+/// `[http]`: `/metrics` and `/healthz` of `qianzhi run`; off unless `listen` is set.
+#[derive(Debug, Clone, Default)]
+pub struct HttpConfig {
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+impl HttpConfig {
+    fn read(t: &mut Table) -> Self {
+        let listen = t.text("listen").and_then(|l| match l.trim().parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                t.issue_fix(
+                    Some("listen"),
+                    format!("'{l}' is not an address with a port (不是带端口的地址)"),
+                    Some("listen = \"127.0.0.1:9187\"".to_string()),
+                );
+                None
+            }
+        });
+        HttpConfig { listen }
     }
 }
 
@@ -336,6 +361,7 @@ impl Config {
             queries.push(q);
         }
         let log = whole(root.opt_section("log"), LogConfig::read);
+        let http = whole(root.opt_section("http"), HttpConfig::read);
         Config {
             database,
             unit,
@@ -349,6 +375,7 @@ impl Config {
             xinshu,
             queries,
             log,
+            http,
             origins: Arc::default(),
         }
     }
@@ -361,8 +388,19 @@ impl Config {
         file: &str,
         vars: &[(String, String)],
     ) -> (Config, Vec<ConfigIssue>) {
+        Config::read_with(text, file, vars, true)
+    }
+
+    /// As [`Config::read_all`]; with `read_secrets` false, secrets are located but not read
+    /// (for `status` and `migrate`, which need only the database).
+    fn read_with(
+        text: &str,
+        file: &str,
+        vars: &[(String, String)],
+        read_secrets: bool,
+    ) -> (Config, Vec<ConfigIssue>) {
         let layered = source::layer(text, file, vars);
-        let ctx = Ctx::new(&layered.origins, true);
+        let ctx = Ctx::new(&layered.origins, read_secrets);
         let mut root = Table::root(&ctx, layered.table);
         let mut cfg = Config::read(&mut root);
         root.finish();
@@ -379,6 +417,21 @@ impl Config {
         vars: &[(String, String)],
     ) -> Result<Config, ConfigIssues> {
         let (cfg, issues) = Config::read_all(text, file, vars);
+        if issues.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigIssues(issues))
+        }
+    }
+
+    /// As [`Config::parse`], but no secret is read: every credential stays unread (and an
+    /// unreadable secret file is no problem). For commands that need only the database.
+    pub fn parse_without_secrets(
+        text: &str,
+        file: &str,
+        vars: &[(String, String)],
+    ) -> Result<Config, ConfigIssues> {
+        let (cfg, issues) = Config::read_with(text, file, vars, false);
         if issues.is_empty() {
             Ok(cfg)
         } else {
@@ -423,6 +476,23 @@ pub fn load(path: &Path) -> Result<Config> {
     })?;
     let vars: Vec<(String, String)> = std::env::vars().collect();
     Ok(Config::parse(&text, &path.display().to_string(), &vars)?)
+}
+
+/// As [`load`], but no secret is read: `status` and `migrate` need only the database, so a
+/// DBA who cannot read the service's secret files can still use them.
+pub fn load_without_secrets(path: &Path) -> Result<Config> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read config file {} (无法读取配置文件)",
+            path.display()
+        )
+    })?;
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    Ok(Config::parse_without_secrets(
+        &text,
+        &path.display().to_string(),
+        &vars,
+    )?)
 }
 
 /// A configuration from text, with `vars` as the environment (tests, the demo).

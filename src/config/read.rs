@@ -611,17 +611,31 @@ impl<'c, 'o> Table<'c, 'o> {
         let file = self.path_buf(file_key);
         let env = self.text(env_key);
         let inline = inline_key.and_then(|k| self.text(k));
-        let (from, key) = match (file, env, inline) {
-            (Some(p), _, _) => (SecretFrom::File(p), file_key),
-            (None, Some(v), _) => (SecretFrom::Env(v), env_key),
-            (None, None, Some(t)) => (SecretFrom::Inline(t.into()), inline_key.unwrap_or(what)),
-            (None, None, None) => {
+        // A credential systemd passed (LoadCredential=<section>.<what>) comes first: the unit
+        // says so explicitly, and the service user need not be able to read the original.
+        let name = format!("{}.{what}", self.shown);
+        let passed = super::secret::systemd_credential(&name);
+        let (from, key) = match (passed, file, env, inline) {
+            (Some(p), ..) => (SecretFrom::Credential(p), what),
+            (None, Some(p), _, _) => (SecretFrom::File(p), file_key),
+            (None, None, Some(v), _) => (SecretFrom::Env(v), env_key),
+            (None, None, None, Some(t)) => {
+                (SecretFrom::Inline(t.into()), inline_key.unwrap_or(what))
+            }
+            (None, None, None, None) if !self.ctx.read_secrets => {
+                // `status` and `migrate` read no secret, so one that only the service's
+                // LoadCredential= provides is no problem for them.
+                return Credential::unread(SecretFrom::Missing);
+            }
+            (None, None, None, None) => {
                 self.issue_fix(
                     None,
-                    format!("set {file_key} or {env_key} ({purpose})"),
+                    format!(
+                        "set {file_key} or {env_key}, or pass systemd credential {name} \
+                         (LoadCredential=) ({purpose})"
+                    ),
                     Some(format!(
-                        "{file_key} = \"/etc/qianzhi/{}.{what}\" (口令文件，权限 0600)",
-                        self.shown
+                        "{file_key} = \"/etc/qianzhi/{name}\" (口令文件，权限 0600)"
                     )),
                 );
                 return Credential::unread(SecretFrom::Missing);

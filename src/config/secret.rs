@@ -2,6 +2,12 @@
 //! environment variable by the same rule, read once when the configuration is loaded, and is
 //! held as a `secrecy::SecretString` from then on. Errors name where the secret was looked
 //! for, never what it holds.
+//!
+//! The preferred source under systemd is a credential (`LoadCredential=gdzw.token:/etc/…`):
+//! systemd reads the file as root and hands the service a private copy in
+//! `$CREDENTIALS_DIRECTORY`, so the secret file can stay root-only. A credential named
+//! `<section>.<key>` (`gdzw.token`, `gansu.key`, `qcc.secret_key`, …) is used before the
+//! configured `*_file` / `*_env`.
 
 use secrecy::{ExposeSecret, SecretString};
 use std::path::{Path, PathBuf};
@@ -20,8 +26,27 @@ pub enum SecretFrom {
     Env(String),
     /// Written in the configuration file itself (`gdzw.token`, for trials only).
     Inline(InlineSecret),
+    /// A systemd credential: the file of that name in `$CREDENTIALS_DIRECTORY`.
+    Credential(PathBuf),
     /// Not configured; the issue is reported.
     Missing,
+}
+
+/// The file of the systemd credential `name` (`gdzw.token`), when the service manager passed
+/// one: `$CREDENTIALS_DIRECTORY/<name>` exists (systemd sets the variable only for a unit with
+/// `LoadCredential=` or `SetCredential=`).
+pub fn systemd_credential(name: &str) -> Option<PathBuf> {
+    credential_in(std::env::var_os("CREDENTIALS_DIRECTORY"), name)
+}
+
+/// The credential `name` in the credentials directory `dir` (the variable's value), if there.
+fn credential_in(dir: Option<std::ffi::OsString>, name: &str) -> Option<PathBuf> {
+    let dir = dir.filter(|d| !d.is_empty())?;
+    if name.contains('/') {
+        return None;
+    }
+    let path = Path::new(&dir).join(name);
+    path.is_file().then_some(path)
 }
 
 /// A secret written in the configuration file; `Debug` does not print it.
@@ -101,6 +126,7 @@ fn read_file(path: &Path, label: &str) -> Result<SecretString, String> {
 pub fn read(from: &SecretFrom, label: &str) -> Result<SecretString, String> {
     match from {
         SecretFrom::File(path) => read_file(path, label),
+        SecretFrom::Credential(path) => read_file(path, &format!("systemd credential ({label})")),
         SecretFrom::Env(var) => match std::env::var(var) {
             Ok(t) => one_line(&t, &format!("environment variable {var} ({label})")),
             Err(_) => Err(format!(
@@ -146,6 +172,29 @@ mod tests {
         std::fs::write(dir.path().join("bin"), [0xff, 0xfe, b'a']).unwrap();
         let e = read(&SecretFrom::File(dir.path().join("bin")), "k").unwrap_err();
         assert!(e.contains("not UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn a_systemd_credential_is_found_by_name_in_the_credentials_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("gdzw.token"), "cred-tok\n").unwrap();
+        // The directory as systemd would set $CREDENTIALS_DIRECTORY (not set here: other
+        // tests of this binary read secrets at the same time).
+        let found = |name: &str| credential_in(Some(dir.path().into()), name);
+        let p = found("gdzw.token").unwrap();
+        assert_eq!(p, dir.path().join("gdzw.token"));
+        let s = read(&SecretFrom::Credential(p), "gdzw.token").unwrap();
+        assert_eq!(s.expose_secret(), "cred-tok");
+        assert_eq!(found("gansu.key"), None);
+        assert_eq!(found("../gdzw.token"), None);
+        assert_eq!(credential_in(None, "gdzw.token"), None, "variable unset");
+        assert_eq!(credential_in(Some("".into()), "gdzw.token"), None);
+        let e = read(
+            &SecretFrom::Credential(dir.path().join("gone")),
+            "gansu.key",
+        )
+        .unwrap_err();
+        assert!(e.contains("systemd credential (gansu.key)"), "{e}");
     }
 
     #[test]
