@@ -155,6 +155,15 @@ fn load_config(cli: &Cli) -> Result<Config> {
     Ok(cfg)
 }
 
+/// The configuration without reading any secret, for the commands that need only the
+/// database (`status`, `migrate`).
+fn load_config_without_secrets(cli: &Cli) -> Result<Config> {
+    let path = config_path(cli);
+    let cfg = config::load_without_secrets(&path)?;
+    crate::telemetry::init(&cfg.log.level, cfg.log.format.as_str());
+    Ok(cfg)
+}
+
 pub async fn main_entry() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.cmd, Cmd::Run | Cmd::Simulate { .. }) {
@@ -179,7 +188,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match &cli.cmd {
         Cmd::Check => check(&cli).await,
         Cmd::Migrate { print } => {
-            let cfg = load_config(&cli)?;
+            let cfg = load_config_without_secrets(&cli)?;
             let backend = crate::db::Backend::from_url(&cfg.database.url)?;
             if *print {
                 println!("{}", crate::db::migrate::ddl(backend));
@@ -214,7 +223,16 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             };
             let mut failed = false;
             for name in names {
-                match run_once(&app, &name, &cancel, &RunOptions { dry_run: *dry_run }).await {
+                let progress = match dry_run {
+                    false => crate::progress::Progress::start(&app, &name).await,
+                    true => None,
+                };
+                let result =
+                    run_once(&app, &name, &cancel, &RunOptions { dry_run: *dry_run }).await;
+                if let Some(p) = progress {
+                    p.finish();
+                }
+                match result {
                     Ok(o) => eprintln!(
                         "{name}: read {} rows, delivered {}, invalid {}, refused by platform {}, batches {}{}",
                         o.rows_read,
@@ -293,7 +311,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Status { json } => {
-            let app = App::new(load_config(&cli)?).await?;
+            // Only the database: no secret is read, so any DBA with the config can run it.
+            let cfg = load_config_without_secrets(&cli)?;
+            let db = Db::connect(&cfg.database.url, 2).await?;
+            let app = crate::status::StatusApp { cfg: &cfg, db: &db };
             let s = crate::status::collect(&app).await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&s)?);

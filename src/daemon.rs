@@ -18,6 +18,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::notify::Notifier;
 use crate::pipeline::{App, JobStopped, RunOptions, run_once};
 use crate::query::{QueryStopped, run_query_once};
 
@@ -87,7 +88,35 @@ pub struct Entry {
     pub work: Work,
 }
 
+/// Marks a job running in its metrics for as long as it lives (a panic included).
+struct Running<'a>(Option<&'a crate::metrics::JobMetrics>);
+
+impl<'a> Running<'a> {
+    fn start(app: &'a App, job: &str) -> Self {
+        let m = app.metrics.job(job);
+        if let Some(m) = m {
+            m.set_running(true);
+        }
+        Running(m)
+    }
+
+    fn stopped(&self, why: &str) {
+        if let Some(m) = self.0 {
+            m.set_stopped(why);
+        }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if let Some(m) = self.0 {
+            m.set_running(false);
+        }
+    }
+}
+
 async fn run_job(app: Arc<App>, name: String, cancel: CancellationToken) -> Ended {
+    let running = Running::start(&app, &name);
     // Test hook: proves that a job task that dies is logged, recorded and fails `run`.
     if std::env::var("QIANZHI_FAILPOINT").is_ok_and(|v| v == "panic-in-job") {
         panic!("failpoint panic-in-job");
@@ -100,6 +129,7 @@ async fn run_job(app: Arc<App>, name: String, cancel: CancellationToken) -> Ende
         Ok(_) => {}
         Err(e) if e.downcast_ref::<JobStopped>().is_some() => {
             error!(job = %name, error = %format!("{e:#}"), "JOB STOPPED: fix the cause and restart qianzhi; pending batches will be resent");
+            running.stopped(&crate::mask::mask_pii(&format!("{e:#}")));
             return Ended::Stopped;
         }
         Err(e) => {
@@ -110,6 +140,7 @@ async fn run_job(app: Arc<App>, name: String, cancel: CancellationToken) -> Ende
 }
 
 async fn run_query(app: Arc<App>, name: String, cancel: CancellationToken) -> Ended {
+    let running = Running::start(&app, &name);
     match run_query_once(app.query_app(), &name, &cancel).await {
         Ok(o) if o.calls > 0 => info!(
             job = %name, calls = o.calls, found = o.found, no_result = o.no_result,
@@ -118,6 +149,7 @@ async fn run_query(app: Arc<App>, name: String, cancel: CancellationToken) -> En
         Ok(_) => {}
         Err(e) if e.downcast_ref::<QueryStopped>().is_some() => {
             error!(job = %name, error = %format!("{e:#}"), "QUERY JOB STOPPED: fix the cause and restart qianzhi");
+            running.stopped(&crate::mask::mask_pii(&format!("{e:#}")));
             return Ended::Stopped;
         }
         Err(e) => {
@@ -165,15 +197,26 @@ pub enum RunEnd {
 pub const EXIT_ALL_JOBS_STOPPED: u8 = 3;
 
 pub async fn run(app: Arc<App>, cancel: CancellationToken) -> Result<RunEnd> {
+    if let Some(addr) = app.cfg.http.listen {
+        crate::http::serve(app.clone(), addr, cancel.clone()).await?;
+    }
     let recorder = app.clone();
-    let crashed = supervise(entries(&app), cancel.clone(), move |job, why| {
-        let app = recorder.clone();
-        async move {
-            if let Err(e) = app.db.record_run(&job, Some(&why)).await {
-                warn!(job = %job, error = %format!("{e:#}"), "could not record the failure in qz_cursor");
+    let crashed = supervise(
+        entries(&app),
+        cancel.clone(),
+        move |job, why| {
+            let app = recorder.clone();
+            async move {
+                if let Some(m) = app.metrics.job(&job) {
+                    m.set_stopped(&why);
+                }
+                if let Err(e) = app.db.record_run(&job, Some(&why)).await {
+                    warn!(job = %job, error = %format!("{e:#}"), "could not record the failure in qz_cursor");
+                }
             }
-        }
-    })
+        },
+        heartbeat(&app),
+    )
     .await?;
     if !crashed.is_empty() {
         anyhow::bail!(
@@ -189,6 +232,49 @@ pub async fn run(app: Arc<App>, cancel: CancellationToken) -> Result<RunEnd> {
     Ok(RunEnd::AllJobsStopped)
 }
 
+/// What the supervisor tells systemd (see `notify`): READY=1 once every job is scheduled,
+/// then from its own loop WATCHDOG=1 (when `WatchdogSec=` is set) with the STATUS= text.
+pub struct Heartbeat {
+    pub notifier: Notifier,
+    /// The STATUS= text now.
+    pub status: Box<dyn Fn() -> String + Send + Sync>,
+}
+
+impl Heartbeat {
+    /// Tells systemd nothing beyond the plain READY=1 (tests, tools).
+    pub fn quiet() -> Heartbeat {
+        Heartbeat {
+            notifier: Notifier::default(),
+            status: Box::new(String::new),
+        }
+    }
+}
+
+/// The daemon's heartbeat: watchdog from the environment, status from the jobs' metrics.
+fn heartbeat(app: &Arc<App>) -> Heartbeat {
+    let app = app.clone();
+    Heartbeat {
+        notifier: Notifier::from_env(),
+        status: Box::new(move || {
+            let enabled: Vec<&str> = app
+                .cfg
+                .queries
+                .iter()
+                .filter(|q| q.enabled)
+                .map(|q| q.name.as_str())
+                .chain(
+                    app.cfg
+                        .jobs
+                        .iter()
+                        .filter(|j| j.enabled)
+                        .map(|j| j.name.as_str()),
+                )
+                .collect();
+            crate::notify::status_line(&app.metrics, &enabled)
+        }),
+    }
+}
+
 /// Runs `entries` on their schedules until every one has stopped, or until `cancel` and the
 /// runs in flight have finished. A run that panics is logged as JOB STOPPED, handed to
 /// `on_crash` and its job scheduled no more. Returns the names of the jobs whose run panicked.
@@ -196,6 +282,7 @@ pub async fn supervise<F, Fut>(
     entries: Vec<Entry>,
     cancel: CancellationToken,
     on_crash: F,
+    beat: Heartbeat,
 ) -> Result<Vec<String>>
 where
     F: Fn(String, String) -> Fut,
@@ -203,7 +290,10 @@ where
 {
     let (fire, mut fired) = tokio::sync::mpsc::unbounded_channel::<usize>();
     let (mut sched, cron_ids) = schedule(&entries, &fire).await?;
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    beat.notifier.ready(&(beat.status)());
+    // The watchdog is fed from this loop and nowhere else: if the loop hangs, systemd sees it.
+    let mut ticks = tokio::time::interval(beat.notifier.period());
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut s = Supervisor {
         running: vec![false; entries.len()],
         stopped: vec![false; entries.len()],
@@ -229,10 +319,11 @@ where
                     on_crash(crash.0, crash.1).await;
                 }
             }
+            _ = ticks.tick() => beat.notifier.beat(&(beat.status)()),
         }
     }
     let _ = sched.shutdown().await;
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    beat.notifier.stopping(&(beat.status)());
     info!("all jobs stopped");
     Ok(s.crashed)
 }
@@ -576,7 +667,12 @@ mod tests {
             when: When::Cron("* * * * * *".into()),
             work: probe_work(p.clone(), 5, Duration::from_millis(500)),
         }];
-        let sup = tokio::spawn(supervise(entries, cancel.clone(), |_, _| async {}));
+        let sup = tokio::spawn(supervise(
+            entries,
+            cancel.clone(),
+            |_, _| async {},
+            Heartbeat::quiet(),
+        ));
         tokio::time::sleep(Duration::from_millis(6800)).await;
         let before = p.starts.lock().unwrap().len();
         let stop = Instant::now();
@@ -617,7 +713,12 @@ mod tests {
             when: When::Every(Duration::from_secs(1)),
             work: probe_work(p.clone(), 3, Duration::from_millis(400)),
         }];
-        let sup = tokio::spawn(supervise(entries, cancel.clone(), |_, _| async {}));
+        let sup = tokio::spawn(supervise(
+            entries,
+            cancel.clone(),
+            |_, _| async {},
+            Heartbeat::quiet(),
+        ));
         tokio::time::sleep(Duration::from_millis(5500)).await;
         cancel.cancel();
         sup.await.unwrap().unwrap();
@@ -663,10 +764,15 @@ mod tests {
         // No cancel: the run ends by itself once both jobs have stopped.
         let crashed = tokio::time::timeout(
             Duration::from_secs(10),
-            supervise(entries, CancellationToken::new(), move |job, why| {
-                r.lock().unwrap().push((job, why));
-                async {}
-            }),
+            supervise(
+                entries,
+                CancellationToken::new(),
+                move |job, why| {
+                    r.lock().unwrap().push((job, why));
+                    async {}
+                },
+                Heartbeat::quiet(),
+            ),
         )
         .await
         .expect("run ends when every job has stopped")
@@ -689,9 +795,14 @@ mod tests {
             when: When::Cron("every night".into()),
             work: Arc::new(|_| Box::pin(async { Ended::Again })),
         }];
-        let e = supervise(entries, CancellationToken::new(), |_, _| async {})
-            .await
-            .unwrap_err();
+        let e = supervise(
+            entries,
+            CancellationToken::new(),
+            |_, _| async {},
+            Heartbeat::quiet(),
+        )
+        .await
+        .unwrap_err();
         let text = format!("{e:#}");
         assert!(
             text.contains("nightly") && text.contains("every night"),

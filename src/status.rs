@@ -4,9 +4,17 @@
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::config::Config;
+use crate::db::Db;
 use crate::db::control::JobStatus;
 use crate::db::source::{Position, SourceSpec};
-use crate::pipeline::App;
+
+/// What `status` reads: the configuration and the database, nothing else. No secret is
+/// needed, so a DBA who cannot read the service's secret files can run it.
+pub struct StatusApp<'a> {
+    pub cfg: &'a Config,
+    pub db: &'a Db,
+}
 
 /// Counting stops here so status stays fast on a large backlog.
 const WAITING_CAP: i64 = 1_000_000;
@@ -31,6 +39,7 @@ pub struct ProviderStatus {
     pub budget_left: i64,
     /// active, paused or stopped; the reason keeps the spec's Chinese message.
     pub state: String,
+    #[serde(serialize_with = "crate::timefmt::json::opt_time")]
     pub paused_until: Option<String>,
     pub status_code: Option<String>,
     pub reason: Option<String>,
@@ -40,16 +49,21 @@ pub struct ProviderStatus {
 pub struct QueryJobStatus {
     pub job: String,
     pub provider: String,
+    #[serde(serialize_with = "crate::timefmt::json::opt_time")]
     pub last_run_at: Option<String>,
+    pub last_run_result: Option<String>,
+    #[serde(serialize_with = "crate::timefmt::json::opt_time")]
     pub last_success_at: Option<String>,
     pub last_error: Option<String>,
 }
 
-async fn provider_statuses(app: &App) -> Result<Vec<ProviderStatus>> {
+/// Per configured credit-query provider: today's (Beijing) calls, billed calls, budget left
+/// and state. `/metrics` reads the same.
+pub async fn provider_statuses(app: &StatusApp<'_>) -> Result<Vec<ProviderStatus>> {
     let day = crate::query::run::budget_day(chrono::Utc::now());
     let mut out = Vec::new();
     for p in crate::query::Provider::ALL {
-        let Some(budget) = p.daily_budget(&app.cfg) else {
+        let Some(budget) = p.daily_budget(app.cfg) else {
             continue;
         };
         let (calls, billed) = app.db.ledger_day(p.name(), &day).await?;
@@ -80,10 +94,13 @@ async fn provider_statuses(app: &App) -> Result<Vec<ProviderStatus>> {
     Ok(out)
 }
 
-pub async fn collect(app: &App) -> Result<Status> {
+pub async fn collect(app: &StatusApp<'_>) -> Result<Status> {
     let mut jobs = Vec::new();
     for j in &app.cfg.jobs {
         let mut s = app.db.job_status(&j.name).await?;
+        let run = app.db.run_state(&j.name).await?;
+        s.last_run_result = run.last_run_result;
+        s.retrying = run.retrying;
         let order = j.order_columns();
         let spec = SourceSpec {
             table: &j.source,
@@ -103,17 +120,22 @@ pub async fn collect(app: &App) -> Result<Status> {
                 s.rows_waiting_capped = n > WAITING_CAP;
                 s.rows_waiting = Some(n.min(WAITING_CAP));
             }
-            Err(e) => s.last_error = Some(format!("cannot count waiting rows: {e:#}")),
+            // Kept apart from the job's own last error: this is status failing, not the job.
+            Err(e) => s.status_errors.push(crate::mask::mask_pii(&format!(
+                "cannot count waiting rows (无法统计待读行数): {e:#}"
+            ))),
         }
         jobs.push(s);
     }
     let mut query_jobs = Vec::new();
     for q in &app.cfg.queries {
         let s = app.db.job_status(&q.name).await?;
+        let run = app.db.run_state(&q.name).await?;
         query_jobs.push(QueryJobStatus {
             job: q.name.clone(),
             provider: q.provider.name().to_string(),
             last_run_at: s.last_run_at,
+            last_run_result: run.last_run_result,
             last_success_at: s.last_success_at,
             last_error: s.last_error,
         });
@@ -153,14 +175,24 @@ pub fn render_text(s: &Status) -> String {
         ));
         out.push_str(&format!(
             "  last run             {}\n",
-            j.last_run_at.as_deref().unwrap_or("-")
+            last_run(j.last_run_at.as_deref(), j.last_run_result.as_deref())
         ));
         out.push_str(&format!(
             "  last success         {}\n",
             j.last_success_at.as_deref().unwrap_or("-")
         ));
+        if let Some(r) = &j.retrying {
+            out.push_str(&format!(
+                "  retrying             since {} because {} ({} failures in a row, latest {}) \
+                 (临时失败，正在重发)\n",
+                r.since, r.cause, r.failures, r.last_failure_at
+            ));
+        }
         if let Some(e) = &j.last_error {
             out.push_str(&format!("  last error           {e}\n"));
+        }
+        for e in &j.status_errors {
+            out.push_str(&format!("  status could not     {e}\n"));
         }
         if j.open_errors_by_rule.is_empty() {
             out.push_str("  open error rows      0\n");
@@ -204,7 +236,7 @@ pub fn render_text(s: &Status) -> String {
             "\n[{}] query via {}\n  last run             {}\n  last success         {}\n",
             q.job,
             q.provider,
-            q.last_run_at.as_deref().unwrap_or("-"),
+            last_run(q.last_run_at.as_deref(), q.last_run_result.as_deref()),
             q.last_success_at.as_deref().unwrap_or("-")
         ));
         if let Some(e) = &q.last_error {
@@ -212,6 +244,18 @@ pub fn render_text(s: &Status) -> String {
         }
     }
     out
+}
+
+/// "2026-11-30 15:39:47", with "(interrupted)" or "(failed)" after a run that did not succeed.
+fn last_run(at: Option<&str>, result: Option<&str>) -> String {
+    let Some(at) = at else {
+        return "-".into();
+    };
+    match result {
+        Some("interrupted") => format!("{at} (interrupted 被中断)"),
+        Some("failed") => format!("{at} (failed 失败)"),
+        _ => at.to_string(),
+    }
 }
 
 /// "2026-11-20 10:07:00 / 8" instead of the stored JSON.

@@ -111,8 +111,26 @@ impl<W: Write> Drop for MaskedEvent<W> {
         let text = String::from_utf8_lossy(&self.buf);
         let mut line = self.prefix.to_vec();
         line.extend_from_slice(crate::mask::mask_pii(&text).as_bytes());
-        let _ = self.inner.write_all(&line);
-        let _ = self.inner.flush();
+        let mut write = || {
+            let _ = self.inner.write_all(&line);
+            let _ = self.inner.flush();
+        };
+        // A progress line on the terminal is lifted while the log line is written, so the two
+        // never run into each other.
+        match PROGRESS.lock().ok().and_then(|p| p.clone()) {
+            Some(bar) => bar.suspend(write),
+            None => write(),
+        }
+    }
+}
+
+/// The progress line `qianzhi once` draws on a terminal, if any (see [`show_progress`]).
+static PROGRESS: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Log lines are written above `bar` while it is shown; None when it is gone.
+pub fn show_progress(bar: Option<indicatif::ProgressBar>) {
+    if let Ok(mut p) = PROGRESS.lock() {
+        *p = bar;
     }
 }
 

@@ -39,6 +39,39 @@ pub fn now_text() -> String {
     fmt_spec(&now_beijing())
 }
 
+/// A control-table time (`yyyy-MM-dd HH:mm:ss`, Beijing) as the instant it names.
+pub fn parse_stored(s: &str) -> Option<DateTime<FixedOffset>> {
+    NaiveDateTime::parse_from_str(s.trim(), SPEC_DATETIME)
+        .ok()?
+        .and_local_timezone(beijing())
+        .single()
+}
+
+/// A control-table time for JSON: RFC 3339 with the Beijing offset
+/// (`2026-11-20T10:07:00+08:00`); text that is not such a time is given back unchanged.
+pub fn stored_to_rfc3339(s: &str) -> String {
+    match parse_stored(s) {
+        Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        None => s.to_string(),
+    }
+}
+
+/// Serde helpers that write control-table times as RFC 3339 with `+08:00` (`status --json`).
+pub mod json {
+    use serde::Serializer;
+
+    pub fn time<S: Serializer>(t: &str, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::stored_to_rfc3339(t))
+    }
+
+    pub fn opt_time<S: Serializer>(t: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => time(t, s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 /// Parse the date-time spellings departments' databases commonly hold in text columns.
 pub fn parse_loose_datetime(s: &str) -> Option<NaiveDateTime> {
     let s = s.trim();
@@ -127,6 +160,18 @@ pub fn show_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_times_are_beijing_instants_and_json_carries_the_offset() {
+        let t = parse_stored("2026-11-20 10:07:00").unwrap();
+        assert_eq!(t.timestamp(), 1_795_140_420);
+        assert_eq!(
+            stored_to_rfc3339("2026-11-20 10:07:00"),
+            "2026-11-20T10:07:00+08:00"
+        );
+        assert_eq!(stored_to_rfc3339("not a time"), "not a time");
+        assert_eq!(parse_stored("2026-11-20"), None);
+    }
 
     #[test]
     fn durations_out_of_range_are_errors_not_panics() {

@@ -354,25 +354,51 @@ fn recon_insert(
 
 /// How a run ended on the job's cursor row: success clears the last error, a failure keeps
 /// the last success.
+/// A finished run: its time and result (ok or failed, migration 9); a run that ended also
+/// ends its retry streak.
 fn run_upsert(job: &str, now: &str, error: Option<&str>) -> InsertStatement {
     let mut q = Query::insert();
     q.into_table("qz_cursor");
+    let mut on = OnConflict::column("job");
+    for c in [
+        "retrying_since",
+        "retry_last_at",
+        "retry_failures",
+        "retry_error",
+    ] {
+        on.value(c, Expr::null());
+    }
     match error {
         None => q
-            .columns(["job", "last_run_at", "last_success_at", "last_error"])
-            .values_panic([Expr::val(job), Expr::val(now), Expr::val(now), Expr::null()])
+            .columns([
+                "job",
+                "last_run_at",
+                "last_success_at",
+                "last_error",
+                "last_run_result",
+            ])
+            .values_panic([
+                Expr::val(job),
+                Expr::val(now),
+                Expr::val(now),
+                Expr::null(),
+                Expr::val("ok"),
+            ])
             .on_conflict(
-                OnConflict::column("job")
-                    .update_columns(["last_run_at", "last_success_at"])
+                on.update_columns(["last_run_at", "last_success_at", "last_run_result"])
                     .value("last_error", Expr::null())
                     .to_owned(),
             ),
         Some(e) => q
-            .columns(["job", "last_run_at", "last_error"])
-            .values_panic([Expr::val(job), Expr::val(now), Expr::val(e)])
+            .columns(["job", "last_run_at", "last_error", "last_run_result"])
+            .values_panic([
+                Expr::val(job),
+                Expr::val(now),
+                Expr::val(e),
+                Expr::val("failed"),
+            ])
             .on_conflict(
-                OnConflict::column("job")
-                    .update_columns(["last_run_at", "last_error"])
+                on.update_columns(["last_run_at", "last_error", "last_run_result"])
                     .to_owned(),
             ),
     };
@@ -887,20 +913,29 @@ impl Db {
     }
 }
 
-/// Everything `status` shows for one job.
+/// Everything `status` shows for one job. In JSON, times are RFC 3339 with `+08:00`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct JobStatus {
     pub job: String,
     pub position: Option<serde_json::Value>,
+    #[serde(serialize_with = "crate::timefmt::json::opt_time")]
     pub last_run_at: Option<String>,
+    /// ok, failed or interrupted (migration 9).
+    pub last_run_result: Option<String>,
+    #[serde(serialize_with = "crate::timefmt::json::opt_time")]
     pub last_success_at: Option<String>,
+    /// The job's own last error (its last run failed); never one of `status` itself.
     pub last_error: Option<String>,
+    /// Calls failing temporarily and being resent right now (by a run in any process).
+    pub retrying: Option<super::ops::StoredRetry>,
     pub pending_batches: i64,
     pub pending_records: i64,
-    pub open_errors_by_rule: Vec<(String, i64)>,
+    pub open_errors_by_rule: indexmap::IndexMap<String, i64>,
     pub reconciliation_uploads_pending: i64,
     pub rows_waiting: Option<i64>,
     pub rows_waiting_capped: bool,
+    /// What `status` itself could not find out for this job (e.g. counting waiting rows).
+    pub status_errors: Vec<String>,
 }
 
 /// The record counts of the job's calls still to send.
@@ -962,7 +997,7 @@ impl Db {
             .order_by("rule", Order::Asc)
             .to_owned();
         for r in self.stmt(&q).fetch_all(&self.any).await? {
-            s.open_errors_by_rule.push((r.try_get(0)?, r.try_get(1)?));
+            s.open_errors_by_rule.insert(r.try_get(0)?, r.try_get(1)?);
         }
         let q = Query::select()
             .expr(Expr::col(Asterisk).count())
@@ -1059,21 +1094,21 @@ mod tests {
                 "run succeeded",
                 render(&run_upsert("j", "n", None)),
                 [
-                    r#"INSERT INTO "qz_cursor" ("job", "last_run_at", "last_success_at", "last_error") VALUES ($1, $2, $3, NULL) ON CONFLICT ("job") DO UPDATE SET "last_run_at" = "excluded"."last_run_at", "last_success_at" = "excluded"."last_success_at", "last_error" = NULL"#,
-                    r#"INSERT INTO `qz_cursor` (`job`, `last_run_at`, `last_success_at`, `last_error`) VALUES (?, ?, ?, NULL) ON DUPLICATE KEY UPDATE `last_run_at` = VALUES(`last_run_at`), `last_success_at` = VALUES(`last_success_at`), `last_error` = NULL"#,
-                    r#"INSERT INTO "qz_cursor" ("job", "last_run_at", "last_success_at", "last_error") VALUES (?, ?, ?, NULL) ON CONFLICT ("job") DO UPDATE SET "last_run_at" = "excluded"."last_run_at", "last_success_at" = "excluded"."last_success_at", "last_error" = NULL"#,
+                    r#"INSERT INTO "qz_cursor" ("job", "last_run_at", "last_success_at", "last_error", "last_run_result") VALUES ($1, $2, $3, NULL, $4) ON CONFLICT ("job") DO UPDATE SET "retrying_since" = NULL, "retry_last_at" = NULL, "retry_failures" = NULL, "retry_error" = NULL, "last_run_at" = "excluded"."last_run_at", "last_success_at" = "excluded"."last_success_at", "last_run_result" = "excluded"."last_run_result", "last_error" = NULL"#,
+                    r#"INSERT INTO `qz_cursor` (`job`, `last_run_at`, `last_success_at`, `last_error`, `last_run_result`) VALUES (?, ?, ?, NULL, ?) ON DUPLICATE KEY UPDATE `retrying_since` = NULL, `retry_last_at` = NULL, `retry_failures` = NULL, `retry_error` = NULL, `last_run_at` = VALUES(`last_run_at`), `last_success_at` = VALUES(`last_success_at`), `last_run_result` = VALUES(`last_run_result`), `last_error` = NULL"#,
+                    r#"INSERT INTO "qz_cursor" ("job", "last_run_at", "last_success_at", "last_error", "last_run_result") VALUES (?, ?, ?, NULL, ?) ON CONFLICT ("job") DO UPDATE SET "retrying_since" = NULL, "retry_last_at" = NULL, "retry_failures" = NULL, "retry_error" = NULL, "last_run_at" = "excluded"."last_run_at", "last_success_at" = "excluded"."last_success_at", "last_run_result" = "excluded"."last_run_result", "last_error" = NULL"#,
                 ],
-                3,
+                4,
             ),
             (
                 "run failed",
                 render(&run_upsert("j", "n", Some("e"))),
                 [
-                    r#"INSERT INTO "qz_cursor" ("job", "last_run_at", "last_error") VALUES ($1, $2, $3) ON CONFLICT ("job") DO UPDATE SET "last_run_at" = "excluded"."last_run_at", "last_error" = "excluded"."last_error""#,
-                    r#"INSERT INTO `qz_cursor` (`job`, `last_run_at`, `last_error`) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE `last_run_at` = VALUES(`last_run_at`), `last_error` = VALUES(`last_error`)"#,
-                    r#"INSERT INTO "qz_cursor" ("job", "last_run_at", "last_error") VALUES (?, ?, ?) ON CONFLICT ("job") DO UPDATE SET "last_run_at" = "excluded"."last_run_at", "last_error" = "excluded"."last_error""#,
+                    r#"INSERT INTO "qz_cursor" ("job", "last_run_at", "last_error", "last_run_result") VALUES ($1, $2, $3, $4) ON CONFLICT ("job") DO UPDATE SET "retrying_since" = NULL, "retry_last_at" = NULL, "retry_failures" = NULL, "retry_error" = NULL, "last_run_at" = "excluded"."last_run_at", "last_error" = "excluded"."last_error", "last_run_result" = "excluded"."last_run_result""#,
+                    r#"INSERT INTO `qz_cursor` (`job`, `last_run_at`, `last_error`, `last_run_result`) VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE `retrying_since` = NULL, `retry_last_at` = NULL, `retry_failures` = NULL, `retry_error` = NULL, `last_run_at` = VALUES(`last_run_at`), `last_error` = VALUES(`last_error`), `last_run_result` = VALUES(`last_run_result`)"#,
+                    r#"INSERT INTO "qz_cursor" ("job", "last_run_at", "last_error", "last_run_result") VALUES (?, ?, ?, ?) ON CONFLICT ("job") DO UPDATE SET "retrying_since" = NULL, "retry_last_at" = NULL, "retry_failures" = NULL, "retry_error" = NULL, "last_run_at" = "excluded"."last_run_at", "last_error" = "excluded"."last_error", "last_run_result" = "excluded"."last_run_result""#,
                 ],
-                3,
+                4,
             ),
             (
                 "day sequence row",

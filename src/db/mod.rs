@@ -2,6 +2,7 @@
 
 pub mod control;
 pub mod migrate;
+pub mod ops;
 pub mod query;
 pub mod source;
 pub mod tools;

@@ -34,6 +34,7 @@ pub(super) async fn commit_pages(
         );
         out.rows_read += prep.rows;
         out.invalid_rows += prep.errors.len();
+        run.metrics.add_read(prep.rows, prep.errors.len());
         failpoint("after-outbox-commit");
         if let Some(batch) = batch
             && tx.send(batch).await.is_err()

@@ -6,10 +6,9 @@
 use anyhow::Result;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::{JobStopped, Outcome, Run, failpoint, reconcile};
+use super::{JobStopped, Outcome, Run, failpoint, reconcile, retry};
 use crate::config::JobConfig;
 use crate::db::control::{BatchRow, OutboxCall};
 use crate::upstream::{Backoff, Receipt, SubmitError};
@@ -169,6 +168,9 @@ impl<'a, 'o> Delivery<'a, 'o> {
             let t_post = Instant::now();
             let posted = self.at.post(self.calls[ci].body.clone()).await;
             self.post_time += t_post.elapsed();
+            if !matches!(posted, Err(SubmitError::Retryable(_))) {
+                retry::answered(self.at.run).await;
+            }
             self.weigh_suspect(&posted).await?;
             match posted {
                 Ok(receipt) => {
@@ -178,7 +180,7 @@ impl<'a, 'o> Delivery<'a, 'o> {
                 Err(SubmitError::Retryable(msg)) => {
                     // Record progress before waiting: an outage can last long.
                     self.flush_acks().await?;
-                    if !wait_to_retry(&mut self.backoff, &msg, self.at.run.cancel).await {
+                    if !wait_to_retry(self.at.run, &mut self.backoff, &msg).await {
                         self.out.interrupted = true;
                         return Ok(Flow::Stop);
                     }
@@ -325,10 +327,12 @@ impl<'a, 'o> Delivery<'a, 'o> {
     }
 }
 
-/// Sleeps before a retry; false when shutdown came first.
-async fn wait_to_retry(backoff: &mut Backoff, msg: &str, cancel: &CancellationToken) -> bool {
-    let wait = backoff.next_delay();
+/// Records the failure (metrics, qz_cursor) and sleeps before a retry; false when shutdown
+/// came first.
+async fn wait_to_retry(run: &Run<'_>, backoff: &mut Backoff, msg: &str) -> bool {
+    let (wait, cancel) = (backoff.next_delay(), run.cancel);
     warn!(error = %msg, retry_in_ms = wait.as_millis() as u64, "temporary failure, will resend the same call");
+    retry::failed(run, msg).await;
     tokio::select! {
         _ = tokio::time::sleep(wait) => true,
         _ = cancel.cancelled() => false,
@@ -430,6 +434,9 @@ async fn split_call(
         }
         let body = upstream.join(&part.iter().map(|i| raw[*i].as_str()).collect::<Vec<_>>())?;
         let posted = at.post(body).await;
+        if !matches!(posted, Err(SubmitError::Retryable(_))) {
+            retry::answered(at.run).await;
+        }
         if !answers_alike(alike.as_ref(), &posted)
             && let Some(s) = alike.take()
         {
@@ -448,7 +455,7 @@ async fn split_call(
                 failpoint("after-split-progress");
             }
             Err(SubmitError::Retryable(msg)) => {
-                if !wait_to_retry(backoff, &msg, at.run.cancel).await {
+                if !wait_to_retry(at.run, backoff, &msg).await {
                     out.interrupted = true;
                     return Ok(Split::Interrupted);
                 }

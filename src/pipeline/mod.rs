@@ -10,6 +10,7 @@ mod commit;
 mod deliver;
 mod read;
 mod reconcile;
+mod retry;
 
 use anyhow::{Context, Result, anyhow, bail};
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::config::{Config, JobConfig};
 use crate::db::Db;
 use crate::mapping::{Plan, PlanInput};
+use crate::metrics::{JobKind, JobMetrics, Metrics};
 use crate::schema::{Catalog, DataType, Platform};
 use crate::upstream::{Upstream, Upstreams};
 
@@ -32,6 +34,8 @@ pub struct App {
     pub upstreams: Upstreams,
     /// Credit-query providers (`[shuidi]`, `[qcc]`, `[xinshu]`) with their credentials.
     pub query: crate::query::client::Clients,
+    /// Counters and states of every job, for `/metrics`, `/healthz` and `STATUS=`.
+    pub metrics: Metrics,
 }
 
 impl App {
@@ -58,13 +62,32 @@ impl App {
         let db = Db::connect(&cfg.database.url, cfg.database.max_connections).await?;
         let upstreams = Upstreams::from_config(&cfg, &catalog)?;
         let query = crate::query::client::Clients::new(&cfg)?;
+        let metrics = Metrics::new(
+            cfg.jobs
+                .iter()
+                .map(|j| (j.name.as_str(), JobKind::Job))
+                .chain(
+                    cfg.queries
+                        .iter()
+                        .map(|q| (q.name.as_str(), JobKind::Query)),
+                ),
+        );
         Ok(Arc::new(App {
             cfg,
             catalog,
             db,
             upstreams,
             query,
+            metrics,
         }))
+    }
+
+    /// What `status` reads (configuration and database).
+    pub fn status_app(&self) -> crate::status::StatusApp<'_> {
+        crate::status::StatusApp {
+            cfg: &self.cfg,
+            db: &self.db,
+        }
     }
 
     pub fn job(&self, name: &str) -> Result<&JobConfig> {
@@ -89,6 +112,8 @@ struct Run<'a> {
     platform: &'a Platform,
     dt: &'a DataType,
     cancel: &'a CancellationToken,
+    /// The job's counters and retry state.
+    metrics: &'a JobMetrics,
 }
 
 impl<'a> Run<'a> {
@@ -102,6 +127,10 @@ impl<'a> Run<'a> {
             .data_types
             .get(&job.data_type)
             .ok_or_else(|| anyhow!("unknown data type {}", job.data_type))?;
+        let metrics = app
+            .metrics
+            .job(&job.name)
+            .ok_or_else(|| anyhow!("no metrics for job {}", job.name))?;
         Ok(Run {
             app,
             job,
@@ -109,6 +138,7 @@ impl<'a> Run<'a> {
             platform,
             dt,
             cancel,
+            metrics,
         })
     }
 
@@ -186,16 +216,29 @@ pub async fn run_once(
     let job = app.job(job_name)?;
     let span = info_span!("job", job = %job.name);
     let result = run_inner(app, job, cancel, opts).instrument(span).await;
+    if let Some(m) = app.metrics.job(&job.name) {
+        // The run is over, and with it any retry streak.
+        m.retry_ended();
+    }
     if !opts.dry_run {
-        let err = result
-            .as_ref()
-            .err()
-            .map(|e| crate::mask::mask_pii(&format!("{e:#}")));
-        if let Err(e) = app.db.record_run(&job.name, err.as_deref()).await {
-            warn!(job = %job.name, error = %e, "could not record the run in qz_cursor");
-        }
+        record_run(app, &job.name, &result).await;
     }
     result
+}
+
+/// Writes how a run ended to qz_cursor: an interrupted run (SIGTERM, Ctrl-C) is not a success.
+async fn record_run(app: &App, job: &str, result: &Result<Outcome>) {
+    let recorded = match result {
+        Ok(o) if o.interrupted => app.db.record_interrupted(job).await,
+        Ok(_) => app.db.record_run(job, None).await,
+        Err(e) => {
+            let err = crate::mask::mask_pii(&format!("{e:#}"));
+            app.db.record_run(job, Some(&err)).await
+        }
+    };
+    if let Err(e) = recorded {
+        warn!(job = %job, error = %format!("{e:#}"), "could not record the run in qz_cursor");
+    }
 }
 
 async fn run_inner(
@@ -217,7 +260,7 @@ async fn run_inner(
             return Ok(out);
         }
         info!(cd_batch = %b.cd_batch, records = b.record_count, "resending pending batch");
-        deliver::deliver(&run, &b, None, &mut out).await?;
+        deliver_counted(&run, &b, None, &mut out).await?;
         if out.interrupted {
             return Ok(out);
         }
@@ -262,7 +305,7 @@ async fn run_stages(
     let committer = spawn_stage(Stage::Commit(page_rx, tx));
     let mut failed = None;
     while let Some((b, calls)) = rx.recv().await {
-        if let Err(e) = deliver::deliver(run, &b, Some(calls), &mut out).await {
+        if let Err(e) = deliver_counted(run, &b, Some(calls), &mut out).await {
             failed = Some(e);
             break;
         }
@@ -282,6 +325,21 @@ async fn run_stages(
     out.merge(committed?);
     out.merge(read?);
     Ok(out)
+}
+
+/// [`deliver::deliver`], with what it delivered and what was refused added to the job's
+/// counters once per batch.
+async fn deliver_counted(
+    run: &Run<'_>,
+    b: &crate::db::control::BatchRow,
+    fresh: Option<Vec<crate::db::control::OutboxCall>>,
+    out: &mut Outcome,
+) -> Result<()> {
+    let before = (out.delivered, out.refused_by_platform);
+    let result = deliver::deliver(run, b, fresh, out).await;
+    run.metrics
+        .add_delivered(out.delivered - before.0, out.refused_by_platform - before.1);
+    result
 }
 
 enum Stage {

@@ -321,11 +321,16 @@ pub async fn run_query_once(
         .ok_or_else(|| anyhow!("no query job named '{job_name}'"))?;
     let span = info_span!("query", job = %job.name, provider = %job.provider);
     let result = run_inner(app, job, cancel).instrument(span).await;
-    let err = result
-        .as_ref()
-        .err()
-        .map(|e| crate::mask::mask_pii(&format!("{e:#}")));
-    if let Err(e) = app.db.record_run(&job.name, err.as_deref()).await {
+    // An interrupted run (SIGTERM, Ctrl-C) is not recorded as a success.
+    let recorded = match &result {
+        Ok(o) if o.interrupted => app.db.record_interrupted(&job.name).await,
+        Ok(_) => app.db.record_run(&job.name, None).await,
+        Err(e) => {
+            let err = crate::mask::mask_pii(&format!("{e:#}"));
+            app.db.record_run(&job.name, Some(&err)).await
+        }
+    };
+    if let Err(e) = recorded {
         warn!(job = %job.name, error = %e, "could not record the run in qz_cursor");
     }
     result

@@ -65,6 +65,9 @@ interval = "30s"
     s
 }
 
+/// The `[http]` section of the demo's config: off unless set, so the demo shows it.
+pub const DEMO_HTTP: &str = "\n[http]\nlisten = \"127.0.0.1:9187\"\n";
+
 /// The `[gansu]` section; `extra` holds further keys (envelope, padding, ...).
 pub fn gansu_section(
     base_url: &str,
@@ -216,6 +219,8 @@ pub async fn run(dir: &Path) -> Result<String> {
         "",
     ));
     cfg_text.push_str(&super::query_demo::query_config(&qsim, dir, 100, "")?);
+    // `qianzhi run` with this config serves /metrics and /healthz here (README, 运维).
+    cfg_text.push_str(DEMO_HTTP);
     std::fs::write(dir.join("config.toml"), &cfg_text)?;
 
     let db = Db::connect(&db_url, 2).await?;
@@ -316,7 +321,7 @@ pub async fn run(dir: &Path) -> Result<String> {
             crate::query::run::summary(&o)
         );
     }
-    for p in crate::status::collect(&app).await?.providers {
+    for p in crate::status::collect(&app.status_app()).await?.providers {
         let _ = writeln!(
             out,
             "  {:<14} calls today {}, billed {}, budget left {} of {}",

@@ -5,6 +5,7 @@ mod gansu;
 mod gdzw;
 mod help;
 mod helpers;
+mod ops;
 mod privacy;
 mod query;
 mod safety;
@@ -704,7 +705,7 @@ async fn status_json_reports_jobs_without_secrets() {
     assert_eq!(j["pending_batches"], Json::from(0));
     assert_eq!(
         j["open_errors_by_rule"],
-        serde_json::json!([["required", 1]])
+        serde_json::json!({ "required": 1 })
     );
     assert!(j["last_success_at"].is_string());
 }
