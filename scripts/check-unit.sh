@@ -23,6 +23,15 @@ if [ -n "$out" ]; then
   echo "systemd-analyze verify: $out"
   exit 1
 fi
+# The commented LoadCredential= lines must verify too once a DBA switches them on.
+mkdir "$tmp/with-credentials"
+sed -e 's/^#LoadCredential=/LoadCredential=/' "$tmp/qianzhi.service" > "$tmp/with-credentials/qianzhi.service"
+grep -q '^LoadCredential=gdzw.token:' "$tmp/with-credentials/qianzhi.service"
+out=$(systemd-analyze verify "$tmp/with-credentials/qianzhi.service" 2>&1 || true)
+if [ -n "$out" ]; then
+  echo "systemd-analyze verify (LoadCredential= lines on): $out"
+  exit 1
+fi
 score=$(systemd-analyze security --offline=yes "$tmp/qianzhi.service" 2>/dev/null |
   sed -n 's/.*Overall exposure level for qianzhi.service: \([0-9.]*\).*/\1/p')
 echo "systemd unit: verify clean, exposure $score (at most 2.0)"
