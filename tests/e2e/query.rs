@@ -499,7 +499,12 @@ async fn codes_follow_the_mapping(which: Which) {
     assert_eq!(qc["calls_today"], 3);
     assert_eq!(qc["billed_today"], 0);
     assert_eq!(qc["state"], "paused");
-    assert_eq!(qc["paused_until"], Json::from(until.clone()));
+    // Beijing time with its offset in JSON.
+    assert_eq!(
+        qc["paused_until"],
+        Json::from(qianzhi::timefmt::stored_to_rfc3339(&until))
+    );
+    assert!(qc["paused_until"].as_str().unwrap().ends_with("+08:00"));
     assert_eq!(prov("xinshu")["state"], "stopped");
     assert!(
         prov("xinshu")["reason"]
