@@ -1,6 +1,7 @@
 //! End-to-end scenarios on SQLite, PostgreSQL and MySQL against the local simulator.
 
 mod config;
+mod contention;
 mod gansu;
 mod gdzw;
 mod help;
