@@ -8,6 +8,7 @@ use sea_query::{
 };
 use sqlx::{Any, Row, Transaction};
 
+use super::retry::retrying;
 use super::{Db, Sql, lit, slots};
 use crate::batch::{batch_day, format_cd_batch};
 use crate::timefmt::{fmt_spec, now_text};
@@ -430,8 +431,10 @@ impl Db {
     }
 
     /// Next Cd_Batch for the unit and Beijing day; the row lock on qz_batch_seq serialises
-    /// concurrent jobs, and the number is burnt even if the transaction later rolls back
-    /// into a retry (a rolled-back number was never sent, so reuse cannot happen).
+    /// concurrent jobs. A transaction rolled back into a retry undoes its increment: the
+    /// number it held was never stored nor sent, so the retry numbering the batch again
+    /// (with that number, or a later one if another job took it meanwhile) reuses nothing
+    /// that went out, and `build` serialises the records under the new number.
     async fn allocate_cd_batch(
         &self,
         tx: &mut Transaction<'_, Any>,
@@ -460,12 +463,31 @@ impl Db {
 
     /// The transactional outbox: the batch, its records, the error rows and the new source
     /// position are stored together or not at all. `build` receives the allocated Cd_Batch
-    /// and returns the serialised records.
+    /// and returns the serialised records; a transaction rolled back by a deadlock or a
+    /// serialization failure runs again and calls it again, under the number allocated then.
     pub async fn commit_exchange(
         &self,
         job: &str,
         batch: Option<NewBatch<'_>>,
-        build: impl FnOnce(Option<&str>) -> Result<Vec<OutboxCall>>,
+        build: impl Fn(Option<&str>) -> Result<Vec<OutboxCall>>,
+        errors: &[ErrorRow],
+        position: &str,
+    ) -> Result<Committed> {
+        retrying("commit_exchange", || {
+            self.commit_exchange_once(job, batch.as_ref(), &build, errors, position)
+        })
+        .await
+    }
+
+    /// One attempt. The locks it takes, in this order in every exchange of every job: the
+    /// day's qz_batch_seq row (the first lock, and only when a batch opens), the new qz_batch
+    /// and qz_outbox rows, the new qz_error rows, the job's own qz_cursor row. Delivery's
+    /// transactions never take the sequence row, so no cycle runs through it.
+    async fn commit_exchange_once(
+        &self,
+        job: &str,
+        batch: Option<&NewBatch<'_>>,
+        build: &impl Fn(Option<&str>) -> Result<Vec<OutboxCall>>,
         errors: &[ErrorRow],
         position: &str,
     ) -> Result<Committed> {
@@ -473,14 +495,14 @@ impl Db {
         let now = now_text();
         let exchange_no = self.next_exchange_no(&mut tx, job).await?;
         let mut cd_batch = None;
-        if let Some(b) = &batch {
+        if let Some(b) = batch {
             let id = self.allocate_cd_batch(&mut tx, b.unit_code, &b.at).await?;
             cd_batch = Some(id);
         }
         let t_build = std::time::Instant::now();
         let rows = build(cd_batch.as_deref())?;
         let t_insert = std::time::Instant::now();
-        if let (Some(id), Some(b)) = (&cd_batch, &batch) {
+        if let (Some(id), Some(b)) = (&cd_batch, batch) {
             let count = rows.iter().map(|c| c.records.len() as i64).sum::<i64>();
             let at = fmt_spec(&b.at);
             self.stmt(&batch_insert(id, job, b, count, &at, &now, exchange_no))
@@ -504,7 +526,7 @@ impl Db {
             insert_ms = (t_commit - t_insert).as_millis() as u64,
             "outbox rows written"
         );
-        tx.commit().await.context(
+        self.commit_write(tx, "commit_exchange").await.context(
             "commit of the exchange failed; nothing was stored, the rows will be read again",
         )?;
         Ok(Committed {
@@ -625,10 +647,12 @@ impl Db {
         if calls.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin_write().await?;
-        self.ack_in(&mut tx, job, b, calls, resolve_errors).await?;
-        tx.commit().await?;
-        Ok(())
+        retrying("ack_calls", || async {
+            let mut tx = self.begin_write().await?;
+            self.ack_in(&mut tx, job, b, calls, resolve_errors).await?;
+            self.commit_write(tx, "ack_calls").await
+        })
+        .await
     }
 
     async fn ack_in(
@@ -664,6 +688,21 @@ impl Db {
     /// Progress inside a split call: which records were acked or refused so far. Refused
     /// records become error rows carrying the platform's answer, in the same transaction.
     pub async fn record_split_progress(
+        &self,
+        job: &str,
+        b: &BatchRow,
+        call: &OutboxCall,
+        newly: &[usize],
+        refused_message: Option<&str>,
+        resolve_errors: bool,
+    ) -> Result<()> {
+        retrying("record_split_progress", || {
+            self.record_split_progress_once(job, b, call, newly, refused_message, resolve_errors)
+        })
+        .await
+    }
+
+    async fn record_split_progress_once(
         &self,
         job: &str,
         b: &BatchRow,
@@ -710,8 +749,7 @@ impl Db {
             }
             None => {}
         }
-        tx.commit().await?;
-        Ok(())
+        self.commit_write(tx, "record_split_progress").await
     }
 
     /// The platform's receipt for one accepted call (or part of a split call). Written on its
@@ -743,8 +781,11 @@ impl Db {
                 Expr::val(now_text()),
             ])
             .to_owned();
-        self.stmt(&q).execute(&self.any).await?;
-        Ok(())
+        retrying("record_receipt", || async {
+            self.stmt(&q).execute(&self.any).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Closes a batch whose calls are all done: counts, the reconciliation row, and the
@@ -752,6 +793,20 @@ impl Db {
     /// Closes a batch whose calls are all answered; `last_acks` are calls accepted since the
     /// last ack, recorded in the same transaction.
     pub async fn finish_batch(
+        &self,
+        job: &str,
+        b: &BatchRow,
+        last_acks: &[&OutboxCall],
+        resolve_errors: bool,
+        upload_state: &str,
+    ) -> Result<ReconRow> {
+        retrying("finish_batch", || {
+            self.finish_batch_once(job, b, last_acks, resolve_errors, upload_state)
+        })
+        .await
+    }
+
+    async fn finish_batch_once(
         &self,
         job: &str,
         b: &BatchRow,
@@ -824,7 +879,7 @@ impl Db {
             .and_where(of_batch())
             .to_owned();
         self.stmt(&q).execute(&mut *tx).await?;
-        tx.commit().await?;
+        self.commit_write(tx, "finish_batch").await?;
         Ok(recon)
     }
 
@@ -862,8 +917,11 @@ impl Db {
             .value("uploaded_at", now_text())
             .and_where(Expr::col("cd_batch").eq(cd_batch))
             .to_owned();
-        self.stmt(&q).execute(&self.any).await?;
-        Ok(())
+        retrying("set_reconciliation_upload", || async {
+            self.stmt(&q).execute(&self.any).await?;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn has_open_errors(&self, job: &str) -> Result<bool> {
@@ -880,10 +938,12 @@ impl Db {
 
     /// Records how a run ended; `error` is already free of secrets.
     pub async fn record_run(&self, job: &str, error: Option<&str>) -> Result<()> {
-        self.stmt(&run_upsert(job, &now_text(), error))
-            .execute(&self.any)
-            .await?;
-        Ok(())
+        let q = run_upsert(job, &now_text(), error);
+        retrying("record_run", || async {
+            self.stmt(&q).execute(&self.any).await?;
+            Ok(())
+        })
+        .await
     }
 }
 

@@ -8,6 +8,7 @@ mod help;
 mod helpers;
 mod privacy;
 mod query;
+mod retry;
 mod safety;
 mod source;
 mod tools;
