@@ -130,24 +130,28 @@ fn cursor_upsert(job: &str, position: &str, now: &str, exchange_no: i64) -> Inse
         .to_owned()
 }
 
-/// The day's sequence row, created at 0 unless it exists. MySQL has no ON CONFLICT DO
-/// NOTHING: sea-query writes `ON DUPLICATE KEY UPDATE unit_code = unit_code` there, which
-/// also takes the row's exclusive lock at once (the UPDATE that follows needs it anyway).
-fn seq_insert(unit: &str, day: &str) -> InsertStatement {
+/// One step of the day's sequence, in one statement: the row is created at 1, or its
+/// number goes up by one. Its first touch of the row takes the exclusive lock, so jobs that
+/// number batches at once queue on it and never deadlock. Two statements did: MySQL's
+/// INSERT IGNORE of an existing row takes a shared lock, and two jobs holding it both waited
+/// to upgrade it for the UPDATE that followed (1213 several times a minute with seven jobs);
+/// an UPDATE first would take a gap lock where the day's row is still missing, and two jobs
+/// inserting it then deadlock the same way. On PostgreSQL a concurrent creator waits for the
+/// other's insert and then updates; SQLite writers are serialised anyway.
+fn seq_step(unit: &str, day: &str) -> InsertStatement {
     Query::insert()
         .into_table("qz_batch_seq")
         .columns(["unit_code", "batch_date", "last_seq"])
-        .values_panic([Expr::val(unit), Expr::val(day), lit(0i64)])
-        .on_conflict(OnConflict::new().do_nothing_on(["unit_code"]).to_owned())
-        .to_owned()
-}
-
-fn seq_increment(unit: &str, day: &str) -> UpdateStatement {
-    Query::update()
-        .table("qz_batch_seq")
-        .value("last_seq", Expr::col("last_seq").add(lit(1i64)))
-        .and_where(Expr::col("unit_code").eq(unit))
-        .and_where(Expr::col("batch_date").eq(day))
+        .values_panic([Expr::val(unit), Expr::val(day), lit(1i64)])
+        .on_conflict(
+            OnConflict::columns(["unit_code", "batch_date"])
+                // Qualified: PostgreSQL finds a bare `last_seq` ambiguous with EXCLUDED's.
+                .value(
+                    "last_seq",
+                    Expr::col(("qz_batch_seq", "last_seq")).add(lit(1i64)),
+                )
+                .to_owned(),
+        )
         .to_owned()
 }
 
@@ -443,12 +447,10 @@ impl Db {
     ) -> Result<String> {
         let day = batch_day(at);
         let day_text = day.format("%Y%m%d").to_string();
-        self.stmt(&seq_insert(unit, &day_text))
+        self.stmt(&seq_step(unit, &day_text))
             .execute(&mut **tx)
             .await?;
-        self.stmt(&seq_increment(unit, &day_text))
-            .execute(&mut **tx)
-            .await?;
+        // The row is locked by the step above: no other job can move it before this read.
         let seq: i64 = self
             .stmt_scalar(&seq_last(unit, &day_text))
             .fetch_one(&mut **tx)
@@ -1136,22 +1138,12 @@ mod tests {
                 3,
             ),
             (
-                "day sequence row",
-                render(&seq_insert("u", "d")),
-                [
-                    r#"INSERT INTO "qz_batch_seq" ("unit_code", "batch_date", "last_seq") VALUES ($1, $2, 0) ON CONFLICT  DO NOTHING"#,
-                    r#"INSERT INTO `qz_batch_seq` (`unit_code`, `batch_date`, `last_seq`) VALUES (?, ?, 0) ON DUPLICATE KEY UPDATE `unit_code` = `unit_code`"#,
-                    r#"INSERT INTO "qz_batch_seq" ("unit_code", "batch_date", "last_seq") VALUES (?, ?, 0) ON CONFLICT  DO NOTHING"#,
-                ],
-                2,
-            ),
-            (
                 "day sequence step",
-                render(&seq_increment("u", "d")),
+                render(&seq_step("u", "d")),
                 [
-                    r#"UPDATE "qz_batch_seq" SET "last_seq" = "last_seq" + 1 WHERE "unit_code" = $1 AND "batch_date" = $2"#,
-                    r#"UPDATE `qz_batch_seq` SET `last_seq` = `last_seq` + 1 WHERE `unit_code` = ? AND `batch_date` = ?"#,
-                    r#"UPDATE "qz_batch_seq" SET "last_seq" = "last_seq" + 1 WHERE "unit_code" = ? AND "batch_date" = ?"#,
+                    r#"INSERT INTO "qz_batch_seq" ("unit_code", "batch_date", "last_seq") VALUES ($1, $2, 1) ON CONFLICT ("unit_code", "batch_date") DO UPDATE SET "last_seq" = "qz_batch_seq"."last_seq" + 1"#,
+                    r#"INSERT INTO `qz_batch_seq` (`unit_code`, `batch_date`, `last_seq`) VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE `last_seq` = `qz_batch_seq`.`last_seq` + 1"#,
+                    r#"INSERT INTO "qz_batch_seq" ("unit_code", "batch_date", "last_seq") VALUES (?, ?, 1) ON CONFLICT ("unit_code", "batch_date") DO UPDATE SET "last_seq" = "qz_batch_seq"."last_seq" + 1"#,
                 ],
                 2,
             ),
