@@ -8,6 +8,7 @@ use sea_query::{
 };
 use sqlx::{Any, Row, Transaction};
 
+use super::retry::retrying;
 use super::{Db, Sql, lit, slots};
 use crate::batch::{batch_day, format_cd_batch};
 use crate::timefmt::{fmt_spec, now_text};
@@ -129,24 +130,28 @@ fn cursor_upsert(job: &str, position: &str, now: &str, exchange_no: i64) -> Inse
         .to_owned()
 }
 
-/// The day's sequence row, created at 0 unless it exists. MySQL has no ON CONFLICT DO
-/// NOTHING: sea-query writes `ON DUPLICATE KEY UPDATE unit_code = unit_code` there, which
-/// also takes the row's exclusive lock at once (the UPDATE that follows needs it anyway).
-fn seq_insert(unit: &str, day: &str) -> InsertStatement {
+/// One step of the day's sequence, in one statement: the row is created at 1, or its
+/// number goes up by one. Its first touch of the row takes the exclusive lock, so jobs that
+/// number batches at once queue on it and never deadlock. Two statements did: MySQL's
+/// INSERT IGNORE of an existing row takes a shared lock, and two jobs holding it both waited
+/// to upgrade it for the UPDATE that followed (1213 several times a minute with seven jobs);
+/// an UPDATE first would take a gap lock where the day's row is still missing, and two jobs
+/// inserting it then deadlock the same way. On PostgreSQL a concurrent creator waits for the
+/// other's insert and then updates; SQLite writers are serialised anyway.
+fn seq_step(unit: &str, day: &str) -> InsertStatement {
     Query::insert()
         .into_table("qz_batch_seq")
         .columns(["unit_code", "batch_date", "last_seq"])
-        .values_panic([Expr::val(unit), Expr::val(day), lit(0i64)])
-        .on_conflict(OnConflict::new().do_nothing_on(["unit_code"]).to_owned())
-        .to_owned()
-}
-
-fn seq_increment(unit: &str, day: &str) -> UpdateStatement {
-    Query::update()
-        .table("qz_batch_seq")
-        .value("last_seq", Expr::col("last_seq").add(lit(1i64)))
-        .and_where(Expr::col("unit_code").eq(unit))
-        .and_where(Expr::col("batch_date").eq(day))
+        .values_panic([Expr::val(unit), Expr::val(day), lit(1i64)])
+        .on_conflict(
+            OnConflict::columns(["unit_code", "batch_date"])
+                // Qualified: PostgreSQL finds a bare `last_seq` ambiguous with EXCLUDED's.
+                .value(
+                    "last_seq",
+                    Expr::col(("qz_batch_seq", "last_seq")).add(lit(1i64)),
+                )
+                .to_owned(),
+        )
         .to_owned()
 }
 
@@ -456,8 +461,10 @@ impl Db {
     }
 
     /// Next Cd_Batch for the unit and Beijing day; the row lock on qz_batch_seq serialises
-    /// concurrent jobs, and the number is burnt even if the transaction later rolls back
-    /// into a retry (a rolled-back number was never sent, so reuse cannot happen).
+    /// concurrent jobs. A transaction rolled back into a retry undoes its increment: the
+    /// number it held was never stored nor sent, so the retry numbering the batch again
+    /// (with that number, or a later one if another job took it meanwhile) reuses nothing
+    /// that went out, and `build` serialises the records under the new number.
     async fn allocate_cd_batch(
         &self,
         tx: &mut Transaction<'_, Any>,
@@ -466,12 +473,10 @@ impl Db {
     ) -> Result<String> {
         let day = batch_day(at);
         let day_text = day.format("%Y%m%d").to_string();
-        self.stmt(&seq_insert(unit, &day_text))
+        self.stmt(&seq_step(unit, &day_text))
             .execute(&mut **tx)
             .await?;
-        self.stmt(&seq_increment(unit, &day_text))
-            .execute(&mut **tx)
-            .await?;
+        // The row is locked by the step above: no other job can move it before this read.
         let seq: i64 = self
             .stmt_scalar(&seq_last(unit, &day_text))
             .fetch_one(&mut **tx)
@@ -486,12 +491,31 @@ impl Db {
 
     /// The transactional outbox: the batch, its records, the error rows and the new source
     /// position are stored together or not at all. `build` receives the allocated Cd_Batch
-    /// and returns the serialised records.
+    /// and returns the serialised records; a transaction rolled back by a deadlock or a
+    /// serialization failure runs again and calls it again, under the number allocated then.
     pub async fn commit_exchange(
         &self,
         job: &str,
         batch: Option<NewBatch<'_>>,
-        build: impl FnOnce(Option<&str>) -> Result<Vec<OutboxCall>>,
+        build: impl Fn(Option<&str>) -> Result<Vec<OutboxCall>>,
+        errors: &[ErrorRow],
+        position: &str,
+    ) -> Result<Committed> {
+        retrying("commit_exchange", || {
+            self.commit_exchange_once(job, batch.as_ref(), &build, errors, position)
+        })
+        .await
+    }
+
+    /// One attempt. The locks it takes, in this order in every exchange of every job: the
+    /// day's qz_batch_seq row (the first lock, and only when a batch opens), the new qz_batch
+    /// and qz_outbox rows, the new qz_error rows, the job's own qz_cursor row. Delivery's
+    /// transactions never take the sequence row, so no cycle runs through it.
+    async fn commit_exchange_once(
+        &self,
+        job: &str,
+        batch: Option<&NewBatch<'_>>,
+        build: &impl Fn(Option<&str>) -> Result<Vec<OutboxCall>>,
         errors: &[ErrorRow],
         position: &str,
     ) -> Result<Committed> {
@@ -499,14 +523,14 @@ impl Db {
         let now = now_text();
         let exchange_no = self.next_exchange_no(&mut tx, job).await?;
         let mut cd_batch = None;
-        if let Some(b) = &batch {
+        if let Some(b) = batch {
             let id = self.allocate_cd_batch(&mut tx, b.unit_code, &b.at).await?;
             cd_batch = Some(id);
         }
         let t_build = std::time::Instant::now();
         let rows = build(cd_batch.as_deref())?;
         let t_insert = std::time::Instant::now();
-        if let (Some(id), Some(b)) = (&cd_batch, &batch) {
+        if let (Some(id), Some(b)) = (&cd_batch, batch) {
             let count = rows.iter().map(|c| c.records.len() as i64).sum::<i64>();
             let at = fmt_spec(&b.at);
             self.stmt(&batch_insert(id, job, b, count, &at, &now, exchange_no))
@@ -530,7 +554,7 @@ impl Db {
             insert_ms = (t_commit - t_insert).as_millis() as u64,
             "outbox rows written"
         );
-        tx.commit().await.context(
+        self.commit_write(tx, "commit_exchange").await.context(
             "commit of the exchange failed; nothing was stored, the rows will be read again",
         )?;
         Ok(Committed {
@@ -651,10 +675,12 @@ impl Db {
         if calls.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin_write().await?;
-        self.ack_in(&mut tx, job, b, calls, resolve_errors).await?;
-        tx.commit().await?;
-        Ok(())
+        retrying("ack_calls", || async {
+            let mut tx = self.begin_write().await?;
+            self.ack_in(&mut tx, job, b, calls, resolve_errors).await?;
+            self.commit_write(tx, "ack_calls").await
+        })
+        .await
     }
 
     async fn ack_in(
@@ -690,6 +716,21 @@ impl Db {
     /// Progress inside a split call: which records were acked or refused so far. Refused
     /// records become error rows carrying the platform's answer, in the same transaction.
     pub async fn record_split_progress(
+        &self,
+        job: &str,
+        b: &BatchRow,
+        call: &OutboxCall,
+        newly: &[usize],
+        refused_message: Option<&str>,
+        resolve_errors: bool,
+    ) -> Result<()> {
+        retrying("record_split_progress", || {
+            self.record_split_progress_once(job, b, call, newly, refused_message, resolve_errors)
+        })
+        .await
+    }
+
+    async fn record_split_progress_once(
         &self,
         job: &str,
         b: &BatchRow,
@@ -736,8 +777,7 @@ impl Db {
             }
             None => {}
         }
-        tx.commit().await?;
-        Ok(())
+        self.commit_write(tx, "record_split_progress").await
     }
 
     /// The platform's receipt for one accepted call (or part of a split call). Written on its
@@ -769,8 +809,11 @@ impl Db {
                 Expr::val(now_text()),
             ])
             .to_owned();
-        self.stmt(&q).execute(&self.any).await?;
-        Ok(())
+        retrying("record_receipt", || async {
+            self.stmt(&q).execute(&self.any).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Closes a batch whose calls are all done: counts, the reconciliation row, and the
@@ -778,6 +821,20 @@ impl Db {
     /// Closes a batch whose calls are all answered; `last_acks` are calls accepted since the
     /// last ack, recorded in the same transaction.
     pub async fn finish_batch(
+        &self,
+        job: &str,
+        b: &BatchRow,
+        last_acks: &[&OutboxCall],
+        resolve_errors: bool,
+        upload_state: &str,
+    ) -> Result<ReconRow> {
+        retrying("finish_batch", || {
+            self.finish_batch_once(job, b, last_acks, resolve_errors, upload_state)
+        })
+        .await
+    }
+
+    async fn finish_batch_once(
         &self,
         job: &str,
         b: &BatchRow,
@@ -850,7 +907,7 @@ impl Db {
             .and_where(of_batch())
             .to_owned();
         self.stmt(&q).execute(&mut *tx).await?;
-        tx.commit().await?;
+        self.commit_write(tx, "finish_batch").await?;
         Ok(recon)
     }
 
@@ -888,8 +945,11 @@ impl Db {
             .value("uploaded_at", now_text())
             .and_where(Expr::col("cd_batch").eq(cd_batch))
             .to_owned();
-        self.stmt(&q).execute(&self.any).await?;
-        Ok(())
+        retrying("set_reconciliation_upload", || async {
+            self.stmt(&q).execute(&self.any).await?;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn has_open_errors(&self, job: &str) -> Result<bool> {
@@ -906,10 +966,12 @@ impl Db {
 
     /// Records how a run ended; `error` is already free of secrets.
     pub async fn record_run(&self, job: &str, error: Option<&str>) -> Result<()> {
-        self.stmt(&run_upsert(job, &now_text(), error))
-            .execute(&self.any)
-            .await?;
-        Ok(())
+        let q = run_upsert(job, &now_text(), error);
+        retrying("record_run", || async {
+            self.stmt(&q).execute(&self.any).await?;
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -1111,22 +1173,12 @@ mod tests {
                 4,
             ),
             (
-                "day sequence row",
-                render(&seq_insert("u", "d")),
-                [
-                    r#"INSERT INTO "qz_batch_seq" ("unit_code", "batch_date", "last_seq") VALUES ($1, $2, 0) ON CONFLICT  DO NOTHING"#,
-                    r#"INSERT INTO `qz_batch_seq` (`unit_code`, `batch_date`, `last_seq`) VALUES (?, ?, 0) ON DUPLICATE KEY UPDATE `unit_code` = `unit_code`"#,
-                    r#"INSERT INTO "qz_batch_seq" ("unit_code", "batch_date", "last_seq") VALUES (?, ?, 0) ON CONFLICT  DO NOTHING"#,
-                ],
-                2,
-            ),
-            (
                 "day sequence step",
-                render(&seq_increment("u", "d")),
+                render(&seq_step("u", "d")),
                 [
-                    r#"UPDATE "qz_batch_seq" SET "last_seq" = "last_seq" + 1 WHERE "unit_code" = $1 AND "batch_date" = $2"#,
-                    r#"UPDATE `qz_batch_seq` SET `last_seq` = `last_seq` + 1 WHERE `unit_code` = ? AND `batch_date` = ?"#,
-                    r#"UPDATE "qz_batch_seq" SET "last_seq" = "last_seq" + 1 WHERE "unit_code" = ? AND "batch_date" = ?"#,
+                    r#"INSERT INTO "qz_batch_seq" ("unit_code", "batch_date", "last_seq") VALUES ($1, $2, 1) ON CONFLICT ("unit_code", "batch_date") DO UPDATE SET "last_seq" = "qz_batch_seq"."last_seq" + 1"#,
+                    r#"INSERT INTO `qz_batch_seq` (`unit_code`, `batch_date`, `last_seq`) VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE `last_seq` = `qz_batch_seq`.`last_seq` + 1"#,
+                    r#"INSERT INTO "qz_batch_seq" ("unit_code", "batch_date", "last_seq") VALUES (?, ?, 1) ON CONFLICT ("unit_code", "batch_date") DO UPDATE SET "last_seq" = "qz_batch_seq"."last_seq" + 1"#,
                 ],
                 2,
             ),

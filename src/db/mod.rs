@@ -4,6 +4,7 @@ pub mod control;
 pub mod migrate;
 pub mod ops;
 pub mod query;
+pub mod retry;
 pub mod source;
 pub mod tools;
 
@@ -348,6 +349,19 @@ impl Db {
                 .await?;
         }
         Ok(tx)
+    }
+
+    /// Commits a control-table write transaction; `write` names it for the test hook
+    /// `QIANZHI_FAILPOINT=transient:<write>:<times>` (`retry::failpoint`), which fails it
+    /// here, after every statement ran, as a deadlock at the last moment would.
+    pub(crate) async fn commit_write(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        write: &str,
+    ) -> Result<()> {
+        retry::failpoint::check(self.backend, &mut tx, write).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// A control-table statement rendered for this backend, to run on the Any pool.

@@ -8,6 +8,7 @@ use sea_query::{
 };
 use sqlx::{Any, Row, Transaction};
 
+use super::retry::retrying;
 use super::source::{column_name, table_name};
 use super::{Backend, Db, Sql, lit, slots};
 use crate::timefmt::now_text;
@@ -96,38 +97,6 @@ pub struct ProviderState {
     pub updated_at: Option<String>,
 }
 
-/// Deadlocks and serialisation failures (MySQL gap locks, PostgreSQL 40P01) roll the whole
-/// transaction back; running it again is safe.
-async fn retry_on_conflict<T, F, Fut>(mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let mut attempt = 0;
-    loop {
-        match f().await {
-            Err(e) if attempt < 5 && is_conflict(&e) => {
-                attempt += 1;
-                let ms = 20 * attempt + rand::random::<u64>() % 30;
-                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-            }
-            other => return other,
-        }
-    }
-}
-
-fn is_conflict(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| match c.downcast_ref::<sqlx::Error>() {
-        Some(sqlx::Error::Database(d)) => {
-            matches!(
-                d.code().as_deref(),
-                Some("40001" | "40P01" | "1213" | "5" | "6")
-            )
-        }
-        _ => false,
-    })
-}
-
 /// The subjects view's columns as text, aliased `c0, c1, ...` (cast in SQL, since the `Any`
 /// driver cannot decode dates or decimals).
 fn text_columns_select(backend: Backend, table: &str, columns: &[&str]) -> SelectStatement {
@@ -140,7 +109,7 @@ fn text_columns_select(backend: Backend, table: &str, columns: &[&str]) -> Selec
 }
 
 /// Creates the provider's budget row for the day at 0 unless it exists (on MySQL
-/// `ON DUPLICATE KEY UPDATE provider = provider`: see `control::seq_insert`).
+/// `ON DUPLICATE KEY UPDATE provider = provider`: sea-query has no INSERT IGNORE).
 fn budget_insert(provider: &str, day: &str) -> InsertStatement {
     Query::insert()
         .into_table("qz_query_budget")
@@ -401,10 +370,13 @@ impl Db {
         // Created outside the transaction, so that on MySQL the lock the insert takes on an
         // existing row is not held to the commit (with INSERT IGNORE's shared lock, two
         // reservations upgrading it used to deadlock).
-        self.stmt(&budget_insert(provider, day))
-            .execute(&self.any)
-            .await?;
-        retry_on_conflict(|| async {
+        let insert = budget_insert(provider, day);
+        retrying("create_budget_row", || async {
+            self.stmt(&insert).execute(&self.any).await?;
+            Ok(())
+        })
+        .await?;
+        retrying("reserve_call", || async {
             let mut tx = self.begin_write().await?;
             let took = self
                 .stmt(&budget_take(provider, day, budget))
@@ -418,7 +390,7 @@ impl Db {
             let ledger_id = self
                 .insert_ledger(&mut tx, provider, job, subject_key, page, day)
                 .await?;
-            tx.commit().await?;
+            self.commit_write(tx, "reserve_call").await?;
             Ok(Some(Reserved { ledger_id }))
         })
         .await
@@ -446,10 +418,12 @@ impl Db {
     }
 
     pub async fn complete_call(&self, r: Reserved, c: &CallRecord) -> Result<()> {
-        let mut tx = self.any.begin().await?;
-        self.complete_call_in(&mut tx, r, c).await?;
-        tx.commit().await?;
-        Ok(())
+        retrying("complete_call", || async {
+            let mut tx = self.any.begin().await?;
+            self.complete_call_in(&mut tx, r, c).await?;
+            self.commit_write(tx, "complete_call").await
+        })
+        .await
     }
 
     async fn complete_call_in(
@@ -473,12 +447,11 @@ impl Db {
         p: &PageRow,
     ) -> Result<()> {
         let upsert = page_upsert(provider, subject_key, p);
-        retry_on_conflict(|| async {
+        retrying("complete_call_with_page", || async {
             let mut tx = self.any.begin().await?;
             self.complete_call_in(&mut tx, r, c).await?;
             self.stmt(&upsert).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(())
+            self.commit_write(tx, "complete_call_with_page").await
         })
         .await
         .context("keeping a page of the answer failed")
@@ -545,14 +518,17 @@ impl Db {
             .from_table("qz_query_page")
             .cond_where(of_subject_pages(provider, subject_key))
             .to_owned();
-        self.stmt(&q).execute(&self.any).await?;
-        Ok(())
+        retrying("drop_pages", || async {
+            self.stmt(&q).execute(&self.any).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Replaces the subject's rows of every table of the provider and its freshness row, in
     /// one transaction: a reader sees the old result or the new one, never a mix.
     pub async fn store_subject_result(&self, r: &SubjectResult<'_>) -> Result<()> {
-        retry_on_conflict(|| self.store_subject_once(r))
+        retrying("store_subject_result", || self.store_subject_once(r))
             .await
             .context("storing the query result failed; the subject stays due")
     }
@@ -606,8 +582,7 @@ impl Db {
                     .with_context(|| format!("storing a row of {}", t.table))?;
             }
         }
-        tx.commit().await?;
-        Ok(())
+        self.commit_write(tx, "store_subject_result").await
     }
 
     pub async fn provider_state(&self, provider: &str) -> Result<Option<ProviderState>> {
@@ -652,8 +627,11 @@ impl Db {
             reason,
             &now_text(),
         );
-        self.stmt(&q).execute(&self.any).await?;
-        Ok(())
+        retrying("set_provider_state", || async {
+            self.stmt(&q).execute(&self.any).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// (calls sent, of which billed) on a Beijing day, counted from the ledger.

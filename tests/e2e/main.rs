@@ -1,6 +1,7 @@
 //! End-to-end scenarios on SQLite, PostgreSQL and MySQL against the local simulator.
 
 mod config;
+mod contention;
 mod gansu;
 mod gdzw;
 mod help;
@@ -8,6 +9,7 @@ mod helpers;
 mod ops;
 mod privacy;
 mod query;
+mod retry;
 mod safety;
 mod source;
 mod tools;
