@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
 use crate::db::Db;
+use crate::db::lease::{LeaseHeld, LeaseLost};
 use crate::mapping::FieldSource;
 use crate::pipeline::{App, RunOptions, run_once};
 use crate::schema::Catalog;
@@ -136,6 +137,42 @@ pub enum Cmd {
     Bench(crate::tools::bench::BenchArgs),
 }
 
+/// The exit code of `qianzhi once` when another process holds the lease of a job it was to
+/// run (that job was left unchanged), or took it over during the run (README, 运维).
+pub const EXIT_LEASE_HELD: u8 = 4;
+
+/// How one job of `once` ended, as far as the exit code is concerned.
+#[derive(Default)]
+struct OnceEnd {
+    failed: bool,
+    lease_elsewhere: bool,
+}
+
+impl OnceEnd {
+    /// Prints a job's failure; one because another process has the lease is told apart.
+    fn failure(&mut self, name: &str, e: &anyhow::Error) {
+        let text = crate::mask::mask_pii(&format!("{e:#}"));
+        if e.downcast_ref::<LeaseHeld>().is_some() || e.downcast_ref::<LeaseLost>().is_some() {
+            self.lease_elsewhere = true;
+            eprintln!("{name}: {text}");
+            return;
+        }
+        self.failed = true;
+        eprintln!("{name}: FAILED: {text}");
+    }
+
+    /// Any other failure first (1), then a lease held elsewhere (4), else success.
+    fn code(&self) -> ExitCode {
+        if self.failed {
+            ExitCode::FAILURE
+        } else if self.lease_elsewhere {
+            ExitCode::from(EXIT_LEASE_HELD)
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
+}
+
 fn config_path(cli: &Cli) -> PathBuf {
     if let Some(p) = &cli.config {
         return p.clone();
@@ -212,7 +249,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     .map(|j| j.name.clone())
                     .collect(),
             };
-            let mut failed = false;
+            let mut end = OnceEnd::default();
             for name in names {
                 match run_once(&app, &name, &cancel, &RunOptions { dry_run: *dry_run }).await {
                     Ok(o) => eprintln!(
@@ -228,13 +265,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                         },
                         if o.interrupted { " (interrupted)" } else { "" }
                     ),
-                    Err(e) => {
-                        failed = true;
-                        eprintln!(
-                            "{name}: FAILED: {}",
-                            crate::mask::mask_pii(&format!("{e:#}"))
-                        );
-                    }
+                    Err(e) => end.failure(&name, &e),
                 }
             }
             if !*dry_run {
@@ -257,21 +288,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 for name in queries {
                     match crate::query::run_query_once(app.query_app(), &name, &cancel).await {
                         Ok(o) => eprintln!("{name}: {}", crate::query::run::summary(&o)),
-                        Err(e) => {
-                            failed = true;
-                            eprintln!(
-                                "{name}: FAILED: {}",
-                                crate::mask::mask_pii(&format!("{e:#}"))
-                            );
-                        }
+                        Err(e) => end.failure(&name, &e),
                     }
                 }
             }
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(end.code())
         }
         Cmd::Run => {
             // Signals are handled from the first instant: a SIGTERM while connecting ends the

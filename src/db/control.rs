@@ -8,6 +8,7 @@ use sea_query::{
 };
 use sqlx::{Any, Row, Transaction};
 
+use super::lease::Fence;
 use super::{Db, Sql, lit, slots};
 use crate::batch::{batch_day, format_cd_batch};
 use crate::timefmt::{fmt_spec, now_text};
@@ -459,17 +460,18 @@ impl Db {
     }
 
     /// The transactional outbox: the batch, its records, the error rows and the new source
-    /// position are stored together or not at all. `build` receives the allocated Cd_Batch
-    /// and returns the serialised records.
+    /// position are stored together or not at all, under the job's lease (`fence`). `build`
+    /// receives the allocated Cd_Batch and returns the serialised records.
     pub async fn commit_exchange(
         &self,
-        job: &str,
+        fence: &Fence,
         batch: Option<NewBatch<'_>>,
         build: impl FnOnce(Option<&str>) -> Result<Vec<OutboxCall>>,
         errors: &[ErrorRow],
         position: &str,
     ) -> Result<Committed> {
-        let mut tx = self.begin_write().await?;
+        let job = fence.job.as_str();
+        let mut tx = self.begin_fenced(fence).await?;
         let now = now_text();
         let exchange_no = self.next_exchange_no(&mut tx, job).await?;
         let mut cd_batch = None;
@@ -617,7 +619,7 @@ impl Db {
     /// the same source rows found in earlier exchanges.
     pub async fn ack_calls(
         &self,
-        job: &str,
+        fence: &Fence,
         b: &BatchRow,
         calls: &[&OutboxCall],
         resolve_errors: bool,
@@ -625,8 +627,9 @@ impl Db {
         if calls.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin_write().await?;
-        self.ack_in(&mut tx, job, b, calls, resolve_errors).await?;
+        let mut tx = self.begin_fenced(fence).await?;
+        self.ack_in(&mut tx, &fence.job, b, calls, resolve_errors)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -665,14 +668,15 @@ impl Db {
     /// records become error rows carrying the platform's answer, in the same transaction.
     pub async fn record_split_progress(
         &self,
-        job: &str,
+        fence: &Fence,
         b: &BatchRow,
         call: &OutboxCall,
         newly: &[usize],
         refused_message: Option<&str>,
         resolve_errors: bool,
     ) -> Result<()> {
-        let mut tx = self.begin_write().await?;
+        let job = fence.job.as_str();
+        let mut tx = self.begin_fenced(fence).await?;
         let q = Query::update()
             .table("qz_outbox")
             .value("done", serde_json::to_string(&call.done)?)
@@ -718,6 +722,7 @@ impl Db {
     /// own: the platform issued the number whether or not the ack below is recorded.
     pub async fn record_receipt(
         &self,
+        fence: &Fence,
         cd_batch: &str,
         call_no: i64,
         records: usize,
@@ -743,8 +748,7 @@ impl Db {
                 Expr::val(now_text()),
             ])
             .to_owned();
-        self.stmt(&q).execute(&self.any).await?;
-        Ok(())
+        self.exec_fenced(fence, &q).await
     }
 
     /// Closes a batch whose calls are all done: counts, the reconciliation row, and the
@@ -753,13 +757,14 @@ impl Db {
     /// last ack, recorded in the same transaction.
     pub async fn finish_batch(
         &self,
-        job: &str,
+        fence: &Fence,
         b: &BatchRow,
         last_acks: &[&OutboxCall],
         resolve_errors: bool,
         upload_state: &str,
     ) -> Result<ReconRow> {
-        let mut tx = self.begin_write().await?;
+        let job = fence.job.as_str();
+        let mut tx = self.begin_fenced(fence).await?;
         self.ack_in(&mut tx, job, b, last_acks, resolve_errors)
             .await?;
         let of_batch = || Expr::col("cd_batch").eq(b.cd_batch.as_str());
@@ -851,6 +856,7 @@ impl Db {
 
     pub async fn set_reconciliation_upload(
         &self,
+        fence: &Fence,
         cd_batch: &str,
         state: &str,
         message: &str,
@@ -862,8 +868,7 @@ impl Db {
             .value("uploaded_at", now_text())
             .and_where(Expr::col("cd_batch").eq(cd_batch))
             .to_owned();
-        self.stmt(&q).execute(&self.any).await?;
-        Ok(())
+        self.exec_fenced(fence, &q).await
     }
 
     pub async fn has_open_errors(&self, job: &str) -> Result<bool> {
@@ -878,9 +883,16 @@ impl Db {
         Ok(n.is_some())
     }
 
-    /// Records how a run ended; `error` is already free of secrets.
-    pub async fn record_run(&self, job: &str, error: Option<&str>) -> Result<()> {
-        self.stmt(&run_upsert(job, &now_text(), error))
+    /// Records how a run ended, under the run's lease; `error` is already free of secrets.
+    pub async fn record_run(&self, fence: &Fence, error: Option<&str>) -> Result<()> {
+        self.exec_fenced(fence, &run_upsert(&fence.job, &now_text(), error))
+            .await
+    }
+
+    /// Records that a job's task panicked (`qianzhi run`). Not fenced: the supervisor that
+    /// calls it still holds the job's lease, and the row only says how the run ended.
+    pub async fn record_crash(&self, job: &str, error: &str) -> Result<()> {
+        self.stmt(&run_upsert(job, &now_text(), Some(error)))
             .execute(&self.any)
             .await?;
         Ok(())
@@ -901,6 +913,8 @@ pub struct JobStatus {
     pub reconciliation_uploads_pending: i64,
     pub rows_waiting: Option<i64>,
     pub rows_waiting_capped: bool,
+    /// Who holds the job's lease and until when (None: never taken).
+    pub lease: Option<super::lease::LeaseStatus>,
 }
 
 /// The record counts of the job's calls still to send.

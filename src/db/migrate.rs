@@ -42,6 +42,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../sql/postgres/006_exchange_order.sql"),
         include_str!("../../sql/mysql/006_exchange_order.sql"),
     ),
+    (
+        7,
+        include_str!("../../sql/sqlite/007_lease.sql"),
+        include_str!("../../sql/postgres/007_lease.sql"),
+        include_str!("../../sql/mysql/007_lease.sql"),
+    ),
 ];
 
 /// A migration file with this line is an improvement the server may not support: its first

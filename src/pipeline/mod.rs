@@ -5,6 +5,10 @@
 //! validate), `commit` (number and store in the outbox), `deliver` (send, split refused
 //! calls, acknowledge) and `reconcile` (the platform's reconciliation upload). The platform
 //! itself is an [`Upstream`], resolved once per run (see ARCHITECTURE.md).
+//!
+//! A run writes under the job's lease: `run_once` takes it for the run (and fails with
+//! `LeaseHeld` when another process has it), `run_held` is for a caller that holds it already
+//! (`qianzhi run`). Every control-table write of the run carries the lease's `Fence`.
 
 mod commit;
 mod deliver;
@@ -19,6 +23,8 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{Config, JobConfig};
 use crate::db::Db;
+use crate::db::lease::{Fence, Holder, LeaseHeld, LeaseLost};
+use crate::lease::{Acquired, Held};
 use crate::mapping::{Plan, PlanInput};
 use crate::schema::{Catalog, DataType, Platform};
 use crate::upstream::{Upstream, Upstreams};
@@ -32,6 +38,8 @@ pub struct App {
     pub upstreams: Upstreams,
     /// Credit-query providers (`[shuidi]`, `[qcc]`, `[xinshu]`) with their credentials.
     pub query: crate::query::client::Clients,
+    /// Who this process is when it holds a lease (a new instance id per `App`).
+    pub me: Holder,
 }
 
 impl App {
@@ -41,6 +49,7 @@ impl App {
             cfg: &self.cfg,
             db: &self.db,
             query: &self.query,
+            me: &self.me,
         }
     }
 
@@ -64,6 +73,7 @@ impl App {
             db,
             upstreams,
             query,
+            me: Holder::this_process(),
         }))
     }
 
@@ -89,10 +99,17 @@ struct Run<'a> {
     platform: &'a Platform,
     dt: &'a DataType,
     cancel: &'a CancellationToken,
+    /// The job's lease: every control-table write of the run checks it.
+    fence: &'a Fence,
 }
 
 impl<'a> Run<'a> {
-    fn new(app: &'a App, job: &'a JobConfig, cancel: &'a CancellationToken) -> Result<Self> {
+    fn new(
+        app: &'a App,
+        job: &'a JobConfig,
+        cancel: &'a CancellationToken,
+        fence: &'a Fence,
+    ) -> Result<Self> {
         let upstream = app.upstreams.for_job(job)?;
         let platform = app
             .catalog
@@ -109,6 +126,7 @@ impl<'a> Run<'a> {
             platform,
             dt,
             cancel,
+            fence,
         })
     }
 
@@ -171,12 +189,12 @@ pub struct RunOptions {
 /// `after-split-progress`) ends the process
 /// at that point, as a crash or kill -9 would.
 fn failpoint(name: &str) {
-    if std::env::var("QIANZHI_FAILPOINT").is_ok_and(|v| v == name) {
-        eprintln!("qianzhi: failpoint {name} reached, exiting without cleanup");
-        std::process::exit(86);
-    }
+    crate::failpoint::exit(name);
 }
 
+/// One run of a job under its lease, taken for the run and given up after it. Fails with
+/// [`LeaseHeld`] (nothing read, nothing changed) while another process holds the lease. A
+/// dry run writes nothing and takes no lease.
 pub async fn run_once(
     app: &Arc<App>,
     job_name: &str,
@@ -184,15 +202,46 @@ pub async fn run_once(
     opts: &RunOptions,
 ) -> Result<Outcome> {
     let job = app.job(job_name)?;
+    if opts.dry_run {
+        return run_held(app, &Fence::none(&job.name), cancel, opts).await;
+    }
+    let held = match Held::acquire(&app.db, &app.me, &job.name, &app.cfg.lease, cancel).await? {
+        Acquired::Held(h) => h,
+        Acquired::Busy(info) => return Err(LeaseHeld(info).into()),
+    };
+    let result = run_held(app, held.fence(), held.cancel(), opts).await;
+    let lost = held.is_lost().then(|| LeaseLost {
+        job: job.name.clone(),
+        token: held.fence().token,
+    });
+    held.release(&app.db).await;
+    match (result, lost) {
+        // Stopped because the lease went elsewhere: said as such, not as a clean interruption.
+        (Ok(o), Some(lost)) if o.interrupted => Err(lost.into()),
+        (result, _) => result,
+    }
+}
+
+/// One run of a job whose lease the caller holds (`fence`); `cancel` stops it at the next
+/// call (shutdown, or the lease lost).
+pub async fn run_held(
+    app: &Arc<App>,
+    fence: &Fence,
+    cancel: &CancellationToken,
+    opts: &RunOptions,
+) -> Result<Outcome> {
+    let job = app.job(&fence.job)?;
     let span = info_span!("job", job = %job.name);
-    let result = run_inner(app, job, cancel, opts).instrument(span).await;
+    let result = run_inner(app, job, cancel, opts, fence)
+        .instrument(span)
+        .await;
     if !opts.dry_run {
         let err = result
             .as_ref()
             .err()
             .map(|e| crate::mask::mask_pii(&format!("{e:#}")));
-        if let Err(e) = app.db.record_run(&job.name, err.as_deref()).await {
-            warn!(job = %job.name, error = %e, "could not record the run in qz_cursor");
+        if let Err(e) = app.db.record_run(fence, err.as_deref()).await {
+            warn!(job = %job.name, error = %format!("{e:#}"), "could not record the run in qz_cursor");
         }
     }
     result
@@ -203,8 +252,9 @@ async fn run_inner(
     job: &JobConfig,
     cancel: &CancellationToken,
     opts: &RunOptions,
+    fence: &Fence,
 ) -> Result<Outcome> {
-    let run = Run::new(app, job, cancel)?;
+    let run = Run::new(app, job, cancel, fence)?;
     let mut out = Outcome::default();
     if opts.dry_run {
         out.merge(read::read_pages(&run, opts, None).await?);
@@ -239,15 +289,16 @@ async fn run_stages(
     let (page_tx, page_rx) = mpsc::channel::<read::Prepared>(1);
     let (tx, mut rx) = mpsc::channel::<commit::Committed>(1);
     let spawn_stage = |stage: Stage| {
-        let (app, name, cancel, opts) = (
+        let (app, name, cancel, opts, fence) = (
             app.clone(),
             run.job.name.clone(),
             run.cancel.clone(),
             opts.clone(),
+            run.fence.clone(),
         );
         tokio::spawn(
             async move {
-                let run = Run::new(&app, app.job(&name)?, &cancel)?;
+                let run = Run::new(&app, app.job(&name)?, &cancel, &fence)?;
                 match stage {
                     Stage::Read(pages) => read::read_pages(&run, &opts, Some(pages)).await,
                     Stage::Commit(pages, batches) => {
