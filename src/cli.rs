@@ -55,6 +55,10 @@ pub enum Cmd {
     },
     /// 把每个启用的任务和查询任务（或指定的一个）运行一遍后退出 / One pass of every enabled job
     /// and query job (or one), then exit
+    ///
+    /// 某任务的租约由另一进程持有时，打印持有者，该任务不做任何更改，退出码 4 / When another
+    /// process holds a job's lease, it names the holder, leaves that job unchanged and exits
+    /// with code 4.
     Once {
         /// 只运行这个任务或查询任务（未启用的也可以） / Run only this job or query job (a
         /// disabled one too)
@@ -493,7 +497,12 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    if db.source_columns("qz_batch").await.is_err() {
+    // qz_lease: migration 7, which every run needs for its lease.
+    let mut missing = false;
+    for table in ["qz_batch", "qz_lease"] {
+        missing |= db.source_columns(table).await.is_err();
+    }
+    if missing {
         println!("✗ control tables missing: run `qianzhi migrate`");
         problems += 1;
     }

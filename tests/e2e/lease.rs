@@ -461,6 +461,58 @@ async fn fencing(which: Which) {
 }
 on_all_backends!(a_holder_whose_lease_was_taken_over_commits_nothing, fencing);
 
+async fn cannot_renew(which: Which) {
+    let Some(t) = spawn_app(which, Spawn::default()).await else {
+        return;
+    };
+    t.insert_many("accept", 50).await;
+    // The gateway answers 503, so the run keeps resending its call; the lease is never
+    // renewed (failpoint), as when the database is out of reach for the renewals.
+    t.sim.state.lock().unwrap().answer_all = Some(qianzhi::tools::simulate::Scripted {
+        status: 503,
+        location: None,
+        body: "gateway busy".into(),
+    });
+    let started = Instant::now();
+    let mut a = Proc::start(
+        &t,
+        "a",
+        &["once", "--job", "accept"],
+        &[("QIANZHI_FAILPOINT", "lease-renew-fails")],
+    );
+    let status = a.wait(Duration::from_secs(30));
+    let stopped = started.elapsed();
+    // It stopped sending before its lease could expire: the lease (taken at the start, never
+    // renewed) is still live now that the process has ended.
+    let lease = live_lease(&t, "accept").await;
+    let log = a.log();
+    assert!(
+        lease.is_some(),
+        "stopped after its lease expired ({stopped:?}):\n{log}"
+    );
+    assert!(stopped < TTL + SLACK, "{stopped:?}");
+    assert_eq!(status.code(), Some(4), "{log}");
+    assert!(log.contains("could not be renewed in time"), "{log}");
+    let sends = t.sim.state.lock().unwrap().calls.len();
+    assert!(sends >= 2, "it was sending until then: {sends}");
+    // The batch stays pending for whoever takes the job next, same Cd_Batch and bytes.
+    assert_eq!(pending_batches(&t).await, 1);
+    t.sim.state.lock().unwrap().answer_all = None;
+    t.wait_lease_expired("accept").await;
+    let out = t.cli(&["once", "--job", "accept"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let batches = one_cd_batch_per_row(&t, 50);
+    control_tables_agree(&t, &batches, 50).await;
+}
+on_all_backends!(
+    a_holder_that_cannot_renew_stops_sending_before_its_lease_expires,
+    cannot_renew
+);
+
 async fn once_against_a_held_lease(which: Which) {
     let Some(t) = spawn_app(which, Spawn::default()).await else {
         return;
