@@ -6,7 +6,7 @@
 //! 前置机 whose clocks disagree by minutes still agree on who holds a lease, because neither
 //! clock is ever compared with a stored time. The one local measure is a monotonic one: a
 //! holder stops sending `ttl - renew_interval` after its last successful renewal started
-//! (see `crate::lease`), which only assumes the two clocks run at the same rate.
+//! (the `lease` module above `db`), which only assumes the two clocks run at the same rate.
 //!
 //! Fencing: acquiring a lease increments its `token`. A run carries a [`Fence`] (job, holder,
 //! token); each of its transactions first locks the job's lease row (`SELECT ... FOR UPDATE`;

@@ -362,6 +362,7 @@ async fn kill_holder(which: Which) {
     })
     .await;
     let took = killed.elapsed();
+    eprintln!("{which:?}: takeover {took:?} after kill -9 (ttl {TTL:?} + renew {RENEW:?})");
     assert!(
         took <= TTL + RENEW + SLACK,
         "takeover after {took:?}, more than ttl + renew_interval"
@@ -647,16 +648,36 @@ async fn scale_out(which: Which) {
     })
     .await;
     let took = killed.elapsed();
+    eprintln!("{which:?}: 7 jobs moved {took:?} after kill -9 (ttl {TTL:?} + renew {RENEW:?})");
     assert!(
         took <= TTL + RENEW + SLACK,
         "the dead process's jobs moved after {took:?}, more than ttl + renew_interval"
     );
     let per = held_per_pid(&t).await;
     assert!(per.values().all(|n| *n <= 11), "{per:?}");
+    // A process joins: the two give up their surplus between runs, 7 each again.
+    procs.push(Proc::run(&t, "p3"));
+    let pids: BTreeSet<i64> = procs.iter().map(Proc::pid).collect();
+    until(
+        "7 leases each after a process joined",
+        Duration::from_secs(60),
+        async || {
+            let per = held_per_pid(&t).await;
+            per.keys().copied().collect::<BTreeSet<_>>() == pids && per.values().all(|n| *n == 7)
+        },
+    )
+    .await;
+    assert!(
+        procs[0]
+            .log()
+            .contains("job lease given up to share the jobs"),
+        "{}",
+        procs[0].log()
+    );
     for p in &mut procs {
         assert!(p.stop().success(), "{}", p.log());
     }
-    // Both gave their leases up at shutdown, and left qz_instance.
+    // All gave their leases up at shutdown, and left qz_instance.
     assert!(held_per_pid(&t).await.is_empty());
     assert!(
         t.app
