@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
 use crate::db::Db;
+use crate::db::lease::{LeaseHeld, LeaseLost};
 use crate::mapping::FieldSource;
 use crate::pipeline::{App, RunOptions, run_once};
 use crate::schema::Catalog;
@@ -54,6 +55,10 @@ pub enum Cmd {
     },
     /// 把每个启用的任务和查询任务（或指定的一个）运行一遍后退出 / One pass of every enabled job
     /// and query job (or one), then exit
+    ///
+    /// 某任务的租约由另一进程持有时，打印持有者，该任务不做任何更改，退出码 4 / When another
+    /// process holds a job's lease, it names the holder, leaves that job unchanged and exits
+    /// with code 4.
     Once {
         /// 只运行这个任务或查询任务（未启用的也可以） / Run only this job or query job (a
         /// disabled one too)
@@ -134,6 +139,42 @@ pub enum Cmd {
     /// 吞吐量测试：变更表的行投递到进程内的模拟器 / Throughput benchmark: change-table rows
     /// delivered to the in-process simulator
     Bench(crate::tools::bench::BenchArgs),
+}
+
+/// The exit code of `qianzhi once` when another process holds the lease of a job it was to
+/// run (that job was left unchanged), or took it over during the run (README, 运维).
+pub const EXIT_LEASE_HELD: u8 = 4;
+
+/// How one job of `once` ended, as far as the exit code is concerned.
+#[derive(Default)]
+struct OnceEnd {
+    failed: bool,
+    lease_elsewhere: bool,
+}
+
+impl OnceEnd {
+    /// Prints a job's failure; one because another process has the lease is told apart.
+    fn failure(&mut self, name: &str, e: &anyhow::Error) {
+        let text = crate::mask::mask_pii(&format!("{e:#}"));
+        if e.downcast_ref::<LeaseHeld>().is_some() || e.downcast_ref::<LeaseLost>().is_some() {
+            self.lease_elsewhere = true;
+            eprintln!("{name}: {text}");
+            return;
+        }
+        self.failed = true;
+        eprintln!("{name}: FAILED: {text}");
+    }
+
+    /// Any other failure first (1), then a lease held elsewhere (4), else success.
+    fn code(&self) -> ExitCode {
+        if self.failed {
+            ExitCode::FAILURE
+        } else if self.lease_elsewhere {
+            ExitCode::from(EXIT_LEASE_HELD)
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 fn config_path(cli: &Cli) -> PathBuf {
@@ -221,7 +262,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     .map(|j| j.name.clone())
                     .collect(),
             };
-            let mut failed = false;
+            let mut end = OnceEnd::default();
             for name in names {
                 let progress = match dry_run {
                     false => crate::progress::Progress::start(&app, &name).await,
@@ -246,13 +287,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                         },
                         if o.interrupted { " (interrupted)" } else { "" }
                     ),
-                    Err(e) => {
-                        failed = true;
-                        eprintln!(
-                            "{name}: FAILED: {}",
-                            crate::mask::mask_pii(&format!("{e:#}"))
-                        );
-                    }
+                    Err(e) => end.failure(&name, &e),
                 }
             }
             if !*dry_run {
@@ -275,21 +310,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 for name in queries {
                     match crate::query::run_query_once(app.query_app(), &name, &cancel).await {
                         Ok(o) => eprintln!("{name}: {}", crate::query::run::summary(&o)),
-                        Err(e) => {
-                            failed = true;
-                            eprintln!(
-                                "{name}: FAILED: {}",
-                                crate::mask::mask_pii(&format!("{e:#}"))
-                            );
-                        }
+                        Err(e) => end.failure(&name, &e),
                     }
                 }
             }
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(end.code())
         }
         Cmd::Run => {
             // Signals are handled from the first instant: a SIGTERM while connecting ends the
@@ -493,7 +518,12 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    if db.source_columns("qz_batch").await.is_err() {
+    // qz_lease: migration 7, which every run needs for its lease.
+    let mut missing = false;
+    for table in ["qz_batch", "qz_lease"] {
+        missing |= db.source_columns(table).await.is_err();
+    }
+    if missing {
         println!("✗ control tables missing: run `qianzhi migrate`");
         problems += 1;
     }

@@ -5,6 +5,12 @@
 //! running runs (a JoinSet, so a panicking run is seen), never starts a job while its previous
 //! run is still going, stops scheduling a job that reported a fatal error, and on shutdown
 //! waits for the runs in flight.
+//!
+//! Leases (`lease::balance`): a job runs only while this process holds its lease. The
+//! supervisor's loop runs the balancer every `lease.renew_interval`; a lease it takes starts
+//! the job's run at once when the job is an interval job or was taken over from a process
+//! that died (a cron job otherwise waits for its next time). Leases above this process's
+//! share are given up between runs, and all of them at shutdown.
 
 use anyhow::{Context, Result};
 use chrono::FixedOffset;
@@ -18,9 +24,11 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::db::lease::{Fence, LeaseHeld, LeaseLost};
+use crate::lease::balance::Balancer;
 use crate::notify::Notifier;
-use crate::pipeline::{App, JobStopped, RunOptions, run_once};
-use crate::query::{QueryStopped, run_query_once};
+use crate::pipeline::{App, JobStopped, RunOptions, run_held, run_once};
+use crate::query::{QueryStopped, run_query_held, run_query_once};
 
 /// When a job runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,8 +86,9 @@ pub enum Ended {
 }
 
 type Run = Pin<Box<dyn Future<Output = Ended> + Send>>;
-/// One run of a job; it finishes its call in flight and returns when the token is cancelled.
-pub type Work = Arc<dyn Fn(CancellationToken) -> Run + Send + Sync>;
+/// One run of a job under the job's lease (None: the run takes it itself); it finishes its
+/// call in flight and returns when the token is cancelled.
+pub type Work = Arc<dyn Fn(CancellationToken, Option<Fence>) -> Run + Send + Sync>;
 
 /// A job as the supervisor sees it.
 pub struct Entry {
@@ -115,13 +124,28 @@ impl Drop for Running<'_> {
     }
 }
 
-async fn run_job(app: Arc<App>, name: String, cancel: CancellationToken) -> Ended {
+/// A run that ended because the lease went elsewhere: logged, not a failure.
+fn lease_gone(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<LeaseLost>().is_some() || e.downcast_ref::<LeaseHeld>().is_some()
+}
+
+async fn run_job(
+    app: Arc<App>,
+    name: String,
+    cancel: CancellationToken,
+    fence: Option<Fence>,
+) -> Ended {
     let running = Running::start(&app, &name);
     // Test hook: proves that a job task that dies is logged, recorded and fails `run`.
-    if std::env::var("QIANZHI_FAILPOINT").is_ok_and(|v| v == "panic-in-job") {
+    if crate::failpoint::active("panic-in-job") {
         panic!("failpoint panic-in-job");
     }
-    match run_once(&app, &name, &cancel, &RunOptions::default()).await {
+    let opts = RunOptions::default();
+    let ran = match &fence {
+        Some(f) => run_held(&app, f, &cancel, &opts).await,
+        None => run_once(&app, &name, &cancel, &opts).await,
+    };
+    match ran {
         Ok(o) if o.rows_read > 0 || !o.batches.is_empty() => info!(
             job = %name, rows = o.rows_read, delivered = o.delivered, invalid = o.invalid_rows,
             refused = o.refused_by_platform, batches = o.batches.len(), "run finished"
@@ -132,6 +156,9 @@ async fn run_job(app: Arc<App>, name: String, cancel: CancellationToken) -> Ende
             running.stopped(&crate::mask::mask_pii(&format!("{e:#}")));
             return Ended::Stopped;
         }
+        Err(e) if lease_gone(&e) => {
+            warn!(job = %name, error = %format!("{e:#}"), "run stopped: the job's lease is with another process")
+        }
         Err(e) => {
             warn!(job = %name, error = %crate::mask::mask_pii(&format!("{e:#}")), "run failed, will try again at the next scheduled time")
         }
@@ -139,9 +166,18 @@ async fn run_job(app: Arc<App>, name: String, cancel: CancellationToken) -> Ende
     Ended::Again
 }
 
-async fn run_query(app: Arc<App>, name: String, cancel: CancellationToken) -> Ended {
+async fn run_query(
+    app: Arc<App>,
+    name: String,
+    cancel: CancellationToken,
+    fence: Option<Fence>,
+) -> Ended {
     let running = Running::start(&app, &name);
-    match run_query_once(app.query_app(), &name, &cancel).await {
+    let ran = match &fence {
+        Some(f) => run_query_held(app.query_app(), f, &cancel).await,
+        None => run_query_once(app.query_app(), &name, &cancel).await,
+    };
+    match ran {
         Ok(o) if o.calls > 0 => info!(
             job = %name, calls = o.calls, found = o.found, no_result = o.no_result,
             rejected = o.rejected, fresh = o.fresh, budget_exhausted = o.budget_exhausted, "query run finished"
@@ -151,6 +187,9 @@ async fn run_query(app: Arc<App>, name: String, cancel: CancellationToken) -> En
             error!(job = %name, error = %format!("{e:#}"), "QUERY JOB STOPPED: fix the cause and restart qianzhi");
             running.stopped(&crate::mask::mask_pii(&format!("{e:#}")));
             return Ended::Stopped;
+        }
+        Err(e) if lease_gone(&e) => {
+            warn!(job = %name, error = %format!("{e:#}"), "query run stopped: the job's lease is with another process")
         }
         Err(e) => {
             warn!(job = %name, error = %crate::mask::mask_pii(&format!("{e:#}")), "query run failed, will try again at the next scheduled time")
@@ -168,7 +207,7 @@ fn entries(app: &Arc<App>) -> Vec<Entry> {
         out.push(Entry {
             name: q.name.clone(),
             when: When::of(q.schedule().map(|s| s.as_str()), q.interval()),
-            work: Arc::new(move |c| Box::pin(run_query(app.clone(), name.clone(), c))),
+            work: Arc::new(move |c, f| Box::pin(run_query(app.clone(), name.clone(), c, f))),
         });
     }
     for j in app.cfg.jobs.iter().filter(|j| j.enabled) {
@@ -177,7 +216,7 @@ fn entries(app: &Arc<App>) -> Vec<Entry> {
         out.push(Entry {
             name: j.name.clone(),
             when: When::of(j.schedule().map(|s| s.as_str()), j.interval()),
-            work: Arc::new(move |c| Box::pin(run_job(app.clone(), name.clone(), c))),
+            work: Arc::new(move |c, f| Box::pin(run_job(app.clone(), name.clone(), c, f))),
         });
     }
     out
@@ -201,16 +240,33 @@ pub async fn run(app: Arc<App>, cancel: CancellationToken) -> Result<RunEnd> {
         crate::http::serve(app.clone(), addr, cancel.clone()).await?;
     }
     let recorder = app.clone();
-    let crashed = supervise(
-        entries(&app),
+    let entries = entries(&app);
+    let leases = Balancer::new(
+        app.db.clone(),
+        app.me.clone(),
+        app.cfg.lease,
+        entries.iter().map(|e| e.name.clone()).collect(),
         cancel.clone(),
+    )
+    .with_observer({
+        let app = app.clone();
+        Box::new(move |job, held| {
+            if let Some(m) = app.metrics.job(job) {
+                m.set_lease_held(held);
+            }
+        })
+    });
+    let crashed = supervise(
+        entries,
+        cancel.clone(),
+        Some(leases),
         move |job, why| {
             let app = recorder.clone();
             async move {
                 if let Some(m) = app.metrics.job(&job) {
                     m.set_stopped(&why);
                 }
-                if let Err(e) = app.db.record_run(&job, Some(&why)).await {
+                if let Err(e) = app.db.record_crash(&job, &why).await {
                     warn!(job = %job, error = %format!("{e:#}"), "could not record the failure in qz_cursor");
                 }
             }
@@ -276,11 +332,14 @@ fn heartbeat(app: &Arc<App>) -> Heartbeat {
 }
 
 /// Runs `entries` on their schedules until every one has stopped, or until `cancel` and the
-/// runs in flight have finished. A run that panics is logged as JOB STOPPED, handed to
-/// `on_crash` and its job scheduled no more. Returns the names of the jobs whose run panicked.
+/// runs in flight have finished. With `leases`, a job runs only while this process holds its
+/// lease (see the module doc); without, every run takes its own. A run that panics is logged
+/// as JOB STOPPED, handed to `on_crash` and its job scheduled no more. Returns the names of
+/// the jobs whose run panicked.
 pub async fn supervise<F, Fut>(
     entries: Vec<Entry>,
     cancel: CancellationToken,
+    leases: Option<Balancer>,
     on_crash: F,
     beat: Heartbeat,
 ) -> Result<Vec<String>>
@@ -289,22 +348,42 @@ where
     Fut: Future<Output = ()>,
 {
     let (fire, mut fired) = tokio::sync::mpsc::unbounded_channel::<usize>();
-    let (mut sched, cron_ids) = schedule(&entries, &fire).await?;
-    beat.notifier.ready(&(beat.status)());
-    // The watchdog is fed from this loop and nowhere else: if the loop hangs, systemd sees it.
-    let mut ticks = tokio::time::interval(beat.notifier.period());
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let n = entries.len();
     let mut s = Supervisor {
-        running: vec![false; entries.len()],
-        stopped: vec![false; entries.len()],
-        active: entries.len(),
+        running: vec![false; n],
+        stopped: vec![false; n],
+        armed: vec![false; n],
+        active: n,
         entries,
-        cron_ids,
+        cron_ids: HashMap::new(),
         tasks: tokio::task::JoinSet::new(),
         task_of: HashMap::new(),
         crashed: Vec::new(),
         shutting_down: false,
+        leases,
     };
+    // The first round before the first runs: the jobs this process can take run at start.
+    let first = match &mut s.leases {
+        Some(b) => b.tick(&s.running).await,
+        None => Vec::new(),
+    };
+    let (mut sched, cron_ids) = schedule(&s.entries, &fire).await?;
+    s.cron_ids = cron_ids;
+    for (i, e) in s.entries.iter().enumerate() {
+        s.armed[i] = matches!(e.when, When::Every(_));
+    }
+    s.taken(&first, &fire);
+    let every = s
+        .leases
+        .as_ref()
+        .map(|b| b.renew_interval())
+        .unwrap_or(Duration::from_secs(3600));
+    let mut round = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    round.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    beat.notifier.ready(&(beat.status)());
+    // The watchdog is fed from this loop and nowhere else: if the loop hangs, systemd sees it.
+    let mut ticks = tokio::time::interval(beat.notifier.period());
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while s.active > 0 && !(s.shutting_down && s.tasks.is_empty()) {
         tokio::select! {
             _ = cancel.cancelled(), if !s.shutting_down => {
@@ -320,9 +399,19 @@ where
                 }
             }
             _ = ticks.tick() => beat.notifier.beat(&(beat.status)()),
+            _ = round.tick(), if s.leases.is_some() && !s.shutting_down => {
+                let taken = match &mut s.leases {
+                    Some(b) => b.tick(&s.running).await,
+                    None => Vec::new(),
+                };
+                s.taken(&taken, &fire);
+            }
         }
     }
     let _ = sched.shutdown().await;
+    if let Some(b) = &mut s.leases {
+        b.shutdown().await;
+    }
     beat.notifier.stopping(&(beat.status)());
     info!("all jobs stopped");
     Ok(s.crashed)
@@ -364,6 +453,8 @@ struct Supervisor {
     entries: Vec<Entry>,
     running: Vec<bool>,
     stopped: Vec<bool>,
+    /// An interval job's next start is on its way (fired or scheduled as a one-shot).
+    armed: Vec<bool>,
     /// Jobs not stopped; the loop ends when none is left.
     active: usize,
     cron_ids: HashMap<usize, uuid::Uuid>,
@@ -371,11 +462,15 @@ struct Supervisor {
     task_of: HashMap<tokio::task::Id, usize>,
     crashed: Vec<String>,
     shutting_down: bool,
+    /// This process's job leases; None: every run takes its own.
+    leases: Option<Balancer>,
 }
 
 impl Supervisor {
-    /// Job `i`'s time has come: start a run unless the job stopped or its last run is still going.
+    /// Job `i`'s time has come: start a run unless the job stopped, its last run is still
+    /// going, or another process holds its lease (standby).
     fn start(&mut self, i: usize, cancel: &CancellationToken) {
+        self.armed[i] = false;
         let e = &self.entries[i];
         if self.stopped[i] {
             return;
@@ -384,9 +479,34 @@ impl Supervisor {
             info!(job = %e.name, "上次运行尚未结束，跳过本次调度时间 / previous run still going; this scheduled time is skipped");
             return;
         }
+        let (token, fence) = match &self.leases {
+            None => (cancel.clone(), None),
+            Some(b) => match b.held(i) {
+                Some(h) => (h.cancel().clone(), Some(h.fence().clone())),
+                // Standby: the balancer starts the job when it takes the lease.
+                None => return,
+            },
+        };
         self.running[i] = true;
-        let h = self.tasks.spawn((e.work)(cancel.clone()));
+        let h = self.tasks.spawn((e.work)(token, fence));
         self.task_of.insert(h.id(), i);
+    }
+
+    /// Leases taken in a round: an interval job not already on its way starts at once (as at
+    /// start); a cron job only when taken over from a process that died, whose work may be
+    /// half done (otherwise it waits for its next time).
+    fn taken(&mut self, taken: &[crate::lease::balance::Taken], fire: &UnboundedSender<usize>) {
+        for t in taken {
+            let i = t.job;
+            let now = match self.entries[i].when {
+                When::Every(_) => !self.armed[i],
+                When::Cron(_) => t.took_over,
+            };
+            if now && !self.running[i] && !self.stopped[i] {
+                self.armed[i] = true;
+                let _ = fire.send(i);
+            }
+        }
     }
 
     /// A run ended: schedule the job's next run, or stop it. Returns (job, why) when the run
@@ -405,9 +525,17 @@ impl Supervisor {
         self.running[i] = false;
         let name = self.entries[i].name.clone();
         let mut crash = None;
+        // Between runs: a lost lease is dropped, one above this process's share given up.
+        if let Some(b) = &mut self.leases {
+            b.run_ended(i).await;
+        }
+        let held = self.leases.as_ref().is_none_or(|b| b.held(i).is_some());
         match ended {
             Ok(Ended::Again) => {
-                if let (When::Every(iv), false) = (&self.entries[i].when, self.shutting_down) {
+                if let (When::Every(iv), false, true) =
+                    (&self.entries[i].when, self.shutting_down, held)
+                {
+                    self.armed[i] = true;
                     rerun_after(sched, *iv, fire.clone(), i).await;
                 }
                 return None;
@@ -636,7 +764,7 @@ mod tests {
     }
 
     fn probe_work(p: Arc<Probe>, calls: usize, call: Duration) -> Work {
-        Arc::new(move |cancel: CancellationToken| {
+        Arc::new(move |cancel: CancellationToken, _| {
             let p = p.clone();
             Box::pin(async move {
                 p.starts.lock().unwrap().push(Instant::now());
@@ -670,6 +798,7 @@ mod tests {
         let sup = tokio::spawn(supervise(
             entries,
             cancel.clone(),
+            None,
             |_, _| async {},
             Heartbeat::quiet(),
         ));
@@ -716,6 +845,7 @@ mod tests {
         let sup = tokio::spawn(supervise(
             entries,
             cancel.clone(),
+            None,
             |_, _| async {},
             Heartbeat::quiet(),
         ));
@@ -742,11 +872,11 @@ mod tests {
     async fn stopped_and_panicking_jobs_end_the_run_and_only_panics_count_as_crashes() {
         let fatal_runs = Arc::new(AtomicUsize::new(0));
         let f = fatal_runs.clone();
-        let fatal: Work = Arc::new(move |_| {
+        let fatal: Work = Arc::new(move |_, _| {
             f.fetch_add(1, Ordering::SeqCst);
             Box::pin(async { Ended::Stopped })
         });
-        let boom: Work = Arc::new(|_| Box::pin(async { panic!("boom 13812345678") }));
+        let boom: Work = Arc::new(|_, _| Box::pin(async { panic!("boom 13812345678") }));
         let recorded = Arc::new(Mutex::new(Vec::new()));
         let r = recorded.clone();
         let entries = vec![
@@ -767,6 +897,7 @@ mod tests {
             supervise(
                 entries,
                 CancellationToken::new(),
+                None,
                 move |job, why| {
                     r.lock().unwrap().push((job, why));
                     async {}
@@ -793,11 +924,12 @@ mod tests {
         let entries = vec![Entry {
             name: "nightly".into(),
             when: When::Cron("every night".into()),
-            work: Arc::new(|_| Box::pin(async { Ended::Again })),
+            work: Arc::new(|_, _| Box::pin(async { Ended::Again })),
         }];
         let e = supervise(
             entries,
             CancellationToken::new(),
+            None,
             |_, _| async {},
             Heartbeat::quiet(),
         )

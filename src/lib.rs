@@ -13,6 +13,8 @@
 //! - A record is never sent with different content under the same Cd_Batch: resends replay
 //!   the outbox payload byte for byte.
 //! - Secrets never reach logs, errors or status output; ID and phone numbers are masked.
+//! - One owner per job: every control-table transaction of a run checks the job's lease
+//!   token first (`db::lease`), so a process that lost its lease commits nothing.
 
 pub mod batch;
 pub mod checkdigit;
@@ -21,7 +23,9 @@ pub mod config;
 pub mod crypto;
 pub mod daemon;
 pub mod db;
+pub mod failpoint;
 pub mod http;
+pub mod lease;
 pub mod mapping;
 pub mod mask;
 pub mod metrics;

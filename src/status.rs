@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::db::Db;
 use crate::db::control::JobStatus;
+use crate::db::lease::{Holder, LeaseStatus};
 use crate::db::source::{Position, SourceSpec};
 
 /// What `status` reads: the configuration and the database, nothing else. No secret is
@@ -27,6 +28,8 @@ pub struct Status {
     /// Per configured credit-query provider: today's (Beijing) calls and budget left.
     pub providers: Vec<ProviderStatus>,
     pub query_jobs: Vec<QueryJobStatus>,
+    /// The `qianzhi run` processes heard from within lease.ttl.
+    pub instances: Vec<Holder>,
 }
 
 #[derive(Debug, Serialize)]
@@ -55,6 +58,7 @@ pub struct QueryJobStatus {
     #[serde(serialize_with = "crate::timefmt::json::opt_time")]
     pub last_success_at: Option<String>,
     pub last_error: Option<String>,
+    pub lease: Option<LeaseStatus>,
 }
 
 /// Per configured credit-query provider: today's (Beijing) calls, billed calls, budget left
@@ -95,12 +99,15 @@ pub async fn provider_statuses(app: &StatusApp<'_>) -> Result<Vec<ProviderStatus
 }
 
 pub async fn collect(app: &StatusApp<'_>) -> Result<Status> {
+    let leases = app.db.leases().await?;
+    let lease_of = |job: &str| leases.iter().find(|l| l.job == job).map(LeaseStatus::from);
     let mut jobs = Vec::new();
     for j in &app.cfg.jobs {
         let mut s = app.db.job_status(&j.name).await?;
         let run = app.db.run_state(&j.name).await?;
         s.last_run_result = run.last_run_result;
         s.retrying = run.retrying;
+        s.lease = lease_of(&j.name);
         let order = j.order_columns();
         let spec = SourceSpec {
             table: &j.source,
@@ -138,6 +145,7 @@ pub async fn collect(app: &StatusApp<'_>) -> Result<Status> {
             last_run_result: run.last_run_result,
             last_success_at: s.last_success_at,
             last_error: s.last_error,
+            lease: lease_of(&q.name),
         });
     }
     Ok(Status {
@@ -146,7 +154,13 @@ pub async fn collect(app: &StatusApp<'_>) -> Result<Status> {
         jobs,
         providers: provider_statuses(app).await?,
         query_jobs,
+        instances: app.db.live_instances(app.cfg.lease.ttl).await?,
     })
+}
+
+fn lease_line(l: Option<&LeaseStatus>) -> String {
+    let shown = l.map(LeaseStatus::shown).unwrap_or_else(|| "-".into());
+    format!("  lease                {shown}\n")
 }
 
 pub fn render_text(s: &Status) -> String {
@@ -169,6 +183,7 @@ pub fn render_text(s: &Status) -> String {
             (None, _) => "unknown".into(),
         };
         out.push_str(&format!("  rows waiting         {waiting}\n"));
+        out.push_str(&lease_line(j.lease.as_ref()));
         out.push_str(&format!(
             "  pending batches      {} ({} records)\n",
             j.pending_batches, j.pending_records
@@ -239,8 +254,15 @@ pub fn render_text(s: &Status) -> String {
             last_run(q.last_run_at.as_deref(), q.last_run_result.as_deref()),
             q.last_success_at.as_deref().unwrap_or("-")
         ));
+        out.push_str(&lease_line(q.lease.as_ref()));
         if let Some(e) = &q.last_error {
             out.push_str(&format!("  last error           {e}\n"));
+        }
+    }
+    if !s.instances.is_empty() {
+        out.push_str("\n运行中的 run 进程 live run processes\n");
+        for h in &s.instances {
+            out.push_str(&format!("  {h}\n"));
         }
     }
     out

@@ -45,6 +45,9 @@ pub mod ranges {
     pub const FRESH_FOR: (Duration, Duration) = (s(0), s(3650 * 86_400));
     pub const PAUSE_ON_110: (Duration, Duration) = (s(1), s(7 * 86_400));
     pub const MAX_PAGES: (u32, u32) = (1, 1000);
+    pub const LEASE_TTL: (Duration, Duration) = (s(2), s(3600));
+    /// Also below half of `lease.ttl` (checked with it).
+    pub const LEASE_RENEW_INTERVAL: (Duration, Duration) = (Duration::from_millis(500), s(1800));
 }
 
 /// One problem found in the configuration: where, which key, why, and what to change.
@@ -102,6 +105,7 @@ pub struct Config {
     /// Extra or corrected schema files: `<schema_dir>/<platform>/<data_type>.toml`.
     pub schema_dir: Option<PathBuf>,
     pub delivery: DeliveryConfig,
+    pub lease: LeaseConfig,
     pub gdzw: Option<GdzwConfig>,
     pub gansu: Option<GansuConfig>,
     pub jobs: Vec<JobConfig>,
@@ -152,6 +156,53 @@ impl DeliveryConfig {
     }
     pub fn http_timeout(&self) -> Duration {
         self.http_timeout
+    }
+}
+
+/// `[lease]`: how long a job's lease lasts without renewal, and how often its holder renews it
+/// (README: 多进程与租约 / several processes and leases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseConfig {
+    /// A holder that stops renewing (killed, paused, cut off) loses its jobs this long after
+    /// its last renewal; a `run` process whose heartbeat is this old counts as gone.
+    pub ttl: Duration,
+    /// Leases and the heartbeat are renewed this often; a holder that could not renew for
+    /// `ttl - renew_interval` stops sending before its lease can expire.
+    pub renew_interval: Duration,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig {
+            ttl: Duration::from_secs(30),
+            renew_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl LeaseConfig {
+    fn read(t: &mut Table) -> Self {
+        let d = LeaseConfig::default();
+        let ttl = t.duration_or("ttl", d.ttl, ranges::LEASE_TTL);
+        let renew_interval = t.duration_or(
+            "renew_interval",
+            d.renew_interval,
+            ranges::LEASE_RENEW_INTERVAL,
+        );
+        if renew_interval * 2 >= ttl {
+            t.issue_fix(
+                Some("renew_interval"),
+                format!(
+                    "must be shorter than half of lease.ttl ({}) (须小于 ttl 的一半)",
+                    crate::timefmt::show_duration(ttl)
+                ),
+                Some("renew at least twice per ttl, e.g. ttl = \"30s\", renew_interval = \"10s\""),
+            );
+        }
+        LeaseConfig {
+            ttl,
+            renew_interval,
+        }
     }
 }
 
@@ -325,6 +376,7 @@ impl Config {
         let unit = whole(root.req_section("unit"), UnitConfig::read);
         let schema_dir = root.path_buf("schema_dir");
         let delivery = whole(root.opt_section("delivery"), DeliveryConfig::read);
+        let lease = whole(root.opt_section("lease"), LeaseConfig::read);
         let gdzw = root.section("gdzw").map(|t| whole(t, GdzwConfig::read));
         let gansu = root.section("gansu").map(|t| whole(t, GansuConfig::read));
         let shuidi = root
@@ -367,6 +419,7 @@ impl Config {
             unit,
             schema_dir,
             delivery,
+            lease,
             gdzw,
             gansu,
             jobs,

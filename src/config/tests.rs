@@ -648,3 +648,31 @@ interval = "1h"
         }
     }
 }
+
+#[test]
+fn lease_settings_default_range_and_renew_below_half_the_ttl() {
+    let cfg = parse_with_env(&good(), &[]).unwrap();
+    assert_eq!(cfg.lease.ttl, Duration::from_secs(30));
+    assert_eq!(cfg.lease.renew_interval, Duration::from_secs(10));
+    let with = |lease: &str| good().replace("[gdzw]", &format!("[lease]\n{lease}\n[gdzw]"));
+    let cfg = parse_with_env(&with("ttl = \"3s\"\nrenew_interval = \"1s\""), &[]).unwrap();
+    assert_eq!(
+        (cfg.lease.ttl, cfg.lease.renew_interval),
+        (Duration::from_secs(3), Duration::from_secs(1))
+    );
+    let joined = issues(&with("ttl = \"30s\"\nrenew_interval = \"15s\""));
+    assert!(
+        joined.contains("lease.renew_interval: must be shorter than half of lease.ttl (30s)"),
+        "{joined}"
+    );
+    let joined = issues(&with(
+        "ttl = \"1s\"\nrenew_interval = \"100ms\"\nttll = \"5s\"",
+    ));
+    for want in [
+        "lease.ttl: '1s' is out of range: use 2s to 1h",
+        "lease.renew_interval: '100ms' is out of range: use 500ms to 30m",
+        "lease.ttll: unknown key (未知的键) → did you mean ttl?",
+    ] {
+        assert!(joined.contains(want), "missing {want} in\n{joined}");
+    }
+}

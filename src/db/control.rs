@@ -8,6 +8,7 @@ use sea_query::{
 };
 use sqlx::{Any, Row, Transaction};
 
+use super::lease::Fence;
 use super::retry::retrying;
 use super::{Db, Sql, lit, slots};
 use crate::batch::{batch_day, format_cd_batch};
@@ -490,36 +491,39 @@ impl Db {
     }
 
     /// The transactional outbox: the batch, its records, the error rows and the new source
-    /// position are stored together or not at all. `build` receives the allocated Cd_Batch
-    /// and returns the serialised records; a transaction rolled back by a deadlock or a
-    /// serialization failure runs again and calls it again, under the number allocated then.
+    /// position are stored together or not at all, under the job's lease (`fence`). `build`
+    /// receives the allocated Cd_Batch and returns the serialised records; a transaction
+    /// rolled back by a deadlock or a serialization failure runs again and calls it again,
+    /// under the number allocated then.
     pub async fn commit_exchange(
         &self,
-        job: &str,
+        fence: &Fence,
         batch: Option<NewBatch<'_>>,
         build: impl Fn(Option<&str>) -> Result<Vec<OutboxCall>>,
         errors: &[ErrorRow],
         position: &str,
     ) -> Result<Committed> {
         retrying("commit_exchange", || {
-            self.commit_exchange_once(job, batch.as_ref(), &build, errors, position)
+            self.commit_exchange_once(fence, batch.as_ref(), &build, errors, position)
         })
         .await
     }
 
     /// One attempt. The locks it takes, in this order in every exchange of every job: the
-    /// day's qz_batch_seq row (the first lock, and only when a batch opens), the new qz_batch
+    /// job's own qz_lease row (the fencing check; no other job takes it), the day's
+    /// qz_batch_seq row (the first shared lock, and only when a batch opens), the new qz_batch
     /// and qz_outbox rows, the new qz_error rows, the job's own qz_cursor row. Delivery's
     /// transactions never take the sequence row, so no cycle runs through it.
     async fn commit_exchange_once(
         &self,
-        job: &str,
+        fence: &Fence,
         batch: Option<&NewBatch<'_>>,
         build: &impl Fn(Option<&str>) -> Result<Vec<OutboxCall>>,
         errors: &[ErrorRow],
         position: &str,
     ) -> Result<Committed> {
-        let mut tx = self.begin_write().await?;
+        let job = fence.job.as_str();
+        let mut tx = self.begin_fenced(fence).await?;
         let now = now_text();
         let exchange_no = self.next_exchange_no(&mut tx, job).await?;
         let mut cd_batch = None;
@@ -667,7 +671,7 @@ impl Db {
     /// the same source rows found in earlier exchanges.
     pub async fn ack_calls(
         &self,
-        job: &str,
+        fence: &Fence,
         b: &BatchRow,
         calls: &[&OutboxCall],
         resolve_errors: bool,
@@ -676,8 +680,9 @@ impl Db {
             return Ok(());
         }
         retrying("ack_calls", || async {
-            let mut tx = self.begin_write().await?;
-            self.ack_in(&mut tx, job, b, calls, resolve_errors).await?;
+            let mut tx = self.begin_fenced(fence).await?;
+            self.ack_in(&mut tx, &fence.job, b, calls, resolve_errors)
+                .await?;
             self.commit_write(tx, "ack_calls").await
         })
         .await
@@ -717,7 +722,7 @@ impl Db {
     /// records become error rows carrying the platform's answer, in the same transaction.
     pub async fn record_split_progress(
         &self,
-        job: &str,
+        fence: &Fence,
         b: &BatchRow,
         call: &OutboxCall,
         newly: &[usize],
@@ -725,21 +730,22 @@ impl Db {
         resolve_errors: bool,
     ) -> Result<()> {
         retrying("record_split_progress", || {
-            self.record_split_progress_once(job, b, call, newly, refused_message, resolve_errors)
+            self.record_split_progress_once(fence, b, call, newly, refused_message, resolve_errors)
         })
         .await
     }
 
     async fn record_split_progress_once(
         &self,
-        job: &str,
+        fence: &Fence,
         b: &BatchRow,
         call: &OutboxCall,
         newly: &[usize],
         refused_message: Option<&str>,
         resolve_errors: bool,
     ) -> Result<()> {
-        let mut tx = self.begin_write().await?;
+        let job = fence.job.as_str();
+        let mut tx = self.begin_fenced(fence).await?;
         let q = Query::update()
             .table("qz_outbox")
             .value("done", serde_json::to_string(&call.done)?)
@@ -784,6 +790,7 @@ impl Db {
     /// own: the platform issued the number whether or not the ack below is recorded.
     pub async fn record_receipt(
         &self,
+        fence: &Fence,
         cd_batch: &str,
         call_no: i64,
         records: usize,
@@ -809,11 +816,7 @@ impl Db {
                 Expr::val(now_text()),
             ])
             .to_owned();
-        retrying("record_receipt", || async {
-            self.stmt(&q).execute(&self.any).await?;
-            Ok(())
-        })
-        .await
+        retrying("record_receipt", || self.exec_fenced(fence, &q)).await
     }
 
     /// Closes a batch whose calls are all done: counts, the reconciliation row, and the
@@ -822,27 +825,28 @@ impl Db {
     /// last ack, recorded in the same transaction.
     pub async fn finish_batch(
         &self,
-        job: &str,
+        fence: &Fence,
         b: &BatchRow,
         last_acks: &[&OutboxCall],
         resolve_errors: bool,
         upload_state: &str,
     ) -> Result<ReconRow> {
         retrying("finish_batch", || {
-            self.finish_batch_once(job, b, last_acks, resolve_errors, upload_state)
+            self.finish_batch_once(fence, b, last_acks, resolve_errors, upload_state)
         })
         .await
     }
 
     async fn finish_batch_once(
         &self,
-        job: &str,
+        fence: &Fence,
         b: &BatchRow,
         last_acks: &[&OutboxCall],
         resolve_errors: bool,
         upload_state: &str,
     ) -> Result<ReconRow> {
-        let mut tx = self.begin_write().await?;
+        let job = fence.job.as_str();
+        let mut tx = self.begin_fenced(fence).await?;
         self.ack_in(&mut tx, job, b, last_acks, resolve_errors)
             .await?;
         let of_batch = || Expr::col("cd_batch").eq(b.cd_batch.as_str());
@@ -934,6 +938,7 @@ impl Db {
 
     pub async fn set_reconciliation_upload(
         &self,
+        fence: &Fence,
         cd_batch: &str,
         state: &str,
         message: &str,
@@ -945,11 +950,7 @@ impl Db {
             .value("uploaded_at", now_text())
             .and_where(Expr::col("cd_batch").eq(cd_batch))
             .to_owned();
-        retrying("set_reconciliation_upload", || async {
-            self.stmt(&q).execute(&self.any).await?;
-            Ok(())
-        })
-        .await
+        retrying("set_reconciliation_upload", || self.exec_fenced(fence, &q)).await
     }
 
     pub async fn has_open_errors(&self, job: &str) -> Result<bool> {
@@ -964,10 +965,17 @@ impl Db {
         Ok(n.is_some())
     }
 
-    /// Records how a run ended; `error` is already free of secrets.
-    pub async fn record_run(&self, job: &str, error: Option<&str>) -> Result<()> {
-        let q = run_upsert(job, &now_text(), error);
-        retrying("record_run", || async {
+    /// Records how a run ended, under the run's lease; `error` is already free of secrets.
+    pub async fn record_run(&self, fence: &Fence, error: Option<&str>) -> Result<()> {
+        let q = run_upsert(&fence.job, &now_text(), error);
+        retrying("record_run", || self.exec_fenced(fence, &q)).await
+    }
+
+    /// Records that a job's task panicked (`qianzhi run`). Not fenced: the supervisor that
+    /// calls it still holds the job's lease, and the row only says how the run ended.
+    pub async fn record_crash(&self, job: &str, error: &str) -> Result<()> {
+        let q = run_upsert(job, &now_text(), Some(error));
+        retrying("record_crash", || async {
             self.stmt(&q).execute(&self.any).await?;
             Ok(())
         })
@@ -998,6 +1006,8 @@ pub struct JobStatus {
     pub rows_waiting_capped: bool,
     /// What `status` itself could not find out for this job (e.g. counting waiting rows).
     pub status_errors: Vec<String>,
+    /// Who holds the job's lease and until when (None: never taken).
+    pub lease: Option<super::lease::LeaseStatus>,
 }
 
 /// The record counts of the job's calls still to send.

@@ -43,6 +43,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../sql/mysql/006_exchange_order.sql"),
     ),
     (
+        7,
+        include_str!("../../sql/sqlite/007_lease.sql"),
+        include_str!("../../sql/postgres/007_lease.sql"),
+        include_str!("../../sql/mysql/007_lease.sql"),
+    ),
+    (
         9,
         include_str!("../../sql/sqlite/009_run_state.sql"),
         include_str!("../../sql/postgres/009_run_state.sql"),

@@ -107,11 +107,10 @@ impl Db {
 
     /// A run that stopped early on SIGTERM or Ctrl-C: it ran, it did not succeed, and it did
     /// not fail either, so `last_success_at` and `last_error` stay as they were.
-    pub async fn record_interrupted(&self, job: &str) -> Result<()> {
-        self.stmt(&interrupted_upsert(job, &now_text()))
-            .execute(&self.any)
-            .await?;
-        Ok(())
+    /// Under the run's lease, like every other record of how a run ended.
+    pub async fn record_interrupted(&self, fence: &super::lease::Fence) -> Result<()> {
+        let q = interrupted_upsert(&fence.job, &now_text());
+        super::retry::retrying("record_interrupted", || self.exec_fenced(fence, &q)).await
     }
 
     pub async fn run_state(&self, job: &str) -> Result<RunState> {

@@ -8,6 +8,7 @@ use sea_query::{
 };
 use sqlx::{Any, Row, Transaction};
 
+use super::lease::Fence;
 use super::retry::retrying;
 use super::source::{column_name, table_name};
 use super::{Backend, Db, Sql, lit, slots};
@@ -360,8 +361,8 @@ impl Db {
     /// so concurrent jobs and restarts cannot overspend.
     pub async fn reserve_call(
         &self,
+        fence: &Fence,
         provider: &str,
-        job: &str,
         subject_key: &str,
         page: u32,
         day: &str,
@@ -377,7 +378,7 @@ impl Db {
         })
         .await?;
         retrying("reserve_call", || async {
-            let mut tx = self.begin_write().await?;
+            let mut tx = self.begin_fenced(fence).await?;
             let took = self
                 .stmt(&budget_take(provider, day, budget))
                 .execute(&mut *tx)
@@ -388,7 +389,7 @@ impl Db {
                 return Ok(None);
             }
             let ledger_id = self
-                .insert_ledger(&mut tx, provider, job, subject_key, page, day)
+                .insert_ledger(&mut tx, provider, &fence.job, subject_key, page, day)
                 .await?;
             self.commit_write(tx, "reserve_call").await?;
             Ok(Some(Reserved { ledger_id }))
@@ -417,9 +418,9 @@ impl Db {
             .context("the database did not report the ledger row's id")
     }
 
-    pub async fn complete_call(&self, r: Reserved, c: &CallRecord) -> Result<()> {
+    pub async fn complete_call(&self, fence: &Fence, r: Reserved, c: &CallRecord) -> Result<()> {
         retrying("complete_call", || async {
-            let mut tx = self.any.begin().await?;
+            let mut tx = self.begin_fenced(fence).await?;
             self.complete_call_in(&mut tx, r, c).await?;
             self.commit_write(tx, "complete_call").await
         })
@@ -440,6 +441,7 @@ impl Db {
     /// paid for is on disk before anything else happens.
     pub async fn complete_call_with_page(
         &self,
+        fence: &Fence,
         r: Reserved,
         c: &CallRecord,
         provider: &str,
@@ -448,7 +450,7 @@ impl Db {
     ) -> Result<()> {
         let upsert = page_upsert(provider, subject_key, p);
         retrying("complete_call_with_page", || async {
-            let mut tx = self.any.begin().await?;
+            let mut tx = self.begin_fenced(fence).await?;
             self.complete_call_in(&mut tx, r, c).await?;
             self.stmt(&upsert).execute(&mut *tx).await?;
             self.commit_write(tx, "complete_call_with_page").await
@@ -513,29 +515,25 @@ impl Db {
     }
 
     /// Forgets a subject's kept pages (they answer another question, or are stale).
-    pub async fn drop_pages(&self, provider: &str, subject_key: &str) -> Result<()> {
+    pub async fn drop_pages(&self, fence: &Fence, provider: &str, subject_key: &str) -> Result<()> {
         let q = Query::delete()
             .from_table("qz_query_page")
             .cond_where(of_subject_pages(provider, subject_key))
             .to_owned();
-        retrying("drop_pages", || async {
-            self.stmt(&q).execute(&self.any).await?;
-            Ok(())
-        })
-        .await
+        retrying("drop_pages", || self.exec_fenced(fence, &q)).await
     }
 
     /// Replaces the subject's rows of every table of the provider and its freshness row, in
     /// one transaction: a reader sees the old result or the new one, never a mix.
-    pub async fn store_subject_result(&self, r: &SubjectResult<'_>) -> Result<()> {
-        retrying("store_subject_result", || self.store_subject_once(r))
+    pub async fn store_subject_result(&self, fence: &Fence, r: &SubjectResult<'_>) -> Result<()> {
+        retrying("store_subject_result", || self.store_subject_once(fence, r))
             .await
             .context("storing the query result failed; the subject stays due")
     }
 
-    async fn store_subject_once(&self, r: &SubjectResult<'_>) -> Result<()> {
+    async fn store_subject_once(&self, fence: &Fence, r: &SubjectResult<'_>) -> Result<()> {
         let now = now_text();
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_fenced(fence).await?;
         // The subject's row first: its lock serialises writers of the same subject.
         let count: i64 = r.tables.first().map(|t| t.rows.len() as i64).unwrap_or(0);
         self.stmt(&subject_upsert(r, count, &now))
@@ -613,6 +611,7 @@ impl Db {
     /// `reason` is already free of secrets.
     pub async fn set_provider_state(
         &self,
+        fence: &Fence,
         provider: &str,
         state: &str,
         paused_until: Option<&str>,
@@ -627,11 +626,7 @@ impl Db {
             reason,
             &now_text(),
         );
-        retrying("set_provider_state", || async {
-            self.stmt(&q).execute(&self.any).await?;
-            Ok(())
-        })
-        .await
+        retrying("set_provider_state", || self.exec_fenced(fence, &q)).await
     }
 
     /// (calls sent, of which billed) on a Beijing day, counted from the ledger.

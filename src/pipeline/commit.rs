@@ -68,9 +68,12 @@ async fn commit_page(
         Some(cd_batch) => build_calls(run, prep, &cd_time, cd_batch),
         None => Ok(vec![]),
     };
+    // Test hook: the process stops here, between reading and committing, as a paused one
+    // would; the fencing test takes its lease meanwhile.
+    crate::failpoint::stop("stop-before-outbox-commit");
     let committed = app
         .db
-        .commit_exchange(&job.name, new_batch, build, &prep.errors, &pos_json)
+        .commit_exchange(run.fence, new_batch, build, &prep.errors, &pos_json)
         .await?;
     if !prep.errors.is_empty() {
         warn!(

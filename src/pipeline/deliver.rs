@@ -58,14 +58,13 @@ impl Batch<'_> {
     /// Records accepted calls; with `resolve`, error rows they answer are resolved too.
     async fn ack(&self, calls: &[&OutboxCall], resolve: bool) -> Result<()> {
         let db = &self.run.app.db;
-        db.ack_calls(&self.run.job.name, self.b, calls, resolve)
-            .await
+        db.ack_calls(self.run.fence, self.b, calls, resolve).await
     }
 
     /// Records that some records of a split call were accepted.
     async fn accepted(&self, call: &OutboxCall, part: &[usize]) -> Result<()> {
         let db = &self.run.app.db;
-        db.record_split_progress(&self.run.job.name, self.b, call, part, None, self.resolve)
+        db.record_split_progress(self.run.fence, self.b, call, part, None, self.resolve)
             .await
     }
 
@@ -73,7 +72,7 @@ impl Batch<'_> {
     async fn refused(&self, call: &OutboxCall, part: &[usize], msg: &str) -> Result<()> {
         let why = format!("平台拒收：{msg}");
         let db = &self.run.app.db;
-        db.record_split_progress(&self.run.job.name, self.b, call, part, Some(&why), false)
+        db.record_split_progress(self.run.fence, self.b, call, part, Some(&why), false)
             .await
     }
 
@@ -89,8 +88,15 @@ impl Batch<'_> {
         };
         debug!(platform_batch_num = %r.batch_num, "call accepted");
         let db = &self.run.app.db;
-        db.record_receipt(&self.b.cd_batch, call.call_no, records, &r.batch_num, &r.id)
-            .await
+        db.record_receipt(
+            self.run.fence,
+            &self.b.cd_batch,
+            call.call_no,
+            records,
+            &r.batch_num,
+            &r.id,
+        )
+        .await
     }
 }
 
@@ -311,7 +317,7 @@ impl<'a, 'o> Delivery<'a, 'o> {
         let last_acks: Vec<&OutboxCall> = self.acked.iter().map(|i| &self.calls[*i]).collect();
         let db = &run.app.db;
         let recon = db
-            .finish_batch(&run.job.name, b, &last_acks, self.at.resolve, state)
+            .finish_batch(run.fence, b, &last_acks, self.at.resolve, state)
             .await?;
         self.out.batches.push(b.cd_batch.clone());
         info!(delivered = recon.cd_count, "batch done");

@@ -5,6 +5,10 @@
 //! validate), `commit` (number and store in the outbox), `deliver` (send, split refused
 //! calls, acknowledge) and `reconcile` (the platform's reconciliation upload). The platform
 //! itself is an [`Upstream`], resolved once per run (see ARCHITECTURE.md).
+//!
+//! A run writes under the job's lease: `run_once` takes it for the run (and fails with
+//! `LeaseHeld` when another process has it), `run_held` is for a caller that holds it already
+//! (`qianzhi run`). Every control-table write of the run carries the lease's `Fence`.
 
 mod commit;
 mod deliver;
@@ -20,6 +24,8 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{Config, JobConfig};
 use crate::db::Db;
+use crate::db::lease::{Fence, Holder, LeaseHeld, LeaseLost};
+use crate::lease::{Acquired, Held};
 use crate::mapping::{Plan, PlanInput};
 use crate::metrics::{JobKind, JobMetrics, Metrics};
 use crate::schema::{Catalog, DataType, Platform};
@@ -36,6 +42,8 @@ pub struct App {
     pub query: crate::query::client::Clients,
     /// Counters and states of every job, for `/metrics`, `/healthz` and `STATUS=`.
     pub metrics: Metrics,
+    /// Who this process is when it holds a lease (a new instance id per `App`).
+    pub me: Holder,
 }
 
 impl App {
@@ -45,6 +53,7 @@ impl App {
             cfg: &self.cfg,
             db: &self.db,
             query: &self.query,
+            me: &self.me,
         }
     }
 
@@ -79,6 +88,7 @@ impl App {
             upstreams,
             query,
             metrics,
+            me: Holder::this_process(),
         }))
     }
 
@@ -114,10 +124,17 @@ struct Run<'a> {
     cancel: &'a CancellationToken,
     /// The job's counters and retry state.
     metrics: &'a JobMetrics,
+    /// The job's lease: every control-table write of the run checks it.
+    fence: &'a Fence,
 }
 
 impl<'a> Run<'a> {
-    fn new(app: &'a App, job: &'a JobConfig, cancel: &'a CancellationToken) -> Result<Self> {
+    fn new(
+        app: &'a App,
+        job: &'a JobConfig,
+        cancel: &'a CancellationToken,
+        fence: &'a Fence,
+    ) -> Result<Self> {
         let upstream = app.upstreams.for_job(job)?;
         let platform = app
             .catalog
@@ -139,6 +156,7 @@ impl<'a> Run<'a> {
             dt,
             cancel,
             metrics,
+            fence,
         })
     }
 
@@ -201,12 +219,12 @@ pub struct RunOptions {
 /// `after-split-progress`) ends the process
 /// at that point, as a crash or kill -9 would.
 fn failpoint(name: &str) {
-    if std::env::var("QIANZHI_FAILPOINT").is_ok_and(|v| v == name) {
-        eprintln!("qianzhi: failpoint {name} reached, exiting without cleanup");
-        std::process::exit(86);
-    }
+    crate::failpoint::exit(name);
 }
 
+/// One run of a job under its lease, taken for the run and given up after it. Fails with
+/// [`LeaseHeld`] (nothing read, nothing changed) while another process holds the lease. A
+/// dry run writes nothing and takes no lease.
 pub async fn run_once(
     app: &Arc<App>,
     job_name: &str,
@@ -214,30 +232,61 @@ pub async fn run_once(
     opts: &RunOptions,
 ) -> Result<Outcome> {
     let job = app.job(job_name)?;
+    if opts.dry_run {
+        return run_held(app, &Fence::none(&job.name), cancel, opts).await;
+    }
+    let held = match Held::acquire(&app.db, &app.me, &job.name, &app.cfg.lease, cancel).await? {
+        Acquired::Held(h) => h,
+        Acquired::Busy(info) => return Err(LeaseHeld(info).into()),
+    };
+    let result = run_held(app, held.fence(), held.cancel(), opts).await;
+    let lost = held.is_lost().then(|| LeaseLost {
+        job: job.name.clone(),
+        token: held.fence().token,
+    });
+    held.release(&app.db).await;
+    match (result, lost) {
+        // Stopped because the lease went elsewhere: said as such, not as a clean interruption.
+        (Ok(o), Some(lost)) if o.interrupted => Err(lost.into()),
+        (result, _) => result,
+    }
+}
+
+/// One run of a job whose lease the caller holds (`fence`); `cancel` stops it at the next
+/// call (shutdown, or the lease lost).
+pub async fn run_held(
+    app: &Arc<App>,
+    fence: &Fence,
+    cancel: &CancellationToken,
+    opts: &RunOptions,
+) -> Result<Outcome> {
+    let job = app.job(&fence.job)?;
     let span = info_span!("job", job = %job.name);
-    let result = run_inner(app, job, cancel, opts).instrument(span).await;
+    let result = run_inner(app, job, cancel, opts, fence)
+        .instrument(span)
+        .await;
     if let Some(m) = app.metrics.job(&job.name) {
         // The run is over, and with it any retry streak.
         m.retry_ended();
     }
     if !opts.dry_run {
-        record_run(app, &job.name, &result).await;
+        record_run(app, fence, &result).await;
     }
     result
 }
 
 /// Writes how a run ended to qz_cursor: an interrupted run (SIGTERM, Ctrl-C) is not a success.
-async fn record_run(app: &App, job: &str, result: &Result<Outcome>) {
+async fn record_run(app: &App, fence: &Fence, result: &Result<Outcome>) {
     let recorded = match result {
-        Ok(o) if o.interrupted => app.db.record_interrupted(job).await,
-        Ok(_) => app.db.record_run(job, None).await,
+        Ok(o) if o.interrupted => app.db.record_interrupted(fence).await,
+        Ok(_) => app.db.record_run(fence, None).await,
         Err(e) => {
             let err = crate::mask::mask_pii(&format!("{e:#}"));
-            app.db.record_run(job, Some(&err)).await
+            app.db.record_run(fence, Some(&err)).await
         }
     };
     if let Err(e) = recorded {
-        warn!(job = %job, error = %format!("{e:#}"), "could not record the run in qz_cursor");
+        warn!(job = %fence.job, error = %format!("{e:#}"), "could not record the run in qz_cursor");
     }
 }
 
@@ -246,8 +295,9 @@ async fn run_inner(
     job: &JobConfig,
     cancel: &CancellationToken,
     opts: &RunOptions,
+    fence: &Fence,
 ) -> Result<Outcome> {
-    let run = Run::new(app, job, cancel)?;
+    let run = Run::new(app, job, cancel, fence)?;
     let mut out = Outcome::default();
     if opts.dry_run {
         out.merge(read::read_pages(&run, opts, None).await?);
@@ -282,15 +332,16 @@ async fn run_stages(
     let (page_tx, page_rx) = mpsc::channel::<read::Prepared>(1);
     let (tx, mut rx) = mpsc::channel::<commit::Committed>(1);
     let spawn_stage = |stage: Stage| {
-        let (app, name, cancel, opts) = (
+        let (app, name, cancel, opts, fence) = (
             app.clone(),
             run.job.name.clone(),
             run.cancel.clone(),
             opts.clone(),
+            run.fence.clone(),
         );
         tokio::spawn(
             async move {
-                let run = Run::new(&app, app.job(&name)?, &cancel)?;
+                let run = Run::new(&app, app.job(&name)?, &cancel, &fence)?;
                 match stage {
                     Stage::Read(pages) => read::read_pages(&run, &opts, Some(pages)).await,
                     Stage::Commit(pages, batches) => {

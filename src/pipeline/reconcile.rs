@@ -39,13 +39,18 @@ async fn upload_one(run: &Run<'_>, upload: &dyn Reconciliation, r: &ReconRow) ->
         Err(SubmitError::Retryable(m)) => {
             warn!(cd_batch = %r.cd_batch, error = %m, "reconciliation upload failed, will retry next run");
             let _ = db
-                .set_reconciliation_upload(&r.cd_batch, "pending", &m)
+                .set_reconciliation_upload(run.fence, &r.cd_batch, "pending", &m)
                 .await;
             return Ok(false);
         }
         Err(SubmitError::Fatal(m)) => {
             let _ = db
-                .set_reconciliation_upload(&r.cd_batch, "pending", &format!("fatal: {m}"))
+                .set_reconciliation_upload(
+                    run.fence,
+                    &r.cd_batch,
+                    "pending",
+                    &format!("fatal: {m}"),
+                )
                 .await;
             return Err(JobStopped(format!(
                 "job {} stopped, its reconciliation upload of {} is kept pending: {m}",
@@ -58,7 +63,10 @@ async fn upload_one(run: &Run<'_>, upload: &dyn Reconciliation, r: &ReconRow) ->
     if state == "failed" {
         warn!(cd_batch = %r.cd_batch, error = %msg, "reconciliation upload refused");
     }
-    if let Err(e) = db.set_reconciliation_upload(&r.cd_batch, state, &msg).await {
+    if let Err(e) = db
+        .set_reconciliation_upload(run.fence, &r.cd_batch, state, &msg)
+        .await
+    {
         warn!(error = %e, "cannot record the reconciliation upload");
     }
     Ok(true)

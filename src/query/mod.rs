@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::config::query::SearchBy;
 pub use crate::db::query::{FlatRow, TableRows};
-pub use run::{QueryOutcome, QueryStopped, run_query_once};
+pub use run::{QueryOutcome, QueryStopped, run_query_held, run_query_once};
 
 /// What a query run needs of the application: the configuration, the database and the
 /// providers' clients. The pipeline's `App` lends them (`App::query_app`), so the query code
@@ -22,6 +22,8 @@ pub struct QueryApp<'a> {
     pub cfg: &'a crate::config::Config,
     pub db: &'a crate::db::Db,
     pub query: &'a client::Clients,
+    /// Who this process is when it holds a query job's lease.
+    pub me: &'a crate::db::lease::Holder,
 }
 
 /// How long a provider is left alone after it asked for a pause.

@@ -12,7 +12,9 @@ use tracing::{Instrument, error, info, info_span, warn};
 use super::QueryApp;
 use super::{Action, Answer, Call, Pause, Provider, Subject, TableRows, http_status_action};
 use crate::config::query::QueryJobConfig;
+use crate::db::lease::{Fence, LeaseHeld, LeaseLost};
 use crate::db::query::{CallRecord, PageRow, Reserved, SubjectResult};
+use crate::lease::{Acquired, Held};
 use crate::timefmt::{beijing, fmt_spec, now_text};
 use crate::upstream::Backoff;
 
@@ -307,31 +309,59 @@ fn flatten(provider: Provider, items: &[serde_json::Value]) -> Vec<TableRows> {
     }
 }
 
+/// One run of a query job under its lease, taken for the run and given up after it. Fails
+/// with [`LeaseHeld`] (nothing asked, nothing changed) while another process holds it.
 pub async fn run_query_once(
     app: QueryApp<'_>,
     job_name: &str,
     cancel: &CancellationToken,
 ) -> Result<QueryOutcome> {
-    let app = &app;
-    let job = app
-        .cfg
+    let job = query_job(&app, job_name)?;
+    let held = match Held::acquire(app.db, app.me, &job.name, &app.cfg.lease, cancel).await? {
+        Acquired::Held(h) => h,
+        Acquired::Busy(info) => return Err(LeaseHeld(info).into()),
+    };
+    let result = run_query_held(app, held.fence(), held.cancel()).await;
+    let lost = held.is_lost().then(|| LeaseLost {
+        job: job.name.clone(),
+        token: held.fence().token,
+    });
+    held.release(app.db).await;
+    match (result, lost) {
+        (Ok(o), Some(lost)) if o.interrupted => Err(lost.into()),
+        (result, _) => result,
+    }
+}
+
+fn query_job<'a>(app: &QueryApp<'a>, job_name: &str) -> Result<&'a QueryJobConfig> {
+    app.cfg
         .queries
         .iter()
         .find(|q| q.name == job_name)
-        .ok_or_else(|| anyhow!("no query job named '{job_name}'"))?;
+        .ok_or_else(|| anyhow!("no query job named '{job_name}'"))
+}
+
+/// One run of a query job whose lease the caller holds (`fence`).
+pub async fn run_query_held(
+    app: QueryApp<'_>,
+    fence: &Fence,
+    cancel: &CancellationToken,
+) -> Result<QueryOutcome> {
+    let app = &app;
+    let job = query_job(app, &fence.job)?;
     let span = info_span!("query", job = %job.name, provider = %job.provider);
-    let result = run_inner(app, job, cancel).instrument(span).await;
+    let result = run_inner(app, job, cancel, fence).instrument(span).await;
     // An interrupted run (SIGTERM, Ctrl-C) is not recorded as a success.
     let recorded = match &result {
-        Ok(o) if o.interrupted => app.db.record_interrupted(&job.name).await,
-        Ok(_) => app.db.record_run(&job.name, None).await,
+        Ok(o) if o.interrupted => app.db.record_interrupted(fence).await,
+        Ok(_) => app.db.record_run(fence, None).await,
         Err(e) => {
             let err = crate::mask::mask_pii(&format!("{e:#}"));
-            app.db.record_run(&job.name, Some(&err)).await
+            app.db.record_run(fence, Some(&err)).await
         }
     };
     if let Err(e) = recorded {
-        warn!(job = %job.name, error = %e, "could not record the run in qz_cursor");
+        warn!(job = %job.name, error = %format!("{e:#}"), "could not record the run in qz_cursor");
     }
     result
 }
@@ -340,6 +370,7 @@ async fn run_inner(
     app: &QueryApp<'_>,
     job: &QueryJobConfig,
     cancel: &CancellationToken,
+    fence: &Fence,
 ) -> Result<QueryOutcome> {
     let provider = job.provider;
     let pname = provider.name();
@@ -350,7 +381,7 @@ async fn run_inner(
         )));
     }
     let now = app.query.clock.now();
-    if let Some(until) = still_paused(app, pname, now).await? {
+    if let Some(until) = still_paused(app, fence, pname, now).await? {
         out.paused_until = Some(until);
         return Ok(out);
     }
@@ -382,6 +413,7 @@ async fn run_inner(
         job,
         provider,
         cancel,
+        fence,
         budget,
         since,
         paging: paging(app, provider),
@@ -394,6 +426,7 @@ async fn run_inner(
 /// process, is lifted.
 async fn still_paused(
     app: &QueryApp<'_>,
+    fence: &Fence,
     pname: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<String>> {
@@ -409,7 +442,7 @@ async fn still_paused(
         ("paused", _) => {
             info!("provider pause is over");
             app.db
-                .set_provider_state(pname, "active", None, None, None)
+                .set_provider_state(fence, pname, "active", None, None, None)
                 .await?;
         }
         // Stopped by an earlier process: a restart is the sign the cause was dealt with.
@@ -419,7 +452,7 @@ async fn still_paused(
                 "provider was stopped before this start; trying again"
             );
             app.db
-                .set_provider_state(pname, "active", None, None, None)
+                .set_provider_state(fence, pname, "active", None, None, None)
                 .await?;
         }
         _ => {}
@@ -457,6 +490,8 @@ struct QueryRun<'a> {
     job: &'a QueryJobConfig,
     provider: Provider,
     cancel: &'a CancellationToken,
+    /// The query job's lease: the ledger and result writes check it.
+    fence: &'a Fence,
     /// The provider's daily call budget.
     budget: u32,
     /// Beijing time: results and pages read before it are stale (fresh_for).
@@ -574,7 +609,7 @@ impl QueryRun<'_> {
             let Some(reserved) = self
                 .app
                 .db
-                .reserve_call(pname, &self.job.name, &s.key, a.page, &day, self.budget)
+                .reserve_call(self.fence, pname, &s.key, a.page, &day, self.budget)
                 .await?
             else {
                 kept(out, &a.got, &a.shown, "预算用完 / budget spent part-way");
@@ -607,7 +642,7 @@ impl QueryRun<'_> {
                     }
                     Err(why) => {
                         warn!(subject = %shown, pages = stored.len(), reason = %why, "保留的页无法接续，从第 1 页重新读取（费用见 qz_query_ledger）/ the kept pages cannot be continued; the subject starts again from page 1 (their cost is in qz_query_ledger)");
-                        self.app.db.drop_pages(pname, &s.key).await?;
+                        self.app.db.drop_pages(self.fence, pname, &s.key).await?;
                     }
                 }
             }
@@ -787,7 +822,10 @@ impl QueryRun<'_> {
             }
             Action::RetryLater => return self.retry(a, &r, out).await,
             Action::Resign if !a.resigned => {
-                self.app.db.complete_call(r.reserved, &r.record).await?;
+                self.app
+                    .db
+                    .complete_call(self.fence, r.reserved, &r.record)
+                    .await?;
                 info!(code = %r.code, "request expired; signing again with a fresh timestamp");
                 a.resigned = true;
                 return Ok(None);
@@ -823,7 +861,7 @@ impl QueryRun<'_> {
         let pname = self.provider.name();
         self.app
             .db
-            .complete_call_with_page(r.reserved, &r.record, pname, &a.s.key, &row)
+            .complete_call_with_page(self.fence, r.reserved, &r.record, pname, &a.s.key, &row)
             .await?;
         a.got
             .add(ans.items, ans.total, a.calls, &r.code, r.order_no);
@@ -848,7 +886,10 @@ impl QueryRun<'_> {
         r: &Reply,
         out: &mut QueryOutcome,
     ) -> Result<Option<End>> {
-        self.app.db.complete_call(r.reserved, &r.record).await?;
+        self.app
+            .db
+            .complete_call(self.fence, r.reserved, &r.record)
+            .await?;
         a.retries += 1;
         if a.retries > self.job.retries {
             warn!(subject = %a.shown, code = %r.code, message = %r.message, "still failing after retries");
@@ -876,7 +917,10 @@ impl QueryRun<'_> {
         out: &mut QueryOutcome,
     ) -> Result<End> {
         let pname = self.provider.name();
-        self.app.db.complete_call(r.reserved, &r.record).await?;
+        self.app
+            .db
+            .complete_call(self.fence, r.reserved, &r.record)
+            .await?;
         let why = if r.action == Action::Resign {
             format!(
                 "{} (again after re-signing: check the key and the host clock)",
@@ -889,7 +933,14 @@ impl QueryRun<'_> {
         self.app.query.stop(self.provider);
         self.app
             .db
-            .set_provider_state(pname, "stopped", None, Some(&r.code), Some(&why))
+            .set_provider_state(
+                self.fence,
+                pname,
+                "stopped",
+                None,
+                Some(&r.code),
+                Some(&why),
+            )
             .await?;
         kept(out, &a.got, &a.shown, "provider stopped / 服务商已停止");
         Ok(End::Stopped(format!("provider {pname} stopped: {why}")))
@@ -904,12 +955,16 @@ impl QueryRun<'_> {
         out: &mut QueryOutcome,
     ) -> Result<End> {
         let pname = self.provider.name();
-        self.app.db.complete_call(r.reserved, &r.record).await?;
+        self.app
+            .db
+            .complete_call(self.fence, r.reserved, &r.record)
+            .await?;
         let until = pause_end(p, self.app.query.clock.now());
         error!(provider = pname, code = %r.code, message = %r.message, until = %until, "PROVIDER PAUSED: {}", r.reason);
         self.app
             .db
             .set_provider_state(
+                self.fence,
                 pname,
                 "paused",
                 Some(&until),
@@ -944,13 +999,16 @@ impl QueryRun<'_> {
         let tables = flatten(self.provider, &got.items);
         self.app
             .db
-            .store_subject_result(&SubjectResult {
-                order_no: got.order_no.as_deref(),
-                calls: got.calls,
-                tables: &tables,
-                completes,
-                ..self.result(s, ("found", &got.code, &msg))
-            })
+            .store_subject_result(
+                self.fence,
+                &SubjectResult {
+                    order_no: got.order_no.as_deref(),
+                    calls: got.calls,
+                    tables: &tables,
+                    completes,
+                    ..self.result(s, ("found", &got.code, &msg))
+                },
+            )
             .await?;
         info!(subject = %s.shown(), records = got.items.len(), pages = got.pages, calls = got.calls, "stored");
         Ok(End::Stored("found"))
@@ -967,12 +1025,15 @@ impl QueryRun<'_> {
     ) -> Result<End> {
         self.app
             .db
-            .store_subject_result(&SubjectResult {
-                order_no: r.order_no.as_deref(),
-                calls: a.calls,
-                completes: Some((r.reserved, &r.record)),
-                ..self.result(a.s, (status, &r.code, message))
-            })
+            .store_subject_result(
+                self.fence,
+                &SubjectResult {
+                    order_no: r.order_no.as_deref(),
+                    calls: a.calls,
+                    completes: Some((r.reserved, &r.record)),
+                    ..self.result(a.s, (status, &r.code, message))
+                },
+            )
             .await?;
         Ok(End::Stored(status))
     }

@@ -17,6 +17,9 @@ use tokio_util::sync::CancellationToken;
 pub const TOKEN: &str = "test-token-9f3a";
 pub const GANSU_AUTH: &str = "gansu-auth-5c21";
 pub const GANSU_KEY: &str = "c8e8e733ac8c4043a1d6464ae82d70e6";
+/// Short job leases in every test config: a process killed by a failpoint leaves its lease
+/// behind, and the next process takes it over once it expires (`wait_lease_expired`).
+pub const TEST_LEASE: &str = "[lease]\nttl = \"3s\"\nrenew_interval = \"1s\"\n\n";
 
 /// A `[gansu]` section and Gansu jobs (named after their data types, over `<type>_changes`).
 pub struct GansuSpawn<'a> {
@@ -139,6 +142,7 @@ pub async fn spawn_app(which: Which, opts: Spawn<'_>) -> Option<TestApp> {
         opts.types,
         opts.job_extra,
     );
+    cfg_text = cfg_text.replacen("[gdzw]\n", &format!("{TEST_LEASE}[gdzw]\n"), 1);
     if let Some(g) = &opts.gansu {
         let auth = dir.path().join("gansu.auth");
         let key = dir.path().join("gansu.key");
@@ -271,6 +275,23 @@ impl TestApp {
             &RunOptions::default(),
         )
         .await
+    }
+
+    /// Waits until nobody holds the job's lease, as after a process that held it crashed and
+    /// its lease (TEST_LEASE: 3 s) ran out.
+    pub async fn wait_lease_expired(&self, job: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let l = self.app.db.lease(job).await.unwrap();
+            if !l.as_ref().is_some_and(|l| l.is_live()) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "lease still held: {l:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     pub fn accepted(&self, data_type: &str) -> Vec<Json> {

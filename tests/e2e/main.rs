@@ -6,6 +6,7 @@ mod gansu;
 mod gdzw;
 mod help;
 mod helpers;
+mod lease;
 mod ops;
 mod privacy;
 mod query;
@@ -516,6 +517,8 @@ async fn crash_after_outbox_commit(which: Which) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(t.sim.state.lock().unwrap().accepted_count, 0);
+    // The killed process's lease runs out before the next one can take the job.
+    t.wait_lease_expired("accept").await;
     let stored: Vec<String> = t
         .rows("SELECT body FROM qz_outbox ORDER BY call_no")
         .await
@@ -539,6 +542,7 @@ async fn crash_after_outbox_commit(which: Which) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(t.sim.state.lock().unwrap().accepted_count, 99);
+    t.wait_lease_expired("accept").await;
 
     // 3. A clean run finishes the rest under the same Cd_Batch, byte for byte.
     let out = t.cli(&["once"], &[]);
@@ -875,6 +879,7 @@ async fn crash_before_ack_flush(which: Which) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    t.wait_lease_expired("accept").await;
     let out = t.cli(&["once"], &[]);
     assert!(
         out.status.success(),
@@ -942,6 +947,7 @@ async fn crash_during_split(which: Which) {
     );
     let first = t.sim.state.lock().unwrap().accepted_count;
     assert_eq!(first, 5, "records 1-5 acked before the crash");
+    t.wait_lease_expired("accept").await;
     let out = t.cli(&["once"], &[]);
     assert!(
         out.status.success(),

@@ -571,15 +571,20 @@ async fn budget_is_never_exceeded(which: Which) {
     assert_eq!(q.sim_calls(Shuidi), 5);
     q.assert_ledger_matches(Shuidi).await;
 
-    // Two processes racing on one provider's budget still spend exactly the budget.
+    // Two processes racing on one provider's budget still spend exactly the budget. They
+    // race for the same query job too: one may find its lease held and ask nothing.
     let app3 = q.restart().await;
     let cancel = CancellationToken::new();
     let (a, b) = tokio::join!(
         run_query_once(app2.query_app(), "customs", &cancel),
         run_query_once(app3.query_app(), "customs", &cancel)
     );
-    let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.calls + b.calls, 5, "{a:?} {b:?}");
+    let calls = |r: anyhow::Result<QueryOutcome>| match r {
+        Ok(o) => o.calls,
+        Err(e) if e.downcast_ref::<qianzhi::db::lease::LeaseHeld>().is_some() => 0,
+        Err(e) => panic!("{e:#}"),
+    };
+    assert_eq!(calls(a) + calls(b), 5);
     assert_eq!(q.sim_calls(Qcc), 5);
     let day = qianzhi::query::run::budget_day(chrono::Utc::now());
     assert_eq!(

@@ -1,0 +1,30 @@
+-- Migration 7: one owner per job across processes and machines, SQLite.
+-- A process sends for a job (or a query job) only while it holds the job's lease, and renews it
+-- well before expires_at. token grows by one on every acquisition: each control-table
+-- transaction of a run (cursor, outbox, acks, split progress, receipts, closing a batch,
+-- reconciliation, query ledger) first locks the job's row here and checks that holder and token
+-- are still its own, so a process that was paused or cut off and lost the lease commits nothing.
+-- expires_at and heartbeat_at are milliseconds since 1970-01-01 UTC on the DATABASE's clock
+-- (every process compares them with the database's own time, so the clocks of the 前置机 do not
+-- have to agree). holder NULL: released; the next process takes it at once.
+CREATE TABLE IF NOT EXISTS qz_lease (
+  job         VARCHAR(100) PRIMARY KEY,
+  holder      VARCHAR(64),             -- instance id of the holding process (qz_instance)
+  host        VARCHAR(255),            -- its host name
+  pid         BIGINT,                  -- its process id
+  token       BIGINT       NOT NULL,   -- fencing token: +1 on every acquisition
+  expires_at  BIGINT       NOT NULL,   -- database time, ms since the epoch
+  acquired_at VARCHAR(19),             -- Beijing time, for reading
+  renewed_at  VARCHAR(19)              -- Beijing time, for reading
+);
+
+-- One row per `qianzhi run` process: its heartbeat (database time, ms), renewed with its
+-- leases. Processes whose heartbeat is older than lease.ttl count as gone; the live ones share
+-- the jobs, each holding at most ceil(jobs / live processes) leases.
+CREATE TABLE IF NOT EXISTS qz_instance (
+  instance     VARCHAR(64)  PRIMARY KEY,
+  host         VARCHAR(255) NOT NULL,
+  pid          BIGINT       NOT NULL,
+  started_at   VARCHAR(19)  NOT NULL,  -- Beijing time
+  heartbeat_at BIGINT       NOT NULL   -- database time, ms since the epoch
+);
