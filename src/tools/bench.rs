@@ -39,6 +39,14 @@ pub struct BenchArgs {
     /// 甘肃每次调用的记录数（1..=500） / Records per Gansu call (1..=500)
     #[arg(long, default_value_t = 500)]
     pub per_call: usize,
+    /// 模拟器每个答复的延迟（毫秒，模拟广域网） / Milliseconds the simulator waits before
+    /// each answer (a wide-area network)
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub latency: u64,
+    /// 写入 [delivery] max_in_flight（1..=32）；不给则用默认值 / [delivery] max_in_flight
+    /// (1..=32); the default when not given
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
 }
 
 /// A fresh database for the run: `qianzhi_bench` dropped and created on a server, or a file
@@ -60,7 +68,7 @@ async fn fresh_database(url: &str) -> Result<(String, Option<tempfile::TempDir>)
 }
 
 /// Starts `qianzhi simulate --count-only` on a free port and reads its address.
-async fn spawn_simulator() -> Result<(tokio::process::Child, String)> {
+async fn spawn_simulator(latency_ms: u64) -> Result<(tokio::process::Child, String)> {
     use tokio::io::AsyncBufReadExt;
     let exe = std::env::current_exe()?;
     let mut child = tokio::process::Command::new(exe)
@@ -71,6 +79,8 @@ async fn spawn_simulator() -> Result<(tokio::process::Child, String)> {
             "--token",
             "bench-token",
             "--count-only",
+            "--latency",
+            &latency_ms.to_string(),
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -150,7 +160,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     db.close().await;
 
     // The simulator runs as its own process, so the memory figure is qianzhi's alone.
-    let (mut sim_child, api_root) = spawn_simulator().await?;
+    let (mut sim_child, api_root) = spawn_simulator(args.latency).await?;
     let tmp = tempfile::tempdir()?;
     let token = tmp.path().join("token");
     std::fs::write(&token, "bench-token")?;
@@ -177,6 +187,14 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         t
     } else {
         gdzw_config(&url, &api_root, &token, "bench_", &["accept"], &extra)
+    };
+    let text = match args.max_in_flight {
+        Some(n) => text.replacen(
+            "[delivery]\n",
+            &format!("[delivery]\nmax_in_flight = {n}\n"),
+            1,
+        ),
+        None => text,
     };
     let app = App::new(config_from_str(&text)?).await?;
     let cancel = CancellationToken::new();
@@ -225,6 +243,13 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         args.upstream,
         backend.name(),
         args.batch_size
+    );
+    let _ = writeln!(
+        out,
+        "  network              latency {} ms per answer, max_in_flight {} (at most {} calls seen at once)",
+        args.latency,
+        app.cfg.delivery.max_in_flight,
+        stats["max_in_flight"].as_u64().unwrap_or(0)
     );
     let _ = writeln!(
         out,

@@ -300,6 +300,17 @@ impl TestApp {
     }
 }
 
+/// A config edit: `[delivery] max_in_flight = n`.
+pub fn in_flight(n: usize) -> impl Fn(String) -> String {
+    move |s: String| {
+        s.replacen(
+            "[delivery]\n",
+            &format!("[delivery]\nmax_in_flight = {n}\n"),
+            1,
+        )
+    }
+}
+
 /// Inserts with ids 1, 2, ... of the given rows, all at the same change time.
 pub fn inserts(samples: &[Vec<(String, Lit)>]) -> Vec<ChangeRow<'_>> {
     samples
