@@ -5,6 +5,7 @@ mod gansu;
 mod gdzw;
 mod help;
 mod helpers;
+mod inflight;
 mod privacy;
 mod query;
 mod safety;
