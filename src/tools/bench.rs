@@ -25,6 +25,10 @@ pub struct BenchArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
     )]
     pub database: String,
+    /// 在服务器上删除并新建的库名（几个人共用一台服务器时各用各的） / The database dropped and
+    /// created on that server (one each when several people share a server)
+    #[arg(long, default_value = "qianzhi_bench")]
+    pub db_name: String,
     /// 要投递的变更表行数 / Change-table rows to deliver
     #[arg(long, default_value_t = 100_000)]
     pub rows: i64,
@@ -49,9 +53,9 @@ pub struct BenchArgs {
     pub max_in_flight: Option<usize>,
 }
 
-/// A fresh database for the run: `qianzhi_bench` dropped and created on a server, or a file
-/// in a temporary directory for SQLite.
-async fn fresh_database(url: &str) -> Result<(String, Option<tempfile::TempDir>)> {
+/// A fresh database for the run: `name` dropped and created on a server, or a file in a
+/// temporary directory for SQLite.
+async fn fresh_database(url: &str, name: &str) -> Result<(String, Option<tempfile::TempDir>)> {
     match Backend::from_url(url)? {
         Backend::Sqlite => {
             let dir = tempfile::tempdir()?;
@@ -61,7 +65,7 @@ async fn fresh_database(url: &str) -> Result<(String, Option<tempfile::TempDir>)
             ))
         }
         Backend::Postgres | Backend::Mysql => Ok((
-            crate::db::tools::create_database(url, "qianzhi_bench", true).await?,
+            crate::db::tools::create_database(url, name, true).await?,
             None,
         )),
     }
@@ -120,7 +124,7 @@ pub fn peak_rss_mb() -> Option<f64> {
 }
 
 pub async fn run(args: &BenchArgs) -> Result<()> {
-    let (url, _tmp) = fresh_database(&args.database).await?;
+    let (url, _tmp) = fresh_database(&args.database, &args.db_name).await?;
     let backend = Backend::from_url(&url)?;
     let db = Db::connect(&url, 4).await?;
     crate::db::migrate::migrate(&db).await?;

@@ -416,6 +416,11 @@ async fn gansu_in_flight(which: Which) {
         (history.len() - 1, 1),
         "{o:?}"
     );
+    let errs = t.rows("SELECT source_key, rule FROM qz_error").await;
+    assert_eq!(
+        errs,
+        vec![vec![Some("17".into()), Some("platform_rejected".into())]]
+    );
     let st = t.sim.state.lock().unwrap();
     assert!(
         st.overlaps.is_empty(),
@@ -439,11 +444,5 @@ async fn gansu_in_flight(which: Which) {
     }
     assert_eq!(got, want, "each accepted once, a row's versions in order");
     assert_eq!(got[&name(2)], [1002.0, 2002.0]);
-    drop(st);
-    let errs = t.rows("SELECT source_key, rule FROM qz_error").await;
-    assert_eq!(
-        errs,
-        vec![vec![Some("17".into()), Some("platform_rejected".into())]]
-    );
 }
 on_all_backends!(gansu_calls_in_flight_keep_each_rows_order, gansu_in_flight);

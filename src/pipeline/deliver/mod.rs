@@ -470,6 +470,10 @@ impl<'r, 'o> Engine<'r, 'o> {
         match done {
             Done::Sent { key, posted } => self.answered(key, posted).await,
             Done::Halted(key) => {
+                let i = self.index(key);
+                if std::mem::take(&mut self.open[i].calls[key.call].resending) {
+                    self.resending -= 1;
+                }
                 self.release(key);
                 Ok(())
             }
@@ -555,8 +559,10 @@ impl<'r, 'o> Engine<'r, 'o> {
         self.in_flight -= 1;
         o.unsettled -= 1;
         o.acked.push(key.call);
-        if o.acked.len() >= self.ack_every {
-            self.flush(i).await?;
+        // Counted over the open batches, so a crash resends at most `ack_every_calls`
+        // accepted calls besides those on the wire.
+        if self.open.iter().map(|o| o.acked.len()).sum::<usize>() >= self.ack_every {
+            self.flush_all().await?;
         }
         self.backoff.reset();
         failpoint("after-first-call");
