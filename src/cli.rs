@@ -128,6 +128,10 @@ pub enum Cmd {
             hide_env_values = true
         )]
         gansu_key: String,
+        /// 每个答复延迟这么多毫秒再发出（模拟广域网），不耽误其他连接 / Delay every answer by
+        /// this many milliseconds (a wide-area network); other connections are served meanwhile
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+        latency: u64,
     },
     /// 建一个带样例数据的 SQLite 部门库，启动模拟器，完整同步一遍并汇总 / A SQLite department
     /// database with sample data, the simulator, one full sync, a summary
@@ -357,6 +361,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             count_only,
             gansu_authorization,
             gansu_key,
+            latency,
         } => {
             crate::telemetry::init("info", "text");
             let mut gansu = crate::tools::simulate::gansu::GansuSim {
@@ -375,6 +380,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     schema_dir: schema_dir.clone(),
                     keep_records: !*count_only,
                     gansu,
+                    latency: std::time::Duration::from_millis(*latency),
                     ..Default::default()
                 },
                 listen,

@@ -12,6 +12,8 @@
 //!   transaction that stores the records it covers in the outbox (or as error rows).
 //! - A record is never sent with different content under the same Cd_Batch: resends replay
 //!   the outbox payload byte for byte.
+//! - Two changes of one RowGuid are never in flight together, and a later one is sent only
+//!   after the platform answered the earlier one (`pipeline::deliver`).
 //! - Secrets never reach logs, errors or status output; ID and phone numbers are masked.
 //! - One owner per job: every control-table transaction of a run checks the job's lease
 //!   token first (`db::lease`), so a process that lost its lease commits nothing.

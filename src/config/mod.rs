@@ -36,6 +36,7 @@ pub mod ranges {
     }
     pub const MAX_CONNECTIONS: (u32, u32) = (1, 100);
     pub const ACK_EVERY_CALLS: (usize, usize) = (1, 1000);
+    pub const MAX_IN_FLIGHT: (usize, usize) = (1, 32);
     pub const BATCH_SIZE: (usize, usize) = (1, 100_000);
     pub const RETRY_INITIAL: (Duration, Duration) = (Duration::from_millis(10), s(3600));
     pub const RETRY_MAX: (Duration, Duration) = (s(1), s(86_400));
@@ -145,6 +146,10 @@ pub struct DeliveryConfig {
     /// Acknowledged calls are recorded in one transaction per this many calls. After a
     /// crash, at most this many calls are sent again (same Cd_Batch, same bytes).
     pub ack_every_calls: usize,
+    /// At most this many calls of one job wait for their answers at once (over keep-alive
+    /// connections), across the job's consecutive batches. Two changes of one RowGuid are
+    /// never among them (see `pipeline::deliver`).
+    pub max_in_flight: usize,
 }
 
 impl DeliveryConfig {
@@ -356,6 +361,7 @@ impl DeliveryConfig {
                 ranges::HTTP_TIMEOUT,
             ),
             ack_every_calls: t.number_or("ack_every_calls", 10, ranges::ACK_EVERY_CALLS),
+            max_in_flight: t.number_or("max_in_flight", 4, ranges::MAX_IN_FLIGHT),
         }
     }
 }

@@ -84,6 +84,7 @@ fn good_config_has_no_issues_and_typed_values() {
     assert_eq!(cfg.jobs[0].interval(), Some(Duration::from_secs(30)));
     assert_eq!(cfg.jobs[0].settle_lag(), Duration::from_secs(10));
     assert_eq!(cfg.delivery.retry_max, Duration::from_secs(300));
+    assert_eq!(cfg.delivery.max_in_flight, 4);
     assert_eq!(cfg.log.format, LogFormat::Text);
     let g = cfg.gdzw.as_ref().unwrap();
     assert_eq!(g.max_records_per_call, 99);
@@ -206,7 +207,7 @@ fn out_of_range_values_are_issues_not_panics() {
         )
         .replace(
             "[gdzw]",
-            "[delivery]\nhttp_timeout = \"0s\"\nretry_initial = \"99999999999999999999d\"\nretry_max = \"99999999999999999999999\"\nack_every_calls = 0\n[gdzw]",
+            "[delivery]\nhttp_timeout = \"0s\"\nretry_initial = \"99999999999999999999d\"\nretry_max = \"99999999999999999999999\"\nack_every_calls = 0\nmax_in_flight = 33\n[gdzw]",
         )
         .replace(
             "interval = \"30s\"",
@@ -219,6 +220,7 @@ fn out_of_range_values_are_issues_not_panics() {
         "delivery.retry_initial: '99999999999999999999d' is too long",
         "delivery.retry_max: '99999999999999999999999' is too long",
         "delivery.ack_every_calls: 0 is out of range",
+        "delivery.max_in_flight: 33 is out of range: use 1 to 32",
         ".interval: '99999999999999999999d' is too long",
         ".settle_lag: '400000d' is too long",
         ".batch_size: 0 is out of range",

@@ -873,11 +873,13 @@ impl Db {
         }
         let acked = total - rejected;
         let now = now_text();
-        // The platform's batch numbers (Gansu), in call order; none for Guangdong.
+        // The platform's batch numbers (Gansu), in call order (answers to calls in flight
+        // together come back in any order); none for Guangdong.
         let q = Query::select()
             .columns(["platform_batch_num", "platform_id"])
             .from("qz_platform_receipt")
             .and_where(of_batch())
+            .order_by("call_no", Order::Asc)
             .order_by("id", Order::Asc)
             .to_owned();
         let receipts = self.stmt(&q).fetch_all(&mut *tx).await?;

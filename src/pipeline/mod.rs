@@ -20,7 +20,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, info_span, warn};
 
 use crate::config::{Config, JobConfig};
 use crate::db::Db;
@@ -304,13 +304,10 @@ async fn run_inner(
         return Ok(out);
     }
     // Resend first: a batch left pending by a crash or a stop keeps its Cd_Batch.
-    for b in app.db.pending_batches(&job.name).await? {
-        if cancel.is_cancelled() {
-            out.interrupted = true;
-            return Ok(out);
-        }
-        info!(cd_batch = %b.cd_batch, records = b.record_count, "resending pending batch");
-        deliver_counted(&run, &b, None, &mut out).await?;
+    let pending = app.db.pending_batches(&job.name).await?;
+    if !pending.is_empty() {
+        let source = deliver::Source::Pending(pending);
+        deliver_counted(&run, app, source, &mut out).await?;
         if out.interrupted {
             return Ok(out);
         }
@@ -321,8 +318,8 @@ async fn run_inner(
 
 /// Three stages, each on its own task, so they overlap and use both cores: pages are read
 /// and checked (reader), numbered and committed to the outbox (committer), and delivered
-/// (this task). Pages and batches keep their order; the channels bound how far each stage
-/// runs ahead of the next.
+/// (this task, with up to `delivery.max_in_flight` calls in flight). Pages and batches keep
+/// their order; the channels bound how far each stage runs ahead of the next.
 async fn run_stages(
     app: &Arc<App>,
     run: &Run<'_>,
@@ -330,7 +327,7 @@ async fn run_stages(
     mut out: Outcome,
 ) -> Result<Outcome> {
     let (page_tx, page_rx) = mpsc::channel::<read::Prepared>(1);
-    let (tx, mut rx) = mpsc::channel::<commit::Committed>(1);
+    let (tx, rx) = mpsc::channel::<commit::Committed>(1);
     let spawn_stage = |stage: Stage| {
         let (app, name, cancel, opts, fence) = (
             app.clone(),
@@ -354,40 +351,28 @@ async fn run_stages(
     };
     let reader = spawn_stage(Stage::Read(page_tx));
     let committer = spawn_stage(Stage::Commit(page_rx, tx));
-    let mut failed = None;
-    while let Some((b, calls)) = rx.recv().await {
-        if let Err(e) = deliver_counted(run, &b, Some(calls), &mut out).await {
-            failed = Some(e);
-            break;
-        }
-        if out.interrupted {
-            break;
-        }
-    }
-    // Closing the channel stops the committer at its next hand-over, and with it the reader;
-    // what was committed stays pending in the outbox for the next run, what was only read is
-    // read again.
-    drop(rx);
+    // Delivery takes the channel: when it returns, the channel closes, which stops the
+    // committer at its next hand-over, and with it the reader; what was committed stays
+    // pending in the outbox for the next run, what was only read is read again.
+    let delivered = deliver_counted(run, app, deliver::Source::Fresh(rx), &mut out).await;
     let committed = committer.await.context("the committing task failed")?;
     let read = reader.await.context("the reading task failed")?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
+    delivered?;
     out.merge(committed?);
     out.merge(read?);
     Ok(out)
 }
 
 /// [`deliver::deliver`], with what it delivered and what was refused added to the job's
-/// counters once per batch.
+/// counters when it returns.
 async fn deliver_counted(
     run: &Run<'_>,
-    b: &crate::db::control::BatchRow,
-    fresh: Option<Vec<crate::db::control::OutboxCall>>,
+    app: &Arc<App>,
+    source: deliver::Source,
     out: &mut Outcome,
 ) -> Result<()> {
     let before = (out.delivered, out.refused_by_platform);
-    let result = deliver::deliver(run, b, fresh, out).await;
+    let result = deliver::deliver(run, app, source, out).await;
     run.metrics
         .add_delivered(out.delivered - before.0, out.refused_by_platform - before.1);
     result

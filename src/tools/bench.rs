@@ -25,6 +25,10 @@ pub struct BenchArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
     )]
     pub database: String,
+    /// 在服务器上删除并新建的库名（几个人共用一台服务器时各用各的） / The database dropped and
+    /// created on that server (one each when several people share a server)
+    #[arg(long, default_value = "qianzhi_bench")]
+    pub db_name: String,
     /// 要投递的变更表行数 / Change-table rows to deliver
     #[arg(long, default_value_t = 100_000)]
     pub rows: i64,
@@ -39,11 +43,19 @@ pub struct BenchArgs {
     /// 甘肃每次调用的记录数（1..=500） / Records per Gansu call (1..=500)
     #[arg(long, default_value_t = 500)]
     pub per_call: usize,
+    /// 模拟器每个答复的延迟（毫秒，模拟广域网） / Milliseconds the simulator waits before
+    /// each answer (a wide-area network)
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub latency: u64,
+    /// 写入 [delivery] max_in_flight（1..=32）；不给则用默认值 / [delivery] max_in_flight
+    /// (1..=32); the default when not given
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
 }
 
-/// A fresh database for the run: `qianzhi_bench` dropped and created on a server, or a file
-/// in a temporary directory for SQLite.
-async fn fresh_database(url: &str) -> Result<(String, Option<tempfile::TempDir>)> {
+/// A fresh database for the run: `name` dropped and created on a server, or a file in a
+/// temporary directory for SQLite.
+async fn fresh_database(url: &str, name: &str) -> Result<(String, Option<tempfile::TempDir>)> {
     match Backend::from_url(url)? {
         Backend::Sqlite => {
             let dir = tempfile::tempdir()?;
@@ -53,14 +65,14 @@ async fn fresh_database(url: &str) -> Result<(String, Option<tempfile::TempDir>)
             ))
         }
         Backend::Postgres | Backend::Mysql => Ok((
-            crate::db::tools::create_database(url, "qianzhi_bench", true).await?,
+            crate::db::tools::create_database(url, name, true).await?,
             None,
         )),
     }
 }
 
 /// Starts `qianzhi simulate --count-only` on a free port and reads its address.
-async fn spawn_simulator() -> Result<(tokio::process::Child, String)> {
+async fn spawn_simulator(latency_ms: u64) -> Result<(tokio::process::Child, String)> {
     use tokio::io::AsyncBufReadExt;
     let exe = std::env::current_exe()?;
     let mut child = tokio::process::Command::new(exe)
@@ -71,6 +83,8 @@ async fn spawn_simulator() -> Result<(tokio::process::Child, String)> {
             "--token",
             "bench-token",
             "--count-only",
+            "--latency",
+            &latency_ms.to_string(),
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -110,7 +124,7 @@ pub fn peak_rss_mb() -> Option<f64> {
 }
 
 pub async fn run(args: &BenchArgs) -> Result<()> {
-    let (url, _tmp) = fresh_database(&args.database).await?;
+    let (url, _tmp) = fresh_database(&args.database, &args.db_name).await?;
     let backend = Backend::from_url(&url)?;
     let db = Db::connect(&url, 4).await?;
     crate::db::migrate::migrate(&db).await?;
@@ -150,7 +164,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     db.close().await;
 
     // The simulator runs as its own process, so the memory figure is qianzhi's alone.
-    let (mut sim_child, api_root) = spawn_simulator().await?;
+    let (mut sim_child, api_root) = spawn_simulator(args.latency).await?;
     let tmp = tempfile::tempdir()?;
     let token = tmp.path().join("token");
     std::fs::write(&token, "bench-token")?;
@@ -177,6 +191,14 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         t
     } else {
         gdzw_config(&url, &api_root, &token, "bench_", &["accept"], &extra)
+    };
+    let text = match args.max_in_flight {
+        Some(n) => text.replacen(
+            "[delivery]\n",
+            &format!("[delivery]\nmax_in_flight = {n}\n"),
+            1,
+        ),
+        None => text,
     };
     let app = App::new(config_from_str(&text)?).await?;
     let cancel = CancellationToken::new();
@@ -225,6 +247,13 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         args.upstream,
         backend.name(),
         args.batch_size
+    );
+    let _ = writeln!(
+        out,
+        "  network              latency {} ms per answer, max_in_flight {} (at most {} calls seen at once)",
+        args.latency,
+        app.cfg.delivery.max_in_flight,
+        stats["max_in_flight"].as_u64().unwrap_or(0)
     );
     let _ = writeln!(
         out,

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value as Json, json};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -34,6 +34,9 @@ pub struct SimConfig {
     /// as the DBA defined them.
     pub schema_dir: Option<std::path::PathBuf>,
     pub gansu: gansu::GansuSim,
+    /// Every answer waits this long before it leaves, as over a wide-area network; other
+    /// connections are served meanwhile.
+    pub latency: std::time::Duration,
 }
 
 impl Default for SimConfig {
@@ -48,6 +51,7 @@ impl Default for SimConfig {
             keep_records: true,
             schema_dir: None,
             gansu: Default::default(),
+            latency: std::time::Duration::ZERO,
         }
     }
 }
@@ -102,6 +106,21 @@ pub struct SimState {
     /// Gansu: a call with a record holding one of these text values is refused.
     pub gansu_refuse: HashSet<String>,
     gansu_seq: u64,
+    /// Whole answers for calls by arrival number (0: the first call the simulator received).
+    pub answer_at: BTreeMap<usize, Scripted>,
+    /// Calls received so far (data and reconciliation).
+    pub arrivals: usize,
+    /// Data calls received and not answered yet (reconciliation uploads are not counted:
+    /// qianzhi sends them beside its `max_in_flight` data calls), and the most at once.
+    pub in_flight: usize,
+    pub max_in_flight: usize,
+    /// Rows that arrived in a call while another call carrying them was still unanswered:
+    /// by RowGuid (Guangdong) or by the value of `gansu_identity` (Gansu). Tracked when the
+    /// simulator keeps records.
+    pub overlaps: Vec<String>,
+    /// Gansu records carry no RowGuid: the field whose value stands for a row's identity.
+    pub gansu_identity: Option<String>,
+    unanswered: HashMap<String, usize>,
 }
 
 impl SimState {
@@ -116,6 +135,32 @@ impl SimState {
     }
     pub fn accepted_total(&self) -> usize {
         self.accepted.values().map(Vec::len).sum()
+    }
+
+    /// A data call arrived carrying these rows.
+    fn call_in(&mut self, rows: &HashSet<String>) {
+        self.in_flight += 1;
+        self.max_in_flight = self.max_in_flight.max(self.in_flight);
+        for r in rows {
+            let n = self.unanswered.entry(r.clone()).or_default();
+            if *n > 0 {
+                self.overlaps.push(r.clone());
+            }
+            *n += 1;
+        }
+    }
+
+    /// A data call's answer leaves.
+    fn call_out(&mut self, rows: &HashSet<String>) {
+        self.in_flight -= 1;
+        for r in rows {
+            if let Some(n) = self.unanswered.get_mut(r) {
+                *n -= 1;
+                if *n == 0 {
+                    self.unanswered.remove(r);
+                }
+            }
+        }
     }
 }
 
@@ -187,7 +232,7 @@ async fn handle(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Byte
     let path = uri.path().to_string();
     if path == STATS_PATH {
         let st = ctx.state.lock().expect("sim state");
-        let stats = json!({"accepted": st.accepted_count, "calls": st.calls.len(), "reconciliations": st.reconciliations.len()});
+        let stats = json!({"accepted": st.accepted_count, "calls": st.calls.len(), "reconciliations": st.reconciliations.len(), "max_in_flight": st.max_in_flight});
         return (
             StatusCode::OK,
             [("Content-Type", "application/json")],
@@ -195,9 +240,23 @@ async fn handle(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Byte
         )
             .into_response();
     }
+    let data_call = !path.contains("/reconciliation/");
+    let rows = if ctx.cfg.keep_records && data_call {
+        call_rows(&ctx, &path, &body)
+    } else {
+        HashSet::new()
+    };
     let scripted = {
         let mut st = ctx.state.lock().expect("sim state");
-        st.script.pop_front().or_else(|| st.answer_all.clone())
+        let n = st.arrivals;
+        st.arrivals += 1;
+        if data_call {
+            st.call_in(&rows);
+        }
+        st.answer_at
+            .remove(&n)
+            .or_else(|| st.script.pop_front())
+            .or_else(|| st.answer_all.clone())
     };
     let (status, text, data_type, location) = match scripted {
         _ if path == REDIRECT_TARGET => {
@@ -216,24 +275,51 @@ async fn handle(State(ctx): State<Ctx>, uri: Uri, headers: HeaderMap, body: Byte
             (s, prefix + &t, d, None)
         }
     };
-    let mut st = ctx.state.lock().expect("sim state");
-    let body = if ctx.cfg.keep_records {
-        String::from_utf8_lossy(&body).into_owned()
-    } else {
-        String::new()
-    };
-    st.calls.push(ReceivedCall {
-        path,
-        data_type,
-        body,
-        status: status.as_u16(),
-        answer: text.clone(),
-    });
+    {
+        let mut st = ctx.state.lock().expect("sim state");
+        let body = if ctx.cfg.keep_records {
+            String::from_utf8_lossy(&body).into_owned()
+        } else {
+            String::new()
+        };
+        st.calls.push(ReceivedCall {
+            path,
+            data_type,
+            body,
+            status: status.as_u16(),
+            answer: text.clone(),
+        });
+    }
+    if !ctx.cfg.latency.is_zero() {
+        tokio::time::sleep(ctx.cfg.latency).await;
+    }
+    if data_call {
+        ctx.state.lock().expect("sim state").call_out(&rows);
+    }
     let mut resp = (status, [("Content-Type", "application/json")], text).into_response();
     if let Some(l) = location.and_then(|l| axum::http::HeaderValue::from_str(&l).ok()) {
         resp.headers_mut().insert(axum::http::header::LOCATION, l);
     }
     resp
+}
+
+/// The rows a data call carries, by RowGuid (Guangdong) or by the Gansu identity field.
+fn call_rows(ctx: &Ctx, path: &str, body: &[u8]) -> HashSet<String> {
+    if path.starts_with(ctx.cfg.gansu.base_path.as_str()) {
+        let field = ctx.state.lock().expect("sim state").gansu_identity.clone();
+        return field.map_or_else(HashSet::new, |f| {
+            gansu::identities(ctx, &String::from_utf8_lossy(body), &f)
+        });
+    }
+    let records = match serde_json::from_slice::<Json>(body) {
+        Ok(Json::Array(a)) => a,
+        Ok(one) => vec![one],
+        Err(_) => Vec::new(),
+    };
+    records
+        .iter()
+        .filter_map(|r| r.get("RowGuid").and_then(Json::as_str).map(str::to_string))
+        .collect()
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {

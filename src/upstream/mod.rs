@@ -126,11 +126,18 @@ pub fn init_tls() {
 /// The HTTP client of submit and reconciliation calls. Redirects are never followed: a
 /// client that follows a 302 turns the POST into a GET without a body, and the GET's answer
 /// would be taken for the platform accepting records it never received.
+///
+/// Every call in flight holds a keep-alive connection of its own (HTTP/1.1), so the pool
+/// keeps as many idle as a job may use at once (`delivery.max_in_flight` at its largest, and
+/// the reconciliation upload beside them): a smaller pool would close connections after each
+/// burst and open new ones (a TCP and TLS handshake each) on the next. Connections are only
+/// opened when that many calls are really under way, so the bound costs nothing at lower
+/// settings.
 pub fn submit_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
     init_tls();
     reqwest::Client::builder()
         .timeout(timeout)
-        .pool_max_idle_per_host(4)
+        .pool_max_idle_per_host(crate::config::ranges::MAX_IN_FLIGHT.1 + 1)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))

@@ -84,6 +84,8 @@ pub struct Spawn<'a> {
     pub gansu: Option<GansuSpawn<'a>>,
     /// A `schema_dir` both qianzhi and the simulator read.
     pub schema_dir: Option<&'a std::path::Path>,
+    /// How long the simulator waits before each answer.
+    pub latency: std::time::Duration,
 }
 
 impl Default for Spawn<'_> {
@@ -95,6 +97,7 @@ impl Default for Spawn<'_> {
             edit: &|s| s,
             gansu: None,
             schema_dir: None,
+            latency: std::time::Duration::ZERO,
         }
     }
 }
@@ -118,6 +121,7 @@ pub async fn spawn_app(which: Which, opts: Spawn<'_>) -> Option<TestApp> {
     let mut sim_cfg = SimConfig {
         token: TOKEN.into(),
         schema_dir: opts.schema_dir.map(|d| d.to_path_buf()),
+        latency: opts.latency,
         ..Default::default()
     };
     if let Some(g) = &opts.gansu {
@@ -318,6 +322,17 @@ impl TestApp {
             c.env(k, v);
         }
         c.output().unwrap()
+    }
+}
+
+/// A config edit: `[delivery] max_in_flight = n`.
+pub fn in_flight(n: usize) -> impl Fn(String) -> String {
+    move |s: String| {
+        s.replacen(
+            "[delivery]\n",
+            &format!("[delivery]\nmax_in_flight = {n}\n"),
+            1,
+        )
     }
 }
 

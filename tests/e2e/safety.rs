@@ -71,8 +71,25 @@ on_all_backends!(
     redirect_is_not_acceptance
 );
 
-async fn in_band_auth_failure(which: Which) {
-    let Some(t) = spawn_app(which, Spawn::default()).await else {
+/// `max_in_flight` 1: the first call is split, then the next call is sent and decides.
+async fn in_band_one_in_flight(which: Which) {
+    in_band_auth_failure(which, 1, 2).await
+}
+
+/// `max_in_flight` 4: all three calls of the batch were on the wire before the first answer;
+/// the first is split, and the next call's answer, already in, decides. The third is left.
+async fn in_band_several_in_flight(which: Which) {
+    in_band_auth_failure(which, 4, 3).await
+}
+
+/// `whole`: how many calls are sent as a whole before the job stops.
+async fn in_band_auth_failure(which: Which, max_in_flight: usize, whole: usize) {
+    let edit = in_flight(max_in_flight);
+    let spawn = Spawn {
+        edit: &edit,
+        ..Default::default()
+    };
+    let Some(t) = spawn_app(which, spawn).await else {
         return;
     };
     // 250 rows: one batch of three calls (99, 99, 52).
@@ -88,9 +105,9 @@ async fn in_band_auth_failure(which: Which) {
         text.contains("errCode 401: token无效") && text.contains("gdzw.fatal_err_codes"),
         "{text}"
     );
-    // The first call was split to single records (2 x 99 - 1 calls), then the second call
-    // was refused the same way as a whole, and nothing more was sent.
-    assert_eq!(t.sim.state.lock().unwrap().calls.len(), 2 * 99 - 1 + 1);
+    // The first call was split down to single records (2 x 99 - 2 calls after the whole
+    // one), the second call was refused the same way as a whole, and nothing more was sent.
+    assert_eq!(t.sim.state.lock().unwrap().calls.len(), whole + 2 * 99 - 2);
     assert_eq!(t.scalar("SELECT COUNT(*) FROM qz_error").await, 0);
     assert_eq!(
         t.scalar("SELECT COUNT(*) FROM qz_outbox WHERE state = 'pending'")
@@ -115,11 +132,27 @@ async fn in_band_auth_failure(which: Which) {
 }
 on_all_backends!(
     an_in_band_refusal_of_everything_stops_the_job,
-    in_band_auth_failure
+    in_band_one_in_flight
+);
+on_all_backends!(
+    an_in_band_refusal_of_everything_stops_the_job_with_calls_in_flight,
+    in_band_several_in_flight
 );
 
 async fn fatal_codes_stop_at_once(which: Which) {
-    let edit = |s: String| s.replacen("[gdzw]\n", "[gdzw]\nfatal_err_codes = [\"401\"]\n", 1);
+    fatal_codes_stop(which, 1).await
+}
+
+async fn fatal_codes_stop_with_calls_in_flight(which: Which) {
+    fatal_codes_stop(which, 4).await
+}
+
+/// 120 rows are two calls: with one in flight only the first is sent; with more, both were
+/// on the wire before the first answer, and nothing else is sent (no split, no resend).
+async fn fatal_codes_stop(which: Which, max_in_flight: usize) {
+    let edit = |s: String| {
+        in_flight(max_in_flight)(s).replacen("[gdzw]\n", "[gdzw]\nfatal_err_codes = [\"401\"]\n", 1)
+    };
     let Some(t) = spawn_app(
         which,
         Spawn {
@@ -138,12 +171,24 @@ async fn fatal_codes_stop_at_once(which: Which) {
         body: r#"{"errCode":"401","errMsg":"token无效"}"#.into(),
     });
     stopped(&t.once("accept").await.unwrap_err());
-    assert_eq!(t.sim.state.lock().unwrap().calls.len(), 1);
+    assert_eq!(
+        t.sim.state.lock().unwrap().calls.len(),
+        max_in_flight.min(2)
+    );
     assert_eq!(t.scalar("SELECT COUNT(*) FROM qz_error").await, 0);
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM qz_outbox WHERE state = 'pending'")
+            .await,
+        2
+    );
 }
 on_all_backends!(
     listed_fatal_err_codes_stop_at_the_first_call,
     fatal_codes_stop_at_once
+);
+on_all_backends!(
+    listed_fatal_err_codes_stop_sending_with_calls_in_flight,
+    fatal_codes_stop_with_calls_in_flight
 );
 
 async fn alike_refusals_about_content(which: Which) {

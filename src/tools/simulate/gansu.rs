@@ -202,6 +202,27 @@ fn check_call(ctx: &Ctx, dt: &DataType, body: &str) -> Result<Vec<IndexMap<Strin
     Ok(out)
 }
 
+/// The values of `field` in a call's records, decrypted as [`check_call`] reads them.
+pub(super) fn identities(ctx: &Ctx, body: &str, field: &str) -> std::collections::HashSet<String> {
+    let g = &ctx.cfg.gansu;
+    let Ok(codec) = Codec::new(&g.settings, &SecretString::from(g.key.clone())) else {
+        return Default::default();
+    };
+    let raw = match codec.open_array(body).map(|a| serde_json::from_str(&a)) {
+        Ok(Ok(Json::Array(a))) => a,
+        _ => return Default::default(),
+    };
+    raw.iter()
+        .filter_map(|r| {
+            let v = match codec.envelope() {
+                Envelope::Values => codec.open_values(r).ok()?.get(field).cloned(),
+                _ => r.get(field).cloned(),
+            }?;
+            Some(v.as_str().map_or_else(|| v.to_string(), str::to_string))
+        })
+        .collect()
+}
+
 fn is_blank(v: &Json) -> bool {
     v.is_null() || v.as_str().is_some_and(str::is_empty)
 }
