@@ -253,6 +253,8 @@ async fn crash_with_calls_in_flight(which: Which) {
     assert_eq!(stored.len(), 10, "no ack recorded before the crash");
     let first_run = t.sim.state.lock().unwrap().calls.len();
     assert!(first_run >= 2, "several calls were on the wire");
+    // The crashed process's lease runs out first (TEST_LEASE).
+    t.wait_lease_expired("accept").await;
     let out = t.cli(&["once"], &[]);
     assert!(
         out.status.success(),

@@ -610,9 +610,22 @@ impl<'r, 'o> Engine<'r, 'o> {
         Ok(())
     }
 
-    /// Starts splitting the earliest refused call, unless a split is under way.
+    /// Starts splitting the earliest refused call, unless a split is under way. It waits until
+    /// every earlier call of its batch has answered: answers come back in any order with
+    /// several calls in flight, and the safety valve must judge the calls in their own order
+    /// (a later call split first would be judged by no "next call" at all).
     async fn start_split(&mut self) -> Result<()> {
-        if self.splitting || self.to_split.is_empty() {
+        if self.splitting {
+            return Ok(());
+        }
+        let Some(&key) = self.to_split.keys().next() else {
+            return Ok(());
+        };
+        let i = self.index(key);
+        if self.open[i].calls[..key.call]
+            .iter()
+            .any(|s| s.first.is_none())
+        {
             return Ok(());
         }
         self.flush_all().await?;
