@@ -3,6 +3,7 @@
 mod config;
 mod gansu;
 mod gdzw;
+mod grants;
 mod help;
 mod helpers;
 mod ops;
