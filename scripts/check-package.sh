@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Checks what scripts/package.sh built. Each check installs the Debian packages it needs.
 #
-#   scripts/check-package.sh glibc BINARY...   no dynamic symbol needs a glibc newer than 2.17
-#                                              (objdump -T), and only libc's own libraries and
-#                                              libgcc_s are needed (no OpenSSL, no libsqlite3)
+#   scripts/check-package.sh glibc [BINARY...] no dynamic symbol needs a glibc newer than 2.17
+#                                              (objdump -T), and only glibc's own libraries
+#                                              are needed (no OpenSSL, no libsqlite3, no libgcc_s:
+#                                              Zig links its own unwinder)
 #   scripts/check-package.sh qemu BINARY       the aarch64 binary runs `qianzhi demo` to the end
 #                                              under qemu-user (the demo's simulators run in the
 #                                              same process, so no binfmt registration is needed)
 #   scripts/check-package.sh deb FILE.deb      contents; then installed on this machine: the
 #                                              qianzhi user, file modes, the config kept over a
 #                                              reinstall, systemd-analyze verify; then purged
-#   scripts/check-package.sh rpm FILE.rpm      contents, config and owner, scriptlets, requires
+#   scripts/check-package.sh rpm FILE.rpm      contents, config and owner, scriptlets, requires;
+#                                              on a matching machine rpm -i, the user, modes,
+#                                              the config kept over a reinstall, then rpm -e
 #   scripts/check-package.sh all               all four on target/packages/ and the two binaries
+# Without a BINARY, glibc checks the x86_64 and aarch64 release builds that exist in the target
+# directory (CARGO_TARGET_DIR or target/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,8 +62,8 @@ check_glibc() {
     needed=$("$od" -p "$bin" | awk '/NEEDED/ { print $2 }' | sort | tr '\n' ' ')
     for lib in $needed; do
       case "$lib" in
-        libc.so.6 | libm.so.6 | libpthread.so.0 | libdl.so.2 | librt.so.1 | libgcc_s.so.1 | ld-linux-*.so.*) ;;
-        *) fail "$bin needs $lib (only glibc's libraries and libgcc_s are allowed)" ;;
+        libc.so.6 | libm.so.6 | libpthread.so.0 | libdl.so.2 | librt.so.1 | ld-linux-*.so.*) ;;
+        *) fail "$bin needs $lib (only glibc's own libraries are allowed)" ;;
       esac
     done
     echo "$bin: $(file -b "$bin" | cut -d, -f1-2); newest symbol version GLIBC_$newest (at most $MAX_GLIBC); needs $needed"
@@ -68,11 +73,11 @@ check_glibc() {
 check_qemu() {
   local bin=$1 dir accepted
   [ -f "$bin" ] || fail "$bin does not exist"
-  # qemu-user-static from Debian; the aarch64 glibc and libgcc_s from the cross packages.
+  # qemu-user-static from Debian; the aarch64 glibc from its cross package.
   need qemu-aarch64-static qemu-user-static
-  [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] && [ -e /usr/aarch64-linux-gnu/lib/libgcc_s.so.1 ] || {
+  [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || {
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libc6-arm64-cross libgcc-s1-arm64-cross >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libc6-arm64-cross >/dev/null
   }
   dir=$(mktemp -d)
   trap 'rm -rf "$dir"' RETURN
@@ -148,21 +153,61 @@ check_rpm() {
   rpm -qp --scripts "$rpm" 2>/dev/null | grep -q 'useradd -r -g qianzhi' || fail "no pre-install scriptlet creating the user"
   rpm -qp --requires "$rpm" 2>/dev/null | tr '\n' ' '
   echo
-  echo "rpm: files, %config(noreplace) owned root:qianzhi, user scriptlet present"
+  # Installed on this machine too when the architecture matches: rpm's own database, so dpkg is
+  # not involved; --nodeps because Debian's rpm database knows no glibc package.
+  local arch had_user=false
+  arch=$(rpm -qp --qf '%{ARCH}' "$rpm" 2>/dev/null)
+  if [ "$arch" != "$(uname -m)" ]; then
+    echo "rpm: files, %config(noreplace) owned root:qianzhi, user scriptlet present (not installing $arch on $(uname -m))"
+    return
+  fi
+  rpm -q qianzhi >/dev/null 2>&1 && fail "qianzhi is installed in this machine's rpm database already; not touching it"
+  [ -e /usr/bin/qianzhi ] && fail "/usr/bin/qianzhi exists already; not touching it"
+  getent passwd qianzhi >/dev/null && had_user=true
+  rpm -i --nodeps "$rpm" 2>&1 | grep -v '^rpm: ' || true
+  getent passwd qianzhi || fail "no qianzhi user after rpm -i"
+  [ "$(stat -c '%U:%G %a' /etc/qianzhi/config.toml)" = "root:qianzhi 640" ] ||
+    fail "/etc/qianzhi/config.toml is $(stat -c '%U:%G %a' /etc/qianzhi/config.toml)"
+  [ "$(stat -c '%U:%G %a' /etc/qianzhi)" = "root:qianzhi 750" ] || fail "/etc/qianzhi is $(stat -c '%U:%G %a' /etc/qianzhi)"
+  /usr/bin/qianzhi --version
+  echo '# edited by check-package.sh' >>/etc/qianzhi/config.toml
+  rpm -i --nodeps --replacepkgs "$rpm" 2>&1 | grep -v '^rpm: ' || true
+  tail -n1 /etc/qianzhi/config.toml | grep -q 'edited by check-package.sh' || fail "reinstall replaced the edited config"
+  rpm -e qianzhi 2>&1 | grep -v '^rpm: ' || true
+  [ ! -e /usr/bin/qianzhi ] && [ ! -e /usr/lib/systemd/system/qianzhi.service ] || fail "rpm -e left files behind"
+  # The edited config stays as config.toml.rpmsave, as rpm does; this throwaway install removes it.
+  rm -f /etc/qianzhi/config.toml.rpmsave
+  rmdir /etc/qianzhi
+  $had_user || userdel qianzhi
+  echo "rpm: files, %config(noreplace) owned root:qianzhi, user scriptlet; installed, config kept, erased"
+}
+
+target_dir() {
+  cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])'
 }
 
 case "${1:-}" in
-  glibc) shift; check_glibc "$@" ;;
+  glibc)
+    shift
+    if [ $# -eq 0 ]; then
+      t=$(target_dir)
+      for a in x86_64 aarch64; do
+        [ -f "$t/$a-unknown-linux-gnu/release/qianzhi" ] && set -- "$@" "$t/$a-unknown-linux-gnu/release/qianzhi"
+      done
+      [ $# -gt 0 ] || fail "no release build in $t: run scripts/package.sh first"
+    fi
+    check_glibc "$@"
+    ;;
   qemu) check_qemu "$2" ;;
   deb) check_deb "$2" ;;
   rpm) check_rpm "$2" ;;
   all)
-    t=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+    t=$(target_dir)
     check_glibc "$t/x86_64-unknown-linux-gnu/release/qianzhi" "$t/aarch64-unknown-linux-gnu/release/qianzhi"
     check_qemu "$t/aarch64-unknown-linux-gnu/release/qianzhi"
     check_deb "$(ls "$t"/packages/qianzhi_*_amd64.deb | tail -n1)"
     check_rpm "$(ls "$t"/packages/qianzhi-*.x86_64.rpm | tail -n1)"
     check_rpm "$(ls "$t"/packages/qianzhi-*.aarch64.rpm | tail -n1)"
     ;;
-  *) sed -n '2,15p' "$0"; exit 2 ;;
+  *) sed -n '2,19p' "$0"; exit 2 ;;
 esac
