@@ -272,9 +272,9 @@ pub fn script(cfg: &Config, grantee: &Grantee) -> Result<String> {
     };
     let who = grantee.render(backend);
     out.push_str(&format!(
-        "-- qianzhi 服务账号 {who} 需要的权限（{}）；在 `qianzhi migrate` 之后由表的属主执行\n\
-         -- Privileges the service account {who} needs ({}); run as the owner of the tables, after\n\
-         -- `qianzhi migrate`. `qianzhi check`, run as the service, tests each of them.\n",
+        "-- qianzhi 服务账号 {who} 需要的权限（{}）；在 `qianzhi migrate` 之后由表的属主或管理员执行\n\
+         -- Privileges the service account {who} needs ({}); run as the tables' owner or an\n\
+         -- administrator, after `qianzhi migrate`. `qianzhi check`, run as the service, tests each.\n",
         backend.name(),
         backend.name()
     ));
