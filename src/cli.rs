@@ -1,6 +1,6 @@
-//! Subcommands: check, migrate, once, run, status, simulate, demo, bench.
+//! Subcommands: check, migrate, grants, once, run, status, simulate, demo, bench.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +52,20 @@ pub enum Cmd {
         /// 只打印本数据库方言的 DDL，不执行 / Print the DDL instead of running it
         #[arg(long)]
         print: bool,
+    },
+    /// 打印服务的数据库账号需要的 GRANT 语句（按配置的数据库） / Print the GRANT statements
+    /// the service's database account needs, for the configured database
+    ///
+    /// 控制表（PostgreSQL 上含 id 序列）、每个任务的数据源和查询主体视图；由表的属主在
+    /// `qianzhi migrate` 之后执行，例如 `qianzhi grants --user qianzhi | psql`。SQLite 打印
+    /// 文件权限命令。 / Control tables (with their id sequences on PostgreSQL), each job's
+    /// source and each query's subjects view; run them as the tables' owner after `qianzhi
+    /// migrate`, e.g. `qianzhi grants --user qianzhi | psql`. For SQLite, the file permissions.
+    Grants {
+        /// 服务使用的数据库账号（MySQL 可写 名称@主机）；默认取 database.url 中的用户 / The
+        /// service's database account (on MySQL name@host); default: the user of database.url
+        #[arg(long)]
+        user: Option<String>,
     },
     /// 把每个启用的任务和查询任务（或指定的一个）运行一遍后退出 / One pass of every enabled job
     /// and query job (or one), then exit
@@ -248,6 +262,21 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Grants { user } => {
+            let cfg = load_config_without_secrets(&cli)?;
+            let backend = crate::db::Backend::from_url(&cfg.database.url)?;
+            let user = match (user, backend) {
+                (Some(u), _) => u.clone(),
+                (None, crate::db::Backend::Sqlite) => "qianzhi".to_string(),
+                (None, _) => crate::db::grants::url_user(&cfg.database.url).context(
+                    "database.url names no user: give the service's account with --user \
+                     (连接串中没有用户名，请用 --user 指定服务账号)",
+                )?,
+            };
+            let grantee = crate::db::grants::Grantee::parse(backend, &user);
+            print!("{}", crate::db::grants::script(&cfg, &grantee)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Once { job, dry_run } => {
             let app = App::new(load_config(&cli)?).await?;
             let cancel = CancellationToken::new();
@@ -433,6 +462,73 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// The privileges the service needs, tested on the account `check` connects as (run it as
+/// the service): each missing one is named with the statement that adds it. Returns the
+/// number of problems.
+async fn check_privileges(cfg: &Config, db: &Db, migrated: bool) -> usize {
+    use crate::db::grants;
+    if db.backend == crate::db::Backend::Sqlite {
+        let Some(path) = grants::sqlite_path(&cfg.database.url) else {
+            return 0;
+        };
+        let problems = grants::sqlite_file_problems(&path);
+        for p in &problems {
+            println!("✗ database file: {p}; see `qianzhi grants` (数据库文件权限)");
+        }
+        if problems.is_empty() {
+            println!(
+                "✓ database file {} is readable and writable",
+                path.display()
+            );
+        }
+        return problems.len();
+    }
+    let report = match db.check_privileges(cfg).await {
+        Ok(r) => r,
+        Err(e) => {
+            println!("✗ privileges could not be checked (无法检查权限): {e:#}");
+            return 1;
+        }
+    };
+    let mut problems = 0;
+    if migrated {
+        for t in &report.invisible {
+            println!(
+                "✗ {t} does not exist or is not visible to {}: run `qianzhi migrate` \
+                 (控制表或序列不存在或不可见)",
+                report.account
+            );
+            problems += 1;
+        }
+    }
+    for m in &report.missing {
+        let kind = match m.kind {
+            grants::Kind::Schema => "schema",
+            grants::Kind::Table => "table",
+            grants::Kind::Sequence => "sequence",
+        };
+        println!(
+            "✗ privilege missing (缺少权限): {} may not {} on {kind} {} ({}); fix (修正): {}",
+            report.account,
+            m.privileges.join(", "),
+            m.name,
+            m.why,
+            m.fix
+        );
+        problems += 1;
+    }
+    if report.missing.is_empty() {
+        println!(
+            "✓ privileges: {} holds every privilege the service needs on {} objects \
+             (服务所需权限齐全)",
+            report.account, report.checked
+        );
+    } else {
+        println!("  `qianzhi grants` prints every statement the service needs (打印全部授权语句)");
+    }
+    problems
+}
+
 /// `qianzhi check`: configuration first (all problems at once), then what only the database
 /// can tell: connection, control tables, each source and its columns, unsupplied fields.
 async fn check(cli: &Cli) -> Result<ExitCode> {
@@ -525,14 +621,13 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
         }
     };
     // qz_lease: migration 7, which every run needs for its lease.
-    let mut missing = false;
-    for table in ["qz_batch", "qz_lease"] {
-        missing |= db.source_columns(table).await.is_err();
-    }
-    if missing {
+    let migrated = db.source_columns("qz_batch").await.is_ok();
+    let leases = db.source_columns("qz_lease").await.is_ok();
+    if !migrated || !leases {
         println!("✗ control tables missing: run `qianzhi migrate`");
         problems += 1;
     }
+    problems += check_privileges(&cfg, &db, migrated).await;
     for job in &cfg.jobs {
         // A job whose source, platform or data type has a problem is checked against the
         // database once that is fixed; other problems do not hold it back.

@@ -1,6 +1,7 @@
 //! The only place SQL runs: connection pools per backend, migrations, control tables, sources.
 
 pub mod control;
+pub mod grants;
 pub mod lease;
 pub mod migrate;
 pub mod ops;

@@ -34,7 +34,7 @@ pub struct SourceSpec<'a> {
 /// MySQL and SQLite match names without regard to case, quoted or not. Anything else (e.g.
 /// Chinese column names) is kept exactly. Config validation has already rejected quote
 /// characters.
-fn resolved(backend: Backend, part: &str) -> String {
+pub(crate) fn resolved(backend: Backend, part: &str) -> String {
     let plain = part
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
@@ -75,7 +75,7 @@ pub fn quote(backend: Backend, name: &str) -> String {
 }
 
 /// A name as a DBA would write it in a view: bare when that keeps it exact, quoted otherwise.
-fn view_ident(backend: Backend, name: &str) -> String {
+pub(crate) fn view_ident(backend: Backend, name: &str) -> String {
     let bare = !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
         && name.chars().all(|c| {

@@ -104,7 +104,7 @@ fn every_help_line_is_in_chinese_and_english() {
             .collect()
     };
     for c in [
-        "check", "migrate", "once", "run", "status", "simulate", "demo", "bench",
+        "check", "migrate", "grants", "once", "run", "status", "simulate", "demo", "bench",
     ] {
         assert!(commands.iter().any(|x| x == c), "{c} missing: {top}");
     }

@@ -4,6 +4,7 @@ mod config;
 mod contention;
 mod gansu;
 mod gdzw;
+mod grants;
 mod help;
 mod helpers;
 mod inflight;
