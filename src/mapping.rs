@@ -238,12 +238,21 @@ pub fn key_text(row: &SourceRow, key: &[String]) -> String {
 }
 
 pub fn derive_row_guid(job: &str, source_key: &str) -> String {
-    let mut name = Vec::with_capacity(job.len() + 1 + source_key.len());
-    name.extend_from_slice(job.as_bytes());
-    name.push(b':');
-    name.extend_from_slice(source_key.as_bytes());
+    // "job:key" on the stack when it fits, as it nearly always does: one per row.
+    let mut stack = [0u8; 128];
+    let mut heap = Vec::new();
+    let n = job.len() + 1 + source_key.len();
+    let name = if n <= stack.len() {
+        &mut stack[..n]
+    } else {
+        heap.resize(n, 0);
+        &mut heap[..]
+    };
+    name[..job.len()].copy_from_slice(job.as_bytes());
+    name[job.len()] = b':';
+    name[job.len() + 1..].copy_from_slice(source_key.as_bytes());
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    uuid::Uuid::new_v5(&ROW_GUID_NS, &name)
+    uuid::Uuid::new_v5(&ROW_GUID_NS, name)
         .hyphenated()
         .encode_lower(&mut text)
         .to_owned()

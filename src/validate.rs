@@ -98,7 +98,11 @@ pub fn first_fullwidth(s: &str) -> Option<(usize, char)> {
 fn is_blank(v: &Json) -> bool {
     match v {
         Json::Null => true,
-        Json::String(s) => s.trim().is_empty(),
+        // Text ending in a character other than white space is not blank: one character is
+        // looked at (every optional field of every record asks) before the text is trimmed.
+        Json::String(s) => {
+            !s.chars().next_back().is_some_and(|c| !c.is_whitespace()) && s.trim().is_empty()
+        }
         _ => false,
     }
 }

@@ -514,6 +514,53 @@ pub(crate) mod tests {
         }
     }
 
+    /// A field written from `with_constants` reads exactly as the same value held by each
+    /// record, whatever the null setting; records hold null there.
+    #[test]
+    fn constants_are_written_as_record_values_would_be() {
+        let (fields, records) = sample();
+        let constants = vec![
+            None,
+            Some(json!("常\"量")),
+            None,
+            None,
+            None,
+            Some(json!(7)),
+        ];
+        let with = fields.clone().with_constants(&constants);
+        let held: Vec<(Op, Record)> = records
+            .iter()
+            .map(|(op, r)| {
+                let mut r = r.clone();
+                r.values[1] = json!("常\"量");
+                r.values[5] = json!(7);
+                (*op, r)
+            })
+            .collect();
+        let nulled: Vec<(Op, Record)> = records
+            .iter()
+            .map(|(op, r)| {
+                let mut r = r.clone();
+                r.values[1] = Json::Null;
+                r.values[5] = Json::Null;
+                (*op, r)
+            })
+            .collect();
+        let call = |fields, records| CallRecords {
+            fields,
+            records,
+            cd_time: "t",
+            cd_batch: "b",
+        };
+        for nulls in [NullFields::Omit, NullFields::Null, NullFields::Empty] {
+            assert_eq!(
+                call(&with, &nulled).array(nulls),
+                call(&fields, &held).array(nulls),
+                "{nulls:?}"
+            );
+        }
+    }
+
     #[test]
     fn field_keys_are_escaped_once() {
         let f = Fields::new(vec!["a\"b".into(), "Cd_Batch".into()]);
