@@ -101,7 +101,7 @@ fn is_blank(v: &Json) -> bool {
         // Text ending in a character other than white space is not blank: one character is
         // looked at (every optional field of every record asks) before the text is trimmed.
         Json::String(s) => {
-            !s.chars().next_back().is_some_and(|c| !c.is_whitespace()) && s.trim().is_empty()
+            s.chars().next_back().is_none_or(char::is_whitespace) && s.trim().is_empty()
         }
         _ => false,
     }

@@ -70,7 +70,7 @@ pub(crate) fn lit(v: impl Into<sea_query::Value>) -> sea_query::Expr {
 }
 
 /// `PRAGMA cache_size` of every SQLite connection, in KiB when negative (see `Db::connect`).
-const SQLITE_CACHE_SIZE: &str = "-512";
+const SQLITE_CACHE_SIZE: &str = "-256";
 
 /// `n` placeholders for a statement rendered once as [`Sql`]; every run binds its own values
 /// in their place, in order.
