@@ -29,8 +29,49 @@ impl std::fmt::Display for CheckError {
     }
 }
 
+/// Each byte's value in [`USCC_ALPHABET`], or `NOT_USCC`.
+const USCC_VALUE: [u8; 256] = {
+    let mut t = [NOT_USCC; 256];
+    let a = USCC_ALPHABET.as_bytes();
+    let mut i = 0;
+    while i < a.len() {
+        t[a[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+const NOT_USCC: u8 = u8::MAX;
+
 /// GB 32100: 18 characters from the 31-letter alphabet; check = (31 - Σ mod 31) mod 31.
+/// Every row's codes pass through here: 18 ASCII bytes are checked as bytes, anything else
+/// goes the way of characters, with the same answers.
 pub fn uscc(code: &str) -> Result<(), CheckError> {
+    let b = code.as_bytes();
+    if b.len() != 18 || !code.is_ascii() {
+        return uscc_chars(code);
+    }
+    let mut sum = 0;
+    for (&c, w) in b[..17].iter().zip(USCC_WEIGHTS) {
+        match USCC_VALUE[usize::from(c)] {
+            NOT_USCC => return Err(CheckError::Character(char::from(c))),
+            v => sum += u32::from(v) * w,
+        }
+    }
+    let last = USCC_VALUE[usize::from(b[17])];
+    if last == NOT_USCC {
+        return Err(CheckError::Character(char::from(b[17])));
+    }
+    let check = (31 - sum % 31) % 31;
+    if u32::from(last) != check {
+        return Err(CheckError::CheckDigit {
+            expected: char::from(USCC_ALPHABET.as_bytes()[check as usize]),
+            found: char::from(b[17]),
+        });
+    }
+    Ok(())
+}
+
+fn uscc_chars(code: &str) -> Result<(), CheckError> {
     let chars: Vec<char> = code.chars().collect();
     if chars.len() != 18 {
         return Err(CheckError::Length(chars.len()));
@@ -56,7 +97,34 @@ pub fn uscc(code: &str) -> Result<(), CheckError> {
 }
 
 /// GB 11643: 17 digits, then Σ mod 11 indexes "10X98765432"; the birth date must exist.
+/// 18 ASCII bytes are checked as bytes, anything else as characters, with the same answers.
 pub fn id_card(code: &str) -> Result<(), CheckError> {
+    let b = code.as_bytes();
+    if b.len() != 18 || !code.is_ascii() {
+        return id_card_chars(code);
+    }
+    let mut sum = 0;
+    for (&c, w) in b[..17].iter().zip(ID_WEIGHTS) {
+        if !c.is_ascii_digit() {
+            return Err(CheckError::Character(char::from(c)));
+        }
+        sum += u32::from(c - b'0') * w;
+    }
+    // Digits 7–14 (all digits, checked above): yyyyMMdd as chrono's `%Y%m%d` reads them.
+    let num =
+        |r: std::ops::Range<usize>| b[r].iter().fold(0u32, |n, &c| n * 10 + u32::from(c - b'0'));
+    if chrono::NaiveDate::from_ymd_opt(num(6..10) as i32, num(10..12), num(12..14)).is_none() {
+        return Err(CheckError::BirthDate);
+    }
+    let expected = char::from(ID_CHECK[(sum % 11) as usize]);
+    let found = char::from(b[17]);
+    if found.to_ascii_uppercase() != expected {
+        return Err(CheckError::CheckDigit { expected, found });
+    }
+    Ok(())
+}
+
+fn id_card_chars(code: &str) -> Result<(), CheckError> {
     let chars: Vec<char> = code.chars().collect();
     if chars.len() != 18 {
         return Err(CheckError::Length(chars.len()));
@@ -141,6 +209,39 @@ mod tests {
         ];
         for (code, want) in cases {
             assert_eq!(&id_card(code), want, "{code}");
+        }
+    }
+
+    /// The byte paths answer exactly as the character paths (the original code) for every
+    /// printable ASCII character at every position of valid and invalid codes.
+    #[test]
+    fn byte_paths_answer_as_the_character_paths() {
+        for base in [
+            "91620100296583830Q",
+            "11620000MB199916XB",
+            "610431198603210047",
+            "11010519491231002X",
+            "000000000000000000",
+            "999999999999999999",
+        ] {
+            for at in 0..18 {
+                for c in b' '..=b'~' {
+                    let mut code = base.as_bytes().to_vec();
+                    code[at] = c;
+                    let code = String::from_utf8(code).unwrap();
+                    assert_eq!(uscc(&code), uscc_chars(&code), "{code}");
+                    assert_eq!(id_card(&code), id_card_chars(&code), "{code}");
+                }
+            }
+        }
+        // Dates in the ID number: every month and day, leap years included.
+        for y in ["1900", "2000", "2024", "2023", "0000"] {
+            for m in 0..=13 {
+                for d in 0..=32 {
+                    let code = format!("610431{y}{m:02}{d:02}0047");
+                    assert_eq!(id_card(&code), id_card_chars(&code), "{code}");
+                }
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::config::{JobConfig, NullFields, UnitConfig};
 use crate::schema::{DataType, FieldType};
@@ -22,12 +23,15 @@ pub enum Op {
 impl Op {
     /// Accepts I/U/D and the words INSERT/UPDATE/DELETE, any case.
     pub fn parse(s: &str) -> Option<Op> {
-        match s.trim().to_ascii_uppercase().as_str() {
-            "I" | "INSERT" => Some(Op::Insert),
-            "U" | "UPDATE" => Some(Op::Update),
-            "D" | "DELETE" => Some(Op::Delete),
-            _ => None,
-        }
+        let s = s.trim();
+        [
+            ("I", "INSERT", Op::Insert),
+            ("U", "UPDATE", Op::Update),
+            ("D", "DELETE", Op::Delete),
+        ]
+        .into_iter()
+        .find(|(short, word, _)| s.eq_ignore_ascii_case(short) || s.eq_ignore_ascii_case(word))
+        .map(|(_, _, op)| op)
     }
     pub fn code(self) -> &'static str {
         match self {
@@ -56,9 +60,6 @@ pub struct Plan {
     pub job: String,
     pub fields: Vec<(String, FieldType, FieldSource)>,
     pub null_fields: NullFields,
-    /// Per field, the position of its column among the columns the plan was resolved
-    /// against, so mapping a row does not search its columns by name.
-    column_at: Vec<Option<usize>>,
 }
 
 pub struct PlanInput<'a> {
@@ -126,19 +127,49 @@ impl Plan {
                 (f.code.clone(), f.ty, src)
             })
             .collect::<Vec<_>>();
-        let column_at = fields
-            .iter()
-            .map(|(_, _, src)| match src {
-                FieldSource::Column(c) => i.columns.iter().position(|x| x.eq_ignore_ascii_case(c)),
-                _ => None,
-            })
-            .collect();
         Plan {
             job: i.job.to_string(),
             fields,
             null_fields: i.null_fields,
-            column_at,
         }
+    }
+
+    /// The plan laid over the columns of a page of rows (which share their names), so that
+    /// mapping a row neither searches nor compares column names.
+    pub fn over(&self, names: &Arc<[String]>) -> RowMap<'_> {
+        let at: Vec<Option<usize>> = self
+            .fields
+            .iter()
+            .map(|(_, _, src)| match src {
+                FieldSource::Column(c) => names.iter().position(|n| n.eq_ignore_ascii_case(c)),
+                _ => None,
+            })
+            .collect();
+        let last_use = at
+            .iter()
+            .enumerate()
+            .map(|(n, i)| i.is_some() && !at[n + 1..].contains(i))
+            .collect();
+        RowMap {
+            plan: self,
+            names: names.clone(),
+            at,
+            last_use,
+        }
+    }
+
+    /// Per field, the value it has in every record when it is a constant (the unit's
+    /// identity, `[job.constants]`), as mapping would make it. Mapping leaves these fields
+    /// null in each record: the body writer writes them from here and validation checks them
+    /// once (see `upstream::Fields::with_constants`, `validate::Prechecked`).
+    pub fn constants(&self) -> Vec<Option<Json>> {
+        self.fields
+            .iter()
+            .map(|(_, _, src)| match src {
+                FieldSource::Constant(j) => Some(tidy(j.clone())).filter(|j| !j.is_null()),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn index_of(&self, code: &str) -> Option<usize> {
@@ -198,98 +229,169 @@ pub struct Record {
 
 /// The source key as text: the value itself for one column, a JSON array for several.
 pub fn key_text(row: &SourceRow, key: &[String]) -> String {
-    let parts: Vec<String> = key
-        .iter()
-        .map(|k| row.get(k).and_then(|v| v.to_text()).unwrap_or_default())
-        .collect();
-    if parts.len() == 1 {
-        return parts.into_iter().next().unwrap_or_default();
+    let text = |k: &String| row.get(k).and_then(|v| v.to_text()).unwrap_or_default();
+    if let [k] = key {
+        return text(k);
     }
+    let parts: Vec<String> = key.iter().map(text).collect();
     serde_json::to_string(&parts).unwrap_or_default()
 }
 
 pub fn derive_row_guid(job: &str, source_key: &str) -> String {
-    uuid::Uuid::new_v5(&ROW_GUID_NS, format!("{job}:{source_key}").as_bytes()).to_string()
+    // "job:key" on the stack when it fits, as it nearly always does: one per row.
+    let mut stack = [0u8; 128];
+    let mut heap = Vec::new();
+    let n = job.len() + 1 + source_key.len();
+    let name = if n <= stack.len() {
+        &mut stack[..n]
+    } else {
+        heap.resize(n, 0);
+        &mut heap[..]
+    };
+    name[..job.len()].copy_from_slice(job.as_bytes());
+    name[job.len()] = b':';
+    name[job.len() + 1..].copy_from_slice(source_key.as_bytes());
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::new_v5(&ROW_GUID_NS, name)
+        .hyphenated()
+        .encode_lower(&mut text)
+        .to_owned()
+}
+
+/// Blank text counts as absent (a required field of spaces is still missing); trailing
+/// blanks are dropped.
+fn tidy(v: Json) -> Json {
+    match v {
+        // Text ending in a character other than white space (nearly all) is neither blank
+        // nor has trailing blanks: one character is looked at, not the text trimmed.
+        Json::String(s) if s.chars().next_back().is_some_and(|c| !c.is_whitespace()) => {
+            Json::String(s)
+        }
+        Json::String(s) if s.trim().is_empty() => Json::Null,
+        Json::String(mut s) => {
+            s.truncate(s.trim_end().len());
+            Json::String(s)
+        }
+        v => v,
+    }
 }
 
 /// Typed conversion; a value that cannot take the field's type is passed through as text so
-/// that validation names it, rather than being dropped here.
-pub fn convert(v: &Value, ty: FieldType) -> Json {
+/// that validation names it, rather than being dropped here. Text is moved, not copied.
+pub fn convert(v: Value, ty: FieldType) -> Json {
     match (ty, v) {
         (_, Value::Null) => Json::Null,
         (FieldType::Datetime, v) => match v.to_naive_datetime() {
             Some(t) => Json::String(crate::timefmt::spec_string(&t)),
-            None => Json::String(v.to_text().unwrap_or_default()),
+            None => Json::String(v.into_text().unwrap_or_default()),
         },
         (FieldType::Date, v) => match v.to_naive_datetime() {
-            Some(t) => Json::String(t.format("%Y-%m-%d").to_string()),
-            None => Json::String(v.to_text().unwrap_or_default()),
+            Some(t) => Json::String(crate::timefmt::spec_date(t.date())),
+            None => Json::String(v.into_text().unwrap_or_default()),
         },
-        (FieldType::Int, Value::Int(i)) => Json::from(*i),
-        (FieldType::Int, Value::Bool(b)) => Json::from(*b as i64),
+        (FieldType::Int, Value::Int(i)) => Json::from(i),
+        (FieldType::Int, Value::Bool(b)) => Json::from(b as i64),
         (FieldType::Int, Value::Float(f)) if f.fract() == 0.0 && f.abs() < 9e15 => {
-            Json::from(*f as i64)
+            Json::from(f as i64)
         }
         (FieldType::Int, Value::Decimal(s) | Value::Text(s)) => {
             let t = s.trim();
             let t = t.strip_suffix(".0").unwrap_or(t);
-            t.parse::<i64>()
-                .map(Json::from)
-                .unwrap_or_else(|_| Json::String(s.clone()))
+            match t.parse::<i64>() {
+                Ok(i) => Json::from(i),
+                Err(_) => Json::String(s),
+            }
         }
-        (FieldType::Number, Value::Int(i)) => Json::from(*i),
-        (FieldType::Number, Value::Float(f)) => serde_json::Number::from_f64(*f)
+        (FieldType::Number, Value::Int(i)) => Json::from(i),
+        (FieldType::Number, Value::Float(f)) => serde_json::Number::from_f64(f)
             .map(Json::Number)
             .unwrap_or(Json::String(f.to_string())),
-        (FieldType::Number, Value::Decimal(s) | Value::Text(s)) => s
+        (FieldType::Number, Value::Decimal(s) | Value::Text(s)) => match s
             .trim()
             .parse::<f64>()
             .ok()
             .filter(|f| f.is_finite())
             .and_then(serde_json::Number::from_f64)
-            .map(Json::Number)
-            .unwrap_or_else(|| Json::String(s.clone())),
-        (_, v) => Json::String(v.to_text().unwrap_or_default()),
+        {
+            Some(n) => Json::Number(n),
+            None => Json::String(s),
+        },
+        (_, v) => Json::String(v.into_text().unwrap_or_default()),
     }
 }
 
-pub fn map_row(plan: &Plan, row: &SourceRow, source_key: String) -> Record {
-    let mut values = Vec::with_capacity(plan.fields.len());
-    let mut row_guid = String::new();
-    for ((code, ty, src), at) in plan.fields.iter().zip(&plan.column_at) {
-        let v = match src {
-            FieldSource::Column(c) => row
-                .get_at(*at, c)
-                .map(|v| convert(v, *ty))
-                .unwrap_or(Json::Null),
-            FieldSource::Constant(j) => j.clone(),
-            FieldSource::Pipeline => Json::Null,
-            FieldSource::DerivedGuid => Json::String(derive_row_guid(&plan.job, &source_key)),
-            FieldSource::Unsupplied => Json::Null,
-        };
-        // Blank text counts as absent: a required field of spaces is still missing.
-        let v = match v {
-            Json::String(s) if s.trim().is_empty() => Json::Null,
-            Json::String(s) if s.len() != s.trim_end().len() => {
-                Json::String(s.trim_end().to_string())
-            }
-            v => v,
-        };
-        if code == "RowGuid" {
-            row_guid = v.as_str().map(str::to_string).unwrap_or_default();
+/// A [`Plan`] over the columns of one page of rows; see [`Plan::over`].
+pub struct RowMap<'p> {
+    plan: &'p Plan,
+    /// The column names of the page's rows.
+    names: Arc<[String]>,
+    /// Per field, the position of its column among `names`.
+    at: Vec<Option<usize>>,
+    /// Per field, whether it is the last to read its column: its value is then moved out of
+    /// the row instead of copied (copying every value showed up in profiles).
+    last_use: Vec<bool>,
+}
+
+impl RowMap<'_> {
+    /// The value of field `i` in `row`: moved out of a row with the page's columns when no
+    /// later field reads it, else copied (a row with other columns is searched by name).
+    fn take(&self, row: &mut SourceRow, i: usize, column: &str) -> Option<Value> {
+        if !Arc::ptr_eq(&row.names, &self.names) {
+            return row.get(column).cloned();
         }
-        values.push(v);
+        let v = row.values.get_mut(self.at[i]?)?;
+        Some(if self.last_use[i] {
+            std::mem::take(v)
+        } else {
+            v.clone()
+        })
     }
-    // Data types without a RowGuid field (Gansu) still get a stable identity for the outbox
-    // and error rows; it is not sent.
-    if row_guid.is_empty() && !plan.fields.iter().any(|(c, _, _)| c == "RowGuid") {
-        row_guid = derive_row_guid(&plan.job, &source_key);
+
+    /// Maps a row to a record, taking the row's values. Constant fields stay null here: see
+    /// [`Plan::constants`].
+    pub fn map_row(&self, mut row: SourceRow, source_key: String) -> Record {
+        let plan = self.plan;
+        let mut values = Vec::with_capacity(plan.fields.len());
+        let mut row_guid = String::new();
+        for (i, (code, ty, src)) in plan.fields.iter().enumerate() {
+            let v = match src {
+                FieldSource::Column(c) => self
+                    .take(&mut row, i, c)
+                    .map(|v| convert(v, *ty))
+                    .unwrap_or(Json::Null),
+                FieldSource::Constant(j) => {
+                    if code == "RowGuid" {
+                        row_guid = tidy(j.clone()).as_str().unwrap_or_default().to_string();
+                    }
+                    Json::Null
+                }
+                FieldSource::Pipeline => Json::Null,
+                FieldSource::DerivedGuid => Json::String(derive_row_guid(&plan.job, &source_key)),
+                FieldSource::Unsupplied => Json::Null,
+            };
+            let v = tidy(v);
+            if code == "RowGuid" && !v.is_null() {
+                row_guid = v.as_str().map(str::to_string).unwrap_or_default();
+            }
+            values.push(v);
+        }
+        // Data types without a RowGuid field (Gansu) still get a stable identity for the
+        // outbox and error rows; it is not sent.
+        if row_guid.is_empty() && !plan.fields.iter().any(|(c, _, _)| c == "RowGuid") {
+            row_guid = derive_row_guid(&plan.job, &source_key);
+        }
+        Record {
+            source_key,
+            row_guid,
+            values,
+        }
     }
-    Record {
-        source_key,
-        row_guid,
-        values,
-    }
+}
+
+/// Maps one row (see [`RowMap::map_row`]); a page maps its rows through one [`Plan::over`].
+pub fn map_row(plan: &Plan, row: SourceRow, source_key: String) -> Record {
+    let names = row.names.clone();
+    plan.over(&names).map_row(row, source_key)
 }
 
 /// Render nulls as the platform setting wants, after validation has seen them as absent.
@@ -360,7 +462,7 @@ mod tests {
             (Value::Null, FieldType::String, Json::Null),
         ];
         for (v, ty, want) in cases {
-            assert_eq!(convert(&v, ty), want, "{v:?} as {ty:?}");
+            assert_eq!(convert(v.clone(), ty), want, "{v:?} as {ty:?}");
         }
     }
 
@@ -422,7 +524,7 @@ mod tests {
             ("applicant".into(), Value::Text("张三".into())),
             ("EventName".into(), Value::Text("   ".into())),
         ]);
-        let rec = map_row(&plan, &row, key_text(&row, &["id".to_string()]));
+        let rec = map_row(&plan, row.clone(), key_text(&row, &["id".to_string()]));
         assert_eq!(rec.source_key, "7");
         assert_eq!(plan.get(&rec, "ProjectNo"), Some(&Json::from("P1")));
         assert_eq!(plan.get(&rec, "EventName"), Some(&Json::Null));
@@ -430,7 +532,7 @@ mod tests {
         // Same key, same guid: stable across I, U and D.
         assert_eq!(
             derive_row_guid("p", "7"),
-            map_row(&plan, &row, "7".into()).row_guid
+            map_row(&plan, row.clone(), "7".into()).row_guid
         );
         assert_ne!(derive_row_guid("p", "7"), derive_row_guid("p", "8"));
     }
@@ -464,7 +566,7 @@ mod tests {
                 Value::Text("91620100296583830Q".into()),
             ),
         ]);
-        let rec = map_row(&plan, &row, "3".into());
+        let rec = map_row(&plan, row, "3".into());
         let keys: Vec<&str> = plan.fields.iter().map(|(c, _, _)| c.as_str()).collect();
         assert_eq!(
             keys,

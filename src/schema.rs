@@ -420,7 +420,34 @@ pub struct CodeSet {
     pub id: String,
     pub name: String,
     pub codes: Vec<(String, String)>,
-    lookup: HashSet<String>,
+    lookup: HashSet<String, Fnv>,
+}
+
+/// FNV-1a for the code-set tables: every code-set field of every row is looked up twice
+/// (its code set, then its code), and SipHash's setup for such short keys showed up in
+/// profiles. The tables are fixed when the schema is loaded; rows only look codes up, so
+/// colliding codes could slow a look-up but never grow a table.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fnv;
+
+impl std::hash::BuildHasher for Fnv {
+    type Hasher = FnvHasher;
+    fn build_hasher(&self) -> FnvHasher {
+        FnvHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+pub struct FnvHasher(u64);
+
+impl std::hash::Hasher for FnvHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 impl CodeSet {
@@ -433,7 +460,7 @@ impl CodeSet {
 #[derive(Debug, Clone, Default)]
 pub struct Platform {
     pub data_types: BTreeMap<String, DataType>,
-    pub codesets: HashMap<String, CodeSet>,
+    pub codesets: HashMap<String, CodeSet, Fnv>,
     /// `rules.toml`, parsed once every file is read.
     pub rules: RuleSettings,
     /// `rules.toml` as read so far: an overlay's keys replace the embedded ones one by one.

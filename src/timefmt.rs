@@ -1,6 +1,6 @@
 //! Beijing-time clock and the spec's date formats, plus human duration strings from the TOML.
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, Utc};
 use std::time::Duration;
 
 /// The spec's date-time format (`yyyy-MM-dd HH:mm:ss`).
@@ -20,19 +20,67 @@ pub fn fmt_spec(t: &DateTime<FixedOffset>) -> String {
     spec_string(&t.naive_local())
 }
 
-/// `yyyy-MM-dd HH:mm:ss` without chrono's format-string interpreter, which showed up in
-/// profiles: every date column of every row passes through here.
+/// `yyyy-MM-dd HH:mm:ss` without chrono's format-string interpreter or `format!`, which
+/// showed up in profiles: every date column of every row passes through here, so the digits
+/// are written straight into a buffer.
 pub fn spec_string(t: &NaiveDateTime) -> String {
     use chrono::{Datelike, Timelike};
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    if !(0..=9999).contains(&t.year()) {
+        // Not four digits: as `{:04}` writes such a year (a date validation then refuses).
+        return format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+    }
+    let mut b = [0u8; 19];
+    put_date(&mut b, t.date());
+    b[10] = b' ';
+    put2(&mut b[11..13], t.hour());
+    b[13] = b':';
+    put2(&mut b[14..16], t.minute());
+    b[16] = b':';
+    put2(&mut b[17..19], t.second());
+    ascii(&b)
+}
+
+/// `yyyy-MM-dd` (chrono's `%Y-%m-%d`), written as [`spec_string`] writes its date.
+pub fn spec_date(d: NaiveDate) -> String {
+    use chrono::Datelike;
+    if !(0..=9999).contains(&d.year()) {
+        // chrono writes such a year with its sign.
+        return d.format("%Y-%m-%d").to_string();
+    }
+    let mut b = [0u8; 10];
+    put_date(&mut b, d);
+    ascii(&b)
+}
+
+/// `yyyy-MM-dd` into `b[..10]`, for a year of four digits.
+fn put_date(b: &mut [u8], d: NaiveDate) {
+    use chrono::Datelike;
+    let y = d.year().unsigned_abs();
+    put2(&mut b[0..2], y / 100);
+    put2(&mut b[2..4], y % 100);
+    b[4] = b'-';
+    put2(&mut b[5..7], d.month());
+    b[7] = b'-';
+    put2(&mut b[8..10], d.day());
+}
+
+/// Two decimal digits of `n` (below 100).
+fn put2(b: &mut [u8], n: u32) {
+    b[0] = b'0' + (n / 10) as u8;
+    b[1] = b'0' + (n % 10) as u8;
+}
+
+/// The digits and separators written above: ASCII, so the UTF-8 check of a few bytes passes.
+fn ascii(b: &[u8]) -> String {
+    std::str::from_utf8(b).expect("ASCII digits").to_owned()
 }
 
 pub fn now_text() -> String {
@@ -228,9 +276,34 @@ mod tests {
             "2019-06-20 16:24:36",
             "0999-01-02 03:04:05",
             "2026-12-31 23:59:59",
+            "0000-01-01 00:00:00",
+            "9999-12-31 23:59:59",
         ] {
             let t = NaiveDateTime::parse_from_str(s, SPEC_DATETIME).unwrap();
             assert_eq!(spec_string(&t), t.format(SPEC_DATETIME).to_string());
+            assert_eq!(spec_date(t.date()), t.format("%Y-%m-%d").to_string());
+        }
+        // Every day of a few years, and the years around the four-digit edges: as `format!`
+        // and chrono wrote them before the digits were written by hand.
+        let days = (1999..=2001)
+            .chain([-1, 0, 1, 9998, 9999, 10_000, 12_345])
+            .flat_map(|y| (1..=366).filter_map(move |o| NaiveDate::from_yo_opt(y, o)));
+        for d in days {
+            let t = d.and_hms_opt(7, 8, 9).unwrap();
+            {
+                use chrono::{Datelike, Timelike};
+                let old = format!(
+                    "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                    t.year(),
+                    t.month(),
+                    t.day(),
+                    t.hour(),
+                    t.minute(),
+                    t.second()
+                );
+                assert_eq!(spec_string(&t), old);
+            }
+            assert_eq!(spec_date(d), d.format("%Y-%m-%d").to_string());
         }
     }
 

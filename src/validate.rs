@@ -24,10 +24,21 @@ const ID_CARD_TYPE: &str = "111";
 const USCC_TYPE: &str = "1";
 
 fn label(f: &Field) -> String {
-    if f.name.is_empty() {
-        f.code.clone()
-    } else {
-        format!("{}（{}）", f.code, f.name)
+    Label(f).to_string()
+}
+
+/// A field as messages name it: code and name. Written only when a message is, not for
+/// every checked value (building it up front showed up in profiles).
+struct Label<'f>(&'f Field);
+
+impl std::fmt::Display for Label<'_> {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let f = self.0;
+        if f.name.is_empty() {
+            out.write_str(&f.code)
+        } else {
+            write!(out, "{}（{}）", f.code, f.name)
+        }
     }
 }
 
@@ -87,7 +98,11 @@ pub fn first_fullwidth(s: &str) -> Option<(usize, char)> {
 fn is_blank(v: &Json) -> bool {
     match v {
         Json::Null => true,
-        Json::String(s) => s.trim().is_empty(),
+        // Text ending in a character other than white space is not blank: one character is
+        // looked at (every optional field of every record asks) before the text is trimmed.
+        Json::String(s) => {
+            s.chars().next_back().is_none_or(char::is_whitespace) && s.trim().is_empty()
+        }
         _ => false,
     }
 }
@@ -256,7 +271,7 @@ fn is_url(s: &str, schemes: &[String]) -> bool {
 /// Why a present value breaks its field's format, or None. The message quotes the value only
 /// for codes; URLs and JSON data may carry personal details.
 fn format_problem(f: &Field, rule: &FormatRule, text: &str, platform: &Platform) -> Option<String> {
-    let l = label(f);
+    let l = Label(f);
     match rule {
         FormatRule::Uuid { simple_form } => (!is_uuid(text, *simple_form)).then(|| {
             format!(
@@ -368,237 +383,310 @@ pub fn validate_present(
     )
 }
 
+/// Fields whose value is the same in every record of a page (the job's constants, the
+/// unit's identity, Cd_Time and Cd_Batch) and passed their own checks once: they are not
+/// checked again per record (checking the unit's USCC on every row showed up in profiles).
+#[derive(Debug, Clone, Default)]
+pub struct Prechecked(Vec<bool>);
+
+impl Prechecked {
+    /// Checks each shared `(position, value)` once. A value that fails is checked again in
+    /// every record, so each record still gets its error rows. A blank value (its field may be
+    /// required by another's value) and an ID number (checked against its type field) depend
+    /// on the record and are always checked there.
+    pub fn new<'a>(
+        shared: impl IntoIterator<Item = (usize, &'a Json)>,
+        dt: &DataType,
+        platform: &Platform,
+        unit: LengthUnit,
+    ) -> Prechecked {
+        let ctx = Ctx { dt, platform, unit };
+        let mut skip = vec![false; dt.fields.len()];
+        for (i, v) in shared {
+            if i >= skip.len() || is_blank(v) || dt.fields[i].id_type_field.is_some() {
+                continue;
+            }
+            let mut found = Vec::new();
+            check_field(&ctx, i, v, &|_: usize| None::<&Json>, &mut found);
+            skip[i] = found.is_empty();
+        }
+        Prechecked(skip)
+    }
+
+    fn skips(&self, i: usize) -> bool {
+        self.0.get(i).copied().unwrap_or(false)
+    }
+}
+
+/// Validates one record whose values `get` gives by position, skipping the fields checked
+/// once in `pre`. The same violations as [`validate_aligned`] over the same values.
+pub fn validate_record<'a>(
+    get: impl Fn(usize) -> Option<&'a Json>,
+    dt: &DataType,
+    platform: &Platform,
+    unit: LengthUnit,
+    pre: &Prechecked,
+) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let ctx = Ctx { dt, platform, unit };
+    for i in (0..dt.fields.len()).filter(|i| !pre.skips(*i)) {
+        check_field(&ctx, i, get(i).unwrap_or(&Json::Null), &get, &mut out);
+    }
+    out
+}
+
 fn validate_by<'a>(
     get: impl Fn(usize) -> Option<&'a Json>,
     dt: &DataType,
     platform: &Platform,
     unit: LengthUnit,
 ) -> Vec<Violation> {
-    let mut out = Vec::new();
-    let none = FieldRules::default();
-    for (i, f) in dt.fields.iter().enumerate() {
-        let v = get(i).unwrap_or(&Json::Null);
-        let rules = dt.resolved.get(i).unwrap_or(&none);
-        let mut bad = |rule: &'static str, message: String| {
-            out.push(Violation {
-                field: f.code.clone(),
-                rule,
-                message,
-            })
-        };
-        if !f.required
-            && is_blank(v)
-            && let Some(w) = rules.required_if.iter().find(|w| holds(w, dt, &get))
-        {
-            bad(
-                "required_if",
-                format!(
-                    "{} 没有值，而 {} 时此项必填",
-                    label(f),
-                    describe(w, dt, platform, &get)
-                ),
-            );
+    validate_record(get, dt, platform, unit, &Prechecked::default())
+}
+
+/// What every field check of one record needs besides the value.
+struct Ctx<'c> {
+    dt: &'c DataType,
+    platform: &'c Platform,
+    unit: LengthUnit,
+}
+
+/// The checks of field `i` with value `v`; `get` gives the record's other values (for
+/// `required_if` and the pairing of ID numbers with their types).
+fn check_field<'a>(
+    ctx: &Ctx<'_>,
+    i: usize,
+    v: &Json,
+    get: &impl Fn(usize) -> Option<&'a Json>,
+    out: &mut Vec<Violation>,
+) {
+    let (dt, platform, unit) = (ctx.dt, ctx.platform, ctx.unit);
+    let f = &dt.fields[i];
+    static NONE: FieldRules = FieldRules {
+        required_if: Vec::new(),
+        id_type_at: None,
+        format: None,
+    };
+    let rules = dt.resolved.get(i).unwrap_or(&NONE);
+    let mut bad = |rule: &'static str, message: String| {
+        out.push(Violation {
+            field: f.code.clone(),
+            rule,
+            message,
+        })
+    };
+    if !f.required
+        && is_blank(v)
+        && let Some(w) = rules.required_if.iter().find(|w| holds(w, dt, &get))
+    {
+        bad(
+            "required_if",
+            format!(
+                "{} 没有值，而 {} 时此项必填",
+                label(f),
+                describe(w, dt, platform, &get)
+            ),
+        );
+    }
+    if v.is_null() {
+        if f.required {
+            bad("required", format!("必填字段 {} 没有值", label(f)));
         }
-        if v.is_null() {
-            if f.required {
-                bad("required", format!("必填字段 {} 没有值", label(f)));
-            }
-            continue;
-        }
-        let text = value_text(v);
-        match f.ty {
-            FieldType::Datetime => {
-                if !is_spec_datetime(&text) {
-                    bad(
-                        "datetime",
-                        format!(
-                            "{} 的值 '{text}' 不是 yyyy-MM-dd HH:mm:ss 格式的有效时间",
-                            label(f)
-                        ),
-                    );
-                    continue;
-                }
-            }
-            FieldType::Date => {
-                if !is_spec_date(&text) {
-                    bad(
-                        "date",
-                        format!("{} 的值 '{text}' 不是 yyyy-MM-dd 格式的有效日期", label(f)),
-                    );
-                    continue;
-                }
-            }
-            FieldType::Int => {
-                if !v.is_i64() {
-                    bad("integer", format!("{} 应为整数，实为 '{text}'", label(f)));
-                    continue;
-                }
-                let digits = text.trim_start_matches('-').len();
-                if let Some(max) = f.max_len
-                    && digits > max as usize
-                {
-                    bad(
-                        "max_length",
-                        format!("{} 最多 {max} 位数字，实为 {digits} 位", label(f)),
-                    );
-                }
-            }
-            FieldType::Number => {
-                if !v.is_number() {
-                    bad("number", format!("{} 应为数值，实为 '{text}'", label(f)));
-                    continue;
-                }
-                let digits = text.chars().filter(|c| c.is_ascii_digit()).count();
-                if let Some(max) = f.max_len
-                    && digits > max as usize
-                {
-                    bad(
-                        "max_length",
-                        format!("{} 最多 {max} 位数字，实为 {digits} 位", label(f)),
-                    );
-                }
-            }
-            FieldType::String => {
-                let len = match unit {
-                    LengthUnit::Chars => text.chars().count(),
-                    LengthUnit::Bytes => text.len(),
-                };
-                if let Some(max) = f.max_len
-                    && len > max as usize
-                {
-                    let u = if unit == LengthUnit::Chars {
-                        "个字符"
-                    } else {
-                        "字节"
-                    };
-                    bad(
-                        "max_length",
-                        format!("{} 最长 {max} {u}，实为 {len}", label(f)),
-                    );
-                }
-                if let Some(rule) = &rules.format
-                    && !is_blank(v)
-                    && let Some(message) = format_problem(f, rule, &text, platform)
-                {
-                    bad(rule.format().rule(), message);
-                }
-                if dt.halfwidth_text
-                    && let Some((i, c)) = first_fullwidth(&text)
-                {
-                    bad(
-                        "halfwidth",
-                        format!(
-                            "{} 第 {} 个字符“{c}”（U+{:04X}）是全角字符：平台不接受除“（”和“）”之外的全角字符，请改为半角",
-                            label(f),
-                            i + 1,
-                            c as u32
-                        ),
-                    );
-                }
-            }
-        }
-        if f.code_set.is_none() && f.check.is_none() && f.id_type_field.is_none() {
-            continue;
-        }
-        let parts: Vec<&str> = if f.multi {
-            text.split('^').collect()
-        } else {
-            vec![&text]
-        };
-        if let Some(cs_id) = &f.code_set
-            && let Some(cs) = platform.codesets.get(cs_id)
-        {
-            for p in &parts {
-                if !cs.contains(p) {
-                    bad(
-                        "code_set",
-                        format!(
-                            "{} 的值 '{p}' 不在代码集“{}”（{}）中",
-                            label(f),
-                            cs.name,
-                            cs.id
-                        ),
-                    );
-                }
-            }
-        }
-        match f.check {
-            Some(Check::Uscc) => {
-                for p in &parts {
-                    if let Err(e) = checkdigit::uscc(p) {
-                        bad(
-                            "uscc_check",
-                            format!("{} 的统一社会信用代码 '{p}' 无效：{e}", label(f)),
-                        );
-                    }
-                }
-            }
-            Some(Check::Idcard) => {
-                for p in &parts {
-                    if let Err(e) = checkdigit::id_card(p) {
-                        bad(
-                            "idcard_check",
-                            format!("{} 的身份证号码 '{}' 无效：{e}", label(f), mask_value(p)),
-                        );
-                    }
-                }
-            }
-            None => {}
-        }
-        if let Some(type_field) = &f.id_type_field {
-            let types = rules
-                .id_type_at
-                .and_then(&get)
-                .map(value_text)
-                .unwrap_or_default();
-            let types: &str = &types;
-            let types: Vec<&str> = if types.is_empty() {
-                vec![]
-            } else {
-                types.split('^').collect()
-            };
-            let numbers: Vec<&str> = text.split('^').collect();
-            if types.len() != numbers.len() {
+        return;
+    }
+    let text = value_text(v);
+    match f.ty {
+        FieldType::Datetime => {
+            if !is_spec_datetime(&text) {
                 bad(
-                    "pairing",
+                    "datetime",
                     format!(
-                        "{} 有 {} 个证件号码，而 {type_field} 有 {} 个证件类型，应一一对应（用 ^ 分隔）",
-                        label(f),
-                        numbers.len(),
-                        types.len()
+                        "{} 的值 '{text}' 不是 yyyy-MM-dd HH:mm:ss 格式的有效时间",
+                        label(f)
                     ),
                 );
-                continue;
+                return;
             }
-            for (i, (t, n)) in types.iter().zip(&numbers).enumerate() {
-                let nth = i + 1;
-                if *t == ID_CARD_TYPE
-                    && let Err(e) = checkdigit::id_card(n)
-                {
-                    bad(
-                        "idcard_check",
-                        format!(
-                            "{} 第 {nth} 个证件（居民身份证）号码 '{}' 无效：{e}",
-                            label(f),
-                            mask_value(n)
-                        ),
-                    );
-                }
-                if *t == USCC_TYPE
-                    && let Err(e) = checkdigit::uscc(n)
-                {
-                    bad(
-                        "uscc_check",
-                        format!(
-                            "{} 第 {nth} 个证件（统一社会信用代码）'{n}' 无效：{e}",
-                            label(f)
-                        ),
-                    );
-                }
+        }
+        FieldType::Date => {
+            if !is_spec_date(&text) {
+                bad(
+                    "date",
+                    format!("{} 的值 '{text}' 不是 yyyy-MM-dd 格式的有效日期", label(f)),
+                );
+                return;
+            }
+        }
+        FieldType::Int => {
+            if !v.is_i64() {
+                bad("integer", format!("{} 应为整数，实为 '{text}'", label(f)));
+                return;
+            }
+            let digits = text.trim_start_matches('-').len();
+            if let Some(max) = f.max_len
+                && digits > max as usize
+            {
+                bad(
+                    "max_length",
+                    format!("{} 最多 {max} 位数字，实为 {digits} 位", label(f)),
+                );
+            }
+        }
+        FieldType::Number => {
+            if !v.is_number() {
+                bad("number", format!("{} 应为数值，实为 '{text}'", label(f)));
+                return;
+            }
+            let digits = text.chars().filter(|c| c.is_ascii_digit()).count();
+            if let Some(max) = f.max_len
+                && digits > max as usize
+            {
+                bad(
+                    "max_length",
+                    format!("{} 最多 {max} 位数字，实为 {digits} 位", label(f)),
+                );
+            }
+        }
+        FieldType::String => {
+            let too_long = f.max_len.and_then(|max| {
+                let len = match unit {
+                    LengthUnit::Bytes => text.len(),
+                    // At most `max` bytes is at most `max` characters: only longer text is
+                    // counted (counting every value showed up in profiles).
+                    LengthUnit::Chars if text.len() <= max as usize => return None,
+                    LengthUnit::Chars => text.chars().count(),
+                };
+                (len > max as usize).then_some((max, len))
+            });
+            if let Some((max, len)) = too_long {
+                let u = if unit == LengthUnit::Chars {
+                    "个字符"
+                } else {
+                    "字节"
+                };
+                bad(
+                    "max_length",
+                    format!("{} 最长 {max} {u}，实为 {len}", label(f)),
+                );
+            }
+            if let Some(rule) = &rules.format
+                && !is_blank(v)
+                && let Some(message) = format_problem(f, rule, &text, platform)
+            {
+                bad(rule.format().rule(), message);
+            }
+            if dt.halfwidth_text
+                && let Some((i, c)) = first_fullwidth(&text)
+            {
+                bad(
+                    "halfwidth",
+                    format!(
+                        "{} 第 {} 个字符“{c}”（U+{:04X}）是全角字符：平台不接受除“（”和“）”之外的全角字符，请改为半角",
+                        label(f),
+                        i + 1,
+                        c as u32
+                    ),
+                );
             }
         }
     }
-    out
+    if f.code_set.is_none() && f.check.is_none() && f.id_type_field.is_none() {
+        return;
+    }
+    // The `^` parts of a multi-value field, else the whole value.
+    let parts = || text.splitn(if f.multi { usize::MAX } else { 1 }, '^');
+    if let Some(cs_id) = &f.code_set
+        && let Some(cs) = platform.codesets.get(cs_id)
+    {
+        for p in parts() {
+            if !cs.contains(p) {
+                bad(
+                    "code_set",
+                    format!(
+                        "{} 的值 '{p}' 不在代码集“{}”（{}）中",
+                        label(f),
+                        cs.name,
+                        cs.id
+                    ),
+                );
+            }
+        }
+    }
+    match f.check {
+        Some(Check::Uscc) => {
+            for p in parts() {
+                if let Err(e) = checkdigit::uscc(p) {
+                    bad(
+                        "uscc_check",
+                        format!("{} 的统一社会信用代码 '{p}' 无效：{e}", label(f)),
+                    );
+                }
+            }
+        }
+        Some(Check::Idcard) => {
+            for p in parts() {
+                if let Err(e) = checkdigit::id_card(p) {
+                    bad(
+                        "idcard_check",
+                        format!("{} 的身份证号码 '{}' 无效：{e}", label(f), mask_value(p)),
+                    );
+                }
+            }
+        }
+        None => {}
+    }
+    if let Some(type_field) = &f.id_type_field {
+        let types = rules
+            .id_type_at
+            .and_then(&get)
+            .map(value_text)
+            .unwrap_or_default();
+        let types: &str = &types;
+        let types: Vec<&str> = if types.is_empty() {
+            vec![]
+        } else {
+            types.split('^').collect()
+        };
+        let numbers: Vec<&str> = text.split('^').collect();
+        if types.len() != numbers.len() {
+            bad(
+                "pairing",
+                format!(
+                    "{} 有 {} 个证件号码，而 {type_field} 有 {} 个证件类型，应一一对应（用 ^ 分隔）",
+                    label(f),
+                    numbers.len(),
+                    types.len()
+                ),
+            );
+            return;
+        }
+        for (i, (t, n)) in types.iter().zip(&numbers).enumerate() {
+            let nth = i + 1;
+            if *t == ID_CARD_TYPE
+                && let Err(e) = checkdigit::id_card(n)
+            {
+                bad(
+                    "idcard_check",
+                    format!(
+                        "{} 第 {nth} 个证件（居民身份证）号码 '{}' 无效：{e}",
+                        label(f),
+                        mask_value(n)
+                    ),
+                );
+            }
+            if *t == USCC_TYPE
+                && let Err(e) = checkdigit::uscc(n)
+            {
+                bad(
+                    "uscc_check",
+                    format!(
+                        "{} 第 {nth} 个证件（统一社会信用代码）'{n}' 无效：{e}",
+                        label(f)
+                    ),
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]

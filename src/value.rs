@@ -5,9 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::timefmt::beijing;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", content = "v", rename_all = "lowercase")]
 pub enum Value {
+    #[default]
     Null,
     Bool(bool),
     Int(i64),
@@ -36,7 +37,7 @@ impl Value {
             Value::Float(f) => f.to_string(),
             Value::Decimal(d) => d.clone(),
             Value::Text(s) => s.clone(),
-            Value::Date(d) => d.format("%Y-%m-%d").to_string(),
+            Value::Date(d) => crate::timefmt::spec_date(*d),
             Value::DateTime(t) => crate::timefmt::spec_string(t),
             Value::DateTimeTz(t) => {
                 crate::timefmt::spec_string(&t.with_timezone(&beijing()).naive_local())
@@ -44,6 +45,14 @@ impl Value {
             Value::Uuid(u) => u.to_string(),
             Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
         })
+    }
+
+    /// As [`Value::to_text`], moving text instead of copying it.
+    pub fn into_text(self) -> Option<String> {
+        match self {
+            Value::Decimal(s) | Value::Text(s) => Some(s),
+            v => v.to_text(),
+        }
     }
 
     /// Local (Beijing) wall-clock time, for change-time columns and datetime fields.
@@ -84,20 +93,5 @@ impl SourceRow {
 
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.values.get(self.index_of(name)?)
-    }
-
-    /// The value at `i` when that column is `name` (a plan's cached position), else by name.
-    pub fn get_at(&self, i: Option<usize>, name: &str) -> Option<&Value> {
-        match i {
-            Some(i)
-                if self
-                    .names
-                    .get(i)
-                    .is_some_and(|n| n.eq_ignore_ascii_case(name)) =>
-            {
-                self.values.get(i)
-            }
-            _ => self.get(name),
-        }
     }
 }

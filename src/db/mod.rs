@@ -73,6 +73,9 @@ pub(crate) fn lit(v: impl Into<sea_query::Value>) -> sea_query::Expr {
     sea_query::Expr::Constant(v.into())
 }
 
+/// `PRAGMA cache_size` of every SQLite connection, in KiB when negative (see `Db::connect`).
+const SQLITE_CACHE_SIZE: &str = "-256";
+
 /// `n` placeholders for a statement rendered once as [`Sql`]; every run binds its own values
 /// in their place, in order.
 pub(crate) fn slots(n: usize) -> impl Iterator<Item = sea_query::Expr> {
@@ -103,6 +106,15 @@ impl Sql {
             sqlx::AssertSqlSafe(self.0.clone()),
             SqlxValues(sea_query::Values(values)),
         )
+    }
+
+    /// The statement with arguments bound by the caller, for values too large to copy twice
+    /// (see `control::outbox_args`).
+    pub(crate) fn with_args<'q>(
+        &self,
+        args: sqlx::any::AnyArguments,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+        sqlx::query_with(sqlx::AssertSqlSafe(self.0.clone()), args)
     }
 }
 
@@ -261,6 +273,10 @@ fn param_value_len(v: &str, form: ParamForm) -> usize {
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
+        // SQLite keeps a page cache per connection (2 MiB each by default), and the two pools
+        // on one file hold up to twice `max_connections` of them: that was most of the
+        // difference in peak memory between SQLite and the server backends. The operating
+        // system caches the file as well, so a smaller cache costs little.
         let (lo, hi) = crate::config::ranges::MAX_CONNECTIONS;
         anyhow::ensure!(
             (lo..=hi).contains(&max_connections),
@@ -276,7 +292,8 @@ impl Db {
                 let opts = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?
                     .create_if_missing(true)
                     .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                    .busy_timeout(Duration::from_secs(30));
+                    .busy_timeout(Duration::from_secs(30))
+                    .pragma("cache_size", SQLITE_CACHE_SIZE);
                 SourcePool::Sqlite(
                     sqlx::pool::PoolOptions::new()
                         .max_connections(max_connections)
@@ -317,6 +334,8 @@ impl Db {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
                         sqlx::Executor::execute(&mut *conn, "PRAGMA busy_timeout = 30000").await?;
+                        let cache = format!("PRAGMA cache_size = {SQLITE_CACHE_SIZE}");
+                        sqlx::Executor::execute(&mut *conn, sqlx::AssertSqlSafe(cache)).await?;
                     }
                     Ok(())
                 })

@@ -270,7 +270,7 @@ impl Db {
             SourcePool::Sqlite(p) => {
                 let q = sqlx::query_with(sql, values);
                 let rows = q.fetch_all(p).await.with_context(ctx)?;
-                decode_lite_rows(&rows, self.backend, spec.table)?
+                decode_lite_rows(rows, self.backend, spec.table)?
             }
         })
     }
@@ -627,13 +627,17 @@ fn decode_my_row(
     })
 }
 
+/// Each row is dropped as soon as it is decoded: SQLite rows own copies of their values, so a
+/// page is not held twice over (peak memory).
 fn decode_lite_rows(
-    rows: &[sqlx::sqlite::SqliteRow],
+    rows: Vec<sqlx::sqlite::SqliteRow>,
     _backend: Backend,
     _source: &str,
 ) -> Result<Vec<SourceRow>> {
-    let names = column_names(rows);
-    rows.iter().map(|r| decode_lite_row(r, &names)).collect()
+    let names = column_names(&rows);
+    rows.into_iter()
+        .map(|r| decode_lite_row(&r, &names))
+        .collect()
 }
 
 fn decode_lite_row(row: &sqlx::sqlite::SqliteRow, names: &Arc<[String]>) -> Result<SourceRow> {

@@ -10,10 +10,11 @@ use super::{Outcome, Run, RunOptions};
 use crate::config::{JobConfig, LengthUnit};
 use crate::db::control::ErrorRow;
 use crate::db::source::{Position, SourceSpec};
-use crate::mapping::{Op, Plan, Record, key_text, map_row};
+use crate::mapping::{Op, Plan, Record, RowMap, key_text};
 use crate::upstream::{CallRecords, Fields};
-use crate::validate::validate_aligned;
+use crate::validate::{Prechecked, validate_record};
 use crate::value::{SourceRow, Value};
+use serde_json::Value as Json;
 
 /// One new exchange, mapped and validated, ready to be committed.
 pub(super) struct Prepared {
@@ -171,14 +172,16 @@ struct Checker<'a> {
     plan: &'a Plan,
     /// Rows changed after this (the settle lag) are left for a later run.
     cutoff: chrono::NaiveDateTime,
-    /// Where Cd_Operation, Cd_Time and Cd_Batch are among the plan's fields.
+    /// Where Cd_Operation is among the plan's fields.
     cd_op: Option<usize>,
-    cd_time: Option<usize>,
-    cd_batch: Option<usize>,
     length_unit: LengthUnit,
-    /// The values numbering will give Cd_Time and Cd_Batch, for validation.
-    now_text: String,
-    placeholder_batch: String,
+    /// Per field, the value every record of the page has: the job's constants, and the
+    /// values numbering will give Cd_Time and Cd_Batch. Records hold null there.
+    shared: Vec<Option<Json>>,
+    /// Cd_Operation as validation sees it, by operation.
+    ops: [Json; 3],
+    /// The shared values that passed their checks, not checked again per record.
+    prechecked: Prechecked,
 }
 
 impl<'a> Checker<'a> {
@@ -190,21 +193,47 @@ impl<'a> Checker<'a> {
             run.app.cfg.unit.uscc,
             crate::timefmt::now_beijing().format("%Y%m%d")
         );
+        let mut shared = plan.constants();
+        // Checked with the values numbering will give them; the real Cd_Batch is set at commit.
+        for (code, v) in [
+            ("Cd_Time", crate::timefmt::now_text()),
+            ("Cd_Batch", placeholder_batch),
+        ] {
+            if let Some(i) = plan.index_of(code) {
+                shared[i] = Some(Json::String(v));
+            }
+        }
+        let length_unit = run.upstream.length_unit();
+        let prechecked = Prechecked::new(
+            shared
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| Some((i, v.as_ref()?))),
+            run.dt,
+            run.platform,
+            length_unit,
+        );
         Checker {
             run,
             plan,
             cutoff,
             cd_op: plan.index_of("Cd_Operation"),
-            cd_time: plan.index_of("Cd_Time"),
-            cd_batch: plan.index_of("Cd_Batch"),
-            length_unit: run.upstream.length_unit(),
-            now_text: crate::timefmt::now_text(),
-            placeholder_batch,
+            length_unit,
+            shared,
+            ops: [Op::Insert, Op::Update, Op::Delete].map(|o| Json::from(o.code())),
+            prechecked,
         }
     }
 
+    /// Whether the row changed after the settle lag.
+    fn too_recent(&self, row: &SourceRow) -> bool {
+        row.get(&self.run.job.time_column)
+            .and_then(|v| v.to_naive_datetime())
+            .is_some_and(|t| t > self.cutoff)
+    }
+
     /// Maps and validates one page. Rows past the settle lag are left for a later run.
-    fn prepare(&self, rows: Vec<SourceRow>, page_full: bool) -> Prepared {
+    fn prepare(&self, mut rows: Vec<SourceRow>, page_full: bool) -> Prepared {
         let job = self.run.job;
         let mut p = Prepared {
             fields: Fields::default(),
@@ -214,53 +243,56 @@ impl<'a> Checker<'a> {
             rows: 0,
             drained: !page_full,
         };
-        // Page row number of each error row and of each record, to tell earlier from later.
+        // The first row past the settle lag and every row after it wait for a later run.
+        if let Some(n) = rows.iter().position(|row| self.too_recent(row)) {
+            rows.truncate(n);
+            p.drained = true;
+        }
+        p.rows = rows.len();
+        p.last = rows.last().map(|row| row_position(row, job));
+        // Page row number (from 1) of each error row and of each record, to tell earlier
+        // from later.
         let mut error_rows: Vec<usize> = Vec::new();
         let mut record_rows: Vec<usize> = Vec::new();
-        for row in rows {
-            let t = row
-                .get(&job.time_column)
-                .and_then(|v| v.to_naive_datetime());
-            if t.is_some_and(|t| t > self.cutoff) {
-                p.drained = true;
-                break;
-            }
-            p.rows += 1;
-            p.last = Some(row_position(&row, job));
-            match self.check(&row) {
+        p.records.reserve(rows.len());
+        let names = rows.first().map(|r| r.names.clone()).unwrap_or_default();
+        let map = self.plan.over(&names);
+        for (n, row) in (1..).zip(rows) {
+            match self.check(&map, row) {
                 Ok(record) => {
                     p.records.push(record);
-                    record_rows.push(p.rows);
+                    record_rows.push(n);
                 }
                 Err(errors) => {
-                    error_rows.extend(std::iter::repeat_n(p.rows, errors.len()));
+                    error_rows.extend(std::iter::repeat_n(n, errors.len()));
                     p.errors.extend(errors);
                 }
             }
         }
-        p.fields = Fields::new(self.plan.fields.iter().map(|(c, _, _)| c.clone()).collect());
+        p.fields = Fields::new(self.plan.fields.iter().map(|(c, _, _)| c.clone()).collect())
+            .with_constants(&self.shared);
         mark_superseded(&p.records, &record_rows, &mut p.errors, &error_rows);
         p
     }
 
     /// One row as a record, or the error rows that keep it back.
-    fn check(&self, row: &SourceRow) -> Result<(Op, Record), Vec<ErrorRow>> {
+    fn check(&self, map: &RowMap<'_>, row: SourceRow) -> Result<(Op, Record), Vec<ErrorRow>> {
         let job = self.run.job;
-        let key = key_text(row, &job.key);
-        let op = self.operation(row, &key)?;
-        let mut rec = map_row(self.plan, row, key);
-        // Checked with the values numbering will give them; the real Cd_Batch is set at commit.
-        for (slot, v) in [
-            (self.cd_op, op.code()),
-            (self.cd_time, self.now_text.as_str()),
-            (self.cd_batch, self.placeholder_batch.as_str()),
-        ] {
-            if let Some(i) = slot {
-                rec.values[i] = v.into();
+        let key = key_text(&row, &job.key);
+        let op = self.operation(&row, &key)?;
+        let rec = map.map_row(row, key);
+        let op_value = &self.ops[op as usize];
+        let get = |i: usize| {
+            if Some(i) == self.cd_op {
+                return Some(op_value);
             }
-        }
+            match self.shared.get(i) {
+                Some(Some(v)) => Some(v),
+                _ => rec.values.get(i),
+            }
+        };
         let (dt, platform) = (self.run.dt, self.run.platform);
-        let violations = validate_aligned(&rec.values, dt, platform, self.length_unit);
+        let violations = validate_record(get, dt, platform, self.length_unit, &self.prechecked);
         if violations.is_empty() {
             return Ok((op, rec));
         }
@@ -281,10 +313,10 @@ impl<'a> Checker<'a> {
     /// The row's change type, if it is one qianzhi can send to this platform.
     fn operation(&self, row: &SourceRow, key: &str) -> Result<Op, Vec<ErrorRow>> {
         let column = &self.run.job.operation_column;
-        let op_text = row
-            .get(column)
-            .and_then(|v| v.to_text())
-            .unwrap_or_default();
+        let op_text = match row.get(column) {
+            Some(Value::Text(t)) => std::borrow::Cow::Borrowed(t.as_str()),
+            v => v.and_then(Value::to_text).unwrap_or_default().into(),
+        };
         let error = |operation: Option<Op>, rule: &str, message: String| {
             vec![ErrorRow {
                 source_key: key.to_string(),

@@ -10,7 +10,9 @@ use super::{Call, Provider, qcc, shuidi, xinshu};
 use crate::config::Config;
 
 pub struct Clients {
-    http: reqwest::Client,
+    /// Built only when a provider is configured: building a client loads the system's root
+    /// certificates, which was a noticeable part of a `once` that sends no query.
+    http: Option<reqwest::Client>,
     pub shuidi: Option<shuidi::Client>,
     pub qcc: Option<qcc::Client>,
     pub xinshu: Option<xinshu::Client>,
@@ -51,11 +53,17 @@ impl std::fmt::Debug for Clients {
 
 impl Clients {
     pub fn new(cfg: &Config) -> Result<Clients> {
-        crate::upstream::init_tls();
-        let http = reqwest::Client::builder()
-            .timeout(cfg.delivery.http_timeout())
-            .build()
-            .context("cannot build the HTTP client")?;
+        let any = cfg.shuidi.is_some() || cfg.qcc.is_some() || cfg.xinshu.is_some();
+        let http = if any {
+            crate::upstream::init_tls();
+            let client = reqwest::Client::builder()
+                .timeout(cfg.delivery.http_timeout())
+                .build()
+                .context("cannot build the HTTP client")?;
+            Some(client)
+        } else {
+            None
+        };
         // The credentials were read once, with the configuration.
         let shuidi = cfg.shuidi.as_ref().map(|c| shuidi::Client {
             cfg: c.clone(),
@@ -91,10 +99,14 @@ impl Clients {
 
     /// Sends a call; Err is a network failure, described without the URL (it carries keys).
     pub async fn send(&self, call: &Call) -> Result<(u16, String), String> {
+        let http = self
+            .http
+            .as_ref()
+            .ok_or("no credit-query provider is configured (未配置信用查询服务商)")?;
         let mut req = if call.post {
-            self.http.post(&call.url)
+            http.post(&call.url)
         } else {
-            self.http.get(&call.url)
+            http.get(&call.url)
         };
         if !call.query.is_empty() {
             req = req.query(&call.query);

@@ -51,18 +51,36 @@ pub struct BenchArgs {
     /// (1..=32); the default when not given
     #[arg(long)]
     pub max_in_flight: Option<usize>,
+    /// 只装入变更表并把配置写到 DIR/config.toml，不报送；模拟器由调用者另行启动（见
+    /// scripts/callgrind-once.sh） / Only load the change table and write DIR/config.toml, deliver
+    /// nothing; the caller starts the simulator (see scripts/callgrind-once.sh)
+    #[arg(long, value_name = "DIR", requires = "api_root")]
+    pub prepare_only: Option<std::path::PathBuf>,
+    /// 与 --prepare-only 一起用：模拟器的广东接口根地址（`qianzhi simulate` 打印的那个） / With
+    /// --prepare-only: the simulator's Guangdong API root, as `qianzhi simulate` prints it
+    #[arg(long, value_name = "URL")]
+    pub api_root: Option<String>,
 }
 
 /// A fresh database for the run: `name` dropped and created on a server, or a file in a
-/// temporary directory for SQLite.
-async fn fresh_database(url: &str, name: &str) -> Result<(String, Option<tempfile::TempDir>)> {
+/// temporary directory for SQLite. With `keep`, the SQLite file goes there and outlives the run.
+async fn fresh_database(
+    url: &str,
+    name: &str,
+    keep: Option<&std::path::Path>,
+) -> Result<(String, Option<tempfile::TempDir>)> {
     match Backend::from_url(url)? {
         Backend::Sqlite => {
-            let dir = tempfile::tempdir()?;
-            Ok((
-                format!("sqlite://{}", dir.path().join("bench.db").display()),
-                Some(dir),
-            ))
+            let dir = match keep {
+                Some(_) => None,
+                None => Some(tempfile::tempdir()?),
+            };
+            let at = keep
+                .or(dir.as_ref().map(|d| d.path()))
+                .context("a directory")?;
+            let file = at.join("bench.db");
+            let _ = std::fs::remove_file(&file);
+            Ok((format!("sqlite://{}", file.display()), dir))
         }
         Backend::Postgres | Backend::Mysql => Ok((
             crate::db::tools::create_database(url, name, true).await?,
@@ -123,8 +141,79 @@ pub fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// `http://127.0.0.1:port` of a simulator's API root.
+fn host_of(api_root: &str) -> String {
+    api_root
+        .split("/ebus")
+        .next()
+        .unwrap_or(api_root)
+        .to_string()
+}
+
+/// The configuration of a bench run against the simulator at `api_root`; its secret files
+/// are written into `dir`.
+fn config_text(
+    args: &BenchArgs,
+    url: &str,
+    api_root: &str,
+    dir: &std::path::Path,
+) -> Result<String> {
+    let text = config_base(args, url, api_root, dir)?;
+    Ok(match args.max_in_flight {
+        Some(n) => text.replacen(
+            "[delivery]\n",
+            &format!("[delivery]\nmax_in_flight = {n}\n"),
+            1,
+        ),
+        None => text,
+    })
+}
+
+/// The config of a bench run before the `--max-in-flight` override.
+fn config_base(
+    args: &BenchArgs,
+    url: &str,
+    api_root: &str,
+    dir: &std::path::Path,
+) -> Result<String> {
+    let token = dir.join("token");
+    std::fs::write(&token, "bench-token")?;
+    let extra = format!("batch_size = {}", args.batch_size);
+    if args.upstream != "gansu" {
+        return Ok(gdzw_config(
+            url,
+            api_root,
+            &token,
+            "bench_",
+            &["accept"],
+            &extra,
+        ));
+    }
+    // The simulator process's default Gansu credentials (see `qianzhi simulate --help`).
+    let defaults = super::simulate::gansu::GansuSim::default();
+    let (auth, key) = (dir.join("auth"), dir.join("key"));
+    std::fs::write(&auth, &defaults.authorization)?;
+    std::fs::write(&key, &defaults.key)?;
+    let job = GANSU_DEMO_TYPE;
+    let mut t = gdzw_config(url, api_root, &token, "bench_", &[], "");
+    t.push_str(&gansu_section(
+        &format!("{}{}", host_of(api_root), defaults.base_path),
+        &auth,
+        &key,
+        &format!("max_records_per_call = {}", args.per_call),
+    ));
+    t.push_str(&gansu_job(
+        job,
+        job,
+        &format!("bench_{job}_changes"),
+        &extra,
+    ));
+    Ok(t)
+}
+
 pub async fn run(args: &BenchArgs) -> Result<()> {
-    let (url, _tmp) = fresh_database(&args.database, &args.db_name).await?;
+    let (url, _tmp) =
+        fresh_database(&args.database, &args.db_name, args.prepare_only.as_deref()).await?;
     let backend = Backend::from_url(&url)?;
     let db = Db::connect(&url, 4).await?;
     crate::db::migrate::migrate(&db).await?;
@@ -163,43 +252,24 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     let load = t0.elapsed();
     db.close().await;
 
+    if let Some(dir) = &args.prepare_only {
+        let api_root = args.api_root.as_deref().context("--api-root")?;
+        let text = config_text(args, &url, api_root, dir)?;
+        let path = dir.join("config.toml");
+        std::fs::write(&path, text)?;
+        println!(
+            "{} {job} rows loaded on {}; config {}",
+            args.rows,
+            backend.name(),
+            path.display()
+        );
+        return Ok(());
+    }
     // The simulator runs as its own process, so the memory figure is qianzhi's alone.
     let (mut sim_child, api_root) = spawn_simulator(args.latency).await?;
     let tmp = tempfile::tempdir()?;
-    let token = tmp.path().join("token");
-    std::fs::write(&token, "bench-token")?;
-    let extra = format!("batch_size = {}", args.batch_size);
-    let host = api_root
-        .split("/ebus")
-        .next()
-        .unwrap_or(&api_root)
-        .to_string();
-    let text = if gansu {
-        // The simulator process's default Gansu credentials (see `qianzhi simulate --help`).
-        let defaults = super::simulate::gansu::GansuSim::default();
-        let (auth, key) = (tmp.path().join("auth"), tmp.path().join("key"));
-        std::fs::write(&auth, &defaults.authorization)?;
-        std::fs::write(&key, &defaults.key)?;
-        let mut t = gdzw_config(&url, &api_root, &token, "bench_", &[], "");
-        t.push_str(&gansu_section(
-            &format!("{host}{}", defaults.base_path),
-            &auth,
-            &key,
-            &format!("max_records_per_call = {}", args.per_call),
-        ));
-        t.push_str(&gansu_job(job, job, &table, &extra));
-        t
-    } else {
-        gdzw_config(&url, &api_root, &token, "bench_", &["accept"], &extra)
-    };
-    let text = match args.max_in_flight {
-        Some(n) => text.replacen(
-            "[delivery]\n",
-            &format!("[delivery]\nmax_in_flight = {n}\n"),
-            1,
-        ),
-        None => text,
-    };
+    let text = config_text(args, &url, &api_root, tmp.path())?;
+    let host = host_of(&api_root);
     let app = App::new(config_from_str(&text)?).await?;
     let cancel = CancellationToken::new();
 

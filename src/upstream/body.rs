@@ -2,18 +2,21 @@
 //! the building block every platform's encoding starts from (see ARCHITECTURE.md).
 
 use serde_json::Value as Json;
+use std::fmt::Write as _;
 
 use crate::config::NullFields;
 use crate::mapping::{Op, Record};
 
-/// What a field's value is when a record is written: its mapped value, or one that numbering
-/// sets (the same for every record of the batch).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a field's value is when a record is written: its mapped value, one that numbering
+/// sets (the same for every record of the batch), or a constant of the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Slot {
     Value,
     Operation,
     Time,
     Batch,
+    /// The constant as JSON text, written once per page rather than once per record.
+    Constant(String),
 }
 
 /// The fields of a page's records in value order: each field's `"Code":` key text, written
@@ -43,6 +46,19 @@ impl Fields {
         Fields { codes, keys, slots }
     }
 
+    /// The fields whose value is the same in every record (`constants`, by position; the
+    /// records hold null there) are written with that value.
+    pub fn with_constants(mut self, constants: &[Option<Json>]) -> Fields {
+        for (slot, c) in self.slots.iter_mut().zip(constants) {
+            if let (Slot::Value, Some(c)) = (&slot, c) {
+                let mut text = String::new();
+                push_json(&mut text, c);
+                *slot = Slot::Constant(text);
+            }
+        }
+        self
+    }
+
     pub fn codes(&self) -> &[String] {
         &self.codes
     }
@@ -67,10 +83,12 @@ impl CallRecords<'_> {
     }
 
     /// Appends record `i` as a JSON object: the fields in order, Cd_* as numbered, nulls as
-    /// `nulls` says (numbered fields are always written).
-    pub fn write(&self, i: usize, nulls: NullFields, out: &mut Vec<u8>) {
+    /// `nulls` says (numbered fields are always written). Written into a `String` by
+    /// [`push_json`], byte for byte what serde_json writes, so the text needs no UTF-8 check
+    /// afterwards (that check of every body showed up in profiles).
+    pub fn write(&self, i: usize, nulls: NullFields, out: &mut String) {
         let (op, rec) = &self.records[i];
-        out.push(b'{');
+        out.push('{');
         let mut first = true;
         for ((key, slot), v) in self
             .fields
@@ -83,33 +101,36 @@ impl CallRecords<'_> {
                 Slot::Operation => Some(op.code()),
                 Slot::Time => Some(self.cd_time),
                 Slot::Batch => Some(self.cd_batch),
-                Slot::Value => None,
+                Slot::Value | Slot::Constant(_) => None,
             };
-            if numbered.is_none() && v.is_null() && nulls == NullFields::Omit {
+            let constant = match slot {
+                Slot::Constant(text) => Some(text.as_str()),
+                _ => None,
+            };
+            if numbered.is_none() && constant.is_none() && v.is_null() && nulls == NullFields::Omit
+            {
                 continue;
             }
             if !first {
-                out.push(b',');
+                out.push(',');
             }
             first = false;
-            out.extend_from_slice(key.as_bytes());
-            // Writing into a Vec cannot fail, and every value here is plain JSON.
-            let _ = match (numbered, v) {
-                (Some(n), _) => serde_json::to_writer(&mut *out, n),
-                (None, Json::Null) if nulls == NullFields::Empty => {
-                    serde_json::to_writer(&mut *out, "")
-                }
-                (None, v) => serde_json::to_writer(&mut *out, v),
-            };
+            out.push_str(key);
+            match (numbered, constant, v) {
+                (Some(n), _, _) => push_json_str(out, n),
+                (None, Some(text), _) => out.push_str(text),
+                (None, None, Json::Null) if nulls == NullFields::Empty => out.push_str("\"\""),
+                (None, None, v) => push_json(out, v),
+            }
         }
-        out.push(b'}');
+        out.push('}');
     }
 
     /// Record `i` as JSON text (a dry run prints these).
     pub fn text(&self, i: usize, nulls: NullFields) -> String {
-        let mut out = Vec::with_capacity(1500);
+        let mut out = String::with_capacity(1500);
         self.write(i, nulls, &mut out);
-        String::from_utf8(out).expect("serde_json writes UTF-8")
+        out
     }
 
     /// Every record as its own JSON text, for encodings that treat records one by one.
@@ -119,17 +140,97 @@ impl CallRecords<'_> {
 
     /// The records as one JSON array, written without an intermediate value.
     pub fn array(&self, nulls: NullFields) -> String {
-        let mut body = Vec::with_capacity(self.len() * 1500);
-        body.push(b'[');
+        let mut body = String::with_capacity(4096);
+        body.push('[');
         for i in 0..self.len() {
             if i > 0 {
-                body.push(b',');
+                body.push(',');
             }
             self.write(i, nulls, &mut body);
+            if i == 0 {
+                // Room for the rest at the first record's size and an eighth, so the body is
+                // not copied as it grows.
+                body.reserve((body.len() + body.len() / 8) * (self.len() - 1));
+            }
         }
-        body.push(b']');
-        String::from_utf8(body).expect("serde_json writes UTF-8")
+        body.push(']');
+        body
     }
+}
+
+/// A value as serde_json writes it (compact).
+fn push_json(out: &mut String, v: &Json) {
+    match v {
+        Json::String(s) => push_json_str(out, s),
+        Json::Null => out.push_str("null"),
+        Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        // serde_json prints a number with the same itoa and ryu it serialises it with.
+        Json::Number(n) => {
+            let _ = write!(out, "{n}");
+        }
+        // Mapping makes no arrays or objects; should one appear, serde_json writes it.
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// `s` as a JSON string, escaped exactly as serde_json escapes it: `"` and `\\` with a
+/// backslash, the short forms \b \f \n \r \t, other control characters below U+0020 as
+/// `\u00xx` in lower-case hex, everything else (also non-ASCII) as it is.
+fn push_json_str(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let mut rest = s;
+    while let Some(i) = escape_at(rest.as_bytes()) {
+        // Byte `i` is ASCII, so both slices end on character boundaries.
+        out.push_str(&rest[..i]);
+        let b = rest.as_bytes()[i];
+        rest = &rest[i + 1..];
+        let short = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0C => "\\f",
+            _ => {
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xF)]));
+                continue;
+            }
+        };
+        out.push_str(short);
+    }
+    out.push_str(rest);
+    out.push('"');
+}
+
+/// Whether JSON escapes byte `b`.
+fn escaped(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// The first byte of `b` that JSON escapes. Eight bytes are tested at a time (escapes are
+/// rare, and testing byte by byte was most of writing a body): a word has a byte below 0x20
+/// when `(x - 0x20…) & !x & 0x80…` is not zero, and a byte equal to `"` or `\\` when the
+/// word XOR that byte repeated has a zero byte, tested the same way against 0x01….
+fn escape_at(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH != 0;
+    let mut words = b.chunks_exact(8);
+    for (n, w) in (&mut words).enumerate() {
+        let x = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        if (below(x, 0x20) || below(x ^ (ONES * 0x22), 1) || below(x ^ (ONES * 0x5C), 1))
+            && let Some(i) = w.iter().position(|&c| escaped(c))
+        {
+            return Some(n * 8 + i);
+        }
+    }
+    let tail = words.remainder();
+    let i = tail.iter().position(|&c| escaped(c))?;
+    Some(b.len() - tail.len() + i)
 }
 
 /// JSON texts joined into one array, exactly as [`CallRecords::array`] writes it.
@@ -224,6 +325,240 @@ pub(crate) mod tests {
         assert_eq!(split_array(&array).unwrap(), texts);
         assert!(split_array("{\"a\":1}").is_err());
         assert_eq!(join_array(&[]), "[]");
+    }
+
+    /// The body as serde_json wrote it before the hand-written writer: each value through
+    /// `serde_json::to_writer` into bytes. The new text must be the same bytes.
+    fn serde_json_array(call: &CallRecords<'_>, nulls: NullFields) -> Vec<u8> {
+        let mut out = vec![b'['];
+        for (i, (op, rec)) in call.records.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'{');
+            let mut first = true;
+            for ((key, slot), v) in call
+                .fields
+                .keys
+                .iter()
+                .zip(&call.fields.slots)
+                .zip(&rec.values)
+            {
+                let numbered = match slot {
+                    Slot::Operation => Some(op.code()),
+                    Slot::Time => Some(call.cd_time),
+                    Slot::Batch => Some(call.cd_batch),
+                    Slot::Value => None,
+                    Slot::Constant(_) => unreachable!("the reference has no constants"),
+                };
+                if numbered.is_none() && v.is_null() && nulls == NullFields::Omit {
+                    continue;
+                }
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                out.extend_from_slice(key.as_bytes());
+                match (numbered, v) {
+                    (Some(n), _) => serde_json::to_writer(&mut out, n),
+                    (None, Json::Null) if nulls == NullFields::Empty => {
+                        serde_json::to_writer(&mut out, "")
+                    }
+                    (None, v) => serde_json::to_writer(&mut out, v),
+                }
+                .unwrap();
+            }
+            out.push(b'}');
+        }
+        out.push(b']');
+        out
+    }
+
+    /// Every character that JSON escapes (all of U+0000–U+001F, `"`, `\\`), DEL, non-ASCII,
+    /// characters beside escapes, numbers of every kind and the sample rows of every Guangdong
+    /// data type: the same bytes as serde_json wrote.
+    #[test]
+    fn bodies_are_the_bytes_serde_json_wrote() {
+        let all_ascii: String = (0u8..=0x7F).map(char::from).collect();
+        let strings = [
+            all_ascii.clone(),
+            all_ascii.chars().rev().collect(),
+            "\"".into(),
+            "\\".into(),
+            "".into(),
+            "a\u{1}b\u{1f}\u{7f}\u{80}é甲\u{3000}\u{FFFF}\u{10FFFF}😀".into(),
+            "\n\r\t\u{8}\u{c}x\"\\".into(),
+            "trailing\\".into(),
+        ];
+        let mut values: Vec<Json> = strings.iter().map(|s| json!(s)).collect();
+        values.extend([
+            json!(0),
+            json!(-1),
+            json!(i64::MIN),
+            json!(u64::MAX),
+            json!(12.5),
+            json!(1e-7),
+            json!(1.0e21),
+            json!(-0.0),
+            json!(f64::MAX),
+            json!(100.0),
+            json!(true),
+            json!([1, "a\u{1}"]),
+            json!({"k": "v\n"}),
+            Json::Null,
+        ]);
+        let mut codes: Vec<String> = (0..values.len()).map(|i| format!("F{i}")).collect();
+        codes.extend(["Cd_Operation", "Cd_Time", "Cd_Batch"].map(String::from));
+        let fields = Fields::new(codes);
+        let rec = |vals: Vec<Json>| Record {
+            source_key: "k".into(),
+            row_guid: "g".into(),
+            values: vals
+                .into_iter()
+                .chain([Json::Null, Json::Null, Json::Null])
+                .collect(),
+        };
+        // Each value alone, and all of them together (rotated, so neighbours change).
+        let mut records: Vec<(Op, Record)> = values
+            .iter()
+            .map(|v| {
+                let mut vals = vec![Json::Null; values.len()];
+                vals[0] = v.clone();
+                (Op::Update, rec(vals))
+            })
+            .collect();
+        for r in 0..values.len() {
+            let mut vals = values.clone();
+            vals.rotate_left(r);
+            records.push((Op::Insert, rec(vals)));
+        }
+        let mut calls = vec![(fields, records)];
+        // Each escaped byte, and bytes on either side of the ranges, at every position of
+        // texts of 1 to 19 bytes among ASCII and three-byte characters (word boundaries).
+        let mut texts = Vec::new();
+        for c in [
+            '\u{0}', '\u{8}', '\u{1f}', ' ', '!', '"', '#', '[', '\\', ']', '\u{7f}',
+        ] {
+            for len in 1..20 {
+                for at in 0..len {
+                    let s: String = (0..len).map(|i| if i == at { c } else { 'a' }).collect();
+                    texts.push(format!("甲{s}乙"));
+                    texts.push(s);
+                }
+            }
+        }
+        calls.push((
+            Fields::new(vec!["T".into()]),
+            texts
+                .into_iter()
+                .map(|t| {
+                    let values = vec![json!(t)];
+                    (
+                        Op::Insert,
+                        Record {
+                            source_key: String::new(),
+                            row_guid: String::new(),
+                            values,
+                        },
+                    )
+                })
+                .collect(),
+        ));
+        // The sample rows of every Guangdong data type, mapped as the pipeline maps them.
+        let cat = crate::schema::Catalog::load(None).unwrap();
+        let p = cat.platform("gdzw").unwrap();
+        for dt in p.data_types.values() {
+            let fields = Fields::new(dt.fields.iter().map(|f| f.code.clone()).collect());
+            let records = (1..=20)
+                .map(|id| {
+                    use crate::schema::sample::{Lit, sample_fields};
+                    let sample = sample_fields(p, dt, id);
+                    let vals = dt
+                        .fields
+                        .iter()
+                        .map(|f| match sample.iter().find(|(c, _)| *c == f.code) {
+                            Some((_, Lit::Text(t))) => json!(t),
+                            Some((_, Lit::Int(i))) => json!(i),
+                            Some((_, Lit::Num(n))) => json!(n),
+                            Some((_, Lit::Null)) | None => Json::Null,
+                        })
+                        .collect();
+                    (
+                        Op::Delete,
+                        Record {
+                            source_key: id.to_string(),
+                            row_guid: String::new(),
+                            values: vals,
+                        },
+                    )
+                })
+                .collect();
+            calls.push((fields, records));
+        }
+        for (fields, records) in &calls {
+            let call = CallRecords {
+                fields,
+                records,
+                cd_time: "2026-01-02 03:04:05",
+                cd_batch: "11620000MB199916XB2026010200001",
+            };
+            for nulls in [NullFields::Omit, NullFields::Null, NullFields::Empty] {
+                let want = serde_json_array(&call, nulls);
+                assert_eq!(
+                    call.array(nulls).as_bytes(),
+                    want.as_slice(),
+                    "{nulls:?}: {}",
+                    String::from_utf8_lossy(&want)
+                );
+            }
+        }
+    }
+
+    /// A field written from `with_constants` reads exactly as the same value held by each
+    /// record, whatever the null setting; records hold null there.
+    #[test]
+    fn constants_are_written_as_record_values_would_be() {
+        let (fields, records) = sample();
+        let constants = vec![
+            None,
+            Some(json!("常\"量")),
+            None,
+            None,
+            None,
+            Some(json!(7)),
+        ];
+        let with = fields.clone().with_constants(&constants);
+        let held: Vec<(Op, Record)> = records
+            .iter()
+            .map(|(op, r)| {
+                let mut r = r.clone();
+                r.values[1] = json!("常\"量");
+                r.values[5] = json!(7);
+                (*op, r)
+            })
+            .collect();
+        let nulled: Vec<(Op, Record)> = records
+            .iter()
+            .map(|(op, r)| {
+                let mut r = r.clone();
+                r.values[1] = Json::Null;
+                r.values[5] = Json::Null;
+                (*op, r)
+            })
+            .collect();
+        let call = |fields, records| CallRecords {
+            fields,
+            records,
+            cd_time: "t",
+            cd_batch: "b",
+        };
+        for nulls in [NullFields::Omit, NullFields::Null, NullFields::Empty] {
+            assert_eq!(
+                call(&with, &nulled).array(nulls),
+                call(&fields, &held).array(nulls),
+                "{nulls:?}"
+            );
+        }
     }
 
     #[test]
