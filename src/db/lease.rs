@@ -119,7 +119,8 @@ pub struct LeaseStatus {
     /// None: released (or never taken).
     pub holder: Option<Holder>,
     pub token: i64,
-    /// Beijing time.
+    /// Beijing time (`--json`: RFC 3339 with `+08:00`, like every other time there).
+    #[serde(serialize_with = "crate::timefmt::json::opt_time")]
     pub expires_at: Option<String>,
     /// Held by nobody or expired: the next process to look takes it.
     pub free: bool,

@@ -583,7 +583,8 @@ async fn once_against_a_held_lease(which: Which) {
     assert_eq!(lease["free"], Json::from(false));
     let until_text = lease["expires_at"].as_str().unwrap();
     assert!(
-        chrono::NaiveDateTime::parse_from_str(until_text, "%Y-%m-%d %H:%M:%S").is_ok(),
+        chrono::DateTime::parse_from_rfc3339(until_text)
+            .is_ok_and(|t| t.offset().local_minus_utc() == 8 * 3600),
         "{until_text}"
     );
     assert_eq!(j["instances"][0]["pid"], Json::from(a.pid()));
