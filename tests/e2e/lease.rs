@@ -530,6 +530,18 @@ async fn once_against_a_held_lease(which: Which) {
         pending_batches(&t).await == 0
     })
     .await;
+    // The daemon's first run is over and recorded (last_run_at), so the snapshot below is
+    // not raced by its own bookkeeping.
+    until(
+        "the first run recorded",
+        Duration::from_secs(30),
+        async || {
+            t.scalar("SELECT COUNT(*) FROM qz_cursor WHERE last_run_at IS NOT NULL")
+                .await
+                == 1
+        },
+    )
+    .await;
     // More rows, which the daemon would send at its next run (interval 30 s).
     let more: Vec<_> = (11..=15).map(|id| t.sample("accept", id)).collect();
     let rows: Vec<ChangeRow> = more
