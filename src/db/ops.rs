@@ -86,6 +86,24 @@ fn interrupted_upsert(job: &str, now: &str) -> InsertStatement {
         .to_owned()
 }
 
+/// How a run of a delivery or query job ended, for [`Db::record_run_end`].
+pub enum RunEnd<'a> {
+    Done,
+    Interrupted,
+    Failed(&'a anyhow::Error),
+}
+
+impl<'a> RunEnd<'a> {
+    /// The end of a run with this result; `interrupted` tells whether an Ok run was cut short.
+    pub fn of<T>(result: &'a Result<T>, interrupted: impl Fn(&T) -> bool) -> Self {
+        match result {
+            Ok(o) if interrupted(o) => RunEnd::Interrupted,
+            Ok(_) => RunEnd::Done,
+            Err(e) => RunEnd::Failed(e),
+        }
+    }
+}
+
 impl Db {
     /// Stores an open retry streak (one write per failure, seconds apart at most).
     pub async fn record_retry(&self, job: &str, r: &RetryNote<'_>) -> Result<()> {
@@ -105,10 +123,27 @@ impl Db {
         Ok(())
     }
 
+    /// Writes how a run ended to qz_cursor, under its lease: an interrupted run (SIGTERM,
+    /// Ctrl-C) is not a success, and a failure's whole chain is stored masked. A write that
+    /// fails is logged, not returned: the run's own result is what its caller reports.
+    pub async fn record_run_end(&self, fence: &super::lease::Fence, end: RunEnd<'_>) {
+        let recorded = match end {
+            RunEnd::Interrupted => self.record_interrupted(fence).await,
+            RunEnd::Done => self.record_run(fence, None).await,
+            RunEnd::Failed(e) => {
+                let err = crate::mask::mask_pii(&format!("{e:#}"));
+                self.record_run(fence, Some(&err)).await
+            }
+        };
+        if let Err(e) = recorded {
+            tracing::warn!(job = %fence.job, error = %format!("{e:#}"), "could not record the run in qz_cursor");
+        }
+    }
+
     /// A run that stopped early on SIGTERM or Ctrl-C: it ran, it did not succeed, and it did
     /// not fail either, so `last_success_at` and `last_error` stay as they were.
     /// Under the run's lease, like every other record of how a run ended.
-    pub async fn record_interrupted(&self, fence: &super::lease::Fence) -> Result<()> {
+    async fn record_interrupted(&self, fence: &super::lease::Fence) -> Result<()> {
         let q = interrupted_upsert(&fence.job, &now_text());
         super::retry::retrying("record_interrupted", || self.exec_fenced(fence, &q)).await
     }

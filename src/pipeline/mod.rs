@@ -20,11 +20,12 @@ use anyhow::{Context, Result, anyhow, bail};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, info_span};
 
 use crate::config::{Config, JobConfig};
 use crate::db::Db;
 use crate::db::lease::{Fence, Holder, LeaseHeld, LeaseLost};
+use crate::db::ops::RunEnd;
 use crate::lease::{Acquired, Held};
 use crate::mapping::{Plan, PlanInput};
 use crate::metrics::{JobKind, JobMetrics, Metrics};
@@ -270,24 +271,10 @@ pub async fn run_held(
         m.retry_ended();
     }
     if !opts.dry_run {
-        record_run(app, fence, &result).await;
+        let end = RunEnd::of(&result, |o| o.interrupted);
+        app.db.record_run_end(fence, end).await;
     }
     result
-}
-
-/// Writes how a run ended to qz_cursor: an interrupted run (SIGTERM, Ctrl-C) is not a success.
-async fn record_run(app: &App, fence: &Fence, result: &Result<Outcome>) {
-    let recorded = match result {
-        Ok(o) if o.interrupted => app.db.record_interrupted(fence).await,
-        Ok(_) => app.db.record_run(fence, None).await,
-        Err(e) => {
-            let err = crate::mask::mask_pii(&format!("{e:#}"));
-            app.db.record_run(fence, Some(&err)).await
-        }
-    };
-    if let Err(e) = recorded {
-        warn!(job = %fence.job, error = %format!("{e:#}"), "could not record the run in qz_cursor");
-    }
 }
 
 async fn run_inner(

@@ -13,6 +13,7 @@ use super::QueryApp;
 use super::{Action, Answer, Call, Pause, Provider, Subject, TableRows, http_status_action};
 use crate::config::query::QueryJobConfig;
 use crate::db::lease::{Fence, LeaseHeld, LeaseLost};
+use crate::db::ops::RunEnd;
 use crate::db::query::{CallRecord, PageRow, Reserved, SubjectResult};
 use crate::lease::{Acquired, Held};
 use crate::timefmt::{beijing, fmt_spec, now_text};
@@ -351,18 +352,8 @@ pub async fn run_query_held(
     let job = query_job(app, &fence.job)?;
     let span = info_span!("query", job = %job.name, provider = %job.provider);
     let result = run_inner(app, job, cancel, fence).instrument(span).await;
-    // An interrupted run (SIGTERM, Ctrl-C) is not recorded as a success.
-    let recorded = match &result {
-        Ok(o) if o.interrupted => app.db.record_interrupted(fence).await,
-        Ok(_) => app.db.record_run(fence, None).await,
-        Err(e) => {
-            let err = crate::mask::mask_pii(&format!("{e:#}"));
-            app.db.record_run(fence, Some(&err)).await
-        }
-    };
-    if let Err(e) = recorded {
-        warn!(job = %job.name, error = %format!("{e:#}"), "could not record the run in qz_cursor");
-    }
+    let end = RunEnd::of(&result, |o| o.interrupted);
+    app.db.record_run_end(fence, end).await;
     result
 }
 
