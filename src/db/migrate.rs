@@ -54,6 +54,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../sql/postgres/009_run_state.sql"),
         include_str!("../../sql/mysql/009_run_state.sql"),
     ),
+    (
+        10,
+        include_str!("../../sql/sqlite/010_capture.sql"),
+        include_str!("../../sql/postgres/010_capture.sql"),
+        include_str!("../../sql/mysql/010_capture.sql"),
+    ),
 ];
 
 /// A migration file with this line is an improvement the server may not support: its first

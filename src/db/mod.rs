@@ -2,11 +2,14 @@
 
 pub mod control;
 pub mod grants;
+pub mod inspect;
 pub mod lease;
 pub mod migrate;
 pub mod ops;
 pub mod query;
 pub mod retry;
+pub mod row_state;
+pub mod snapshot;
 pub mod source;
 pub mod tools;
 
