@@ -361,6 +361,35 @@ impl Db {
             .collect())
     }
 
+    /// MySQL's `EXPLAIN` of the page `read_changes` would run, one (`type`, `key`) per table
+    /// of the plan; None on other backends (their plans are read differently).
+    pub async fn explain_page(
+        &self,
+        spec: &super::source::SourceSpec<'_>,
+        select: &[String],
+        after: Option<&super::source::Position>,
+        limit: usize,
+    ) -> Result<Option<Vec<(String, Option<String>)>>> {
+        use sqlx::Row;
+        let super::SourcePool::Mysql(pool) = &self.source else {
+            return Ok(None);
+        };
+        let (sql, values) = self.page_query(spec, select, after, limit);
+        let rows = sqlx::query_with(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")), values)
+            .fetch_all(pool)
+            .await
+            .with_context(|| format!("EXPLAIN {sql}"))?;
+        rows.iter()
+            .map(|r| {
+                let ty: Option<String> = r.try_get("type")?;
+                let key: Option<String> = r.try_get("key")?;
+                Ok((ty.unwrap_or_default(), key))
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map(Some)
+            .context("reading EXPLAIN")
+    }
+
     /// The single integer a query answers (a COUNT, a sequence number).
     pub async fn scalar_i64(&self, sql: &str) -> Result<i64> {
         sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_string()))

@@ -1,5 +1,6 @@
 //! End-to-end scenarios on SQLite, PostgreSQL and MySQL against the local simulator.
 
+mod capture;
 mod config;
 mod contention;
 mod gansu;
