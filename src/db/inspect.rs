@@ -74,6 +74,8 @@ impl Db {
                  pragma_index_info(l.name) i WHERE m.type = 'table' AND m.name = ? \
                  ORDER BY l.name, i.seqno"
             }
+            // Sources are not read through ODBC yet.
+            Backend::Odbc(_) => return Ok(None),
         };
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(name.clone())
@@ -107,6 +109,7 @@ impl Db {
             Backend::Sqlite => {
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
             }
+            Backend::Odbc(_) => return Ok(false),
         };
         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(name.to_string())

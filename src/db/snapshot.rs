@@ -9,6 +9,7 @@ use sqlx::Row;
 use std::collections::HashMap;
 use tokio::sync::mpsc;
 
+use super::dialect::Family;
 use super::source::{
     SourceColumn, column_name, decode_lite_rows, decode_my_rows, decode_pg_rows, quote, resolved,
     table_name,
@@ -41,6 +42,11 @@ fn is_text(backend: Backend, type_name: &str) -> bool {
         Backend::Mysql => t.contains("CHAR") || t.contains("TEXT") || t == "ENUM" || t == "SET",
         // SQLite types values, not columns: its BINARY collation is asked for on every key.
         Backend::Sqlite => true,
+        Backend::Odbc(d) => match Family::of(d) {
+            Family::Postgres => is_text(Backend::Postgres, type_name),
+            Family::Mysql => is_text(Backend::Mysql, type_name),
+            Family::Oracle => t.contains("CHAR") || t.contains("CLOB"),
+        },
     }
 }
 
@@ -54,6 +60,11 @@ fn order_expr(backend: Backend, key: &str, text: bool) -> Expr {
         (Backend::Postgres, true) => Expr::cust(format!("{col} COLLATE \"C\"")),
         (Backend::Mysql, true) => Expr::cust(format!("CAST({col} AS BINARY)")),
         (Backend::Sqlite, true) => Expr::cust(format!("{col} COLLATE BINARY")),
+        (Backend::Odbc(d), true) => match Family::of(d) {
+            Family::Postgres => Expr::cust(format!("{col} COLLATE \"C\"")),
+            Family::Mysql => Expr::cust(format!("CAST({col} AS BINARY)")),
+            Family::Oracle => Expr::cust(format!("NLSSORT({col}, 'NLS_SORT=BINARY')")),
+        },
     }
 }
 
