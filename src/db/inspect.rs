@@ -74,7 +74,7 @@ impl Db {
                  pragma_index_info(l.name) i WHERE m.type = 'table' AND m.name = ? \
                  ORDER BY l.name, i.seqno"
             }
-            // Sources are not read through ODBC yet.
+            // Not looked up through ODBC: `check` says the index could not be checked.
             Backend::Odbc(_) => return Ok(None),
         };
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))

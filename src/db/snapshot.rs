@@ -2,6 +2,7 @@
 //! and the job's `qz_row_state` in the same order (by `key_sort`), each streamed in chunks
 //! through a channel by the native driver, so neither side is ever held in memory whole.
 
+use super::dialect::Family;
 use anyhow::{Context, Result};
 use futures_util::TryStreamExt;
 use sea_query::{Expr, ExprTrait, Order, Query};
@@ -9,7 +10,6 @@ use sqlx::Row;
 use std::collections::HashMap;
 use tokio::sync::mpsc;
 
-use super::dialect::Family;
 use super::source::{
     SourceColumn, column_name, decode_lite_rows, decode_my_rows, decode_pg_rows, quote, resolved,
     table_name,
@@ -63,6 +63,7 @@ fn order_expr(backend: Backend, key: &str, text: bool) -> Expr {
         (Backend::Odbc(d), true) => match Family::of(d) {
             Family::Postgres => Expr::cust(format!("{col} COLLATE \"C\"")),
             Family::Mysql => Expr::cust(format!("CAST({col} AS BINARY)")),
+            // Oracle and DM compare VARCHAR2 in binary order unless NLS_SORT says otherwise.
             Family::Oracle => Expr::cust(format!("NLSSORT({col}, 'NLS_SORT=BINARY')")),
         },
     }
