@@ -8,7 +8,7 @@ use tracing::{debug, warn};
 
 use super::read::Prepared;
 use super::{Outcome, Run, failpoint};
-use crate::db::control::{BatchRow, NewBatch, OutboxCall, RecordMeta};
+use crate::db::control::{BatchRow, Body, NewBatch, OutboxCall, RecordMeta};
 use crate::upstream::CallRecords;
 
 /// A batch committed to the outbox, handed from the committer to delivery.
@@ -116,7 +116,7 @@ fn build_calls(
             };
             Ok(OutboxCall {
                 call_no: n as i64,
-                body: run.upstream.encode(&records)?,
+                body: Body::new(run.upstream.encode(&records)?),
                 records: chunk
                     .iter()
                     .map(|(op, rec)| RecordMeta {
