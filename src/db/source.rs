@@ -113,6 +113,9 @@ impl SourceColumn {
             Backend::Mysql if ty == "BIT" => format!("CAST({c} AS UNSIGNED) AS {c}"),
             Backend::Mysql if ty == "GEOMETRY" => format!("ST_AsText({c}) AS {c}"),
             Backend::Mysql => format!("CAST({c} AS CHAR) AS {c}"),
+            Backend::Odbc(d) => {
+                format!("CAST({c} AS {}) AS {c}", super::dialect::text_cast_type(d))
+            }
         }
     }
 
@@ -135,16 +138,42 @@ fn keyset(backend: Backend, spec: &SourceSpec<'_>) -> Vec<ColumnName> {
         .collect()
 }
 
-/// The rows after the position, `(time, key...) > (...)` compared as a row value, or every
-/// row with a change time when there is no position yet.
+/// The rows after the position, or every row with a change time when there is no position
+/// yet. PostgreSQL and SQLite compare `(time, key...) > (...)` as a row value and plan it as
+/// a range on the keyset index; MySQL and MariaDB use no index for a row value (a full index
+/// scan: an idle poll of a large table reads all of it), so there it is spelled out as
+/// `a > ? OR (a = ? AND b > ?) OR (a = ? AND b = ? AND c > ?)`, which they plan as a range.
 fn after_filter(backend: Backend, spec: &SourceSpec<'_>, after: Option<Vec<Value>>) -> Expr {
     let cols = keyset(backend, spec);
-    match after {
-        Some(values) => Expr::tuple(cols.into_iter().map(Expr::col)).gt(Expr::tuple(
+    let Some(values) = after else {
+        return Expr::col(cols[0].clone()).is_not_null();
+    };
+    if backend != Backend::Mysql {
+        return Expr::tuple(cols.into_iter().map(Expr::col)).gt(Expr::tuple(
             values.into_iter().map(|v| Expr::val(bind_value(v))),
-        )),
-        None => Expr::col(cols[0].clone()).is_not_null(),
+        ));
     }
+    expanded_after(cols, values)
+}
+
+/// `(c1..cn) > (v1..vn)` as a disjunction: for each i, the columns before i equal and ci
+/// greater.
+fn expanded_after(cols: Vec<ColumnName>, values: Vec<Value>) -> Expr {
+    let binds: Vec<SqValue> = values.into_iter().map(bind_value).collect();
+    let mut any: Option<Expr> = None;
+    for i in 0..cols.len().min(binds.len()) {
+        let equal = (0..i).map(|j| Expr::col(cols[j].clone()).eq(Expr::val(binds[j].clone())));
+        let greater = Expr::col(cols[i].clone()).gt(Expr::val(binds[i].clone()));
+        let term = equal
+            .chain(std::iter::once(greater))
+            .reduce(|a, b| a.and(b))
+            .expect("at least the greater term");
+        any = Some(match any {
+            None => term,
+            Some(a) => a.or(term),
+        });
+    }
+    any.unwrap_or_else(|| Expr::val(false))
 }
 
 /// The SELECT of one page: `select` (exact names, quoted) in keyset order after the position.
@@ -273,6 +302,24 @@ impl Db {
                 decode_lite_rows(rows, self.backend, spec.table)?
             }
         })
+    }
+
+    /// The SELECT `read_changes` runs for this page, with its values (for `EXPLAIN` in the
+    /// tools and tests: the plan checked is the plan of the statement really sent).
+    pub fn page_query(
+        &self,
+        spec: &SourceSpec<'_>,
+        select: &[String],
+        after: Option<&Position>,
+        limit: usize,
+    ) -> (String, SqlxValues) {
+        page_sql(
+            self.backend,
+            spec,
+            select,
+            self.position_binds(after),
+            limit,
+        )
     }
 
     /// The position as values to compare the keyset with, typed for this source's driver.
@@ -448,7 +495,7 @@ fn pg_decoder(ty: &sqlx::postgres::PgTypeInfo) -> Option<PgDecoder> {
     })
 }
 
-fn decode_pg_rows(
+pub(super) fn decode_pg_rows(
     rows: &[sqlx::postgres::PgRow],
     backend: Backend,
     source: &str,
@@ -590,7 +637,7 @@ fn my_decoder(ty: &sqlx::mysql::MySqlTypeInfo) -> Option<MyDecoder> {
     }
 }
 
-fn decode_my_rows(
+pub(super) fn decode_my_rows(
     rows: &[sqlx::mysql::MySqlRow],
     backend: Backend,
     source: &str,
@@ -649,7 +696,7 @@ fn decode_my_row(
 
 /// Each row is dropped as soon as it is decoded: SQLite rows own copies of their values, so a
 /// page is not held twice over (peak memory).
-fn decode_lite_rows(
+pub(super) fn decode_lite_rows(
     rows: Vec<sqlx::sqlite::SqliteRow>,
     _backend: Backend,
     _source: &str,
@@ -733,8 +780,8 @@ mod tests {
             (
                 "page",
                 Mysql,
-                r#"SELECT `cd_time`, `ID`, `ApplyerName`, `办件号` FROM `ods`.`Accept_Changes` WHERE (`cd_time`, `ID`, `办件号`) > (?, ?, ?) ORDER BY `cd_time` ASC, `ID` ASC, `办件号` ASC LIMIT 500"#,
-                3,
+                r#"SELECT `cd_time`, `ID`, `ApplyerName`, `办件号` FROM `ods`.`Accept_Changes` WHERE `cd_time` > ? OR (`cd_time` = ? AND `ID` > ?) OR (`cd_time` = ? AND `ID` = ? AND `办件号` > ?) ORDER BY `cd_time` ASC, `ID` ASC, `办件号` ASC LIMIT 500"#,
+                6,
             ),
             (
                 "page",
@@ -769,8 +816,8 @@ mod tests {
             (
                 "count",
                 Mysql,
-                r#"SELECT COUNT(*) FROM (SELECT 1 AS `one` FROM `ods`.`Accept_Changes` WHERE (`cd_time`, `ID`, `办件号`) > (?, ?, ?) LIMIT ?) AS `t`"#,
-                4,
+                r#"SELECT COUNT(*) FROM (SELECT 1 AS `one` FROM `ods`.`Accept_Changes` WHERE `cd_time` > ? OR (`cd_time` = ? AND `ID` > ?) OR (`cd_time` = ? AND `ID` = ? AND `办件号` > ?) LIMIT ?) AS `t`"#,
+                7,
             ),
             (
                 "count",

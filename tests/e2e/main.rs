@@ -1,5 +1,6 @@
 //! End-to-end scenarios on SQLite, PostgreSQL and MySQL against the local simulator.
 
+mod capture;
 mod config;
 mod contention;
 mod gansu;
@@ -9,6 +10,7 @@ mod help;
 mod helpers;
 mod inflight;
 mod lease;
+mod odbc;
 mod ops;
 mod privacy;
 mod query;
