@@ -23,12 +23,16 @@ pub struct RecordMeta {
     pub operation: String,
 }
 
+/// A call body as written once: the outbox insert, every send and every resend share these
+/// bytes instead of copying them (each copy of every body showed up in profiles).
+pub type Body = std::sync::Arc<String>;
+
 /// One platform call of a batch: the exact body and who is in it. Resends replay `body`;
 /// after a split, `done` says which records (by index) were acked (`a`) or refused (`r`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxCall {
     pub call_no: i64,
-    pub body: String,
+    pub body: Body,
     pub records: Vec<RecordMeta>,
     pub done: std::collections::BTreeMap<usize, char>,
 }
@@ -221,9 +225,9 @@ fn outbox_insert() -> InsertStatement {
 }
 
 /// The values of `outbox_insert`, bound as sea-query would bind them, except that the body
-/// is handed over as an owned `String`: the Any driver keeps a `String` it is given, where it
-/// copies one it borrows (as sea-query's values are bound), and bodies are most of the bytes
-/// a commit moves.
+/// is handed over shared: the Any driver copies a `String` it borrows (as sea-query's values
+/// are bound), and bodies are most of the bytes a commit moves. Its `Text` value is the
+/// `Arc<String>` delivery sends from, so binding copies nothing.
 fn outbox_args(cd_batch: &str, call: &OutboxCall) -> Result<sqlx::any::AnyArguments> {
     use sqlx::Arguments;
     let mut args = sqlx::any::AnyArguments::default();
@@ -231,7 +235,9 @@ fn outbox_args(cd_batch: &str, call: &OutboxCall) -> Result<sqlx::any::AnyArgume
     bind(args.add(cd_batch))?;
     bind(args.add(call.call_no))?;
     bind(args.add(call.records.len() as i64))?;
-    bind(args.add(call.body.clone()))?;
+    args.values
+        .0
+        .push(sqlx_core::any::AnyValueKind::Text(call.body.clone()));
     bind(args.add(serde_json::to_string(&call.records)?))?;
     Ok(args)
 }
@@ -647,7 +653,7 @@ impl Db {
                 let done: Option<String> = r.try_get(3)?;
                 Ok(OutboxCall {
                     call_no: r.try_get(0)?,
-                    body: r.try_get(1)?,
+                    body: Body::new(r.try_get(1)?),
                     records: serde_json::from_str(&records).context("qz_outbox.records")?,
                     done: done
                         .map(|d| serde_json::from_str(&d))
@@ -1301,7 +1307,7 @@ mod tests {
     fn per_row_values_fill_the_rendered_placeholders() {
         let call = OutboxCall {
             call_no: 3,
-            body: "{}".into(),
+            body: Body::new("{}".into()),
             records: vec![RecordMeta {
                 source_key: "k".into(),
                 row_guid: "g".into(),

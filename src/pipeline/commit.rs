@@ -9,7 +9,7 @@ use tracing::{debug, warn};
 use super::read::Prepared;
 use super::{Outcome, Run, failpoint};
 use crate::config::Mode;
-use crate::db::control::{BatchRow, NewBatch, OutboxCall, RecordMeta};
+use crate::db::control::{BatchRow, Body, NewBatch, OutboxCall, RecordMeta};
 use crate::db::row_state::StateChanges;
 use crate::upstream::CallRecords;
 
@@ -126,7 +126,7 @@ fn build_calls(
             };
             Ok(OutboxCall {
                 call_no: n as i64,
-                body: run.upstream.encode(&records)?,
+                body: Body::new(run.upstream.encode(&records)?),
                 records: chunk
                     .iter()
                     .map(|(op, rec)| RecordMeta {
