@@ -791,6 +791,12 @@ impl Db {
                 let at = (Some(b.cd_batch.as_str()), b.exchange_no);
                 self.insert_errors(&mut tx, job, &errors, at, &now_text())
                     .await?;
+                let refused: Vec<(&str, &str)> = newly
+                    .iter()
+                    .map(|i| &call.records[*i])
+                    .map(|m| (m.source_key.as_str(), m.operation.as_str()))
+                    .collect();
+                self.forget_refused(&mut tx, job, &refused).await?;
             }
             None if resolve_errors => {
                 let keys: Vec<&str> = newly

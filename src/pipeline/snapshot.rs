@@ -9,13 +9,14 @@ use anyhow::{Result, bail};
 use sha2::{Digest, Sha256};
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
 use tracing::info;
 
 use super::read::{Checker, Prepared, read_plan};
 use super::{JobStopped, Outcome, Run, RunOptions};
 use crate::db::control::ErrorRow;
-use crate::db::row_state::{Delivered, StateChanges};
+use crate::db::row_state::{Delivered, StateChanges, pack_record, unpack_record};
 use crate::db::snapshot::{StateEntry, snapshot_sql};
 use crate::mapping::{Op, Plan, Record, RowMap, key_text};
 use crate::value::SourceRow;
@@ -30,7 +31,7 @@ const HOLD: usize = 20_000;
 /// One difference between the view and what was delivered.
 enum Change {
     /// A new key (insert) or a changed record (update): the record, its sort key, digest and
-    /// JSON (what `qz_row_state` keeps for a later delete).
+    /// JSON packed by `pack_record` (what `qz_row_state` keeps for a later delete).
     Upsert {
         op: Op,
         rec: Record,
@@ -295,6 +296,7 @@ impl Pages<'_> {
                     }
                     let mut values: Vec<serde_json::Value> = s
                         .record
+                        .and_then(|r| unpack_record(&r))
                         .and_then(|j| serde_json::from_slice(&j).ok())
                         .unwrap_or_default();
                     values.resize(width, serde_json::Value::Null);
@@ -325,17 +327,33 @@ fn delete_unsupported(source_key: String, row_guid: String) -> ErrorRow {
 }
 
 impl Snap<'_> {
-    /// One pass over the view and the state, every change to `sink`.
+    /// One pass over the view and the state, every change to `sink`. Each stream reads and
+    /// decodes on its own task (another core), the merge maps and digests on this one.
     async fn pass(&self, sink: &mut Sink<'_>) -> Result<Counts> {
         let (app, job) = (self.run.app, self.run.job);
         let (src_tx, src_rx) = mpsc::channel(2);
         let (state_tx, state_rx) = mpsc::channel(2);
-        let source = app
-            .db
-            .stream_snapshot(self.sql.clone(), &job.source, CHUNK, src_tx);
-        let state = app.db.stream_row_state(&job.name, CHUNK * 4, state_tx);
+        let ended = Ended::default();
+        let (db, sql, name) = (app.db.clone(), self.sql.clone(), job.source.clone());
+        let src_ok = ended.view.clone();
+        let source = tokio::spawn(async move {
+            let keep = src_tx.clone();
+            let r = db.stream_snapshot(sql, &name, CHUNK, src_tx).await;
+            src_ok.store(r.is_ok(), Ordering::Release);
+            drop(keep);
+            r
+        });
+        let (db, name) = (app.db.clone(), job.name.clone());
+        let state_ok = ended.state.clone();
+        let state = tokio::spawn(async move {
+            let keep = state_tx.clone();
+            let r = db.stream_row_state(&name, CHUNK * 4, state_tx).await;
+            state_ok.store(r.is_ok(), Ordering::Release);
+            drop(keep);
+            r
+        });
         let merge = async {
-            let mut m = Merge::new(self, src_rx, state_rx);
+            let mut m = Merge::new(self, src_rx, state_rx, ended);
             while let Some(c) = m.next().await? {
                 match &c {
                     Change::Upsert { op: Op::Update, .. } => m.counts.updates += 1,
@@ -351,9 +369,23 @@ impl Snap<'_> {
             sink.finish(self).await?;
             Ok::<Counts, anyhow::Error>(m.counts)
         };
-        let (_, _, counts) = tokio::try_join!(source, state, merge)?;
-        Ok(counts)
+        // The merge ends first (its receivers dropped, so the streams stop sending); a stream's
+        // own error is the one to report.
+        let merged = merge.await;
+        let (source, state) = (source.await?, state.await?);
+        source?;
+        state?;
+        merged
     }
+}
+
+/// Set by each stream's task when it has read to the end without error, before its channel
+/// closes: a closed channel alone could be a failed read, which must not pass for the end of
+/// the view (every delivered key a delete) or of the state (every row an insert).
+#[derive(Default)]
+struct Ended {
+    view: Arc<AtomicBool>,
+    state: Arc<AtomicBool>,
 }
 
 /// The merge join of the two streams, one change at a time.
@@ -365,6 +397,7 @@ struct Merge<'a> {
     states: VecDeque<StateEntry>,
     src_done: bool,
     state_done: bool,
+    ended: Ended,
     /// The page's columns and the plan over them (rebuilt when a chunk brings new names).
     map: Option<RowMap<'a>>,
     /// Positions of the key columns among the row's columns.
@@ -384,6 +417,7 @@ impl<'a> Merge<'a> {
         snap: &'a Snap<'a>,
         src_rx: mpsc::Receiver<Vec<SourceRow>>,
         state_rx: mpsc::Receiver<Vec<StateEntry>>,
+        ended: Ended,
     ) -> Self {
         Merge {
             snap,
@@ -393,6 +427,7 @@ impl<'a> Merge<'a> {
             states: VecDeque::new(),
             src_done: false,
             state_done: false,
+            ended,
             map: None,
             key_at: Vec::new(),
             key: Vec::new(),
@@ -413,20 +448,22 @@ impl<'a> Merge<'a> {
                     }
                     self.rows.extend(chunk);
                 }
-                None => self.src_done = true,
+                None if self.ended.view.load(Ordering::Acquire) => self.src_done = true,
+                None => bail!("reading the view stopped before its end"),
             }
         }
         Ok(!self.rows.is_empty())
     }
 
-    async fn fill_states(&mut self) -> bool {
+    async fn fill_states(&mut self) -> Result<bool> {
         while self.states.is_empty() && !self.state_done {
             match self.state_rx.recv().await {
                 Some(chunk) => self.states.extend(chunk),
-                None => self.state_done = true,
+                None if self.ended.state.load(Ordering::Acquire) => self.state_done = true,
+                None => bail!("reading qz_row_state stopped before its end"),
             }
         }
-        !self.states.is_empty()
+        Ok(!self.states.is_empty())
     }
 
     /// The row map and key positions of a chunk's columns.
@@ -498,7 +535,7 @@ impl<'a> Merge<'a> {
         use std::cmp::Ordering::*;
         loop {
             let has_row = self.fill_rows().await?;
-            let has_state = self.fill_states().await;
+            let has_state = self.fill_states().await?;
             if !has_row {
                 return Ok(self.states.pop_front().map(Change::Delete));
             }
@@ -548,7 +585,7 @@ impl<'a> Merge<'a> {
             rec,
             key_sort: self.key.clone(),
             digest: String::from_utf8_lossy(&hex).into_owned(),
-            json: self.json.clone(),
+            json: pack_record(&self.json),
         })
     }
 }

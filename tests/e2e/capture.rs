@@ -577,3 +577,58 @@ async fn snapshot_crash_before_commit(which: Which) {
 }
 
 on_all_backends!(snapshot_crash, snapshot_crash_before_commit);
+
+/// A record the platform refuses is not left recorded as delivered: a refused insert is
+/// sent again (as I) by the next snapshot, a refused update again as U, and their error rows
+/// are resolved once the platform takes them.
+async fn snapshot_retries_what_the_platform_refused(which: Which) {
+    let Some(t) = spawn_app(
+        which,
+        Spawn {
+            edit: &snapshot_of("id"),
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    create_snapshot_view(&t, "id").await;
+    t.insert_many("accept", 3).await;
+    let guid = |id: i64| derive_row_guid("accept", &id.to_string());
+    let refuse = |ids: &[i64]| {
+        let mut st = t.sim.state.lock().unwrap();
+        st.refuse_plain = ids.iter().map(|id| guid(*id)).collect();
+    };
+    let open_errors = "SELECT COUNT(*) FROM qz_error WHERE job = 'accept' AND resolved_at IS NULL";
+
+    // 1. Id 2's insert refused: not in qz_row_state, one open error row.
+    refuse(&[2]);
+    let o = t.once("accept").await.unwrap();
+    assert_eq!((o.delivered, o.refused_by_platform), (2, 1), "{o:?}");
+    let keys: Vec<String> = row_state(&t).await.into_iter().map(|r| r.0).collect();
+    assert_eq!(keys, ["1", "3"]);
+    assert_eq!(t.scalar(open_errors).await, 1);
+
+    // 2. Id 3 changed and its update refused; id 2 is tried again and taken (as an insert).
+    update(&t, "ContactName = '丁一'", 3).await;
+    refuse(&[3]);
+    let o = t.once("accept").await.unwrap();
+    assert_eq!((o.delivered, o.refused_by_platform), (1, 1), "{o:?}");
+    assert_eq!(ops(&received_guid(&t, &guid(2))), ["I"]);
+
+    // 3. Nothing refused: id 3's update is sent again; every error row resolved.
+    refuse(&[]);
+    let o = t.once("accept").await.unwrap();
+    assert_eq!(o.delivered, 1, "{o:?}");
+    let three = received_guid(&t, &guid(3));
+    assert_eq!(ops(&three), ["I", "U"]);
+    assert_eq!(three[1].1.as_deref(), Some("丁一"));
+    assert_eq!(t.scalar(open_errors).await, 0);
+    assert_eq!(t.once("accept").await.unwrap().delivered, 0);
+}
+
+on_all_backends!(
+    snapshot_platform_refusals,
+    snapshot_retries_what_the_platform_refused
+);
