@@ -125,7 +125,53 @@ pub struct Config {
 pub struct DatabaseConfig {
     pub url: String,
     pub max_connections: u32,
+    /// `database.dialect`: the SQL an `odbc:` URL speaks; `None` elsewhere, and for an
+    /// `odbc:` URL without it (then the driver's DBMS name decides, see `db::odbc`).
+    pub dialect: Option<Dialect>,
 }
+
+/// The SQL dialect behind an ODBC data source (`database.dialect`). KingbaseES and openGauss
+/// (GaussDB) speak PostgreSQL's SQL; DM (达梦) speaks Oracle's (VARCHAR2, CLOB, NUMBER,
+/// `FETCH FIRST n ROWS ONLY`, MERGE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    Dm,
+    Kingbase,
+    Opengauss,
+    Oracle,
+    Postgres,
+    Mysql,
+}
+
+impl Dialect {
+    pub const ALL: [Dialect; 6] = [
+        Dialect::Dm,
+        Dialect::Kingbase,
+        Dialect::Opengauss,
+        Dialect::Oracle,
+        Dialect::Postgres,
+        Dialect::Mysql,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Dm => "dm",
+            Dialect::Kingbase => "kingbase",
+            Dialect::Opengauss => "opengauss",
+            Dialect::Oracle => "oracle",
+            Dialect::Postgres => "postgres",
+            Dialect::Mysql => "mysql",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Dialect> {
+        Dialect::ALL.into_iter().find(|d| d.name() == name)
+    }
+}
+
+/// The scheme of the ODBC backend: `odbc:<DSN name>` or `odbc:<connection string>`.
+pub const ODBC_SCHEME: &str = "odbc:";
 
 #[derive(Debug, Clone)]
 pub struct UnitConfig {
@@ -289,18 +335,42 @@ impl DatabaseConfig {
                 "postgresql://",
                 "mysql://",
                 "mariadb://",
+                ODBC_SCHEME,
             ]
             .iter()
             .any(|p| u.starts_with(p))
         {
             t.issue(
                 Some("url"),
-                "must start with sqlite:, postgres:// or mysql:// (须以 sqlite:、postgres:// 或 mysql:// 开头)",
+                "must start with sqlite:, postgres://, mysql:// or odbc: \
+                 (须以 sqlite:、postgres://、mysql:// 或 odbc: 开头)",
+            );
+        }
+        let odbc = url.as_deref().is_some_and(|u| u.starts_with(ODBC_SCHEME));
+        if odbc
+            && url
+                .as_deref()
+                .is_some_and(|u| u[ODBC_SCHEME.len()..].trim().is_empty())
+        {
+            t.issue(
+                Some("url"),
+                "odbc: needs a DSN name or a connection string, e.g. odbc:DM8 or \
+                 odbc:Driver={DM8 ODBC DRIVER};Server=h;TCP_PORT=5236 \
+                 (odbc: 后须写数据源名或连接串)",
+            );
+        }
+        let dialect = t.opt_choice::<Dialect>("dialect");
+        if dialect.is_some() && !odbc {
+            t.issue(
+                Some("dialect"),
+                "only an odbc: URL takes a dialect; the other backends know their own \
+                 (仅 odbc: 连接串需要 dialect)",
             );
         }
         DatabaseConfig {
             url: url.unwrap_or_default(),
             max_connections: t.number_or("max_connections", 5, ranges::MAX_CONNECTIONS),
+            dialect,
         }
     }
 }

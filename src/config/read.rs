@@ -443,6 +443,11 @@ impl<'c, 'o> Table<'c, 'o> {
         self.serde(key).ok().unwrap_or(default)
     }
 
+    /// One of a closed set of names, `None` when absent (or wrong, which is reported).
+    pub fn opt_choice<T: DeserializeOwned>(&mut self, key: &'static str) -> Option<T> {
+        self.serde(key).ok()
+    }
+
     /// A required one of a closed set of names.
     pub fn req_choice<T: DeserializeOwned>(&mut self, key: &'static str) -> Option<T> {
         let got = self.serde(key);

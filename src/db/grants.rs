@@ -342,6 +342,9 @@ impl Db {
             Backend::Postgres => self.pg_privileges(cfg).await,
             Backend::Mysql => self.my_privileges(cfg).await,
             Backend::Sqlite => Ok(PrivilegeReport::default()),
+            Backend::Odbc(_) => {
+                anyhow::bail!("privileges are not checked over ODBC yet (暂不支持经 ODBC 检查权限)")
+            }
         }
     }
 

@@ -199,6 +199,7 @@ fn db_now(backend: Backend) -> Expr {
         Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
         Backend::Mysql => "CAST(UNIX_TIMESTAMP(CURRENT_TIMESTAMP(3)) * 1000 AS SIGNED)",
         Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+        Backend::Odbc(d) => super::dialect::epoch_ms_now(d),
     })
 }
 
@@ -586,6 +587,7 @@ mod tests {
                 }
                 Backend::Mysql => "(CAST(UNIX_TIMESTAMP(CURRENT_TIMESTAMP(3)) * 1000 AS SIGNED))",
                 Backend::Sqlite => "(CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER))",
+                Backend::Odbc(_) => unreachable!("BACKENDS holds the sqlx three"),
             };
             // The PostgreSQL text with this backend's quotes and placeholders.
             let q = |s: &str| {

@@ -1,15 +1,22 @@
 //! The only place SQL runs: connection pools per backend, migrations, control tables, sources.
 
 pub mod control;
+pub mod dialect;
+pub mod exec;
 pub mod grants;
 pub mod lease;
 pub mod migrate;
+pub mod odbc;
+#[cfg(feature = "odbc")]
+pub mod odbc_pool;
 pub mod ops;
+pub mod oracle;
 pub mod query;
 pub mod retry;
 pub mod source;
 pub mod tools;
 
+use crate::config::Dialect;
 use anyhow::{Context, Result};
 use sea_query::{MysqlQueryBuilder, PostgresQueryBuilder, SqliteQueryBuilder};
 use sea_query_sqlx::{SqlxBinder, SqlxValues};
@@ -23,18 +30,34 @@ pub enum Backend {
     Sqlite,
     Postgres,
     Mysql,
+    /// An `odbc:` data source (the `odbc` feature), speaking the given dialect.
+    Odbc(Dialect),
 }
 
 impl Backend {
+    /// The backend of a URL; an `odbc:` URL needs its dialect (`database.dialect`, or the
+    /// one the driver's DBMS name gives once connected: see [`odbc::connect`]).
     pub fn from_url(url: &str) -> Result<Backend> {
+        Backend::with_dialect(url, None)
+    }
+
+    pub fn with_dialect(url: &str, dialect: Option<Dialect>) -> Result<Backend> {
         Ok(if url.starts_with("sqlite:") {
             Backend::Sqlite
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
         } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
             Backend::Mysql
+        } else if url.starts_with(crate::config::ODBC_SCHEME) {
+            Backend::Odbc(dialect.context(
+                "an odbc: URL needs database.dialect here (odbc: 连接串需配置 database.dialect): \
+                 dm, kingbase, opengauss, oracle, postgres or mysql",
+            )?)
         } else {
-            anyhow::bail!("database.url must start with sqlite:, postgres:// or mysql://")
+            anyhow::bail!(
+                "database.url must start with sqlite:, postgres://, mysql:// or odbc: \
+                 (须以 sqlite:、postgres://、mysql:// 或 odbc: 开头)"
+            )
         })
     }
 
@@ -43,6 +66,15 @@ impl Backend {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",
             Backend::Mysql => "mysql",
+            Backend::Odbc(_) => "odbc",
+        }
+    }
+
+    /// The directory under `sql/` with this backend's control-table DDL.
+    pub fn ddl_dir(self) -> &'static str {
+        match self {
+            Backend::Odbc(d) => dialect::ddl_dir(d),
+            b => b.name(),
         }
     }
 
@@ -54,6 +86,7 @@ impl Backend {
             Backend::Sqlite => stmt.build_sqlx(SqliteQueryBuilder),
             Backend::Postgres => stmt.build_sqlx(PostgresQueryBuilder),
             Backend::Mysql => stmt.build_sqlx(MysqlQueryBuilder),
+            Backend::Odbc(d) => dialect::build(d, stmt),
         }
     }
 
@@ -63,6 +96,7 @@ impl Backend {
         match self {
             Backend::Mysql => "CHAR",
             Backend::Sqlite | Backend::Postgres => "TEXT",
+            Backend::Odbc(d) => dialect::text_cast_type(d),
         }
     }
 }
@@ -282,6 +316,9 @@ impl Db {
             (lo..=hi).contains(&max_connections),
             "database.max_connections = {max_connections} is out of range: use {lo} to {hi}"
         );
+        if url.starts_with(crate::config::ODBC_SCHEME) {
+            return Err(odbc::not_yet());
+        }
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let url = url.replacen("mariadb://", "mysql://", 1);
@@ -319,6 +356,7 @@ impl Db {
                     .await
                     .with_context(|| format!("cannot connect to {shown}"))?,
             ),
+            Backend::Odbc(_) => return Err(odbc::not_yet()),
         };
         // SQLite: the WAL journal was set by the source pool; the Any pool only needs the
         // busy timeout so writers queue instead of failing.

@@ -224,6 +224,9 @@ pub(crate) mod failpoint {
                  USING ERRCODE = '40P01'; END $$"
             }
             Backend::Sqlite => return Err(Injected(DbCode::Sqlite(517)).into()),
+            Backend::Odbc(_) => {
+                anyhow::bail!("QIANZHI_FAILPOINT transient: is not available over ODBC yet")
+            }
         };
         sqlx::raw_sql(sqlx::AssertSqlSafe(raise))
             .execute(&mut **tx)

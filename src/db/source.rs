@@ -113,6 +113,9 @@ impl SourceColumn {
             Backend::Mysql if ty == "BIT" => format!("CAST({c} AS UNSIGNED) AS {c}"),
             Backend::Mysql if ty == "GEOMETRY" => format!("ST_AsText({c}) AS {c}"),
             Backend::Mysql => format!("CAST({c} AS CHAR) AS {c}"),
+            Backend::Odbc(d) => {
+                format!("CAST({c} AS {}) AS {c}", super::dialect::text_cast_type(d))
+            }
         }
     }
 

@@ -14,6 +14,7 @@ use sea_query::{
     Value,
 };
 
+use super::dialect::Family;
 use super::{Backend, Db};
 use crate::schema::sample::{Lit, sample_columns};
 use crate::schema::{DataType, FieldType};
@@ -48,6 +49,11 @@ fn column(backend: Backend, name: &str) -> String {
     match backend {
         Backend::Postgres => name.to_ascii_lowercase(),
         Backend::Mysql | Backend::Sqlite => name.to_string(),
+        Backend::Odbc(d) => match Family::of(d) {
+            Family::Postgres => name.to_ascii_lowercase(),
+            Family::Mysql => name.to_string(),
+            Family::Oracle => name.to_ascii_uppercase(),
+        },
     }
 }
 
@@ -57,6 +63,13 @@ fn table_sql(backend: Backend, t: &TableCreateStatement) -> String {
         Backend::Postgres => t.to_string(PostgresQueryBuilder),
         Backend::Mysql => t.to_string(MysqlQueryBuilder),
         Backend::Sqlite => t.to_string(SqliteQueryBuilder),
+        Backend::Odbc(d) => match Family::of(d) {
+            Family::Postgres => t.to_string(PostgresQueryBuilder),
+            Family::Mysql => t.to_string(MysqlQueryBuilder),
+            // sea-query has no schema builder for them; the tools (demo, bench, tests) make
+            // no tables on DM or Oracle.
+            Family::Oracle => panic!("the tools make no tables on DM or Oracle"),
+        },
     }
 }
 
@@ -66,6 +79,11 @@ fn index_sql(backend: Backend, i: &IndexCreateStatement) -> String {
         Backend::Postgres => i.to_string(PostgresQueryBuilder),
         Backend::Mysql => i.to_string(MysqlQueryBuilder),
         Backend::Sqlite => i.to_string(SqliteQueryBuilder),
+        Backend::Odbc(d) => match Family::of(d) {
+            Family::Postgres => i.to_string(PostgresQueryBuilder),
+            Family::Mysql => i.to_string(MysqlQueryBuilder),
+            Family::Oracle => panic!("the tools make no tables on DM or Oracle"),
+        },
     }
 }
 
@@ -75,6 +93,11 @@ fn insert_sql(backend: Backend, stmt: &InsertStatement) -> String {
         Backend::Postgres => stmt.to_string(PostgresQueryBuilder),
         Backend::Mysql => stmt.to_string(MysqlQueryBuilder),
         Backend::Sqlite => stmt.to_string(SqliteQueryBuilder),
+        Backend::Odbc(d) => match Family::of(d) {
+            Family::Postgres => stmt.to_string(PostgresQueryBuilder),
+            Family::Mysql => stmt.to_string(MysqlQueryBuilder),
+            Family::Oracle => stmt.to_string(super::oracle::OracleQueryBuilder),
+        },
     }
 }
 
@@ -264,7 +287,7 @@ pub async fn drop_database(server_url: &str, name: &str) -> Result<()> {
     let name = database_name(name)?;
     let force = match Backend::from_url(server_url)? {
         Backend::Postgres => " WITH (FORCE)",
-        Backend::Mysql | Backend::Sqlite => "",
+        Backend::Mysql | Backend::Sqlite | Backend::Odbc(_) => "",
     };
     let admin = admin_pool(server_url).await?;
     sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -86,6 +86,9 @@ async fn fresh_database(
             crate::db::tools::create_database(url, name, true).await?,
             None,
         )),
+        Backend::Odbc(_) => anyhow::bail!(
+            "bench --database odbc: is not available yet (暂不支持经 ODBC 运行性能测试)"
+        ),
     }
 }
 

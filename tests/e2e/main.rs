@@ -10,6 +10,7 @@ mod help;
 mod helpers;
 mod inflight;
 mod lease;
+mod odbc;
 mod ops;
 mod privacy;
 mod query;

@@ -1,0 +1,2 @@
+-- Migration 4: lz4 compression of outbox bodies on PostgreSQL. Nothing to do on Oracle:
+-- its CLOBs are stored out of line by the database itself.

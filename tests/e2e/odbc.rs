@@ -1,0 +1,213 @@
+//! The ODBC backend (`database.url = "odbc:..."`): `migrate` and `check` through unixODBC
+//! against the local PostgreSQL (psqlODBC, dialect postgres) and MariaDB (MariaDB
+//! Connector/ODBC, dialect mysql), when the binary has the `odbc` feature and
+//! QIANZHI_TEST_ODBC_PG / QIANZHI_TEST_ODBC_MYSQL hold a connection string without a database
+//! (`odbc:Driver={PostgreSQL Unicode};Server=127.0.0.1;Port=5432;Uid=postgres`); the test adds
+//! `;Database=` of a scratch database it makes through the native URL of QIANZHI_TEST_PG /
+//! QIANZHI_TEST_MYSQL. Without the feature, `check` must say the binary lacks it.
+
+use crate::helpers::*;
+use qianzhi::db::Db;
+use qianzhi::db::tools::{create_database, drop_database};
+use std::process::Output;
+
+#[derive(Debug, Clone, Copy)]
+enum Driver {
+    Postgres,
+    Mysql,
+}
+
+impl Driver {
+    fn var(self) -> &'static str {
+        match self {
+            Driver::Postgres => "QIANZHI_TEST_ODBC_PG",
+            Driver::Mysql => "QIANZHI_TEST_ODBC_MYSQL",
+        }
+    }
+
+    fn native(self) -> Which {
+        match self {
+            Driver::Postgres => Which::Postgres,
+            Driver::Mysql => Which::Mysql,
+        }
+    }
+
+    fn dialect(self) -> &'static str {
+        match self {
+            Driver::Postgres => "postgres",
+            Driver::Mysql => "mysql",
+        }
+    }
+
+    fn dbms(self) -> &'static [&'static str] {
+        match self {
+            Driver::Postgres => &["PostgreSQL"],
+            Driver::Mysql => &["MariaDB", "MySQL"],
+        }
+    }
+}
+
+/// A config of one Guangdong job whose database is `url` (+ `extra` lines in `[database]`).
+fn config(dir: &std::path::Path, url: &str, extra: &str) -> std::path::PathBuf {
+    let token = dir.join("token");
+    std::fs::write(&token, TOKEN).unwrap();
+    let text =
+        qianzhi::tools::demo::gdzw_config(url, "http://127.0.0.1:1/x", &token, "", &["accept"], "")
+            .replacen("[database]\n", &format!("[database]\n{extra}"), 1);
+    let path = dir.join(format!("config-{}.toml", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn qianzhi(cfg: &std::path::Path, args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_qianzhi"))
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("QIANZHI_DATABASE__URL")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+async fn migrate_and_check(driver: Driver) {
+    let odbc = std::env::var(driver.var()).expect("ODBC suite built on but its variable is gone");
+    let native = server(driver.native())
+        .unwrap_or_else(|| panic!("{} needs the native server variable too", driver.var()));
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("qz_o_{}", uuid::Uuid::new_v4().simple());
+    let native_url = create_database(&native, &name, false).await.unwrap();
+    // A password in the URL must never show. PostgreSQL here trusts 127.0.0.1 and ignores it;
+    // MariaDB would refuse root with a password it does not have.
+    let pwd = match driver {
+        Driver::Postgres => ";PWD=Zq7-secret",
+        Driver::Mysql => "",
+    };
+    let url = format!("{odbc};Database={name}{pwd}");
+    let cfg = config(
+        dir.path(),
+        &url,
+        &format!("dialect = \"{}\"\n", driver.dialect()),
+    );
+
+    let first = qianzhi(&cfg, &["migrate"]);
+    let out = text(&first);
+    assert!(first.status.success(), "{out}");
+    assert!(
+        out.contains("applied migrations [1, 2, 3, 4, 5, 6, 7, 9]"),
+        "{out}"
+    );
+    let again = qianzhi(&cfg, &["migrate"]);
+    assert!(text(&again).contains("up to date"), "{}", text(&again));
+
+    // What ODBC created is what the native driver reads.
+    let db = Db::connect(&native_url, 1).await.unwrap();
+    assert_eq!(
+        db.scalar_i64("SELECT COUNT(*) FROM qz_schema_version")
+            .await
+            .unwrap(),
+        8
+    );
+    for table in [
+        "qz_cursor",
+        "qz_batch",
+        "qz_outbox",
+        "qz_lease",
+        "qz_query_page",
+    ] {
+        let n = db
+            .scalar_i64(&format!("SELECT COUNT(*) FROM {table}"))
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "{table}");
+    }
+    let cols = db.source_columns("qz_cursor").await.unwrap();
+    assert!(cols.iter().any(|c| c == "retry_error"), "{cols:?}");
+    db.close().await;
+
+    // check: the driver and the dialect it reports, with and without database.dialect.
+    for extra in [
+        format!("dialect = \"{}\"\n", driver.dialect()),
+        String::new(),
+    ] {
+        let cfg = config(dir.path(), &url, &extra);
+        let out = text(&qianzhi(&cfg, &["check"]));
+        assert!(out.contains("reachable through ODBC"), "{out}");
+        assert!(
+            driver
+                .dbms()
+                .iter()
+                .any(|d| out.contains(&format!("DBMS {d}"))),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("dialect {}", driver.dialect())),
+            "{out}"
+        );
+        assert!(out.contains("cannot run over ODBC"), "{out}");
+        assert!(!out.contains("Zq7"), "password shown: {out}");
+    }
+    drop_database(&native, &name).await.unwrap();
+}
+
+/// A data source nobody registered, and a driver nobody installed: `check` names the cause.
+#[tokio::test]
+async fn check_explains_a_missing_driver_or_dsn() {
+    let dir = tempfile::tempdir().unwrap();
+    for (url, hint) in [
+        ("odbc:qz_no_such_dsn", "odbcinst -q -s"),
+        (
+            "odbc:Driver={qz No Such Driver};Server=127.0.0.1;PWD=Zq7-secret",
+            "odbcinst -q -d",
+        ),
+    ] {
+        let cfg = config(dir.path(), url, "dialect = \"dm\"\n");
+        let o = qianzhi(&cfg, &["check"]);
+        let out = text(&o);
+        assert!(!o.status.success(), "{out}");
+        assert!(!out.contains("Zq7"), "password shown: {out}");
+        if cfg!(feature = "odbc") {
+            assert!(out.contains(hint), "{out}");
+            assert!(out.contains("未在 unixODBC 中注册"), "{out}");
+        } else {
+            assert!(out.contains("--features odbc"), "{out}");
+            assert!(out.contains("未启用 ODBC 支持"), "{out}");
+        }
+    }
+    // migrate --print needs no connection: the DM DDL, whatever the build.
+    let cfg = config(dir.path(), "odbc:DM8", "dialect = \"dm\"\n");
+    let o = qianzhi(&cfg, &["migrate", "--print"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("CREATE TABLE qz_batch ("), "{out}");
+    assert!(
+        out.contains("VARCHAR2(50 CHAR)") && out.contains("IDENTITY(1, 1)"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(qianzhi_test_odbc_pg),
+    ignore = "QIANZHI_TEST_ODBC_PG not set or built without --features odbc: ODBC PostgreSQL suite off"
+)]
+async fn postgres_through_psqlodbc() {
+    migrate_and_check(Driver::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(qianzhi_test_odbc_mysql),
+    ignore = "QIANZHI_TEST_ODBC_MYSQL not set or built without --features odbc: ODBC MariaDB suite off"
+)]
+async fn mariadb_through_connector_odbc() {
+    migrate_and_check(Driver::Mysql).await
+}
