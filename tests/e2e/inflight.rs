@@ -251,10 +251,11 @@ async fn crash_with_calls_in_flight(which: Which) {
     );
     let stored = pending_bodies(&t).await;
     assert_eq!(stored.len(), 10, "no ack recorded before the crash");
+    // The crashed process's lease runs out first (TEST_LEASE); meanwhile a call it wrote to
+    // the socket just before it died reaches the simulator too.
+    t.wait_lease_expired("accept").await;
     let first_run = t.sim.state.lock().unwrap().calls.len();
     assert!(first_run >= 2, "several calls were on the wire");
-    // The crashed process's lease runs out first (TEST_LEASE).
-    t.wait_lease_expired("accept").await;
     let out = t.cli(&["once"], &[]);
     assert!(
         out.status.success(),
