@@ -10,6 +10,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::lease::Fence;
 use super::retry::retrying;
+use super::row_state::StateChanges;
 use super::{Db, Sql, lit, slots};
 use crate::batch::{batch_day, format_cd_batch};
 use crate::timefmt::{fmt_spec, now_text};
@@ -22,12 +23,16 @@ pub struct RecordMeta {
     pub operation: String,
 }
 
+/// A call body as written once: the outbox insert, every send and every resend share these
+/// bytes instead of copying them (each copy of every body showed up in profiles).
+pub type Body = std::sync::Arc<String>;
+
 /// One platform call of a batch: the exact body and who is in it. Resends replay `body`;
 /// after a split, `done` says which records (by index) were acked (`a`) or refused (`r`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxCall {
     pub call_no: i64,
-    pub body: String,
+    pub body: Body,
     pub records: Vec<RecordMeta>,
     pub done: std::collections::BTreeMap<usize, char>,
 }
@@ -220,9 +225,9 @@ fn outbox_insert() -> InsertStatement {
 }
 
 /// The values of `outbox_insert`, bound as sea-query would bind them, except that the body
-/// is handed over as an owned `String`: the Any driver keeps a `String` it is given, where it
-/// copies one it borrows (as sea-query's values are bound), and bodies are most of the bytes
-/// a commit moves.
+/// is handed over shared: the Any driver copies a `String` it borrows (as sea-query's values
+/// are bound), and bodies are most of the bytes a commit moves. Its `Text` value is the
+/// `Arc<String>` delivery sends from, so binding copies nothing.
 fn outbox_args(cd_batch: &str, call: &OutboxCall) -> Result<sqlx::any::AnyArguments> {
     use sqlx::Arguments;
     let mut args = sqlx::any::AnyArguments::default();
@@ -230,7 +235,9 @@ fn outbox_args(cd_batch: &str, call: &OutboxCall) -> Result<sqlx::any::AnyArgume
     bind(args.add(cd_batch))?;
     bind(args.add(call.call_no))?;
     bind(args.add(call.records.len() as i64))?;
-    bind(args.add(call.body.clone()))?;
+    args.values
+        .0
+        .push(sqlx_core::any::AnyValueKind::Text(call.body.clone()));
     bind(args.add(serde_json::to_string(&call.records)?))?;
     Ok(args)
 }
@@ -496,8 +503,9 @@ impl Db {
         }
     }
 
-    /// The transactional outbox: the batch, its records, the error rows and the new source
-    /// position are stored together or not at all, under the job's lease (`fence`). `build`
+    /// The transactional outbox: the batch, its records, the error rows, the row states they
+    /// change (`qz_row_state`) and the new source position are stored together or not at all,
+    /// under the job's lease (`fence`). `build`
     /// receives the allocated Cd_Batch and returns the serialised records; a transaction
     /// rolled back by a deadlock or a serialization failure runs again and calls it again,
     /// under the number allocated then.
@@ -507,10 +515,11 @@ impl Db {
         batch: Option<NewBatch<'_>>,
         build: impl Fn(Option<&str>) -> Result<Vec<OutboxCall>>,
         errors: &[ErrorRow],
+        state: &StateChanges,
         position: &str,
     ) -> Result<Committed> {
         retrying("commit_exchange", || {
-            self.commit_exchange_once(fence, batch.as_ref(), &build, errors, position)
+            self.commit_exchange_once(fence, batch.as_ref(), &build, errors, state, position)
         })
         .await
     }
@@ -518,7 +527,8 @@ impl Db {
     /// One attempt. The locks it takes, in this order in every exchange of every job: the
     /// job's own qz_lease row (the fencing check; no other job takes it), the day's
     /// qz_batch_seq row (the first shared lock, and only when a batch opens), the new qz_batch
-    /// and qz_outbox rows, the new qz_error rows, the job's own qz_cursor row. Delivery's
+    /// and qz_outbox rows, the new qz_error rows, the job's own qz_row_state rows, the job's
+    /// own qz_cursor row. Delivery's
     /// transactions never take the sequence row, so no cycle runs through it.
     async fn commit_exchange_once(
         &self,
@@ -526,6 +536,7 @@ impl Db {
         batch: Option<&NewBatch<'_>>,
         build: &impl Fn(Option<&str>) -> Result<Vec<OutboxCall>>,
         errors: &[ErrorRow],
+        state: &StateChanges,
         position: &str,
     ) -> Result<Committed> {
         let job = fence.job.as_str();
@@ -556,6 +567,7 @@ impl Db {
         }
         let at = (cd_batch.as_deref(), Some(exchange_no));
         self.insert_errors(&mut tx, job, errors, at, &now).await?;
+        self.write_row_state(&mut tx, job, state, &now).await?;
         self.upsert_cursor(&mut tx, job, position, exchange_no)
             .await?;
         let t_commit = std::time::Instant::now();
@@ -641,7 +653,7 @@ impl Db {
                 let done: Option<String> = r.try_get(3)?;
                 Ok(OutboxCall {
                     call_no: r.try_get(0)?,
-                    body: r.try_get(1)?,
+                    body: Body::new(r.try_get(1)?),
                     records: serde_json::from_str(&records).context("qz_outbox.records")?,
                     done: done
                         .map(|d| serde_json::from_str(&d))
@@ -1295,7 +1307,7 @@ mod tests {
     fn per_row_values_fill_the_rendered_placeholders() {
         let call = OutboxCall {
             call_no: 3,
-            body: "{}".into(),
+            body: Body::new("{}".into()),
             records: vec![RecordMeta {
                 source_key: "k".into(),
                 row_guid: "g".into(),

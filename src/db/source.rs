@@ -563,7 +563,7 @@ fn decode_pg_row(
                 row.try_get_unchecked::<Option<chrono::NaiveTime>, _>(i)?,
                 |t| Value::Text(t.to_string()),
             ),
-            PgDecoder::Text => opt(row.try_get_unchecked::<Option<String>, _>(i)?, Value::Text),
+            PgDecoder::Text => pg_text(row, i, names)?,
         };
         values.push(v);
     }
@@ -571,6 +571,26 @@ fn decode_pg_row(
         names: names.clone(),
         values,
     })
+}
+
+/// A PostgreSQL text value as a `String`. Its bytes are checked to be UTF-8 as the driver's
+/// `String` decoding checks them, with simdutf8: std's check of every text value was about 7%
+/// of a run's instructions.
+fn pg_text(row: &sqlx::postgres::PgRow, i: usize, names: &[String]) -> Result<Value> {
+    let raw = row.try_get_raw(i)?;
+    // Only a NULL has no bytes.
+    let Ok(bytes) = raw.as_bytes() else {
+        return Ok(Value::Null);
+    };
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(s) => Ok(Value::Text(s.to_owned())),
+        Err(_) => {
+            let why = std::str::from_utf8(bytes).err().map(|e| e.to_string());
+            let column = names.get(i).map_or("?", String::as_str);
+            let why = why.unwrap_or_default();
+            Err(anyhow!("column {column}: text is not UTF-8: {why}"))
+        }
+    }
 }
 
 /// How a MySQL column is decoded. `None` from `my_decoder` means qianzhi cannot read it.

@@ -180,6 +180,62 @@ fn gansu_rows(sample: impl Fn(i64) -> Vec<(String, Lit)>) -> Vec<DemoRow> {
     rows
 }
 
+/// The demo's jobs over views without change columns (README, 三种采集方式): the current rows
+/// of `accept_current`, read incrementally by their last-changed time and as a snapshot.
+const CAPTURE_JOBS: &str = r#"
+[[job]]
+name = "accept_incremental"
+data_type = "accept"
+mode = "incremental"
+source = "v_accept_incremental"
+key = ["id"]
+time_column = "updated_at"
+deleted_column = "is_deleted"
+deleted_values = ["1"]
+settle_lag = "0s"
+interval = "30s"
+
+[[job]]
+name = "accept_snapshot"
+data_type = "accept"
+mode = "snapshot"
+source = "v_accept_snapshot"
+key = ["id"]
+interval = "1h"
+"#;
+
+const CAPTURE_JOB_NAMES: [&str; 2] = ["accept_incremental", "accept_snapshot"];
+
+/// `accept_current`: one valid accept row per id (no change columns but a last-changed time
+/// and a soft-delete flag), and the two views the capture jobs read.
+async fn create_capture_views(db: &Db, p: &crate::schema::Platform) -> Result<()> {
+    let dt = &p.data_types["accept"];
+    db.create_change_table(dt, "accept_current").await?;
+    let samples: Vec<_> = (1..=20).map(|i| sample_fields(p, dt, i)).collect();
+    let rows: Vec<ChangeRow> = samples
+        .iter()
+        .zip(1..)
+        .map(|(fields, id)| ChangeRow {
+            id,
+            op: "I",
+            cd_time: "2026-11-20 10:00:00",
+            fields,
+        })
+        .collect();
+    db.insert_change_rows("accept_current", &rows).await?;
+    let fields: Vec<String> = crate::schema::sample::sample_columns(dt)
+        .map(|f| f.code.clone())
+        .collect();
+    let fields = fields.join(", ");
+    db.execute_script(&format!(
+        "ALTER TABLE accept_current ADD COLUMN is_deleted INTEGER NOT NULL DEFAULT 0;\n\
+         CREATE VIEW v_accept_incremental AS SELECT id, {fields}, cd_time AS updated_at, \
+         is_deleted FROM accept_current;\n\
+         CREATE VIEW v_accept_snapshot AS SELECT id, {fields} FROM accept_current"
+    ))
+    .await
+}
+
 pub async fn run(dir: &Path) -> Result<String> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let db_path = dir.join("department.db");
@@ -218,6 +274,7 @@ pub async fn run(dir: &Path) -> Result<String> {
         &gansu_table,
         "",
     ));
+    cfg_text.push_str(CAPTURE_JOBS);
     cfg_text.push_str(&super::query_demo::query_config(&qsim, dir, 100, "")?);
     // `qianzhi run` with this config serves /metrics and /healthz here (README, 运维).
     cfg_text.push_str(DEMO_HTTP);
@@ -234,6 +291,7 @@ pub async fn run(dir: &Path) -> Result<String> {
         db.insert_change_rows(&table, &as_rows(&gdzw_rows(t, |i| sample_fields(p, dt, i))))
             .await?;
     }
+    create_capture_views(&db, p).await?;
     let gp = catalog.platform("gansu").expect("gansu catalog");
     let dt = &gp.data_types[GANSU_DEMO_TYPE];
     db.create_change_table(dt, &gansu_table).await?;
@@ -263,7 +321,8 @@ pub async fn run(dir: &Path) -> Result<String> {
         "{:<18} {:>5} {:>9} {:>8} {:>8}  Cd_Batch",
         "job", "rows", "delivered", "invalid", "refused"
     );
-    for t in GDZW_TYPES.iter().chain([&GANSU_DEMO_TYPE]) {
+    let capture = CAPTURE_JOB_NAMES.iter();
+    for t in GDZW_TYPES.iter().chain([&GANSU_DEMO_TYPE]).chain(capture) {
         let o = run_once(&app, t, &cancel, &RunOptions::default()).await?;
         let _ = writeln!(
             out,

@@ -11,6 +11,7 @@ use super::body::{CallRecords, join_array};
 use super::{Pending, Receipt, SubmitError, Upstream};
 use crate::config::{Envelope, GansuConfig, NullFields};
 use crate::crypto::{Sm4Cbc, TextEncoding, parse_key};
+use crate::db::control::Body;
 use crate::schema::DataType;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -276,7 +277,7 @@ impl GansuClient {
     }
 
     /// One call with a body taken from the outbox as it is.
-    pub async fn post(&self, url: &str, body: String) -> Result<Receipt, SubmitError> {
+    pub async fn post(&self, url: &str, body: reqwest::Body) -> Result<Receipt, SubmitError> {
         let resp = self
             .http
             .post(url)
@@ -366,7 +367,8 @@ impl Upstream for Gansu {
         self.client.codec.join(parts)
     }
 
-    fn post<'a>(&'a self, url: &'a str, body: String) -> Pending<'a, Option<Receipt>> {
+    fn post<'a>(&'a self, url: &'a str, body: Body) -> Pending<'a, Option<Receipt>> {
+        let body = super::http_body(body);
         Box::pin(async move { self.client.post(url, body).await.map(Some) })
     }
 

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use super::body::{CallRecords, join_array, split_array};
 use super::{Pending, Receipt, Reconciliation, SubmitError, Upstream};
 use crate::config::{GdzwConfig, LengthUnit, NullFields};
-use crate::db::control::ReconRow;
+use crate::db::control::{Body, ReconRow};
 use crate::schema::{Catalog, DataType, FieldType};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -116,7 +116,7 @@ impl GdzwClient {
         )
     }
 
-    async fn post(&self, url: &str, body: String) -> Result<(), SubmitError> {
+    async fn post(&self, url: &str, body: reqwest::Body) -> Result<(), SubmitError> {
         let ts = chrono::Utc::now().timestamp().to_string();
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         let sig = sign(&ts, self.token.expose_secret(), &nonce);
@@ -168,7 +168,7 @@ impl GdzwClient {
             .map_err(|e| SubmitError::Fatal(format!("{e:#}")))?;
         let url = format!("{}/{}", self.api_root, self.reconciliation_path);
         let body = serde_json::Value::Array(body).to_string();
-        self.post(&url, body).await
+        self.post(&url, body.into()).await
     }
 }
 
@@ -234,7 +234,8 @@ impl Upstream for Gdzw {
         Ok(join_array(parts))
     }
 
-    fn post<'a>(&'a self, url: &'a str, body: String) -> Pending<'a, Option<Receipt>> {
+    fn post<'a>(&'a self, url: &'a str, body: Body) -> Pending<'a, Option<Receipt>> {
+        let body = super::http_body(body);
         Box::pin(async move { self.client.post(url, body).await.map(|()| None) })
     }
 

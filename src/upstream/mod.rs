@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use crate::config::{Config, JobConfig, LengthUnit, NullFields};
-use crate::db::control::ReconRow;
+use crate::db::control::{Body, ReconRow};
 use crate::schema::{Catalog, DataType};
 pub use body::{CallRecords, Fields};
 
@@ -65,7 +65,7 @@ pub trait Upstream: Send + Sync {
     /// A body for some of those units, built exactly as [`Self::encode`] builds it.
     fn join(&self, parts: &[&str]) -> anyhow::Result<String>;
     /// Sends a body as it is and classifies the answer.
-    fn post<'a>(&'a self, url: &'a str, body: String) -> Pending<'a, Option<Receipt>>;
+    fn post<'a>(&'a self, url: &'a str, body: Body) -> Pending<'a, Option<Receipt>>;
     /// The Table_name a data type's batches are reconciled under.
     fn table_name(&self, dt: &DataType) -> String;
     /// The platform's reconciliation upload, if it has one.
@@ -240,6 +240,17 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.attempt = 0;
     }
+}
+
+/// A shared call body as the HTTP request's body, the same bytes rather than a copy.
+fn http_body(body: Body) -> reqwest::Body {
+    struct Shared(Body);
+    impl AsRef<[u8]> for Shared {
+        fn as_ref(&self) -> &[u8] {
+            self.0.as_bytes()
+        }
+    }
+    reqwest::Body::from(bytes::Bytes::from_owner(Shared(body)))
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use tracing::{Instrument, Span, debug, info, info_span, warn};
 
 use super::commit::Committed;
 use super::{App, Outcome, Run, failpoint, reconcile, retry};
-use crate::db::control::{BatchRow, OutboxCall};
+use crate::db::control::{BatchRow, Body, OutboxCall};
 use crate::upstream::{Backoff, Receipt, SubmitError};
 use order::Busy;
 use record::Batch;
@@ -130,7 +130,7 @@ struct Tasks {
 
 impl Tasks {
     /// Sends a call's stored bytes once, after `wait` for a resend.
-    fn send(&mut self, key: Key, body: String, wait: Option<Duration>, span: Span) {
+    fn send(&mut self, key: Key, body: Body, wait: Option<Duration>, span: Span) {
         let (app, job, url, halt) = self.parts();
         let task = async move {
             if let Some(wait) = wait {
@@ -592,7 +592,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         let call = o.calls[key.call].call.as_mut().expect("held here");
         self.busy.release(call);
         // Accepted: its bytes are not needed any more, only who was in it.
-        call.body = String::new();
+        call.body = Body::default();
         self.in_flight -= 1;
         o.unsettled -= 1;
         o.acked.push(key.call);

@@ -44,7 +44,7 @@ mod tests {
     fn call(guids: &[&str]) -> OutboxCall {
         OutboxCall {
             call_no: 0,
-            body: String::new(),
+            body: Default::default(),
             records: guids
                 .iter()
                 .map(|g| RecordMeta {

@@ -6,7 +6,7 @@ use anyhow::Result;
 use tracing::debug;
 
 use super::super::Run;
-use crate::db::control::{BatchRow, OutboxCall, ReconRow};
+use crate::db::control::{BatchRow, Body, OutboxCall, ReconRow};
 use crate::upstream::{Receipt, SubmitError};
 
 /// One batch as its calls are sent, split and settled.
@@ -20,7 +20,7 @@ pub(super) struct Batch<'a> {
 
 impl Batch<'_> {
     pub async fn post(&self, body: String) -> Result<Option<Receipt>, SubmitError> {
-        self.run.upstream.post(self.url, body).await
+        self.run.upstream.post(self.url, Body::new(body)).await
     }
 
     /// Records accepted calls; with `resolve`, error rows they answer are resolved too.

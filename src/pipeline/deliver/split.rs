@@ -249,7 +249,7 @@ mod tests {
     fn call(done: &[(usize, char)]) -> OutboxCall {
         OutboxCall {
             call_no: 0,
-            body: String::new(),
+            body: Default::default(),
             records: vec![],
             done: done.iter().copied().collect(),
         }
