@@ -9,12 +9,15 @@
 //! changes of one row are never in flight together and a later one leaves only after the
 //! platform answered the earlier one.
 //!
-//! Sends, splits and reconciliation uploads run as tasks of their own, so answers keep
-//! arriving while this engine writes to the database; only the engine changes its state.
+//! Sends, splits and reconciliation uploads run as tasks of their own, and grouped acks,
+//! receipts and the closing of batches go to one writer task in order (`write`), so answers
+//! keep arriving and calls keep leaving while the database records what happened; only the
+//! engine changes its state.
 
 mod order;
 mod record;
 mod split;
+mod write;
 
 use anyhow::{Result, anyhow};
 use std::collections::{BTreeMap, VecDeque};
@@ -32,6 +35,7 @@ use crate::upstream::{Backoff, Receipt, SubmitError};
 use order::Busy;
 use record::Batch;
 use split::{FirstAnswer, Split, Suspect, Verdict, split_call, verdict};
+use write::{Finish, Write, Writer, Written};
 
 /// Where the batches to deliver come from.
 pub(super) enum Source {
@@ -223,6 +227,7 @@ enum Event {
     Shutdown,
     Done(Result<Done, tokio::task::JoinError>),
     Batch(Option<Committed>),
+    Written(Written),
     /// Nothing to wait for (not reached: the loop ends first).
     Idle,
 }
@@ -249,6 +254,8 @@ struct Engine<'r, 'o> {
     backoff: Backoff,
     ack_every: usize,
     upload: Upload,
+    /// Acks, receipts and closes, written in order behind the calls.
+    writer: Writer,
     stop: Option<Stop>,
     /// Refusals were recorded in this delivery: later acks look for error rows to resolve.
     refused_any: bool,
@@ -262,16 +269,23 @@ impl<'r, 'o> Engine<'r, 'o> {
             Source::Pending(p) => (p.into(), None),
             Source::Fresh(rx) => (VecDeque::new(), Some(rx)),
         };
+        let tasks = Tasks {
+            app: app.clone(),
+            job: run.job.name.as_str().into(),
+            fence: run.fence.clone(),
+            url: run.upstream.call_url(run.dt)?.into(),
+            halt: run.cancel.child_token(),
+            set: JoinSet::new(),
+        };
+        let writer = Writer::start(
+            app.clone(),
+            tasks.job.clone(),
+            tasks.url.clone(),
+            run.fence.clone(),
+        );
         Ok(Engine {
             run,
-            tasks: Tasks {
-                app: app.clone(),
-                job: run.job.name.as_str().into(),
-                fence: run.fence.clone(),
-                url: run.upstream.call_url(run.dt)?.into(),
-                halt: run.cancel.child_token(),
-                set: JoinSet::new(),
-            },
+            tasks,
             pending,
             fresh,
             open: VecDeque::new(),
@@ -286,6 +300,7 @@ impl<'r, 'o> Engine<'r, 'o> {
             backoff: Backoff::new(delivery.retry_initial(), delivery.retry_max()),
             ack_every: delivery.ack_every_calls.max(1),
             upload: Upload::default(),
+            writer,
             stop: None,
             refused_any: false,
             out,
@@ -302,7 +317,7 @@ impl<'r, 'o> Engine<'r, 'o> {
             {
                 self.halt(Stop::Failed(e));
             }
-            if self.tasks.set.is_empty() {
+            if self.tasks.set.is_empty() && self.writer.queued == 0 {
                 if self.stop.is_some() || self.drained() {
                     break;
                 }
@@ -318,6 +333,7 @@ impl<'r, 'o> Engine<'r, 'o> {
                 biased;
                 _ = self.run.cancel.cancelled(), if self.stop.is_none() => Event::Shutdown,
                 Some(done) = self.tasks.set.join_next() => Event::Done(done),
+                Some(w) = self.writer.rx.recv() => Event::Written(w),
                 got = recv(&mut self.fresh), if want => Event::Batch(got),
                 else => Event::Idle,
             };
@@ -333,6 +349,7 @@ impl<'r, 'o> Engine<'r, 'o> {
                     self.fresh = None;
                     Ok(())
                 }
+                Event::Written(w) => self.written(w),
                 Event::Idle => Err(anyhow!("delivery has nothing left to wait for")),
             };
             if let Err(e) = step {
@@ -350,7 +367,7 @@ impl<'r, 'o> Engine<'r, 'o> {
             self.fill().await?;
             self.start_split().await?;
             // A closed batch makes room for the next pending one.
-            if self.close_finished().await? == 0 {
+            if self.close_finished() == 0 {
                 return Ok(());
             }
         }
@@ -433,7 +450,10 @@ impl<'r, 'o> Engine<'r, 'o> {
     /// Sends calls in order while there is room, none waits to be resent, and the next
     /// call's rows are not under way.
     async fn fill(&mut self) -> Result<()> {
-        while self.resending == 0 && self.in_flight < self.limit {
+        while self.resending == 0
+            && self.in_flight < self.limit
+            && self.writer.groups < write::MAX_QUEUED
+        {
             let Some(i) = self.open.iter().position(|o| o.next < o.calls.len()) else {
                 if self.open.len() >= self.max_open() {
                     return Ok(());
@@ -539,7 +559,7 @@ impl<'r, 'o> Engine<'r, 'o> {
             }
             Err(SubmitError::Retryable(msg)) => {
                 // Record progress before waiting: an outage can last long.
-                self.flush_all().await?;
+                self.flush_all();
                 let wait = self.backoff.next_delay();
                 let o = &mut self.open[i];
                 warn!(parent: &o.span, error = %msg, retry_in_ms = wait.as_millis() as u64, "temporary failure, will resend the same call");
@@ -559,7 +579,14 @@ impl<'r, 'o> Engine<'r, 'o> {
         let o = &self.open[i];
         let call = o.calls[key.call].call.as_ref().expect("held here");
         let records = call.records.len();
-        self.batch(o).note_receipt(call, records, receipt).await?;
+        if let Some(receipt) = receipt {
+            self.writer.queue(Write::Receipt {
+                b: o.b.clone(),
+                call_no: call.call_no,
+                records,
+                receipt,
+            });
+        }
         self.out.delivered += records;
         let o = &mut self.open[i];
         let call = o.calls[key.call].call.as_mut().expect("held here");
@@ -572,7 +599,7 @@ impl<'r, 'o> Engine<'r, 'o> {
         // Counted over the open batches, so a crash resends at most `ack_every_calls`
         // accepted calls besides those on the wire.
         if self.open.iter().map(|o| o.acked.len()).sum::<usize>() >= self.ack_every {
-            self.flush_all().await?;
+            self.flush_all();
         }
         self.backoff.reset();
         failpoint("after-first-call");
@@ -591,6 +618,8 @@ impl<'r, 'o> Engine<'r, 'o> {
             self.to_split.insert(key, Some(msg));
             return Ok(());
         }
+        // Error rows and acks are written in the order they were decided.
+        self.settle().await?;
         let mut call = self.open[i].calls[key.call].call.take().expect("held here");
         call.done.insert(0, 'r');
         let o = &self.open[i];
@@ -628,7 +657,9 @@ impl<'r, 'o> Engine<'r, 'o> {
         {
             return Ok(());
         }
-        self.flush_all().await?;
+        // The split writes for itself: what was acked before it is recorded first.
+        self.flush_all();
+        self.settle().await?;
         let Some((key, whole)) = self.to_split.pop_first() else {
             return Ok(());
         };
@@ -716,6 +747,7 @@ impl<'r, 'o> Engine<'r, 'o> {
                     return Err(s.stop(self.run.job, setting, call).into());
                 }
                 Verdict::Content => {
+                    self.settle().await?;
                     let (key, s) = self.held.remove(k);
                     let mut call = self.open[i].calls[key.call].call.take().expect("held here");
                     let at = batch_of(self.run, &self.tasks.url, &self.open[i], self.refused_any);
@@ -730,8 +762,9 @@ impl<'r, 'o> Engine<'r, 'o> {
         Ok(())
     }
 
-    /// Closes the oldest batches whose calls are all settled, in Cd_Batch order.
-    async fn close_finished(&mut self) -> Result<usize> {
+    /// Closes the oldest batches whose calls are all settled, in Cd_Batch order: the closing
+    /// goes to the writer, so the next batch's calls keep going out meanwhile.
+    fn close_finished(&mut self) -> usize {
         let mut closed = 0;
         while let Some(o) = self.open.front() {
             if o.next < o.calls.len() || o.unsettled > 0 {
@@ -742,27 +775,76 @@ impl<'r, 'o> Engine<'r, 'o> {
                 .upstream
                 .reconciliation()
                 .is_some_and(|r| r.upload_each_batch());
-            let state = if upload { "pending" } else { "off" };
-            let last: Vec<&OutboxCall> = o
-                .acked
-                .iter()
-                .map(|ci| o.calls[*ci].call.as_ref().expect("acked calls stay here"))
-                .collect();
-            let recon = self.batch(o).finish(&last, state).await?;
-            let o = self.open.pop_front().expect("checked above");
-            self.out.batches.push(o.b.cd_batch.clone());
-            info!(parent: &o.span, delivered = recon.cd_count, "batch done");
-            debug!(
-                parent: &o.span,
-                deliver_ms = o.opened.elapsed().as_millis() as u64,
-                "batch delivered"
-            );
-            if upload {
-                self.start_upload();
-            }
+            let resolve = self.batch(o).resolve;
+            let mut o = self.open.pop_front().expect("checked above");
+            let last = take_acked(&mut o);
+            self.writer.queue(Write::Finish(Finish {
+                b: o.b,
+                last,
+                resolve,
+                upload,
+                span: o.span,
+                opened: o.opened,
+            }));
             closed += 1;
         }
-        Ok(closed)
+        closed
+    }
+
+    /// What the writer did: a closed batch is counted (and its reconciliation row uploaded),
+    /// a failed write stops the job.
+    fn written(&mut self, w: Written) -> Result<()> {
+        self.writer.queued -= 1;
+        match w {
+            Written::Done => Ok(()),
+            Written::Acked => {
+                self.writer.groups -= 1;
+                Ok(())
+            }
+            Written::Closed(closed) => {
+                let write::Closed {
+                    recon,
+                    upload,
+                    span,
+                    opened,
+                } = *closed;
+                self.writer.groups -= 1;
+                info!(parent: &span, delivered = recon.cd_count, "batch done");
+                debug!(
+                    parent: &span,
+                    deliver_ms = opened.elapsed().as_millis() as u64,
+                    "batch delivered"
+                );
+                self.out.batches.push(recon.cd_batch);
+                if upload && self.stop.is_none() {
+                    self.start_upload();
+                }
+                Ok(())
+            }
+            Written::Failed { group, error } => {
+                if group {
+                    self.writer.groups -= 1;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Waits until everything queued for the writer is written, and takes in what it did;
+    /// for the writes the engine does itself, which must come after those.
+    async fn settle(&mut self) -> Result<()> {
+        let ok = self.writer.settle().await;
+        let mut first = None;
+        while let Ok(w) = self.writer.rx.try_recv() {
+            if let Err(e) = self.written(w) {
+                first.get_or_insert(e);
+            }
+        }
+        match (first, ok) {
+            (Some(e), _) => Err(e),
+            (None, true) => Ok(()),
+            (None, false) => Err(anyhow!("an earlier write of this delivery failed")),
+        }
     }
 
     /// Uploads reconciliation rows beside the calls; one upload task at a time.
@@ -776,40 +858,39 @@ impl<'r, 'o> Engine<'r, 'o> {
     }
 
     /// Acknowledged calls are recorded together, one transaction per `ack_every_calls`, which
-    /// keeps the database's commit rate off the hot path; a crash resends at most those calls.
-    async fn flush(&mut self, i: usize) -> Result<()> {
-        let o = &self.open[i];
-        if o.acked.is_empty() {
-            return Ok(());
+    /// keeps the database's commit rate off the hot path; a crash resends at most those calls
+    /// and the groups still with the writer.
+    fn flush(&mut self, i: usize) {
+        if self.open[i].acked.is_empty() {
+            return;
         }
-        let done: Vec<&OutboxCall> = o
-            .acked
-            .iter()
-            .map(|ci| o.calls[*ci].call.as_ref().expect("acked calls stay here"))
-            .collect();
-        let at = self.batch(o);
-        at.ack(&done, at.resolve).await?;
-        self.open[i].acked.clear();
-        Ok(())
+        let resolve = self.batch(&self.open[i]).resolve;
+        let o = &mut self.open[i];
+        let calls = take_acked(o);
+        self.writer.queue(Write::Ack {
+            b: o.b.clone(),
+            calls,
+            resolve,
+        });
     }
 
-    async fn flush_all(&mut self) -> Result<()> {
+    fn flush_all(&mut self) {
         for i in 0..self.open.len() {
-            self.flush(i).await?;
+            self.flush(i);
         }
-        Ok(())
     }
 
     /// After a stop, the answers that came in are recorded; the rest stays in the outbox.
     async fn wrap_up(mut self) -> Result<()> {
         let Some(stop) = self.stop.take() else {
             debug_assert!(
-                self.busy.is_empty() && self.in_flight == 0,
-                "every call was answered"
+                self.busy.is_empty() && self.in_flight == 0 && self.writer.queued == 0,
+                "every call was answered and recorded"
             );
             return Ok(());
         };
-        let flushed = self.flush_all().await;
+        self.flush_all();
+        let flushed = self.settle().await;
         match stop {
             Stop::Shutdown => {
                 flushed?;
@@ -824,6 +905,15 @@ impl<'r, 'o> Engine<'r, 'o> {
             }
         }
     }
+}
+
+/// The accepted calls of a batch not recorded yet, taken from their slots for the writer
+/// (their bodies are gone already; only who was in them is written).
+fn take_acked(o: &mut Open) -> Vec<OutboxCall> {
+    std::mem::take(&mut o.acked)
+        .into_iter()
+        .map(|ci| o.calls[ci].call.take().expect("acked calls stay here"))
+        .collect()
 }
 
 /// How an open batch's calls are recorded. Accepted records resolve open error rows when the

@@ -45,21 +45,13 @@ impl Batch<'_> {
     }
 
     /// Keeps the platform's own batch number of an accepted call (Gansu answers with one).
-    pub async fn note_receipt(
-        &self,
-        call: &OutboxCall,
-        records: usize,
-        receipt: Option<Receipt>,
-    ) -> Result<()> {
-        let Some(r) = receipt else {
-            return Ok(());
-        };
+    pub async fn note_receipt(&self, call_no: i64, records: usize, r: Receipt) -> Result<()> {
         debug!(platform_batch_num = %r.batch_num, "call accepted");
         let db = &self.run.app.db;
         db.record_receipt(
             self.run.fence,
             &self.b.cd_batch,
-            call.call_no,
+            call_no,
             records,
             &r.batch_num,
             &r.id,

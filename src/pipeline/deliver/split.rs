@@ -163,7 +163,9 @@ pub(super) async fn split_call(
         }
         match posted {
             Ok(receipt) => {
-                at.note_receipt(call, part.len(), receipt).await?;
+                if let Some(r) = receipt {
+                    at.note_receipt(call.call_no, part.len(), r).await?;
+                }
                 part.iter().for_each(|i| {
                     call.done.insert(*i, 'a');
                 });
