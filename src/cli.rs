@@ -82,6 +82,11 @@ pub enum Cmd {
         /// be sent as JSON lines; change and send nothing
         #[arg(long)]
         dry_run: bool,
+        /// 快照任务：确认这次的大批删除，越过安全阀（max_delete_ratio、视图读到 0 行）发送 /
+        /// Snapshot jobs: confirm this run's mass delete and send it past the safety valve
+        /// (max_delete_ratio, a view that reads no row)
+        #[arg(long)]
+        confirm_deletes: bool,
     },
     /// 守护进程：每个任务按自己的调度运行，直到收到 SIGTERM / The daemon: every job on its
     /// schedule until SIGTERM
@@ -285,7 +290,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
             print!("{}", crate::db::grants::script(&cfg, &grantee)?);
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Once { job, dry_run } => {
+        Cmd::Once {
+            job,
+            dry_run,
+            confirm_deletes,
+        } => {
             let app = App::new(load_config(&cli)?).await?;
             let cancel = CancellationToken::new();
             crate::daemon::cancel_on_signal(cancel.clone());
@@ -309,8 +318,11 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     false => crate::progress::Progress::start(&app, &name).await,
                     true => None,
                 };
-                let result =
-                    run_once(&app, &name, &cancel, &RunOptions { dry_run: *dry_run }).await;
+                let opts = RunOptions {
+                    dry_run: *dry_run,
+                    confirm_deletes: *confirm_deletes,
+                };
+                let result = run_once(&app, &name, &cancel, &opts).await;
                 if let Some(p) = progress {
                     p.finish();
                 }
@@ -700,12 +712,8 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
         };
         let columns: Vec<String> = described.iter().map(|c| c.name.clone()).collect();
         let has = |c: &str| columns.iter().any(|x| x.eq_ignore_ascii_case(c));
-        for c in job
-            .key
-            .iter()
-            .chain([&job.time_column, &job.operation_column])
-            .chain(job.seq_column.iter())
-        {
+        let columns_present = job.change_columns().iter().all(|c| has(c));
+        for c in job.change_columns() {
             if !has(c) {
                 println!(
                     "✗ job {}: source {} has no column {c}",
@@ -772,6 +780,9 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
             );
             problems += 1;
         }
+        if columns_present {
+            problems += check_capture(&db, job).await;
+        }
     }
     for q in &cfg.queries {
         let p = format!("query[{}] ({}).", q.entry, q.name);
@@ -813,4 +824,81 @@ async fn check(cli: &Cli) -> Result<ExitCode> {
         println!("{problems} problem(s) found");
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// `check` of what a job's mode needs from its source: a unique key where rows stand for
+/// themselves (incremental, snapshot: a bounded duplicate query), and the index its read
+/// uses (a warning with the `CREATE INDEX` to run). Returns the number of problems.
+async fn check_capture(db: &Db, job: &crate::config::JobConfig) -> usize {
+    use crate::config::Mode;
+    let mut problems = 0;
+    if job.mode != Mode::Changelog {
+        match db.duplicate_keys(&job.source, &job.key, 5).await {
+            Ok(d) if d.is_empty() => println!(
+                "✓ job {}: key ({}) is unique in {}",
+                job.name,
+                job.key.join(", "),
+                job.source
+            ),
+            Ok(d) => {
+                println!(
+                    "✗ job {}: 键 ({}) 在 {} 中不唯一，例如 [{}] (key ({}) is not unique in {}, e.g. [{}])",
+                    job.name,
+                    job.key.join(", "),
+                    job.source,
+                    d.join("], ["),
+                    job.key.join(", "),
+                    job.source,
+                    d.join("], [")
+                );
+                problems += 1;
+            }
+            Err(e) => {
+                println!("✗ job {}: {e:#}", job.name);
+                problems += 1;
+            }
+        }
+    }
+    // The columns the read is ordered by: change time and order columns, or the key alone.
+    let order = job.order_columns();
+    let cols: Vec<&str> = match job.mode {
+        Mode::Snapshot => job.key.iter().map(String::as_str).collect(),
+        _ => std::iter::once(job.time_column.as_str())
+            .chain(order.iter().map(String::as_str))
+            .collect(),
+    };
+    let create = format!(
+        "CREATE INDEX {}_qz ON {} ({});",
+        job.source.rsplit('.').next().unwrap_or(&job.source),
+        job.source,
+        cols.join(", ")
+    );
+    match db.source_indexes(&job.source).await {
+        Ok(Some(ix)) if crate::db::inspect::has_leading_index(&ix, &cols) => println!(
+            "✓ job {}: {} has an index on ({})",
+            job.name,
+            job.source,
+            cols.join(", ")
+        ),
+        Ok(Some(_)) => println!(
+            "⚠ job {}: {} 没有以 ({}) 开头的索引，每次读取都要扫描全表；建议：{create}              ({} has no index on ({}); every read scans the whole table: {create})",
+            job.name,
+            job.source,
+            cols.join(", "),
+            job.source,
+            cols.join(", ")
+        ),
+        Ok(None) if job.mode != Mode::Changelog => println!(
+            "ℹ job {}: {} 是视图，请确认其基表有与 ({}) 对应的索引 ({} is a view: make sure its \
+             base table has an index on the columns behind ({}))",
+            job.name,
+            job.source,
+            cols.join(", "),
+            job.source,
+            cols.join(", ")
+        ),
+        Ok(None) => {}
+        Err(e) => println!("⚠ job {}: {e:#}", job.name),
+    }
+    problems
 }

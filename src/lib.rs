@@ -27,6 +27,7 @@ pub mod daemon;
 pub mod db;
 pub mod failpoint;
 pub mod http;
+pub mod keysort;
 pub mod lease;
 pub mod mapping;
 pub mod mask;

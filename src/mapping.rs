@@ -206,12 +206,7 @@ impl Plan {
 /// change time, operation, key and order columns; in the view's order and spelling. A column
 /// the view lacks is left out: `check` names it, and reading it would fail the whole query.
 pub fn needed_columns(view: &[String], plan: &Plan, job: &JobConfig) -> Vec<String> {
-    let wanted: Vec<&str> = plan
-        .columns()
-        .chain([job.time_column.as_str(), job.operation_column.as_str()])
-        .chain(job.key.iter().map(String::as_str))
-        .chain(job.seq_column.as_deref())
-        .collect();
+    let wanted: Vec<&str> = plan.columns().chain(job.change_columns()).collect();
     view.iter()
         .filter(|c| wanted.iter().any(|w| w.eq_ignore_ascii_case(c)))
         .cloned()
@@ -333,6 +328,11 @@ pub struct RowMap<'p> {
 }
 
 impl RowMap<'_> {
+    /// The column names this map was placed over.
+    pub fn names(&self) -> &Arc<[String]> {
+        &self.names
+    }
+
     /// The value of field `i` in `row`: moved out of a row with the page's columns when no
     /// later field reads it, else copied (a row with other columns is searched by name).
     fn take(&self, row: &mut SourceRow, i: usize, column: &str) -> Option<Value> {

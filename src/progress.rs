@@ -74,6 +74,10 @@ impl Progress {
 /// count fails (the run then goes on without a progress line).
 async fn waiting_rows(app: &App, job: &str) -> Option<i64> {
     let j = app.job(job).ok()?;
+    // A snapshot has no position to count after: it reads the whole view.
+    if j.mode == crate::config::Mode::Snapshot {
+        return None;
+    }
     let order = j.order_columns();
     let spec = SourceSpec {
         table: &j.source,

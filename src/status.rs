@@ -108,6 +108,11 @@ pub async fn collect(app: &StatusApp<'_>) -> Result<Status> {
         s.last_run_result = run.last_run_result;
         s.retrying = run.retrying;
         s.lease = lease_of(&j.name);
+        // A snapshot has no position to count after: it reads the whole view.
+        if j.mode == crate::config::Mode::Snapshot {
+            jobs.push(s);
+            continue;
+        }
         let order = j.order_columns();
         let spec = SourceSpec {
             table: &j.source,

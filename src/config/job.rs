@@ -33,10 +33,19 @@ impl std::fmt::Display for UpstreamKind {
     }
 }
 
+/// How a job finds what changed in its source (README, "三种采集方式").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
+    /// A change table: one row per change, with its operation (I/U/D) in `operation_column`.
     Changelog,
+    /// A view of current rows with a last-changed time: rows after the stored position are
+    /// sent, I or U by whether the key was delivered before (`qz_row_state`), D from
+    /// `deleted_column`.
+    Incremental,
+    /// A view of current rows without any change column: read whole, compared key by key
+    /// with what was delivered (`qz_row_state`): I new key, U changed record, D key gone.
+    Snapshot,
 }
 
 /// A 6-field cron (sec min hour day month weekday) in Beijing time, parsed, with its text.
@@ -153,6 +162,13 @@ pub struct JobConfig {
     /// are all taken; otherwise (time_column, key) must be unique.
     pub seq_column: Option<String>,
     pub settle_lag: Duration,
+    /// Incremental mode: a column whose value marks a row as deleted (a soft delete).
+    pub deleted_column: Option<String>,
+    /// The values of `deleted_column` (as text) that mean deleted.
+    pub deleted_values: Vec<String>,
+    /// Snapshot mode: the largest share of the delivered keys one snapshot may delete before
+    /// the job stops instead (a view that lost its rows must not withdraw them all).
+    pub max_delete_ratio: f64,
     pub batch_size: usize,
     pub trigger: Trigger,
     pub enabled: bool,
@@ -170,6 +186,26 @@ impl JobConfig {
             Some(c) => vec![c.clone()],
             None => self.key.clone(),
         }
+    }
+
+    /// The columns the job's mode reads besides the mapped ones: key, change time, order
+    /// column, and the operation (changelog) or the soft-delete marker (incremental).
+    pub fn change_columns(&self) -> Vec<&str> {
+        let key = self.key.iter().map(String::as_str);
+        let marker = match self.mode {
+            Mode::Changelog => Some(self.operation_column.as_str()),
+            Mode::Incremental => self.deleted_column.as_deref(),
+            Mode::Snapshot => return key.collect(),
+        };
+        key.chain([self.time_column.as_str()])
+            .chain(marker)
+            .chain(self.seq_column.as_deref())
+            .collect()
+    }
+
+    /// Incremental mode: whether a row's `deleted_column` value marks it deleted.
+    pub fn is_deleted_value(&self, text: &str) -> bool {
+        self.deleted_values.iter().any(|v| v == text)
     }
 
     pub fn settle_lag(&self) -> Duration {
@@ -223,12 +259,39 @@ impl JobConfig {
         let time_column = t.text_or("time_column", "cd_time");
         let operation_column = t.text_or("operation_column", "cd_operation");
         let seq_column = t.text("seq_column");
+        let mode = t.choice("mode", Mode::Changelog);
+        let deleted_column = t.text("deleted_column");
+        let deleted_values: Vec<String> = t.list("deleted_values").unwrap_or_default();
+        match (mode, &deleted_column, deleted_values.is_empty()) {
+            (Mode::Changelog | Mode::Snapshot, Some(_), _) => t.issue(
+                Some("deleted_column"),
+                "deleted_column is for mode = \"incremental\" (changelog: D in operation_column; snapshot: a key gone from the view) (deleted_column 仅用于 incremental 模式)",
+            ),
+            (_, Some(_), true) => t.issue_fix(
+                Some("deleted_values"),
+                "name the values of deleted_column that mean deleted (须写出表示已删除的取值)",
+                Some("e.g. deleted_values = [\"1\"]"),
+            ),
+            (_, None, false) => t.issue(
+                Some("deleted_values"),
+                "deleted_values needs deleted_column (须同时设置 deleted_column)",
+            ),
+            _ => {}
+        }
+        let max_delete_ratio = t.choice::<f64>("max_delete_ratio", 0.2);
+        if !(0.0..=1.0).contains(&max_delete_ratio) {
+            t.issue(
+                Some("max_delete_ratio"),
+                "use 0.0 to 1.0 (取值范围 0.0 至 1.0)",
+            );
+        }
         let map: BTreeMap<String, String> = t.map_of("map");
         let not_column = |c: &str| format!("'{c}' is not a column name (不是列名)");
         let named = [
             ("time_column", Some(&time_column)),
             ("operation_column", Some(&operation_column)),
             ("seq_column", seq_column.as_ref()),
+            ("deleted_column", deleted_column.as_ref()),
         ];
         for (k, c) in key.iter().map(|c| ("key", Some(c))).chain(named) {
             if let Some(c) = c
@@ -246,13 +309,16 @@ impl JobConfig {
             name: name.unwrap_or_default(),
             upstream,
             data_type: data_type.unwrap_or_default(),
-            mode: t.choice("mode", Mode::Changelog),
+            mode,
             source: source.unwrap_or_default(),
             key,
             time_column,
             operation_column,
             seq_column,
             settle_lag: t.duration_or("settle_lag", Duration::from_secs(10), ranges::SETTLE_LAG),
+            deleted_column,
+            deleted_values,
+            max_delete_ratio,
             batch_size: t.number_or("batch_size", 1000, ranges::BATCH_SIZE),
             trigger: Trigger::read(t),
             enabled: t.flag("enabled", true),

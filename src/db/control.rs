@@ -10,6 +10,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::lease::Fence;
 use super::retry::retrying;
+use super::row_state::StateChanges;
 use super::{Db, Sql, lit, slots};
 use crate::batch::{batch_day, format_cd_batch};
 use crate::timefmt::{fmt_spec, now_text};
@@ -496,8 +497,9 @@ impl Db {
         }
     }
 
-    /// The transactional outbox: the batch, its records, the error rows and the new source
-    /// position are stored together or not at all, under the job's lease (`fence`). `build`
+    /// The transactional outbox: the batch, its records, the error rows, the row states they
+    /// change (`qz_row_state`) and the new source position are stored together or not at all,
+    /// under the job's lease (`fence`). `build`
     /// receives the allocated Cd_Batch and returns the serialised records; a transaction
     /// rolled back by a deadlock or a serialization failure runs again and calls it again,
     /// under the number allocated then.
@@ -507,10 +509,11 @@ impl Db {
         batch: Option<NewBatch<'_>>,
         build: impl Fn(Option<&str>) -> Result<Vec<OutboxCall>>,
         errors: &[ErrorRow],
+        state: &StateChanges,
         position: &str,
     ) -> Result<Committed> {
         retrying("commit_exchange", || {
-            self.commit_exchange_once(fence, batch.as_ref(), &build, errors, position)
+            self.commit_exchange_once(fence, batch.as_ref(), &build, errors, state, position)
         })
         .await
     }
@@ -518,7 +521,8 @@ impl Db {
     /// One attempt. The locks it takes, in this order in every exchange of every job: the
     /// job's own qz_lease row (the fencing check; no other job takes it), the day's
     /// qz_batch_seq row (the first shared lock, and only when a batch opens), the new qz_batch
-    /// and qz_outbox rows, the new qz_error rows, the job's own qz_cursor row. Delivery's
+    /// and qz_outbox rows, the new qz_error rows, the job's own qz_row_state rows, the job's
+    /// own qz_cursor row. Delivery's
     /// transactions never take the sequence row, so no cycle runs through it.
     async fn commit_exchange_once(
         &self,
@@ -526,6 +530,7 @@ impl Db {
         batch: Option<&NewBatch<'_>>,
         build: &impl Fn(Option<&str>) -> Result<Vec<OutboxCall>>,
         errors: &[ErrorRow],
+        state: &StateChanges,
         position: &str,
     ) -> Result<Committed> {
         let job = fence.job.as_str();
@@ -556,6 +561,7 @@ impl Db {
         }
         let at = (cd_batch.as_deref(), Some(exchange_no));
         self.insert_errors(&mut tx, job, errors, at, &now).await?;
+        self.write_row_state(&mut tx, job, state, &now).await?;
         self.upsert_cursor(&mut tx, job, position, exchange_no)
             .await?;
         let t_commit = std::time::Instant::now();

@@ -58,6 +58,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(6, "006_exchange_order"),
     migration!(7, "007_lease"),
     migration!(9, "009_run_state"),
+    migration!(10, "010_capture"),
 ];
 
 /// A migration file with this line is an improvement the server may not support: its first

@@ -4,6 +4,7 @@ pub mod control;
 pub mod dialect;
 pub mod exec;
 pub mod grants;
+pub mod inspect;
 pub mod lease;
 pub mod migrate;
 pub mod odbc;
@@ -13,6 +14,8 @@ pub mod ops;
 pub mod oracle;
 pub mod query;
 pub mod retry;
+pub mod row_state;
+pub mod snapshot;
 pub mod source;
 pub mod tools;
 

@@ -8,7 +8,9 @@ use tracing::{debug, warn};
 
 use super::read::Prepared;
 use super::{Outcome, Run, failpoint};
+use crate::config::Mode;
 use crate::db::control::{BatchRow, NewBatch, OutboxCall, RecordMeta};
+use crate::db::row_state::StateChanges;
 use crate::upstream::CallRecords;
 
 /// A batch committed to the outbox, handed from the committer to delivery.
@@ -21,13 +23,20 @@ pub(super) async fn commit_pages(
     tx: mpsc::Sender<Committed>,
 ) -> Result<Outcome> {
     let mut out = Outcome::default();
-    while let Some(prep) = pages.recv().await {
+    while let Some(mut prep) = pages.recv().await {
         if run.cancel.is_cancelled() {
             out.interrupted = true;
             break;
         }
         let t_commit = std::time::Instant::now();
-        let batch = commit_page(run, &prep, crate::timefmt::now_beijing()).await?;
+        let state = match run.job.mode {
+            Mode::Changelog => StateChanges::default(),
+            Mode::Incremental => super::capture::settle_incremental(run, &mut prep).await?,
+            Mode::Snapshot => std::mem::take(&mut prep.state),
+        };
+        // Test hook: a crash after the page's operations are settled, before they are stored.
+        failpoint("before-capture-commit");
+        let batch = commit_page(run, &prep, &state, crate::timefmt::now_beijing()).await?;
         debug!(
             commit_ms = t_commit.elapsed().as_millis() as u64,
             "exchange committed"
@@ -47,10 +56,11 @@ pub(super) async fn commit_pages(
 }
 
 /// Stores one page as an exchange: the batch (if any record is valid), its calls, the
-/// error rows and the new position, in one transaction.
+/// error rows, the row states and the new position, in one transaction.
 async fn commit_page(
     run: &Run<'_>,
     prep: &Prepared,
+    state: &StateChanges,
     now: chrono::DateTime<chrono::FixedOffset>,
 ) -> Result<Option<Committed>> {
     let (app, job) = (run.app, run.job);
@@ -73,7 +83,7 @@ async fn commit_page(
     crate::failpoint::stop("stop-before-outbox-commit");
     let committed = app
         .db
-        .commit_exchange(run.fence, new_batch, build, &prep.errors, &pos_json)
+        .commit_exchange(run.fence, new_batch, build, &prep.errors, state, &pos_json)
         .await?;
     if !prep.errors.is_empty() {
         warn!(

@@ -10,11 +10,13 @@
 //! `LeaseHeld` when another process has it), `run_held` is for a caller that holds it already
 //! (`qianzhi run`). Every control-table write of the run carries the lease's `Fence`.
 
+mod capture;
 mod commit;
 mod deliver;
 mod read;
 mod reconcile;
 mod retry;
+mod snapshot;
 
 use anyhow::{Context, Result, anyhow, bail};
 use std::sync::Arc;
@@ -214,6 +216,21 @@ impl Outcome {
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub dry_run: bool,
+    /// Snapshot mode: send the deletes even past the safety valve (`max_delete_ratio`, or a
+    /// view that reads empty), for a mass delete the DBA has confirmed.
+    pub confirm_deletes: bool,
+}
+
+/// The read stage of the job's mode: change pages after the position, or the snapshot diff.
+async fn read_stage(
+    run: &Run<'_>,
+    opts: &RunOptions,
+    tx: Option<mpsc::Sender<read::Prepared>>,
+) -> Result<Outcome> {
+    match run.job.mode {
+        crate::config::Mode::Snapshot => snapshot::read_snapshot(run, opts, tx).await,
+        _ => read::read_pages(run, opts, tx).await,
+    }
 }
 
 /// Test hook: `QIANZHI_FAILPOINT=after-outbox-commit` (or `after-first-call`,
@@ -287,7 +304,7 @@ async fn run_inner(
     let run = Run::new(app, job, cancel, fence)?;
     let mut out = Outcome::default();
     if opts.dry_run {
-        out.merge(read::read_pages(&run, opts, None).await?);
+        out.merge(read_stage(&run, opts, None).await?);
         return Ok(out);
     }
     // Resend first: a batch left pending by a crash or a stop keeps its Cd_Batch.
@@ -327,7 +344,7 @@ async fn run_stages(
             async move {
                 let run = Run::new(&app, app.job(&name)?, &cancel, &fence)?;
                 match stage {
-                    Stage::Read(pages) => read::read_pages(&run, &opts, Some(pages)).await,
+                    Stage::Read(pages) => read_stage(&run, &opts, Some(pages)).await,
                     Stage::Commit(pages, batches) => {
                         commit::commit_pages(&run, pages, batches).await
                     }

@@ -7,8 +7,9 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::{Outcome, Run, RunOptions};
-use crate::config::{JobConfig, LengthUnit};
+use crate::config::{JobConfig, LengthUnit, Mode};
 use crate::db::control::ErrorRow;
+use crate::db::row_state::StateChanges;
 use crate::db::source::{Position, SourceSpec};
 use crate::mapping::{Op, Plan, Record, RowMap, key_text};
 use crate::upstream::{CallRecords, Fields};
@@ -26,6 +27,9 @@ pub(super) struct Prepared {
     pub rows: usize,
     /// The page ended at the settle lag (or was short): no more rows to read now.
     pub drained: bool,
+    /// The row states the exchange changes (snapshot mode; incremental mode settles them at
+    /// commit).
+    pub state: StateChanges,
 }
 
 /// Reads and checks pages until the source is drained, handing each to `tx`; with no `tx`
@@ -128,14 +132,15 @@ fn print_page(run: &Run<'_>, prep: &Prepared, seq: i64, out: &mut Outcome) {
 /// The columns a run reads and the plan over them, resolved once from the source's columns
 /// before the first page. A needed column whose type qianzhi cannot decode stops the run here,
 /// with the cast to add to the view; one that is not needed is never read.
-async fn read_plan(run: &Run<'_>) -> Result<(Vec<String>, Plan)> {
+pub(super) async fn read_plan(run: &Run<'_>) -> Result<(Vec<String>, Plan)> {
     let (app, job) = (run.app, run.job);
     let view = app.db.source_column_types(&job.source).await?;
     let names: Vec<String> = view.iter().map(|c| c.name.clone()).collect();
     let select = crate::mapping::needed_columns(&names, &run.plan(&names), job);
-    if !select
-        .iter()
-        .any(|c| c.eq_ignore_ascii_case(&job.time_column))
+    if job.mode != Mode::Snapshot
+        && !select
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(&job.time_column))
     {
         bail!(
             "{} 没有变更时间列 {} (source {} has no change-time column {})",
@@ -167,7 +172,7 @@ fn row_position(row: &SourceRow, job: &JobConfig) -> Position {
 }
 
 /// Maps and validates the rows of one page, with what every row of the page shares.
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     run: &'a Run<'a>,
     plan: &'a Plan,
     /// Rows changed after this (the settle lag) are left for a later run.
@@ -185,7 +190,7 @@ struct Checker<'a> {
 }
 
 impl<'a> Checker<'a> {
-    fn new(run: &'a Run<'a>, plan: &'a Plan) -> Self {
+    pub(super) fn new(run: &'a Run<'a>, plan: &'a Plan) -> Self {
         let cutoff = crate::timefmt::now_beijing().naive_local()
             - chrono::Duration::from_std(run.job.settle_lag()).unwrap_or_default();
         let placeholder_batch = format!(
@@ -242,6 +247,7 @@ impl<'a> Checker<'a> {
             last: None,
             rows: 0,
             drained: !page_full,
+            state: StateChanges::default(),
         };
         // The first row past the settle lag and every row after it wait for a later run.
         if let Some(n) = rows.iter().position(|row| self.too_recent(row)) {
@@ -269,10 +275,20 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        p.fields = Fields::new(self.plan.fields.iter().map(|(c, _, _)| c.clone()).collect())
-            .with_constants(&self.shared);
+        p.fields = self.fields();
         mark_superseded(&p.records, &record_rows, &mut p.errors, &error_rows);
         p
+    }
+
+    /// The fields of the page's records, with the values they all share.
+    pub(super) fn fields(&self) -> Fields {
+        Fields::new(self.plan.fields.iter().map(|(c, _, _)| c.clone()).collect())
+            .with_constants(&self.shared)
+    }
+
+    /// Whether the platform takes deletes (its data type has Cd_Operation).
+    pub(super) fn deletes_supported(&self) -> bool {
+        self.cd_op.is_some()
     }
 
     /// One row as a record, or the error rows that keep it back.
@@ -280,7 +296,11 @@ impl<'a> Checker<'a> {
         let job = self.run.job;
         let key = key_text(&row, &job.key);
         let op = self.operation(&row, &key)?;
-        let rec = map.map_row(row, key);
+        self.validated(op, map.map_row(row, key))
+    }
+
+    /// A mapped record as it will be sent with `op`, or the error rows that keep it back.
+    pub(super) fn validated(&self, op: Op, rec: Record) -> Result<(Op, Record), Vec<ErrorRow>> {
         let op_value = &self.ops[op as usize];
         let get = |i: usize| {
             if Some(i) == self.cd_op {
@@ -310,9 +330,16 @@ impl<'a> Checker<'a> {
             .collect())
     }
 
-    /// The row's change type, if it is one qianzhi can send to this platform.
+    /// The row's change type, if it is one qianzhi can send to this platform. In incremental
+    /// mode a row is an insert here, or a delete by its `deleted_column`; the commit stage
+    /// tells an update from an insert (`qz_row_state`).
     fn operation(&self, row: &SourceRow, key: &str) -> Result<Op, Vec<ErrorRow>> {
-        let column = &self.run.job.operation_column;
+        let job = self.run.job;
+        let column = match (job.mode, &job.deleted_column) {
+            (Mode::Changelog, _) => &job.operation_column,
+            (Mode::Incremental, None) | (Mode::Snapshot, _) => return Ok(Op::Insert),
+            (Mode::Incremental, Some(c)) => c,
+        };
         let op_text = match row.get(column) {
             Some(Value::Text(t)) => std::borrow::Cow::Borrowed(t.as_str()),
             v => v.and_then(Value::to_text).unwrap_or_default().into(),
@@ -328,7 +355,12 @@ impl<'a> Checker<'a> {
                 superseded: false,
             }]
         };
-        let Some(op) = Op::parse(&op_text) else {
+        let parsed = match job.mode {
+            Mode::Changelog => Op::parse(&op_text),
+            Mode::Incremental if job.is_deleted_value(op_text.trim()) => Some(Op::Delete),
+            Mode::Incremental | Mode::Snapshot => Some(Op::Insert),
+        };
+        let Some(op) = parsed else {
             let why = format!("变更类型列 {column} 的值 '{op_text}' 不是 I、U、D 之一");
             return Err(error(None, "operation", why));
         };

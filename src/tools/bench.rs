@@ -60,6 +60,15 @@ pub struct BenchArgs {
     /// --prepare-only: the simulator's Guangdong API root, as `qianzhi simulate` prints it
     #[arg(long, value_name = "URL")]
     pub api_root: Option<String>,
+    /// 采集方式：changelog（变更表）或 snapshot（整表比对：先全部报送，再改动 --changed 比例的行
+    /// 并计时比对） / Capture mode: changelog (a change table) or snapshot (the whole view
+    /// compared: all rows delivered first, then --changed of them changed and the diff timed)
+    #[arg(long, default_value = "changelog", value_parser = ["changelog", "snapshot"])]
+    pub mode: String,
+    /// 与 --mode snapshot 一起用：第二次快照前改动的行的比例（0..=1） / With --mode snapshot:
+    /// the share of rows changed before the second snapshot (0..=1)
+    #[arg(long, default_value_t = 0.01)]
+    pub changed: f64,
 }
 
 /// A fresh database for the run: `name` dropped and created on a server, or a file in a
@@ -183,14 +192,11 @@ fn config_base(
     std::fs::write(&token, "bench-token")?;
     let extra = format!("batch_size = {}", args.batch_size);
     if args.upstream != "gansu" {
-        return Ok(gdzw_config(
-            url,
-            api_root,
-            &token,
-            "bench_",
-            &["accept"],
-            &extra,
-        ));
+        let text = gdzw_config(url, api_root, &token, "bench_", &["accept"], &extra);
+        return Ok(match args.mode.as_str() {
+            "snapshot" => text.replacen("seq_column = \"change_id\"\n", "mode = \"snapshot\"\n", 1),
+            _ => text,
+        });
     }
     // The simulator process's default Gansu credentials (see `qianzhi simulate --help`).
     let defaults = super::simulate::gansu::GansuSim::default();
@@ -215,6 +221,12 @@ fn config_base(
 }
 
 pub async fn run(args: &BenchArgs) -> Result<()> {
+    if args.mode == "snapshot" && (args.upstream == "gansu" || args.prepare_only.is_some()) {
+        bail!("--mode snapshot is measured with --upstream gdzw and without --prepare-only");
+    }
+    if !(0.0..=1.0).contains(&args.changed) {
+        bail!("--changed is a share of the rows, 0 to 1");
+    }
     let (url, _tmp) =
         fresh_database(&args.database, &args.db_name, args.prepare_only.as_deref()).await?;
     let backend = Backend::from_url(&url)?;
@@ -253,6 +265,11 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         i += n;
     }
     let load = t0.elapsed();
+    if args.mode == "snapshot" {
+        // The key the snapshot orders by, indexed as a DBA would (README, 快照模式).
+        db.execute_script(&format!("CREATE UNIQUE INDEX {table}_id ON {table} (id)"))
+            .await?;
+    }
     db.close().await;
 
     if let Some(dir) = &args.prepare_only {
@@ -276,6 +293,25 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     let app = App::new(config_from_str(&text)?).await?;
     let cancel = CancellationToken::new();
 
+    if args.mode == "snapshot" {
+        let r = snapshot_runs(args, &app, &table).await;
+        let _ = sim_child.kill().await;
+        app.db.close().await;
+        let r = r?;
+        println!(
+            "qianzhi bench: snapshot of {} {job} rows on {}, {:.1}% changed, batch_size {}",
+            args.rows,
+            backend.name(),
+            args.changed * 100.0,
+            args.batch_size
+        );
+        println!(
+            "  load view            {:>8.1} s (not counted)",
+            load.as_secs_f64()
+        );
+        print!("{r}");
+        return Ok(());
+    }
     // Peak memory is measured from here: loading the table above is not qianzhi's work.
     reset_peak_rss();
     let t1 = Instant::now();
@@ -356,4 +392,62 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     print!("{out}");
     app.db.close().await;
     Ok(())
+}
+
+/// `--mode snapshot`: the first snapshot (every row an insert), then `--changed` of the rows
+/// changed and a second snapshot timed with its peak memory, then one with nothing changed
+/// (the diff pass alone).
+async fn snapshot_runs(args: &BenchArgs, app: &std::sync::Arc<App>, table: &str) -> Result<String> {
+    let cancel = CancellationToken::new();
+    let opts = RunOptions::default();
+    let mut out = String::new();
+    let t = Instant::now();
+    let first = run_once(app, "accept", &cancel, &opts).await?;
+    let _ = writeln!(
+        out,
+        "  first snapshot       {:>8.1} s   {} rows delivered",
+        t.elapsed().as_secs_f64(),
+        first.delivered
+    );
+    let every = (1.0 / args.changed.max(1e-9)).round().max(1.0) as i64;
+    let changed = if args.changed == 0.0 {
+        0
+    } else {
+        args.rows / every
+    };
+    if changed > 0 {
+        app.db
+            .execute_script(&format!(
+                "UPDATE {table} SET ContactName = 'bench-changed' WHERE id % {every} = 0"
+            ))
+            .await?;
+    }
+    reset_peak_rss();
+    let t = Instant::now();
+    let second = run_once(app, "accept", &cancel, &opts).await?;
+    let took = t.elapsed();
+    let peak = peak_rss_mb();
+    if second.delivered as i64 != changed {
+        bail!(
+            "the snapshot sent {} updates, {changed} rows were changed",
+            second.delivered
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  diff + send changes  {:>8.2} s   {} of {} rows changed, peak memory (VmHWM) {:.1} MB",
+        took.as_secs_f64(),
+        second.delivered,
+        args.rows,
+        peak.unwrap_or(f64::NAN)
+    );
+    let t = Instant::now();
+    let idle = run_once(app, "accept", &cancel, &opts).await?;
+    let _ = writeln!(
+        out,
+        "  diff, none changed   {:>8.2} s   {} sent",
+        t.elapsed().as_secs_f64(),
+        idle.delivered
+    );
+    Ok(out)
 }

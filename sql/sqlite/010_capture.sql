@@ -1,0 +1,9 @@
+-- Migration 10: qz_row_state for mode = "incremental" and mode = "snapshot" (README, 采集方式).
+-- key_sort: the source key as bytes that sort like the snapshot read of the view (integers by
+--   value, text by its UTF-8 bytes), so the snapshot merge-joins the view and this table in one
+--   order without holding either in memory.
+-- record:   snapshot mode, the last record delivered for the key (JSON), kept so that a key
+--   gone from the view can be sent as a delete with the fields the platform requires.
+ALTER TABLE qz_row_state ADD COLUMN key_sort BLOB;
+ALTER TABLE qz_row_state ADD COLUMN record BLOB;
+CREATE INDEX qz_row_state_sort ON qz_row_state (job, key_sort);
