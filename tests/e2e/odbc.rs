@@ -6,7 +6,6 @@
 //! `;Database=` of a scratch database it makes through the native URL of QIANZHI_TEST_PG /
 //! QIANZHI_TEST_MYSQL. Without the feature, `check` must say the binary lacks it.
 
-use crate::UNIT;
 use crate::helpers::*;
 use qianzhi::db::Db;
 use qianzhi::db::tools::{create_database, drop_database};
@@ -247,7 +246,11 @@ async fn statements_through_the_pool(url: &str, driver: Driver) {
     let upsert = Upsert {
         table: "qz_batch_seq",
         columns: vec!["unit_code", "batch_date", "last_seq"],
-        values: vec![Expr::val(UNIT), Expr::val("20261130"), Expr::val(1i64)],
+        values: vec![
+            Expr::val(crate::UNIT),
+            Expr::val("20261130"),
+            Expr::val(1i64),
+        ],
         keys: vec!["unit_code", "batch_date"],
         update: vec![(
             "last_seq",
