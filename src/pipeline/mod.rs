@@ -234,7 +234,7 @@ async fn read_stage(
 }
 
 /// Test hook: `QIANZHI_FAILPOINT=after-outbox-commit` (or `after-first-call`,
-/// `after-split-progress`) ends the process
+/// `after-split-progress`, `before-batch-close`) ends the process
 /// at that point, as a crash or kill -9 would.
 fn failpoint(name: &str) {
     crate::failpoint::exit(name);

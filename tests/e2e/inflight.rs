@@ -251,10 +251,11 @@ async fn crash_with_calls_in_flight(which: Which) {
     );
     let stored = pending_bodies(&t).await;
     assert_eq!(stored.len(), 10, "no ack recorded before the crash");
+    // The crashed process's lease runs out first (TEST_LEASE); meanwhile a call it wrote to
+    // the socket just before it died reaches the simulator too.
+    t.wait_lease_expired("accept").await;
     let first_run = t.sim.state.lock().unwrap().calls.len();
     assert!(first_run >= 2, "several calls were on the wire");
-    // The crashed process's lease runs out first (TEST_LEASE).
-    t.wait_lease_expired("accept").await;
     let out = t.cli(&["once"], &[]);
     assert!(
         out.status.success(),
@@ -448,3 +449,180 @@ async fn gansu_in_flight(which: Which) {
     assert_eq!(got[&name(2)], [1002.0, 2002.0]);
 }
 on_all_backends!(gansu_calls_in_flight_keep_each_rows_order, gansu_in_flight);
+
+/// The Cd_Batch of each data call from the `from`th call on, in the order they arrived.
+fn batches_sent(t: &TestApp, from: usize) -> Vec<String> {
+    let st = t.sim.state.lock().unwrap();
+    st.calls[from..]
+        .iter()
+        .filter(|c| c.path.ends_with("/accept/batchSave"))
+        .filter_map(|c| {
+            let body: Json = serde_json::from_str(&c.body).ok()?;
+            Some(body.pointer("/0/Cd_Batch")?.as_str()?.to_string())
+        })
+        .collect()
+}
+
+/// Long enough that the committer has stored the next batch before the answers of the
+/// current one come back, even on a loaded machine (the committer runs at most a batch or
+/// two ahead of delivery).
+const SLOW: Duration = Duration::from_millis(200);
+
+/// One call per batch, eight calls in flight: batches are closed by the writer while the
+/// calls of the batches after them are on the wire, and still close, get their
+/// reconciliation rows and are uploaded in Cd_Batch order, each once.
+async fn batches_close_behind_the_calls(which: Which) {
+    let edit = settings(5, 8);
+    let spawn = Spawn {
+        edit: &edit,
+        job_extra: "batch_size = 5",
+        latency: SLOW,
+        ..Default::default()
+    };
+    let Some(t) = spawn_app(which, spawn).await else {
+        return;
+    };
+    t.insert_many("accept", 60).await;
+    let o = t.once("accept").await.unwrap();
+    assert_eq!(o.delivered, 60);
+    assert_eq!(o.batches.len(), 12);
+    let mut sorted = o.batches.clone();
+    sorted.sort();
+    assert_eq!(o.batches, sorted, "batches closed in Cd_Batch order");
+    {
+        let st = t.sim.state.lock().unwrap();
+        assert!(
+            st.max_in_flight >= 2,
+            "calls of several batches on the wire at once: {}",
+            st.max_in_flight
+        );
+        let uploaded: Vec<&str> = st
+            .reconciliations
+            .iter()
+            .map(|r| r["Cd_batch"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            uploaded, o.batches,
+            "reconciled in Cd_Batch order, each once"
+        );
+        assert!(st.reconciliations.iter().all(|r| r["Cd_count"] == 5));
+    }
+    // Calls on several connections at once may arrive in another order than they left.
+    let mut sent = batches_sent(&t, 0);
+    sent.sort();
+    assert_eq!(sent, o.batches, "each batch's call sent once");
+    let done = t
+        .rows("SELECT cd_batch FROM qz_batch WHERE state = 'done' ORDER BY cd_batch")
+        .await;
+    let done: Vec<String> = done.into_iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(done, o.batches);
+    assert_eq!(
+        t.scalar(
+            "SELECT COUNT(*) FROM qz_reconciliation WHERE upload_state = 'ok' AND cd_count = 5"
+        )
+        .await,
+        12
+    );
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM qz_outbox").await, 0);
+}
+on_all_backends!(
+    batches_close_while_the_next_batches_calls_are_in_flight,
+    batches_close_behind_the_calls
+);
+
+/// Killed as the first batch's close is about to be written, with the next batch's calls on
+/// the wire: nothing of either batch is closed, and the next process resends every call not
+/// recorded byte for byte under its Cd_Batch, then closes and reconciles each batch once, in
+/// Cd_Batch order.
+async fn crash_with_a_close_pending(which: Which) {
+    let edit = settings(10, 4);
+    let spawn = Spawn {
+        edit: &edit,
+        job_extra: "batch_size = 20",
+        latency: SLOW,
+        ..Default::default()
+    };
+    let Some(t) = spawn_app(which, spawn).await else {
+        return;
+    };
+    t.insert_many("accept", 100).await;
+    let out = t.cli(&["once"], &[("QIANZHI_FAILPOINT", "before-batch-close")]);
+    assert_eq!(
+        out.status.code(),
+        Some(86),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The crashed process's lease runs out first (TEST_LEASE); meanwhile a call it wrote to
+    // the socket just before it died reaches the simulator too.
+    t.wait_lease_expired("accept").await;
+    let first_run = t.sim.state.lock().unwrap().calls.len();
+    let before: HashSet<String> = batches_sent(&t, 0).into_iter().collect();
+    assert!(
+        before.len() >= 2,
+        "the next batch's calls went out before the first batch closed: {before:?}"
+    );
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM qz_batch WHERE state = 'done'")
+            .await,
+        0,
+        "no close written"
+    );
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM qz_reconciliation").await, 0);
+    let stored = pending_bodies(&t).await;
+    assert!(!stored.is_empty());
+    let out = t.cli(&["once"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resent = data_bodies(&t, first_run, None);
+    for body in &stored {
+        assert_eq!(
+            resent.iter().filter(|b| *b == body).count(),
+            1,
+            "every call not recorded resent once, byte for byte"
+        );
+    }
+    {
+        let st = t.sim.state.lock().unwrap();
+        let records = st.accepted_of("accept");
+        let mut batch_of: BTreeMap<&str, HashSet<&str>> = BTreeMap::new();
+        for r in &records {
+            batch_of
+                .entry(r["RowGuid"].as_str().unwrap())
+                .or_default()
+                .insert(r["Cd_Batch"].as_str().unwrap());
+        }
+        assert_eq!(batch_of.len(), 100, "nothing lost");
+        assert!(
+            batch_of.values().all(|b| b.len() == 1),
+            "a row sent again keeps its Cd_Batch"
+        );
+        let batches: std::collections::BTreeSet<&str> =
+            batch_of.values().flatten().copied().collect();
+        let batches: Vec<&str> = batches.into_iter().collect();
+        assert_eq!(batches.len(), 5);
+        let uploaded: Vec<&str> = st
+            .reconciliations
+            .iter()
+            .map(|r| r["Cd_batch"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            uploaded, batches,
+            "each batch reconciled once, in Cd_Batch order"
+        );
+        assert!(st.reconciliations.iter().all(|r| r["Cd_count"] == 20));
+    }
+    assert_eq!(
+        t.scalar("SELECT COUNT(*) FROM qz_batch WHERE state = 'done'")
+            .await,
+        5
+    );
+    assert_eq!(t.scalar("SELECT COUNT(*) FROM qz_outbox").await, 0);
+}
+on_all_backends!(
+    a_crash_with_a_batch_close_pending_resends_and_closes_in_order,
+    crash_with_a_close_pending
+);

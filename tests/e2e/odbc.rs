@@ -102,7 +102,7 @@ async fn migrate_and_check(driver: Driver) {
     let out = text(&first);
     assert!(first.status.success(), "{out}");
     assert!(
-        out.contains("applied migrations [1, 2, 3, 4, 5, 6, 7, 9]"),
+        out.contains("applied migrations [1, 2, 3, 4, 5, 6, 7, 9, 10]"),
         "{out}"
     );
     let again = qianzhi(&cfg, &["migrate"]);
@@ -114,7 +114,7 @@ async fn migrate_and_check(driver: Driver) {
         db.scalar_i64("SELECT COUNT(*) FROM qz_schema_version")
             .await
             .unwrap(),
-        8
+        9
     );
     for table in [
         "qz_cursor",
@@ -155,7 +155,119 @@ async fn migrate_and_check(driver: Driver) {
         assert!(out.contains("cannot run over ODBC"), "{out}");
         assert!(!out.contains("Zq7"), "password shown: {out}");
     }
+    #[cfg(feature = "odbc")]
+    statements_through_the_pool(&url, driver).await;
     drop_database(&native, &name).await.unwrap();
+}
+
+/// Rendered statements with bound values through the ODBC pool: Chinese text, NULL and
+/// integers come back as written; an upsert (ON CONFLICT / ON DUPLICATE KEY with `?` in place
+/// of PostgreSQL's `$n`) counts up; a rolled-back or abandoned transaction leaves nothing.
+#[cfg(feature = "odbc")]
+async fn statements_through_the_pool(url: &str, driver: Driver) {
+    use qianzhi::config::Dialect;
+    use qianzhi::db::Backend;
+    use qianzhi::db::exec::{Cell, Executor};
+    use qianzhi::db::oracle::{Set, Upsert};
+    use sea_query::{Expr, ExprTrait, Query};
+    let dialect = Dialect::from_name(driver.dialect()).unwrap();
+    let backend = Backend::Odbc(dialect);
+    let pool = qianzhi::db::odbc_pool::Pool::connect(url, 2).await.unwrap();
+    let exec = Executor::Odbc(pool.clone());
+    let insert = |key: &str| {
+        Query::insert()
+            .into_table("qz_error")
+            .columns([
+                "job",
+                "source_key",
+                "row_guid",
+                "field",
+                "rule",
+                "message",
+                "created_at",
+            ])
+            .values_panic([
+                Expr::val("j1"),
+                Expr::val(key.to_string()),
+                Expr::val(None::<String>),
+                Expr::val("XM"),
+                Expr::val("required"),
+                Expr::val("姓名不能为空 / XM is required"),
+                Expr::val("2026-11-30 10:00:00"),
+            ])
+            .to_owned()
+    };
+    let (sql, values) = backend.build(&insert("张三-1"));
+    assert_eq!(exec.execute(&sql, values.0.0).await.unwrap(), 1);
+    let select = Query::select()
+        .columns(["source_key", "row_guid", "message", "id"])
+        .from("qz_error")
+        .and_where(Expr::col("job").eq("j1"))
+        .to_owned();
+    let (sql, values) = backend.build(&select);
+    let rows = exec.fetch_all(&sql, values.0.0).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][0], Cell::Text("张三-1".into()));
+    assert_eq!(rows[0][1], Cell::Null);
+    assert_eq!(
+        rows[0][2].text().as_deref(),
+        Some("姓名不能为空 / XM is required")
+    );
+    assert!(rows[0][3].int().is_some_and(|id| id > 0), "{rows:?}");
+
+    // Transactions: rolled back, abandoned (dropped), committed.
+    let count = |exec: Executor| async move {
+        let q = Query::select()
+            .expr(Expr::cust("COUNT(*)"))
+            .from("qz_error")
+            .to_owned();
+        let (sql, values) = backend.build(&q);
+        exec.fetch_all(&sql, values.0.0).await.unwrap()[0][0]
+            .int()
+            .unwrap()
+    };
+    let (sql, values) = backend.build(&insert("李四-2"));
+    let mut c = pool.acquire().await.unwrap();
+    c.begin().await.unwrap();
+    c.execute(&sql, values.0.0.clone()).await.unwrap();
+    c.rollback().await.unwrap();
+    c.begin().await.unwrap();
+    c.execute(&sql, values.0.0.clone()).await.unwrap();
+    drop(c);
+    assert_eq!(count(exec.clone()).await, 1);
+    let mut c = pool.acquire().await.unwrap();
+    c.begin().await.unwrap();
+    c.execute(&sql, values.0.0).await.unwrap();
+    c.commit().await.unwrap();
+    drop(c);
+    assert_eq!(count(exec.clone()).await, 2);
+
+    // The Cd_Batch sequence's upsert shape, twice: 1, then 2.
+    let upsert = Upsert {
+        table: "qz_batch_seq",
+        columns: vec!["unit_code", "batch_date", "last_seq"],
+        values: vec![
+            Expr::val(crate::UNIT),
+            Expr::val("20261130"),
+            Expr::val(1i64),
+        ],
+        keys: vec!["unit_code", "batch_date"],
+        update: vec![(
+            "last_seq",
+            Set::To(Expr::col(("qz_batch_seq", "last_seq")).add(1)),
+        )],
+    };
+    for want in [1, 2] {
+        let (sql, values) = backend.build(&upsert.insert());
+        exec.execute(&sql, values.0.0).await.unwrap();
+        let q = Query::select()
+            .column("last_seq")
+            .from("qz_batch_seq")
+            .to_owned();
+        let (sql, values) = backend.build(&q);
+        let rows = exec.fetch_all(&sql, values.0.0).await.unwrap();
+        assert_eq!(rows[0][0].int(), Some(want), "{sql}");
+    }
 }
 
 /// A data source nobody registered, and a driver nobody installed: `check` names the cause.

@@ -602,6 +602,10 @@ impl<'r, 'o> Engine<'r, 'o> {
             self.flush_all();
         }
         self.backoff.reset();
+        if crate::failpoint::active("after-first-call") {
+            // The test hook dies with what was decided written, as before the writer task.
+            self.settle().await?;
+        }
         failpoint("after-first-call");
         Ok(())
     }

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 
-use super::super::{App, Run};
+use super::super::{App, Run, failpoint};
 use super::record::Batch;
 use crate::db::control::{BatchRow, OutboxCall, ReconRow};
 use crate::db::lease::Fence;
@@ -184,6 +184,8 @@ async fn write(run: &Run<'_>, url: &str, w: Write) -> Result<Written> {
             Ok(Written::Done)
         }
         Write::Finish(f) => {
+            // Test hook: the process dies with the close queued, the next batch's calls out.
+            failpoint("before-batch-close");
             let state = if f.upload { "pending" } else { "off" };
             let refs: Vec<&OutboxCall> = f.last.iter().collect();
             let recon = at(run, url, &f.b, f.resolve)
