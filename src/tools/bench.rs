@@ -318,9 +318,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     let o = run_once(&app, job, &cancel, &RunOptions::default()).await?;
     let took = t1.elapsed();
     let peak = peak_rss_mb();
-    let t2 = Instant::now();
-    let idle = run_once(&app, job, &cancel, &RunOptions::default()).await?;
-    let idle_took = t2.elapsed();
+    let idle = idle_polls(&app, job, &cancel).await?;
     let stats: serde_json::Value = reqwest::get(format!("{host}{}", super::simulate::STATS_PATH))
         .await?
         .json()
@@ -382,16 +380,60 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         "  peak memory (VmHWM)  {:>8.1} MB (qianzhi process while delivering; simulator runs separately)",
         peak.unwrap_or(f64::NAN)
     );
-    let _ = writeln!(
-        out,
-        "  idle poll            rows read {}, {:.1} ms",
-        idle.rows_read,
-        idle_took.as_secs_f64() * 1000.0
-    );
+    let _ = write!(out, "{idle}");
     let _ = writeln!(out, "  simulator accepted   {accepted}");
     print!("{out}");
     app.db.close().await;
     Ok(())
+}
+
+/// Runs over the delivered table with nothing new, timed: as `qianzhi once` polls (taking
+/// and giving up the job's lease each time) and as `qianzhi run` polls (its lease held across
+/// runs). Median and range of `IDLE_POLLS` each.
+async fn idle_polls(
+    app: &std::sync::Arc<App>,
+    job: &str,
+    cancel: &CancellationToken,
+) -> Result<String> {
+    const IDLE_POLLS: usize = 7;
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1000.0;
+    let mut once = Vec::new();
+    let mut rows = 0;
+    for _ in 0..IDLE_POLLS {
+        let t = Instant::now();
+        rows += run_once(app, job, cancel, &RunOptions::default())
+            .await?
+            .rows_read;
+        once.push(ms(t));
+    }
+    let held =
+        match crate::lease::Held::acquire(&app.db, &app.me, job, &app.cfg.lease, cancel).await? {
+            crate::lease::Acquired::Held(h) => h,
+            crate::lease::Acquired::Busy(_) => bail!("the bench job's lease is held elsewhere"),
+        };
+    let mut daemon = Vec::new();
+    for _ in 0..IDLE_POLLS {
+        let t = Instant::now();
+        let o = crate::pipeline::run_held(app, held.fence(), held.cancel(), &RunOptions::default())
+            .await;
+        daemon.push(ms(t));
+        rows += o?.rows_read;
+    }
+    held.release(&app.db).await;
+    let show = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        format!(
+            "median {:.1} ms ({:.1}–{:.1})",
+            v[v.len() / 2],
+            v[0],
+            v[v.len() - 1]
+        )
+    };
+    Ok(format!(
+        "  idle poll, once      {} over {IDLE_POLLS} runs, rows read {rows}\n  idle poll, run       {} (lease held, as the daemon polls)\n",
+        show(once),
+        show(daemon)
+    ))
 }
 
 /// `--mode snapshot`: the first snapshot (every row an insert), then `--changed` of the rows
