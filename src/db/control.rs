@@ -962,19 +962,23 @@ impl Db {
             .collect()
     }
 
+    /// Records how the upload of some reconciliation rows went, in one fenced transaction.
     pub async fn set_reconciliation_upload(
         &self,
         fence: &Fence,
-        cd_batch: &str,
+        cd_batches: &[&str],
         state: &str,
         message: &str,
     ) -> Result<()> {
+        if cd_batches.is_empty() {
+            return Ok(());
+        }
         let q = Query::update()
             .table("qz_reconciliation")
             .value("upload_state", state)
             .value("upload_message", message)
             .value("uploaded_at", now_text())
-            .and_where(Expr::col("cd_batch").eq(cd_batch))
+            .and_where(Expr::col("cd_batch").is_in(cd_batches.iter().copied()))
             .to_owned();
         retrying("set_reconciliation_upload", || self.exec_fenced(fence, &q)).await
     }

@@ -90,6 +90,9 @@ pub struct SimState {
     pub fail_next: VecDeque<u16>,
     /// HTTP statuses to answer the next reconciliation uploads with.
     pub fail_next_reconciliation: VecDeque<u16>,
+    /// A reconciliation upload that carries one of these Cd_batch values is refused as a
+    /// whole (errCode 1), as a platform refuses a batchSave with one bad record.
+    pub refuse_reconciliation_batches: HashSet<String>,
     /// Whole answers for the next calls, before looking at them.
     pub script: VecDeque<Scripted>,
     /// An answer for every call until cleared (a gateway that refuses everything in-band).
@@ -406,6 +409,22 @@ fn respond(ctx: &Ctx, path: &str, h: &HeaderMap, body: &[u8]) -> (StatusCode, St
         parse_json_records(body, batch).and_then(|records| {
             check_count(ctx, records.len())?;
             check_reconciliation(&ctx.catalog, &records)?;
+            let st = ctx.state.lock().expect("sim state");
+            let refused = records.iter().find_map(|r| {
+                let obj = r.as_object()?;
+                let b = obj
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("cd_batch"))?
+                    .1;
+                let b = b.as_str()?;
+                st.refuse_reconciliation_batches
+                    .contains(b)
+                    .then(|| b.to_string())
+            });
+            drop(st);
+            if let Some(b) = refused {
+                return Err(format!("对账批次 {b} 与平台记录不符"));
+            }
             Ok((records.len(), records))
         })
     } else {

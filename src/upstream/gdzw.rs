@@ -259,10 +259,14 @@ impl Reconciliation for Gdzw {
         self.cfg.reconciliation_upload
     }
 
-    fn upload<'a>(&'a self, row: &'a ReconRow) -> Pending<'a, ()> {
+    fn rows_per_call(&self) -> usize {
+        self.cfg.max_records_per_call.max(1)
+    }
+
+    fn upload<'a>(&'a self, rows: &'a [ReconRow]) -> Pending<'a, ()> {
         Box::pin(
             self.client
-                .upload_reconciliation(&self.reconciliation, std::slice::from_ref(row)),
+                .upload_reconciliation(&self.reconciliation, rows),
         )
     }
 }

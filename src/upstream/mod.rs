@@ -78,8 +78,10 @@ pub trait Upstream: Send + Sync {
 pub trait Reconciliation: Send + Sync {
     /// Whether each finished batch is uploaded (`pending`) or only recorded (`off`).
     fn upload_each_batch(&self) -> bool;
-    /// Uploads one reconciliation row.
-    fn upload<'a>(&'a self, row: &'a ReconRow) -> Pending<'a, ()>;
+    /// At most this many rows go in one upload (GDZW: the batchSave limit of its data calls).
+    fn rows_per_call(&self) -> usize;
+    /// Uploads reconciliation rows in one call (the platform takes or refuses them together).
+    fn upload<'a>(&'a self, rows: &'a [ReconRow]) -> Pending<'a, ()>;
 }
 
 /// The platforms configured, each with its client, built once when the application starts.

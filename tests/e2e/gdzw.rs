@@ -190,3 +190,84 @@ on_all_backends!(
     reconciliation_upload_follows_the_schema_file,
     recon_follows_schema
 );
+
+/// Reconciliation rows left pending go up together, at most `max_records_per_call` in one
+/// batchSave; a call the platform refuses is sent again row by row, so only the refused
+/// row is marked failed.
+async fn recon_rows_in_one_call(which: Which) {
+    let edit = |s: String| s.replacen("[gdzw]\n", "[gdzw]\nmax_records_per_call = 2\n", 1);
+    let spawn = Spawn {
+        job_extra: "batch_size = 2\n",
+        edit: &edit,
+        ..Default::default()
+    };
+    let Some(t) = spawn_app(which, spawn).await else {
+        return;
+    };
+    t.insert_many("accept", 8).await;
+    // Every upload of this run meets a temporary failure: four rows stay pending.
+    t.sim
+        .state
+        .lock()
+        .unwrap()
+        .fail_next_reconciliation
+        .extend([503; 16]);
+    let o = t.once("accept").await.unwrap();
+    assert_eq!((o.delivered, o.batches.len()), (8, 4));
+    let states = "SELECT cd_batch, upload_state FROM qz_reconciliation ORDER BY cd_batch";
+    let pending: Vec<Vec<Option<String>>> = o
+        .batches
+        .iter()
+        .map(|b| vec![Some(b.clone()), Some("pending".into())])
+        .collect();
+    assert_eq!(t.rows(states).await, pending);
+    let (calls_before, refused) = {
+        let mut st = t.sim.state.lock().unwrap();
+        st.fail_next_reconciliation.clear();
+        // The platform refuses the third batch's reconciliation row.
+        st.refuse_reconciliation_batches
+            .insert(o.batches[2].clone());
+        (st.calls.len(), o.batches[2].clone())
+    };
+
+    // The next run: two calls of two rows; the second is refused and sent again row by row.
+    let again = t.once("accept").await.unwrap();
+    assert_eq!(again.delivered, 0);
+    let st = t.sim.state.lock().unwrap().calls[calls_before..].to_vec();
+    let sizes: Vec<usize> = st
+        .iter()
+        .filter(|c| c.data_type == "reconciliation")
+        .map(|c| serde_json::from_str::<Vec<Json>>(&c.body).unwrap().len())
+        .collect();
+    assert_eq!(sizes, [2, 2, 1, 1], "reconciliation calls and their rows");
+    let up: Vec<String> = t
+        .sim
+        .state
+        .lock()
+        .unwrap()
+        .reconciliations
+        .iter()
+        .map(|r| r["Cd_batch"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        up,
+        [
+            o.batches[0].clone(),
+            o.batches[1].clone(),
+            o.batches[3].clone()
+        ]
+    );
+    let want: Vec<Vec<Option<String>>> = o
+        .batches
+        .iter()
+        .map(|b| {
+            let state = if *b == refused { "failed" } else { "ok" };
+            vec![Some(b.clone()), Some(state.into())]
+        })
+        .collect();
+    assert_eq!(t.rows(states).await, want);
+}
+on_all_backends!(
+    pending_reconciliation_rows_go_up_together,
+    recon_rows_in_one_call
+);
