@@ -859,13 +859,37 @@ async fn check_capture(db: &Db, job: &crate::config::JobConfig) -> usize {
             }
         }
     }
-    // The columns the read is ordered by: change time and order columns, or the key alone.
-    let order = job.order_columns();
+    // Seq order: a repeated value would let a page boundary fall between two rows with it,
+    // and the next page (after that value) skip the second.
+    if let Some(seq) = job.seq_order() {
+        match db.duplicate_keys(&job.source, &[seq.to_string()], 5).await {
+            Ok(d) if d.is_empty() => println!(
+                "✓ job {}: seq_column {seq} is unique in {}",
+                job.name, job.source
+            ),
+            Ok(d) => {
+                println!(
+                    "✗ job {}: 序号列 {seq} 在 {} 中有重复值，例如 {}；order = \"seq\" 需要严格递增、不重复的序号 \
+                     (seq_column {seq} repeats in {}, e.g. {}: order = \"seq\" needs a strictly increasing, unique number)",
+                    job.name,
+                    job.source,
+                    d.join(", "),
+                    job.source,
+                    d.join(", ")
+                );
+                problems += 1;
+            }
+            Err(e) => {
+                println!("✗ job {}: {e:#}", job.name);
+                problems += 1;
+            }
+        }
+    }
+    // The columns the read is ordered by (the keyset), or the key alone for a snapshot.
+    let keyset = job.keyset();
     let cols: Vec<&str> = match job.mode {
         Mode::Snapshot => job.key.iter().map(String::as_str).collect(),
-        _ => std::iter::once(job.time_column.as_str())
-            .chain(order.iter().map(String::as_str))
-            .collect(),
+        _ => keyset.iter().map(String::as_str).collect(),
     };
     let create = format!(
         "CREATE INDEX {}_qz ON {} ({});",

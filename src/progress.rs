@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::db::source::{Position, SourceSpec};
+use crate::db::source::{Cursor, SourceSpec};
 use crate::pipeline::App;
 
 /// Counting waiting rows stops here, as in `status`.
@@ -78,20 +78,17 @@ async fn waiting_rows(app: &App, job: &str) -> Option<i64> {
     if j.mode == crate::config::Mode::Snapshot {
         return None;
     }
-    let order = j.order_columns();
-    let spec = SourceSpec {
-        table: &j.source,
-        time_column: &j.time_column,
-        key: &order,
-    };
-    let pos: Option<Position> = app
+    let spec = SourceSpec::of(j);
+    let after = app
         .db
         .load_position(job)
         .await
         .ok()?
-        .and_then(|p| serde_json::from_str(&p).ok());
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
+        .and_then(|p| Cursor::parse(j, &p).ok())
+        .and_then(|c| c.after());
     app.db
-        .count_after(&spec, pos.as_ref(), WAITING_CAP)
+        .count_after(&spec, after.as_deref(), WAITING_CAP)
         .await
         .ok()
 }

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::db::control::JobStatus;
 use crate::db::lease::{Holder, LeaseStatus};
-use crate::db::source::{Position, SourceSpec};
+use crate::db::source::{Cursor, Position, SeqPosition, SourceSpec};
 
 /// What `status` reads: the configuration and the database, nothing else. No secret is
 /// needed, so a DBA who cannot read the service's secret files can run it.
@@ -113,19 +113,15 @@ pub async fn collect(app: &StatusApp<'_>) -> Result<Status> {
             jobs.push(s);
             continue;
         }
-        let order = j.order_columns();
-        let spec = SourceSpec {
-            table: &j.source,
-            time_column: &j.time_column,
-            key: &order,
-        };
-        let pos: Option<Position> = s
+        let spec = SourceSpec::of(j);
+        let after = s
             .position
-            .clone()
-            .and_then(|p| serde_json::from_value(p).ok());
+            .as_ref()
+            .and_then(|p| Cursor::parse(j, p).ok())
+            .and_then(|c| c.after());
         match app
             .db
-            .count_after(&spec, pos.as_ref(), WAITING_CAP + 1)
+            .count_after(&spec, after.as_deref(), WAITING_CAP + 1)
             .await
         {
             Ok(n) => {
@@ -285,14 +281,12 @@ fn last_run(at: Option<&str>, result: Option<&str>) -> String {
     }
 }
 
-/// "2026-11-20 10:07:00 / 8" instead of the stored JSON.
+/// "2026-11-20 10:07:00 / 8" (time order) or "105" (seq order) instead of the stored JSON.
 fn render_position(p: &serde_json::Value) -> Option<String> {
-    let p: Position = serde_json::from_value(p.clone()).ok()?;
-    let mut parts = vec![p.time.to_text().unwrap_or_else(|| "NULL".into())];
-    parts.extend(
-        p.key
-            .iter()
-            .map(|v| v.to_text().unwrap_or_else(|| "NULL".into())),
-    );
-    Some(parts.join(" / "))
+    use serde::Deserialize;
+    let cursor = match Position::deserialize(p) {
+        Ok(time) => Cursor::Time(time),
+        Err(_) => Cursor::Seq(SeqPosition::deserialize(p).ok()?),
+    };
+    Some(cursor.shown())
 }

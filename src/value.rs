@@ -55,6 +55,16 @@ impl Value {
         }
     }
 
+    /// A whole number held by a number column: an integer, or a decimal without a fraction
+    /// (a NUMERIC id). Not text: a text column sorts '10' before '9'.
+    pub fn to_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            Value::Decimal(s) => s.parse().ok(),
+            _ => None,
+        }
+    }
+
     /// Local (Beijing) wall-clock time, for change-time columns and datetime fields.
     pub fn to_naive_datetime(&self) -> Option<NaiveDateTime> {
         match self {
@@ -93,5 +103,26 @@ impl SourceRow {
 
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.values.get(self.index_of(name)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_numbers_only_from_number_columns() {
+        let cases = [
+            (Value::Int(-7), Some(-7)),
+            (Value::Decimal("105".into()), Some(105)),
+            (Value::Decimal("1.5".into()), None),
+            (Value::Decimal("99999999999999999999".into()), None),
+            (Value::Text("12".into()), None),
+            (Value::Float(3.0), None),
+            (Value::Null, None),
+        ];
+        for (v, want) in cases {
+            assert_eq!(v.to_i64(), want, "{v:?}");
+        }
     }
 }

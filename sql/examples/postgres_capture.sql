@@ -1,6 +1,6 @@
--- qianzhi 示例（PostgreSQL）：没有变更表时的两种采集方式，读业务表 biz_accept 本身
+-- qianzhi 示例（PostgreSQL）：没有变更表时的采集方式，读业务表 biz_accept 本身
 -- （表见 postgres_accept.sql 第 1 步）。对应的 [[job]] 见 config.toml.example 末尾
--- （mode = "incremental" / mode = "snapshot"）。
+-- （mode = "incremental"，有修改时间或只有递增版本号 / mode = "snapshot"）。
 -- 用法：psql -d 部门库 -f sql/examples/postgres_capture.sql
 
 -- A. mode = "incremental"：业务表有“最后修改时间”列（每次修改都更新它），和可选的软删除标记。
@@ -48,4 +48,36 @@ SELECT id,
        accept_status  AS SLZTDM,
        handler        AS HandleUserName,
        summary
+FROM biz_accept;
+
+-- C. mode = "incremental" + order = "seq"：没有修改时间列，只有一个每次新增、修改都从序列取新值的
+--    版本号 ver（序列按时间顺序发号：PostgreSQL 默认的 CACHE 1 即可，不要调大 CACHE）。
+--    qianzhi 只读到 settle_lag 之前观测到的最大 ver，先取号、后提交的行不会被跳过。
+CREATE SEQUENCE IF NOT EXISTS biz_accept_ver_seq;
+ALTER TABLE biz_accept ADD COLUMN IF NOT EXISTS ver BIGINT;
+UPDATE biz_accept SET ver = nextval('biz_accept_ver_seq') WHERE ver IS NULL;
+CREATE OR REPLACE FUNCTION biz_accept_next_ver() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.ver := nextval('biz_accept_ver_seq'); RETURN NEW; END;
+$$;
+DROP TRIGGER IF EXISTS biz_accept_next_ver ON biz_accept;
+CREATE TRIGGER biz_accept_next_ver BEFORE INSERT OR UPDATE ON biz_accept
+  FOR EACH ROW EXECUTE FUNCTION biz_accept_next_ver();
+-- qianzhi 按 ver 读取（WHERE ver > 上次位置 AND ver <= 已稳定的最大值 ORDER BY ver）。
+CREATE UNIQUE INDEX IF NOT EXISTS biz_accept_ver ON biz_accept (ver);
+
+CREATE OR REPLACE VIEW v_accept_versioned AS
+SELECT id,
+       project_no     AS ProjectNo,
+       task_name      AS TaskName,
+       applicant      AS ApplyerName,
+       applicant_type AS ApplyerType,
+       id_type        AS ApplyerPageType,
+       id_no          AS ApplyerPageCode,
+       apply_time     AS ApplyDate,
+       accept_time    AS AcceptDate,
+       accept_status  AS SLZTDM,
+       handler        AS HandleUserName,
+       summary,
+       ver,
+       is_deleted
 FROM biz_accept;

@@ -48,6 +48,18 @@ pub enum Mode {
     Snapshot,
 }
 
+/// The order a changelog or incremental job reads its source in, and what keeps it from
+/// passing a row that commits late (README, "三种采集方式").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadOrder {
+    /// `(time_column, seq_column or key)`; rows changed less than `settle_lag` ago wait.
+    Time,
+    /// `seq_column` alone, a strictly increasing number (an id or a version taken from a
+    /// sequence); rows above the largest value observed at least `settle_lag` ago wait.
+    Seq,
+}
+
 /// A 6-field cron (sec min hour day month weekday) in Beijing time, parsed, with its text.
 #[derive(Clone)]
 pub struct CronSchedule {
@@ -155,11 +167,16 @@ pub struct JobConfig {
     /// Table or view, optionally schema-qualified.
     pub source: String,
     pub key: Vec<String>,
+    /// Changelog and incremental: what the read is ordered by. `Seq` comes with a
+    /// `seq_column` (a config without one does not load).
+    pub order: ReadOrder,
+    /// The change time (`order = "time"`; not read with `order = "seq"`).
     pub time_column: String,
     pub operation_column: String,
-    /// A unique, increasing column of the change table (change id). When set, rows are read
-    /// in (time_column, seq_column) order, so several changes of one key in the same second
-    /// are all taken; otherwise (time_column, key) must be unique.
+    /// A unique, increasing column of the source (change id, version). With
+    /// `order = "time"` rows are read in (time_column, seq_column) order, so several changes
+    /// of one key in the same second are all taken (without it (time_column, key) must be
+    /// unique); with `order = "seq"` it is the whole order.
     pub seq_column: Option<String>,
     pub settle_lag: Duration,
     /// Incremental mode: a column whose value marks a row as deleted (a soft delete).
@@ -180,16 +197,31 @@ pub struct JobConfig {
 }
 
 impl JobConfig {
-    /// Columns after the change time that make the read order unique.
-    pub fn order_columns(&self) -> Vec<String> {
-        match &self.seq_column {
-            Some(c) => vec![c.clone()],
-            None => self.key.clone(),
+    /// The columns a changelog or incremental read is ordered by, leading column first:
+    /// `(time_column, seq_column)` or `(time_column, key...)` in time order, `(seq_column)`
+    /// in seq order. Unique together, so a page ends at a row and the next starts after it.
+    pub fn keyset(&self) -> Vec<String> {
+        match (self.order, &self.seq_column) {
+            (ReadOrder::Seq, Some(seq)) => vec![seq.clone()],
+            (_, Some(seq)) => vec![self.time_column.clone(), seq.clone()],
+            (_, None) => std::iter::once(&self.time_column)
+                .chain(&self.key)
+                .cloned()
+                .collect(),
         }
     }
 
-    /// The columns the job's mode reads besides the mapped ones: key, change time, order
-    /// column, and the operation (changelog) or the soft-delete marker (incremental).
+    /// The seq column when the job reads in seq order.
+    pub fn seq_order(&self) -> Option<&str> {
+        match self.order {
+            ReadOrder::Seq => self.seq_column.as_deref(),
+            ReadOrder::Time => None,
+        }
+    }
+
+    /// The columns the job's mode reads besides the mapped ones: key, change time (time
+    /// order), seq column, and the operation (changelog) or the soft-delete marker
+    /// (incremental).
     pub fn change_columns(&self) -> Vec<&str> {
         let key = self.key.iter().map(String::as_str);
         let marker = match self.mode {
@@ -197,7 +229,8 @@ impl JobConfig {
             Mode::Incremental => self.deleted_column.as_deref(),
             Mode::Snapshot => return key.collect(),
         };
-        key.chain([self.time_column.as_str()])
+        let time = (self.order == ReadOrder::Time).then_some(self.time_column.as_str());
+        key.chain(time)
             .chain(marker)
             .chain(self.seq_column.as_deref())
             .collect()
@@ -256,10 +289,13 @@ impl JobConfig {
             t.issue(Some("key"), "name at least one key column (至少写一个键列)");
         }
         let key = key.unwrap_or_default();
+        let time_column_set = t.has("time_column");
         let time_column = t.text_or("time_column", "cd_time");
         let operation_column = t.text_or("operation_column", "cd_operation");
         let seq_column = t.text("seq_column");
         let mode = t.choice("mode", Mode::Changelog);
+        let order = t.choice("order", ReadOrder::Time);
+        check_order(t, order, mode, seq_column.is_some(), time_column_set);
         let deleted_column = t.text("deleted_column");
         let deleted_values: Vec<String> = t.list("deleted_values").unwrap_or_default();
         match (mode, &deleted_column, deleted_values.is_empty()) {
@@ -312,6 +348,7 @@ impl JobConfig {
             mode,
             source: source.unwrap_or_default(),
             key,
+            order,
             time_column,
             operation_column,
             seq_column,
@@ -326,6 +363,35 @@ impl JobConfig {
             constants: t.map_of("constants"),
             entry,
         }
+    }
+}
+
+/// `order = "seq"` needs a `seq_column`, reads no time column, and has no meaning for a
+/// snapshot (which reads the whole view).
+fn check_order(t: &Table, order: ReadOrder, mode: Mode, has_seq: bool, has_time: bool) {
+    if order == ReadOrder::Time {
+        return;
+    }
+    if mode == Mode::Snapshot {
+        t.issue(
+            Some("order"),
+            "a snapshot reads the whole view: order is for mode = \"changelog\" or \"incremental\" (snapshot 模式读取整个视图，不设 order)",
+        );
+        return;
+    }
+    if !has_seq {
+        t.issue_fix(
+            Some("order"),
+            "order = \"seq\" reads in the order of seq_column, which is not set (order = \"seq\" 须设置 seq_column：严格递增的序号列)",
+            Some("e.g. seq_column = \"id\" (a column filled from a sequence)"),
+        );
+    }
+    if has_time {
+        t.issue_fix(
+            Some("time_column"),
+            "order = \"seq\" reads no time column (order = \"seq\" 不读取时间列)",
+            Some("remove time_column, or use order = \"time\" (删除 time_column，或改用 order = \"time\")"),
+        );
     }
 }
 

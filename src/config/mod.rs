@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use job::{CronSchedule, JobConfig, Mode, Trigger, UpstreamKind};
+pub use job::{CronSchedule, JobConfig, Mode, ReadOrder, Trigger, UpstreamKind};
 pub use platform::{Envelope, GansuConfig, GdzwConfig, LengthUnit, NullFields};
 pub use query::Provider;
 pub use secret::{Credential, SecretFrom};

@@ -678,3 +678,95 @@ fn lease_settings_default_range_and_renew_below_half_the_ttl() {
         assert!(joined.contains(want), "missing {want} in\n{joined}");
     }
 }
+
+/// `order`: time (the default, also with a seq_column as tie-breaker) or seq (seq_column
+/// alone); the keyset and the columns each reads, or the issue a wrong combination raises.
+#[test]
+fn read_order_is_parsed_once_with_its_keyset() {
+    // (job lines, Ok((order, keyset, change columns)) or Err(issue text))
+    type Want = Result<(ReadOrder, &'static [&'static str], &'static [&'static str]), &'static str>;
+    let cases: [(&str, Want); 10] = [
+        (
+            "",
+            Ok((
+                ReadOrder::Time,
+                &["cd_time", "id"],
+                &["id", "cd_time", "cd_operation"],
+            )),
+        ),
+        (
+            "seq_column = \"change_id\"",
+            Ok((
+                ReadOrder::Time,
+                &["cd_time", "change_id"],
+                &["id", "cd_time", "cd_operation", "change_id"],
+            )),
+        ),
+        // Incremental with a seq_column and no time_column keeps its meaning: (cd_time, seq).
+        (
+            "mode = \"incremental\"\nseq_column = \"ver\"",
+            Ok((
+                ReadOrder::Time,
+                &["cd_time", "ver"],
+                &["id", "cd_time", "ver"],
+            )),
+        ),
+        (
+            "mode = \"incremental\"\norder = \"seq\"\nseq_column = \"ver\"",
+            Ok((ReadOrder::Seq, &["ver"], &["id", "ver"])),
+        ),
+        (
+            "mode = \"incremental\"\norder = \"seq\"\nseq_column = \"ver\"\ndeleted_column = \"del\"\ndeleted_values = [\"1\"]",
+            Ok((ReadOrder::Seq, &["ver"], &["id", "del", "ver"])),
+        ),
+        (
+            "order = \"seq\"\nseq_column = \"change_id\"",
+            Ok((
+                ReadOrder::Seq,
+                &["change_id"],
+                &["id", "cd_operation", "change_id"],
+            )),
+        ),
+        (
+            "mode = \"incremental\"\norder = \"seq\"",
+            Err(".order: order = \"seq\" reads in the order of seq_column, which is not set"),
+        ),
+        (
+            "mode = \"incremental\"\norder = \"seq\"\nseq_column = \"ver\"\ntime_column = \"updated_at\"",
+            Err(".time_column: order = \"seq\" reads no time column"),
+        ),
+        (
+            "mode = \"snapshot\"\norder = \"seq\"\nseq_column = \"ver\"",
+            Err(".order: a snapshot reads the whole view"),
+        ),
+        ("order = \"id\"", Err(".order: unknown variant `id`")),
+    ];
+    for (lines, want) in cases {
+        let text = good().replace(
+            "interval = \"30s\"",
+            &format!("interval = \"30s\"\n{lines}"),
+        );
+        match want {
+            Ok((order, keyset, columns)) => {
+                let cfg = parse_with_env(&text, &[]).unwrap_or_else(|e| panic!("{lines}: {e:#}"));
+                let job = &cfg.jobs[0];
+                assert_eq!(job.order, order, "{lines}");
+                assert_eq!(job.keyset(), keyset, "{lines}");
+                assert_eq!(job.change_columns(), columns, "{lines}");
+                let seq = (order == ReadOrder::Seq).then_some(keyset[0]);
+                assert_eq!(job.seq_order(), seq, "{lines}");
+            }
+            Err(issue) => {
+                let joined = issues(&text);
+                assert!(
+                    joined.contains(issue),
+                    "{lines}: missing {issue} in\n{joined}"
+                );
+                let chinese = joined
+                    .chars()
+                    .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
+                assert!(chinese, "bilingual: {joined}");
+            }
+        }
+    }
+}

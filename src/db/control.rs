@@ -136,6 +136,21 @@ fn cursor_upsert(job: &str, position: &str, now: &str, exchange_no: i64) -> Inse
         .to_owned()
 }
 
+/// The position alone (seq order's observations, stored before any page is read): the
+/// exchange number stays, no exchange was committed.
+fn position_upsert(job: &str, position: &str, now: &str) -> InsertStatement {
+    Query::insert()
+        .into_table("qz_cursor")
+        .columns(["job", "position", "updated_at"])
+        .values_panic([Expr::val(job), Expr::val(position), Expr::val(now)])
+        .on_conflict(
+            OnConflict::column("job")
+                .update_columns(["position", "updated_at"])
+                .to_owned(),
+        )
+        .to_owned()
+}
+
 /// One step of the day's sequence, in one statement: the row is created at 1, or its
 /// number goes up by one. Its first touch of the row takes the exclusive lock, so jobs that
 /// number batches at once queue on it and never deadlock. Two statements did: MySQL's
@@ -450,6 +465,13 @@ impl Db {
             .fetch_optional(&self.any)
             .await?;
         Ok(pos.flatten())
+    }
+
+    /// Stores the job's position outside an exchange, under its lease: what a run in seq
+    /// order observed of its source (`pipeline/seq.rs`), before it reads a page.
+    pub async fn store_position(&self, fence: &Fence, position: &str) -> Result<()> {
+        let q = position_upsert(&fence.job, position, &now_text());
+        retrying("store_position", || self.exec_fenced(fence, &q)).await
     }
 
     /// The number of the exchange being committed: one more than the job's last.
@@ -1191,6 +1213,16 @@ mod tests {
                     r#"INSERT INTO "qz_cursor" ("job", "position", "updated_at", "exchange_no") VALUES (?, ?, ?, ?) ON CONFLICT ("job") DO UPDATE SET "position" = "excluded"."position", "updated_at" = "excluded"."updated_at", "exchange_no" = "excluded"."exchange_no""#,
                 ],
                 4,
+            ),
+            (
+                "position upsert",
+                render(&position_upsert("j", "p", "n")),
+                [
+                    r#"INSERT INTO "qz_cursor" ("job", "position", "updated_at") VALUES ($1, $2, $3) ON CONFLICT ("job") DO UPDATE SET "position" = "excluded"."position", "updated_at" = "excluded"."updated_at""#,
+                    r#"INSERT INTO `qz_cursor` (`job`, `position`, `updated_at`) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE `position` = VALUES(`position`), `updated_at` = VALUES(`updated_at`)"#,
+                    r#"INSERT INTO "qz_cursor" ("job", "position", "updated_at") VALUES (?, ?, ?) ON CONFLICT ("job") DO UPDATE SET "position" = "excluded"."position", "updated_at" = "excluded"."updated_at""#,
+                ],
+                3,
             ),
             (
                 "run succeeded",

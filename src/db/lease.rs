@@ -194,7 +194,7 @@ pub struct LeaseLost {
 
 /// The database's time in milliseconds since the epoch, as an expression of this dialect.
 /// PostgreSQL: `clock_timestamp()` (not `now()`, which stops at the transaction's start).
-fn db_now(backend: Backend) -> Expr {
+pub(super) fn db_now(backend: Backend) -> Expr {
     Expr::cust(match backend {
         Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
         Backend::Mysql => "CAST(UNIX_TIMESTAMP(CURRENT_TIMESTAMP(3)) * 1000 AS SIGNED)",

@@ -13,19 +13,124 @@ use sqlx::{Column, Executor, Row, Statement, TypeInfo, ValueRef};
 use std::sync::Arc;
 
 use super::{Backend, Db, SourcePool, lit};
+use crate::config::{JobConfig, ReadOrder};
 use crate::value::{SourceRow, Value};
 
-/// Where a changelog job has read up to: change time and key of the last row taken.
+/// Where a job reading in time order has read up to: change time and order columns (seq
+/// column or key) of the last row taken.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Position {
     pub time: Value,
     pub key: Vec<Value>,
 }
 
+impl Position {
+    /// The keyset values of the row: change time, then the order columns.
+    pub fn values(&self) -> Vec<Value> {
+        std::iter::once(self.time.clone())
+            .chain(self.key.iter().cloned())
+            .collect()
+    }
+}
+
+/// Where a job reading in seq order has read up to, and what it has observed of its source
+/// (the settle-by-observation guard, `pipeline/seq.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeqPosition {
+    /// The seq column of the last row taken; None before the first.
+    pub seq: Option<i64>,
+    /// MAX(seq column) as observed at a time of the database's clock, oldest first.
+    pub seen: Vec<Seen>,
+}
+
+/// One observation of a source read in seq order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    /// The database's clock, milliseconds since the epoch.
+    pub at_ms: i64,
+    /// The largest seq column value committed then.
+    pub max: i64,
+}
+
+/// A job's position as stored in `qz_cursor.position`: the JSON of its read order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Cursor {
+    /// `order = "time"`: `{"time": ..., "key": [...]}`.
+    Time(Position),
+    /// `order = "seq"`: `{"seq": ..., "seen": [...]}`.
+    Seq(SeqPosition),
+}
+
+impl Cursor {
+    /// The stored position of `job`, read in the job's order. A position the other order
+    /// wrote (the job's `order` was changed) is an error that says how to start over.
+    pub fn parse(job: &JobConfig, json: &serde_json::Value) -> Result<Cursor> {
+        let parsed = match job.order {
+            ReadOrder::Time => Position::deserialize(json).map(Cursor::Time),
+            ReadOrder::Seq => SeqPosition::deserialize(json).map(Cursor::Seq),
+        };
+        let order = match job.order {
+            ReadOrder::Time => "time",
+            ReadOrder::Seq => "seq",
+        };
+        parsed.map_err(|e| {
+            let (name, reset) = (
+                &job.name,
+                format!("UPDATE qz_cursor SET position = NULL WHERE job = '{}'", job.name),
+            );
+            anyhow!(
+                "作业 {name} 的 qz_cursor.position 不是 order = \"{order}\" 写下的位置（改过 order？）；\
+                 要从头重新读取源，请执行 {reset}（已报送的行会再报送一次）\
+                 (qz_cursor.position of job {name} was not written in order = \"{order}\" (was \
+                 order changed?); to read the source again from its start run {reset}: rows \
+                 delivered before are sent again): {e}"
+            )
+        })
+    }
+
+    /// The keyset values to read after; None reads from the first row.
+    pub fn after(&self) -> Option<Vec<Value>> {
+        match self {
+            Cursor::Time(p) => Some(p.values()),
+            Cursor::Seq(p) => p.seq.map(|s| vec![Value::Int(s)]),
+        }
+    }
+
+    /// As `status` shows it: "2026-11-20 10:07:00 / 8", or the seq value.
+    pub fn shown(&self) -> String {
+        let text = |v: &Value| v.to_text().unwrap_or_else(|| "NULL".into());
+        match self {
+            Cursor::Time(p) => p.values().iter().map(text).collect::<Vec<_>>().join(" / "),
+            Cursor::Seq(p) => p
+                .seq
+                .map_or_else(|| "(nothing read yet 尚未读取)".into(), |s| s.to_string()),
+        }
+    }
+}
+
+/// What a read of a job's source covers: its keyset (leading column first) and, in seq order,
+/// the largest seq it may read.
+#[derive(Debug, Clone)]
 pub struct SourceSpec<'a> {
     pub table: &'a str,
-    pub time_column: &'a str,
-    pub key: &'a [String],
+    /// `JobConfig::keyset`: unique together, the read's order.
+    pub keyset: Vec<String>,
+    /// Only rows whose leading column is at most this (seq order: the settled bound).
+    pub upto: Option<i64>,
+}
+
+impl<'a> SourceSpec<'a> {
+    /// The job's source in its read order, with no upper bound.
+    pub fn of(job: &'a JobConfig) -> Self {
+        SourceSpec {
+            table: &job.source,
+            keyset: job.keyset(),
+            upto: None,
+        }
+    }
 }
 
 /// A configured name part as the database resolves it, for sea-query to quote. A plain name
@@ -130,30 +235,40 @@ impl SourceColumn {
     }
 }
 
-/// The job's keyset: change time, then key columns.
+/// The job's keyset as columns: leading column (change time or seq), then the order columns.
 fn keyset(backend: Backend, spec: &SourceSpec<'_>) -> Vec<ColumnName> {
-    std::iter::once(spec.time_column)
-        .chain(spec.key.iter().map(String::as_str))
+    spec.keyset
+        .iter()
         .map(|c| column_name(backend, c))
         .collect()
 }
 
-/// The rows after the position, or every row with a change time when there is no position
-/// yet. PostgreSQL and SQLite compare `(time, key...) > (...)` as a row value and plan it as
-/// a range on the keyset index; MySQL and MariaDB use no index for a row value (a full index
-/// scan: an idle poll of a large table reads all of it), so there it is spelled out as
-/// `a > ? OR (a = ? AND b > ?) OR (a = ? AND b = ? AND c > ?)`, which they plan as a range.
+/// The rows after the position (or every row with a leading value when there is no position
+/// yet), and at most `upto` in seq order. PostgreSQL and SQLite compare
+/// `(time, key...) > (...)` as a row value and plan it as a range on the keyset index; MySQL
+/// and MariaDB use no index for a row value (a full index scan: an idle poll of a large table
+/// reads all of it), so there it is spelled out as
+/// `a > ? OR (a = ? AND b > ?) OR (a = ? AND b = ? AND c > ?)`, which they plan as a range. A
+/// keyset of one column (seq order) is a plain `a > ?` everywhere.
 fn after_filter(backend: Backend, spec: &SourceSpec<'_>, after: Option<Vec<Value>>) -> Expr {
     let cols = keyset(backend, spec);
+    let lead = Expr::col(cols[0].clone());
+    let upto = spec.upto.map(|u| lead.clone().lte(u));
     let Some(values) = after else {
-        return Expr::col(cols[0].clone()).is_not_null();
+        // `lead <= upto` leaves out the NULLs too.
+        return upto.unwrap_or_else(|| lead.is_not_null());
     };
-    if backend != Backend::Mysql {
-        return Expr::tuple(cols.into_iter().map(Expr::col)).gt(Expr::tuple(
+    let after = if backend != Backend::Mysql && cols.len() > 1 {
+        Expr::tuple(cols.into_iter().map(Expr::col)).gt(Expr::tuple(
             values.into_iter().map(|v| Expr::val(bind_value(v))),
-        ));
+        ))
+    } else {
+        expanded_after(cols, values)
+    };
+    match upto {
+        Some(upto) => after.and(upto),
+        None => after,
     }
-    expanded_after(cols, values)
 }
 
 /// `(c1..cn) > (v1..vn)` as a disjunction: for each i, the columns before i equal and ci
@@ -220,6 +335,27 @@ fn count_select(
         .to_owned()
 }
 
+/// `SELECT MAX(seq), <database clock in ms>` of a source read in seq order.
+fn observe_select(backend: Backend, table: &str, seq_column: &str) -> SelectStatement {
+    Query::select()
+        .expr(Expr::col(column_name(backend, seq_column)).max())
+        .expr(super::lease::db_now(backend))
+        .from(table_name(backend, table))
+        .to_owned()
+}
+
+/// A seq column's value as the whole number seq order needs, or the error naming the column.
+pub fn seq_value(v: &Value, table: &str, seq_column: &str) -> Result<i64> {
+    v.to_i64().ok_or_else(|| {
+        let shown = v.to_text().unwrap_or_else(|| "NULL".into());
+        anyhow!(
+            "{table} 的序号列 {seq_column} 的值 '{shown}' 不是整数，order = \"seq\" 需要严格递增的整数 \
+             (seq_column {seq_column} of {table} holds '{shown}', not a whole number: \
+             order = \"seq\" needs a strictly increasing integer)"
+        )
+    })
+}
+
 /// A position value for the native drivers, as the same Rust type as before sea-query.
 fn bind_value(v: Value) -> SqValue {
     match v {
@@ -249,12 +385,6 @@ fn sqlite_binds(values: Vec<Value>) -> Vec<Value> {
         .collect()
 }
 
-fn position_values(p: &Position) -> Vec<Value> {
-    std::iter::once(p.time.clone())
-        .chain(p.key.iter().cloned())
-        .collect()
-}
-
 /// Decimal keys are kept as text in `Value` but PostgreSQL and MySQL compare them as numbers
 /// only when bound as numbers.
 fn numeric_binds(values: Vec<Value>) -> Vec<Value> {
@@ -271,37 +401,64 @@ fn numeric_binds(values: Vec<Value>) -> Vec<Value> {
 }
 
 impl Db {
-    /// Up to `limit` rows after `after`, in (time, key) order, with only the columns in
-    /// `select` (names exactly as `source_column_types` reported them): a column the job does
-    /// not need is never read, so its type cannot stop the job.
+    /// Up to `limit` rows after `after` (keyset values), in keyset order, with only the
+    /// columns in `select` (names exactly as `source_column_types` reported them): a column
+    /// the job does not need is never read, so its type cannot stop the job.
     pub async fn read_changes(
         &self,
         spec: &SourceSpec<'_>,
         select: &[String],
-        after: Option<&Position>,
+        after: Option<&[Value]>,
         limit: usize,
     ) -> Result<Vec<SourceRow>> {
         let after = self.position_binds(after);
         let (sql, values) = page_sql(self.backend, spec, select, after, limit);
+        self.source_rows(sql, values, spec.table).await
+    }
+
+    /// The rows of a statement on the source, decoded as the pages are.
+    async fn source_rows(
+        &self,
+        sql: String,
+        values: SqlxValues,
+        table: &str,
+    ) -> Result<Vec<SourceRow>> {
         let sql = sqlx::AssertSqlSafe(sql);
-        let ctx = || format!("reading source {}", spec.table);
+        let ctx = || format!("reading source {table}");
         Ok(match &self.source {
             SourcePool::Postgres(p) => {
                 let q = sqlx::query_with(sql, values);
                 let rows = q.fetch_all(p).await.with_context(ctx)?;
-                decode_pg_rows(&rows, self.backend, spec.table)?
+                decode_pg_rows(&rows, self.backend, table)?
             }
             SourcePool::Mysql(p) => {
                 let q = sqlx::query_with(sql, values);
                 let rows = q.fetch_all(p).await.with_context(ctx)?;
-                decode_my_rows(&rows, self.backend, spec.table)?
+                decode_my_rows(&rows, self.backend, table)?
             }
             SourcePool::Sqlite(p) => {
                 let q = sqlx::query_with(sql, values);
                 let rows = q.fetch_all(p).await.with_context(ctx)?;
-                decode_lite_rows(rows, self.backend, spec.table)?
+                decode_lite_rows(rows, self.backend, table)?
             }
         })
+    }
+
+    /// Seq order: MAX(`seq_column`) of the source (None while it has no row) and the
+    /// database's clock (ms since the epoch), in one statement, so every value up to that
+    /// maximum was taken from its sequence before that time.
+    pub async fn observe_seq(&self, table: &str, seq_column: &str) -> Result<(Option<i64>, i64)> {
+        let (sql, values) = self
+            .backend
+            .build(&observe_select(self.backend, table, seq_column));
+        let rows = self.source_rows(sql, values, table).await?;
+        let row = rows.first().context("MAX() answered no row")?;
+        let max = match row.values.first() {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(seq_value(v, table, seq_column)?),
+        };
+        let now = row.values.get(1).and_then(Value::to_i64);
+        Ok((max, now.context("the database's clock answered no number")?))
     }
 
     /// The SELECT `read_changes` runs for this page, with its values (for `EXPLAIN` in the
@@ -310,7 +467,7 @@ impl Db {
         &self,
         spec: &SourceSpec<'_>,
         select: &[String],
-        after: Option<&Position>,
+        after: Option<&[Value]>,
         limit: usize,
     ) -> (String, SqlxValues) {
         page_sql(
@@ -323,8 +480,8 @@ impl Db {
     }
 
     /// The position as values to compare the keyset with, typed for this source's driver.
-    fn position_binds(&self, after: Option<&Position>) -> Option<Vec<Value>> {
-        let values = numeric_binds(position_values(after?));
+    fn position_binds(&self, after: Option<&[Value]>) -> Option<Vec<Value>> {
+        let values = numeric_binds(after?.to_vec());
         Some(match self.source {
             SourcePool::Sqlite(_) => sqlite_binds(values),
             _ => values,
@@ -335,7 +492,7 @@ impl Db {
     pub async fn count_after(
         &self,
         spec: &SourceSpec<'_>,
-        after: Option<&Position>,
+        after: Option<&[Value]>,
         cap: i64,
     ) -> Result<i64> {
         let after = self.position_binds(after);
@@ -741,11 +898,16 @@ mod tests {
     #[test]
     fn source_reads_per_backend() {
         use Backend::*;
-        let key = vec!["ID".to_string(), "办件号".to_string()];
         let spec = SourceSpec {
             table: "ods.Accept_Changes",
-            time_column: "cd_time",
-            key: &key,
+            keyset: ["cd_time", "ID", "办件号"].map(String::from).to_vec(),
+            upto: None,
+        };
+        // Seq order: the seq column alone, up to the settled bound.
+        let seq = SourceSpec {
+            table: "ods.Accept_Changes",
+            keyset: vec!["Ver".to_string()],
+            upto: Some(120),
         };
         let select = ["cd_time", "ID", "ApplyerName", "办件号"].map(String::from);
         let pos = || {
@@ -760,6 +922,18 @@ mod tests {
                 "page" => page_sql(b, &spec, &select, pos(), 500),
                 "first page" => page_sql(b, &spec, &select[..2], None, 10),
                 "count" => b.build(&count_select(b, &spec, pos(), 100)),
+                "seq page" => page_sql(b, &seq, &select[1..3], Some(vec![Value::Int(100)]), 500),
+                "seq first page" => page_sql(b, &seq, &select[1..3], None, 500),
+                "seq count" => b.build(&count_select(
+                    b,
+                    &SourceSpec {
+                        upto: None,
+                        ..seq.clone()
+                    },
+                    Some(vec![Value::Int(100)]),
+                    100,
+                )),
+                "observe" => b.build(&observe_select(b, "ods.Accept_Changes", "Ver")),
                 "columns" => b.build(
                     &Query::select()
                         .column(Asterisk)
@@ -825,6 +999,60 @@ mod tests {
                 r#"SELECT COUNT(*) FROM (SELECT 1 AS "one" FROM "ods"."Accept_Changes" WHERE ("cd_time", "ID", "办件号") > (?, ?, ?) LIMIT ?) AS "t""#,
                 4,
             ),
+            (
+                "seq page",
+                Postgres,
+                r#"SELECT "ID", "ApplyerName" FROM "ods"."accept_changes" WHERE "ver" > $1 AND "ver" <= $2 ORDER BY "ver" ASC LIMIT 500"#,
+                2,
+            ),
+            (
+                "seq page",
+                Mysql,
+                r#"SELECT `ID`, `ApplyerName` FROM `ods`.`Accept_Changes` WHERE `Ver` > ? AND `Ver` <= ? ORDER BY `Ver` ASC LIMIT 500"#,
+                2,
+            ),
+            (
+                "seq page",
+                Sqlite,
+                r#"SELECT "ID", "ApplyerName" FROM "ods"."Accept_Changes" WHERE "Ver" > ? AND "Ver" <= ? ORDER BY "Ver" ASC LIMIT 500"#,
+                2,
+            ),
+            (
+                "seq first page",
+                Postgres,
+                r#"SELECT "ID", "ApplyerName" FROM "ods"."accept_changes" WHERE "ver" <= $1 ORDER BY "ver" ASC LIMIT 500"#,
+                1,
+            ),
+            (
+                "seq first page",
+                Mysql,
+                r#"SELECT `ID`, `ApplyerName` FROM `ods`.`Accept_Changes` WHERE `Ver` <= ? ORDER BY `Ver` ASC LIMIT 500"#,
+                1,
+            ),
+            (
+                "seq count",
+                Postgres,
+                r#"SELECT COUNT(*) FROM (SELECT 1 AS "one" FROM "ods"."accept_changes" WHERE "ver" > $1 LIMIT $2) AS "t""#,
+                2,
+            ),
+            (
+                "observe",
+                Postgres,
+                r#"SELECT MAX("ver"), CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) FROM "ods"."accept_changes""#,
+                0,
+            ),
+            (
+                "observe",
+                Mysql,
+                r#"SELECT MAX(`Ver`), CAST(UNIX_TIMESTAMP(CURRENT_TIMESTAMP(3)) * 1000 AS SIGNED) FROM `ods`.`Accept_Changes`"#,
+                0,
+            ),
+            (
+                "observe",
+                Sqlite,
+                r#"SELECT MAX("Ver"), CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) FROM "ods"."Accept_Changes""#,
+                0,
+            ),
             ("columns", Postgres, r#"SELECT * FROM "V_办件""#, 0),
             ("columns", Mysql, r#"SELECT * FROM `V_办件`"#, 0),
             ("columns", Sqlite, r#"SELECT * FROM "V_办件""#, 0),
@@ -876,6 +1104,71 @@ mod tests {
             ]),
             vec![Value::Int(12), Value::Float(1.5)]
         );
+    }
+
+    /// The stored position keeps the time order's JSON as it was, has its own for the seq
+    /// order, and a position of the other order is refused with the way to start over.
+    #[test]
+    fn cursors_stored_per_order() {
+        let job = |order: &str| -> JobConfig {
+            toml::from_str(&format!(
+                "name = \"j\"\ndata_type = \"accept\"\nsource = \"v\"\nkey = [\"id\"]\n\
+                 seq_column = \"ver\"\norder = \"{order}\"\ninterval = \"1m\"\n"
+            ))
+            .unwrap()
+        };
+        let (time_job, seq_job) = (job("time"), job("seq"));
+        let time = Cursor::Time(Position {
+            time: Value::Text("2026-11-20 10:07:00".into()),
+            key: vec![Value::Int(8)],
+        });
+        let seq = Cursor::Seq(SeqPosition {
+            seq: Some(105),
+            seen: vec![Seen {
+                at_ms: 1_700_000_000_000,
+                max: 110,
+            }],
+        });
+        let cases = [
+            (
+                &time,
+                &time_job,
+                r#"{"time":{"t":"text","v":"2026-11-20 10:07:00"},"key":[{"t":"int","v":8}]}"#,
+                "2026-11-20 10:07:00 / 8",
+                Some(vec![
+                    Value::Text("2026-11-20 10:07:00".into()),
+                    Value::Int(8),
+                ]),
+            ),
+            (
+                &seq,
+                &seq_job,
+                r#"{"seq":105,"seen":[{"at_ms":1700000000000,"max":110}]}"#,
+                "105",
+                Some(vec![Value::Int(105)]),
+            ),
+        ];
+        for (cursor, job, json, shown, after) in cases {
+            assert_eq!(serde_json::to_string(cursor).unwrap(), json);
+            let value: serde_json::Value = serde_json::from_str(json).unwrap();
+            assert_eq!(&Cursor::parse(job, &value).unwrap(), cursor);
+            assert_eq!(cursor.shown(), shown);
+            assert_eq!(cursor.after(), after);
+        }
+        // Nothing read yet in seq order: read from the first row.
+        assert_eq!(Cursor::Seq(SeqPosition::default()).after(), None);
+        // The order was changed under a stored position.
+        for (job, json) in [
+            (&seq_job, serde_json::to_value(&time).unwrap()),
+            (&time_job, serde_json::to_value(&seq).unwrap()),
+        ] {
+            let e = Cursor::parse(job, &json).unwrap_err().to_string();
+            assert!(
+                e.contains("UPDATE qz_cursor SET position = NULL WHERE job = 'j'")
+                    && e.contains("改过 order"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

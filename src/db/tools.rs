@@ -367,7 +367,7 @@ impl Db {
         &self,
         spec: &super::source::SourceSpec<'_>,
         select: &[String],
-        after: Option<&super::source::Position>,
+        after: Option<&[crate::value::Value]>,
         limit: usize,
     ) -> Result<Option<Vec<(String, Option<String>)>>> {
         use sqlx::Row;

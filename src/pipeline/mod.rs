@@ -16,6 +16,7 @@ mod deliver;
 mod read;
 mod reconcile;
 mod retry;
+mod seq;
 mod snapshot;
 
 use anyhow::{Context, Result, anyhow, bail};

@@ -4,13 +4,13 @@
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::{Outcome, Run, RunOptions};
-use crate::config::{JobConfig, LengthUnit, Mode};
+use crate::config::{JobConfig, LengthUnit, Mode, ReadOrder};
 use crate::db::control::ErrorRow;
 use crate::db::row_state::StateChanges;
-use crate::db::source::{Position, SourceSpec};
+use crate::db::source::{Cursor, Position, SeqPosition, SourceSpec};
 use crate::mapping::{Op, Plan, Record, RowMap, key_text};
 use crate::upstream::{CallRecords, Fields};
 use crate::validate::{Prechecked, validate_record};
@@ -23,7 +23,8 @@ pub(super) struct Prepared {
     pub fields: Fields,
     pub records: Vec<(Op, Record)>,
     pub errors: Vec<ErrorRow>,
-    pub last: Option<Position>,
+    /// The position after the page's last row, stored with it.
+    pub last: Option<Cursor>,
     pub rows: usize,
     /// The page ended at the settle lag (or was short): no more rows to read now.
     pub drained: bool,
@@ -42,18 +43,32 @@ pub(super) async fn read_pages(
     let (app, job) = (run.app, run.job);
     let mut out = Outcome::default();
     let (select, plan) = read_plan(run).await?;
-    let order = job.order_columns();
-    let spec = SourceSpec {
-        table: &job.source,
-        time_column: &job.time_column,
-        key: &order,
-    };
-    let mut position: Option<Position> = app
+    let mut spec = SourceSpec::of(job);
+    let stored = app
         .db
         .load_position(&job.name)
         .await?
         .map(|p| serde_json::from_str(&p).context("qz_cursor.position is not valid JSON"))
+        .transpose()?
+        .map(|p| Cursor::parse(job, &p))
         .transpose()?;
+    let mut position = stored;
+    if let Some(seq_column) = job.seq_order() {
+        let stored = match position.take() {
+            Some(Cursor::Seq(p)) => p,
+            _ => SeqPosition::default(),
+        };
+        let (observed, upto) = super::seq::observe(run, opts, seq_column, stored).await?;
+        let Some(upto) = upto else {
+            info!(
+                "按序号读取：还没有早于 settle_lag 的观测，本次只记录观测 (order = \"seq\": \
+                 nothing observed settle_lag ago yet; this run only observed the source)"
+            );
+            return Ok(out);
+        };
+        spec.upto = Some(upto);
+        position = Some(Cursor::Seq(observed));
+    }
     let mut dry_seq = if opts.dry_run {
         app.db.todays_last_seq(&app.cfg.unit.uscc).await?
     } else {
@@ -65,13 +80,14 @@ pub(super) async fn read_pages(
             break;
         }
         let t_read = std::time::Instant::now();
+        let after = position.as_ref().and_then(Cursor::after);
         let rows = app
             .db
-            .read_changes(&spec, &select, position.as_ref(), job.batch_size)
+            .read_changes(&spec, &select, after.as_deref(), job.batch_size)
             .await?;
         let page_full = rows.len() == job.batch_size;
         let t_prep = std::time::Instant::now();
-        let prep = Checker::new(run, &plan).prepare(rows, page_full);
+        let prep = Checker::new(run, &plan).prepare(rows, page_full, position.as_ref())?;
         debug!(
             rows = prep.rows,
             read_ms = (t_prep - t_read).as_millis() as u64,
@@ -137,18 +153,14 @@ pub(super) async fn read_plan(run: &Run<'_>) -> Result<(Vec<String>, Plan)> {
     let view = app.db.source_column_types(&job.source).await?;
     let names: Vec<String> = view.iter().map(|c| c.name.clone()).collect();
     let select = crate::mapping::needed_columns(&names, &run.plan(&names), job);
-    if job.mode != Mode::Snapshot
-        && !select
-            .iter()
-            .any(|c| c.eq_ignore_ascii_case(&job.time_column))
-    {
-        bail!(
-            "{} 没有变更时间列 {} (source {} has no change-time column {})",
-            job.source,
-            job.time_column,
-            job.source,
-            job.time_column
-        );
+    let lead = job.keyset().swap_remove(0);
+    if job.mode != Mode::Snapshot && !select.iter().any(|c| c.eq_ignore_ascii_case(&lead)) {
+        let (zh, en) = match job.order {
+            ReadOrder::Time => ("变更时间列", "change-time column"),
+            ReadOrder::Seq => ("序号列", "seq column"),
+        };
+        let source = &job.source;
+        bail!("{source} 没有{zh} {lead} (source {source} has no {en} {lead})");
     }
     if let Some(c) = view
         .iter()
@@ -160,23 +172,44 @@ pub(super) async fn read_plan(run: &Run<'_>) -> Result<(Vec<String>, Plan)> {
     Ok((select, plan))
 }
 
-fn row_position(row: &SourceRow, job: &JobConfig) -> Position {
-    Position {
-        time: row.get(&job.time_column).cloned().unwrap_or(Value::Null),
-        key: job
-            .order_columns()
-            .iter()
-            .map(|k| row.get(k).cloned().unwrap_or(Value::Null))
-            .collect(),
-    }
+/// The position after `row`, read in the job's order from `from` (seq order keeps what
+/// the run observed).
+fn advance(job: &JobConfig, from: Option<&Cursor>, row: &SourceRow) -> Result<Cursor> {
+    let value = |c: &String| row.get(c).cloned().unwrap_or(Value::Null);
+    let mut keyset = job
+        .keyset()
+        .iter()
+        .map(value)
+        .collect::<Vec<_>>()
+        .into_iter();
+    let lead = keyset.next().unwrap_or_default();
+    let Some(seq_column) = job.seq_order() else {
+        return Ok(Cursor::Time(Position {
+            time: lead,
+            key: keyset.collect(),
+        }));
+    };
+    let seen = match from {
+        Some(Cursor::Seq(p)) => p.seen.clone(),
+        _ => Vec::new(),
+    };
+    Ok(Cursor::Seq(SeqPosition {
+        seq: Some(crate::db::source::seq_value(
+            &lead,
+            &job.source,
+            seq_column,
+        )?),
+        seen,
+    }))
 }
 
 /// Maps and validates the rows of one page, with what every row of the page shares.
 pub(super) struct Checker<'a> {
     run: &'a Run<'a>,
     plan: &'a Plan,
-    /// Rows changed after this (the settle lag) are left for a later run.
-    cutoff: chrono::NaiveDateTime,
+    /// Rows changed after this (the settle lag) are left for a later run; None in seq order,
+    /// whose read stops at the settled bound instead.
+    cutoff: Option<chrono::NaiveDateTime>,
     /// Where Cd_Operation is among the plan's fields.
     cd_op: Option<usize>,
     length_unit: LengthUnit,
@@ -191,8 +224,10 @@ pub(super) struct Checker<'a> {
 
 impl<'a> Checker<'a> {
     pub(super) fn new(run: &'a Run<'a>, plan: &'a Plan) -> Self {
-        let cutoff = crate::timefmt::now_beijing().naive_local()
-            - chrono::Duration::from_std(run.job.settle_lag()).unwrap_or_default();
+        let cutoff = (run.job.order == ReadOrder::Time).then(|| {
+            crate::timefmt::now_beijing().naive_local()
+                - chrono::Duration::from_std(run.job.settle_lag()).unwrap_or_default()
+        });
         let placeholder_batch = format!(
             "{}{}00001",
             run.app.cfg.unit.uscc,
@@ -230,15 +265,24 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// Whether the row changed after the settle lag.
+    /// Whether the row changed after the settle lag (time order).
     fn too_recent(&self, row: &SourceRow) -> bool {
+        let Some(cutoff) = self.cutoff else {
+            return false;
+        };
         row.get(&self.run.job.time_column)
             .and_then(|v| v.to_naive_datetime())
-            .is_some_and(|t| t > self.cutoff)
+            .is_some_and(|t| t > cutoff)
     }
 
-    /// Maps and validates one page. Rows past the settle lag are left for a later run.
-    fn prepare(&self, mut rows: Vec<SourceRow>, page_full: bool) -> Prepared {
+    /// Maps and validates one page read after `from`. Rows past the settle lag are left for a
+    /// later run.
+    fn prepare(
+        &self,
+        mut rows: Vec<SourceRow>,
+        page_full: bool,
+        from: Option<&Cursor>,
+    ) -> Result<Prepared> {
         let job = self.run.job;
         let mut p = Prepared {
             fields: Fields::default(),
@@ -255,7 +299,7 @@ impl<'a> Checker<'a> {
             p.drained = true;
         }
         p.rows = rows.len();
-        p.last = rows.last().map(|row| row_position(row, job));
+        p.last = rows.last().map(|row| advance(job, from, row)).transpose()?;
         // Page row number (from 1) of each error row and of each record, to tell earlier
         // from later.
         let mut error_rows: Vec<usize> = Vec::new();
@@ -277,7 +321,7 @@ impl<'a> Checker<'a> {
         }
         p.fields = self.fields();
         mark_superseded(&p.records, &record_rows, &mut p.errors, &error_rows);
-        p
+        Ok(p)
     }
 
     /// The fields of the page's records, with the values they all share.

@@ -1,7 +1,9 @@
 //! Change capture: the keyset page read on MySQL/MariaDB is a range on the keyset index (its
 //! EXPLAIN, of the statement the code really sends); `mode = "incremental"` over a view with
 //! no operation column (I/U/D, a key changed twice, a soft delete, a key that comes back, a
-//! crash between settling and committing, RowGuid stable).
+//! crash between settling and committing, RowGuid stable), in time order and in seq order
+//! (a version column alone, and the guard that waits for late commits); a change table read
+//! in seq order.
 
 use super::helpers::*;
 use crate::on_all_backends;
@@ -42,11 +44,10 @@ async fn mysql_page_read_is_a_range_on_the_keyset_index() {
         .execute_script("ANALYZE TABLE accept_changes")
         .await
         .unwrap();
-    let key = vec!["change_id".to_string()];
     let spec = SourceSpec {
         table: "accept_changes",
-        time_column: "cd_time",
-        key: &key,
+        keyset: vec!["cd_time".to_string(), "change_id".to_string()],
+        upto: None,
     };
     let select: Vec<String> = ["change_id", "id", "cd_time", "cd_operation"]
         .map(String::from)
@@ -64,7 +65,7 @@ async fn mysql_page_read_is_a_range_on_the_keyset_index() {
         let plan = t
             .app
             .db
-            .explain_page(&spec, &select, Some(&pos), 1000)
+            .explain_page(&spec, &select, Some(&pos.values()), 1000)
             .await
             .unwrap()
             .expect("MySQL answers EXPLAIN");
@@ -78,7 +79,7 @@ async fn mysql_page_read_is_a_range_on_the_keyset_index() {
     let page = t
         .app
         .db
-        .read_changes(&spec, &select, Some(&at(n - 11)), 1000)
+        .read_changes(&spec, &select, Some(&at(n - 11).values()), 1000)
         .await
         .unwrap();
     let ids: Vec<Option<&Value>> = page.iter().map(|r| r.get("id")).collect();
@@ -281,6 +282,233 @@ async fn incremental_crash_before_commit(which: Which) {
 }
 
 on_all_backends!(incremental_crash, incremental_crash_before_commit);
+
+/// The config edit of an incremental job `accept` over the view `accept_seq` read in seq
+/// order: `ver` alone (a version a trigger would take from a sequence on every change), no
+/// time column, `is_deleted = 1` a soft delete, and the given settle lag.
+fn seq_only(lag: &'static str) -> impl Fn(String) -> String {
+    move |s: String| {
+        s.replacen("source = \"accept_changes\"", "source = \"accept_seq\"", 1)
+            .replacen(
+                "seq_column = \"change_id\"\n",
+                "mode = \"incremental\"\norder = \"seq\"\nseq_column = \"ver\"\ndeleted_column = \"is_deleted\"\ndeleted_values = [\"1\"]\n",
+                1,
+            )
+            .replacen("settle_lag = \"0s\"", &format!("settle_lag = \"{lag}\""), 1)
+    }
+}
+
+/// The view of a seq-only job: the current rows of `accept_changes` with their `ver`, and no
+/// change time.
+async fn create_seq_view(t: &TestApp) {
+    let fields: Vec<String> = t.sample("accept", 1).into_iter().map(|(c, _)| c).collect();
+    t.app
+        .db
+        .execute_script(&format!(
+            "ALTER TABLE accept_changes ADD COLUMN is_deleted INT NOT NULL DEFAULT 0;\n\
+             ALTER TABLE accept_changes ADD COLUMN ver BIGINT;\n\
+             CREATE VIEW accept_seq AS SELECT id, {}, ver, is_deleted FROM accept_changes",
+            fields.join(", ")
+        ))
+        .await
+        .unwrap();
+}
+
+/// Inserts of sample rows with these ids, each with its `ver`.
+async fn insert_versions(t: &TestApp, rows: &[(i64, i64)]) {
+    for (id, ver) in rows {
+        let fields = t.sample("accept", *id);
+        t.insert("accept", *id, "I", "2026-11-20 10:00:00", &fields)
+            .await;
+        update(t, &format!("ver = {ver}"), *id).await;
+    }
+}
+
+/// The job's stored position (qz_cursor.position): its seq, and the maxima it observed.
+async fn seq_position(t: &TestApp) -> (Option<i64>, Vec<i64>) {
+    let rows = t
+        .rows("SELECT position FROM qz_cursor WHERE job = 'accept'")
+        .await;
+    let text = rows[0][0].clone().expect("a stored position");
+    let p: Json = serde_json::from_str(&text).unwrap();
+    let seen = p["seen"].as_array().expect("observations");
+    (
+        p["seq"].as_i64(),
+        seen.iter().map(|s| s["max"].as_i64().unwrap()).collect(),
+    )
+}
+
+/// `order = "seq"` without a time column: I, then U after an update that takes a new `ver`
+/// (a key changed twice between polls sent once, as it is now), a soft delete D, a key that
+/// comes back I. With `settle_lag = "0s"` the first run reads at once.
+async fn seq_only_detects_inserts_updates_and_deletes(which: Which) {
+    let Some(t) = spawn_app(
+        which,
+        Spawn {
+            edit: &seq_only("0s"),
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    create_seq_view(&t).await;
+    insert_versions(&t, &[(1, 10), (2, 20), (3, 30)]).await;
+    let check = t.cli(&["check"], &[]);
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("seq_column ver is unique in accept_seq"),
+        "{stdout}"
+    );
+
+    // 1. No settle lag: the first run observes and reads at once.
+    let o = t.once("accept").await.unwrap();
+    assert_eq!(o.delivered, 3, "{o:?}");
+    for id in 1..=3 {
+        assert_eq!(ops(&received(&t, id)), ["I"], "id {id}");
+    }
+    assert_eq!(row_state(&t).await.len(), 3);
+    assert_eq!(seq_position(&t).await, (Some(30), vec![30]));
+
+    // 2. Id 1 changed twice, id 2 soft-deleted: one U in the latest state, a D.
+    update(&t, "ContactName = '甲一', ver = 40", 1).await;
+    update(&t, "ContactName = '甲二', ver = 50", 1).await;
+    update(&t, "is_deleted = 1, ver = 60", 2).await;
+    let o = t.once("accept").await.unwrap();
+    assert_eq!(o.delivered, 2, "{o:?}");
+    let one = received(&t, 1);
+    assert_eq!(ops(&one), ["I", "U"]);
+    assert_eq!(one[1].1.as_deref(), Some("甲二"));
+    assert_eq!(ops(&received(&t, 2)), ["I", "D"]);
+    let guid = |id: i64| derive_row_guid("accept", &id.to_string());
+    assert_eq!(
+        row_state(&t).await,
+        [1, 3].map(|id| (id.to_string(), guid(id))).to_vec()
+    );
+    assert_eq!(seq_position(&t).await.0, Some(60));
+
+    // 3. Nothing changed: nothing sent. Then id 2 comes back: an insert again.
+    let o = t.once("accept").await.unwrap();
+    assert_eq!(o.delivered, 0, "{o:?}");
+    update(&t, "is_deleted = 0, ver = 70", 2).await;
+    let o = t.once("accept").await.unwrap();
+    assert_eq!(o.delivered, 1, "{o:?}");
+    assert_eq!(ops(&received(&t, 2)), ["I", "D", "I"]);
+    assert_eq!(ops(&received(&t, 3)), ["I"]);
+    assert_eq!(row_state(&t).await.len(), 3);
+    assert_eq!(seq_position(&t).await.0, Some(70));
+}
+
+on_all_backends!(seq_only_modes, seq_only_detects_inserts_updates_and_deletes);
+
+/// The settle-by-observation guard: a run reads only up to the largest `ver` observed at
+/// least `settle_lag` ago, so a row whose transaction took a smaller `ver` before that
+/// observation and committed after it (inserted here after the run that observed) is still
+/// delivered; reading up to the current maximum would have passed it for ever.
+async fn seq_only_waits_for_late_commits(which: Which) {
+    let Some(t) = spawn_app(
+        which,
+        Spawn {
+            edit: &seq_only("1s"),
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    create_seq_view(&t).await;
+    let lag = std::time::Duration::from_millis(1_300);
+    insert_versions(&t, &[(1, 10), (2, 20)]).await;
+
+    // 1. The first run only observes: MAX(ver) = 20, nothing read yet.
+    let o = t.once("accept").await.unwrap();
+    assert_eq!(o.delivered, 0, "{o:?}");
+    assert_eq!(seq_position(&t).await, (None, vec![20]));
+
+    // 2. Ver 15 commits late; ver 30 is new. After the lag: read up to 20, so 15 is in.
+    insert_versions(&t, &[(3, 15), (4, 30)]).await;
+    tokio::time::sleep(lag).await;
+    let o = t.once("accept").await.unwrap();
+    assert_eq!(o.delivered, 3, "{o:?}");
+    let ids: Vec<Json> = t
+        .accepted("accept")
+        .iter()
+        .map(|r| r["RowGuid"].clone())
+        .collect();
+    let guid = |id: i64| Json::from(derive_row_guid("accept", &id.to_string()));
+    assert_eq!(ids, [1, 3, 2].map(guid), "in ver order 10, 15, 20");
+    assert_eq!(seq_position(&t).await, (Some(20), vec![20, 30]));
+
+    // 3. Ver 25 commits late, below the 30 already observed: read once the lag has passed.
+    insert_versions(&t, &[(5, 25)]).await;
+    tokio::time::sleep(lag).await;
+    let o = t.once("accept").await.unwrap();
+    assert_eq!(o.delivered, 2, "{o:?}");
+    for id in 1..=5 {
+        assert_eq!(ops(&received(&t, id)), ["I"], "id {id}");
+    }
+    assert_eq!(row_state(&t).await.len(), 5);
+    assert_eq!(seq_position(&t).await.0, Some(30));
+}
+
+on_all_backends!(seq_only_late_commits, seq_only_waits_for_late_commits);
+
+/// `order = "seq"` for a change table: changes in `change_id` order whatever their change
+/// time, so a change written late with an old `cd_time` is not passed.
+async fn changelog_in_seq_order(which: Which) {
+    let edit = |s: String| {
+        s.replacen(
+            "seq_column = \"change_id\"\n",
+            "order = \"seq\"\nseq_column = \"change_id\"\n",
+            1,
+        )
+    };
+    let Some(t) = spawn_app(
+        which,
+        Spawn {
+            edit: &edit,
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let (one, two) = (t.sample("accept", 1), t.sample("accept", 2));
+    t.insert("accept", 1, "I", "2026-11-20 10:00:05", &one)
+        .await;
+    t.insert("accept", 2, "I", "2026-11-20 10:00:00", &two)
+        .await;
+    let o = t.once("accept").await.unwrap();
+    assert_eq!(o.delivered, 2, "{o:?}");
+    let guids: Vec<Json> = t
+        .accepted("accept")
+        .iter()
+        .map(|r| r["RowGuid"].clone())
+        .collect();
+    let guid = |id: i64| Json::from(derive_row_guid("accept", &id.to_string()));
+    assert_eq!(
+        guids,
+        [1, 2].map(guid),
+        "change_id order, not cd_time order"
+    );
+
+    // An update with a change time before everything read: in time order it would be passed.
+    t.insert("accept", 1, "U", "2020-01-01 00:00:00", &one)
+        .await;
+    t.insert("accept", 2, "D", "2020-01-01 00:00:00", &two)
+        .await;
+    let o = t.once("accept").await.unwrap();
+    assert_eq!(o.delivered, 2, "{o:?}");
+    assert_eq!(ops(&received(&t, 1)), ["I", "U"]);
+    assert_eq!(ops(&received(&t, 2)), ["I", "D"]);
+    assert_eq!(seq_position(&t).await, (Some(4), vec![4]));
+}
+
+on_all_backends!(changelog_seq_order, changelog_in_seq_order);
 
 /// The config edit of a snapshot job `accept` over the view `accept_snap` keyed by `key`.
 fn snapshot_of(key: &'static str) -> impl Fn(String) -> String {

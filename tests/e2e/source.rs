@@ -228,11 +228,10 @@ async fn keyset_reads(which: Which) {
         return;
     };
     t.insert_many("accept", 3).await;
-    let key = vec!["CHANGE_ID".to_string()];
     let spec = SourceSpec {
         table: "accept_changes",
-        time_column: "CD_TIME",
-        key: &key,
+        keyset: vec!["CD_TIME".to_string(), "CHANGE_ID".to_string()],
+        upto: None,
     };
     let select = ["cd_time", "change_id", "id"].map(String::from);
     let db = &t.app.db;
@@ -246,13 +245,40 @@ async fn keyset_reads(which: Which) {
         key: vec![first[1].values[1].clone()],
     };
     let rest = db
-        .read_changes(&spec, &select, Some(&pos), 10)
+        .read_changes(&spec, &select, Some(&pos.values()), 10)
         .await
         .unwrap();
     assert_eq!(ids(&rest), [Value::Int(3)]);
     assert_eq!(db.count_after(&spec, None, 10).await.unwrap(), 3);
     assert_eq!(db.count_after(&spec, None, 2).await.unwrap(), 2);
-    assert_eq!(db.count_after(&spec, Some(&pos), 10).await.unwrap(), 1);
+    assert_eq!(
+        db.count_after(&spec, Some(&pos.values()), 10)
+            .await
+            .unwrap(),
+        1
+    );
+
+    // Seq order: the seq column alone, never past the bound.
+    let seq = SourceSpec {
+        table: "accept_changes",
+        keyset: vec!["CHANGE_ID".to_string()],
+        upto: Some(2),
+    };
+    let first = db.read_changes(&seq, &select, None, 10).await.unwrap();
+    assert_eq!(ids(&first), [Value::Int(1), Value::Int(2)]);
+    let after = [Value::Int(1)];
+    let rest = db
+        .read_changes(&seq, &select, Some(&after), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&rest), [Value::Int(2)]);
+    let (max, now_ms) = db.observe_seq("accept_changes", "CHANGE_ID").await.unwrap();
+    assert_eq!(max, Some(3));
+    let host_ms = chrono::Utc::now().timestamp_millis();
+    assert!(
+        (now_ms - host_ms).abs() < 60_000,
+        "the database's clock in ms: {now_ms} (host {host_ms})"
+    );
 }
 
 on_all_backends!(keyset_reads_resume_after_the_position, keyset_reads);
