@@ -25,7 +25,7 @@ use crate::value::SourceRow;
 const CHUNK: usize = 1024;
 
 /// Changed rows the diff pass holds for sending after the safety valve; beyond this the view
-/// is read again to emit them (a record is about 1 KB: some 20 MB).
+/// is read again to emit them (held packed, about 1 KB each with key and digest: some 20 MB).
 const HOLD: usize = 20_000;
 
 /// One difference between the view and what was delivered.
@@ -41,6 +41,44 @@ enum Change {
     },
     /// A delivered key gone from the view.
     Delete(StateEntry),
+}
+
+impl Change {
+    /// The change as the diff pass holds it: an upsert keeps its record only as the packed
+    /// JSON (about a fifth of the memory of the values); `Pages::prepare` restores it.
+    fn compact(self) -> Change {
+        match self {
+            Change::Upsert {
+                op,
+                mut rec,
+                key_sort,
+                digest,
+                json,
+            } => {
+                rec.values = Vec::new();
+                Change::Upsert {
+                    op,
+                    rec,
+                    key_sort,
+                    digest,
+                    json,
+                }
+            }
+            delete => delete,
+        }
+    }
+}
+
+/// The values of a record held compact, from the JSON it was digested from (the same values:
+/// JSON text of strings, integers, floats, booleans and null reads back as it was written).
+fn restore(rec: &mut Record, json: &[u8], width: usize) -> Result<()> {
+    if !rec.values.is_empty() || width == 0 {
+        return Ok(());
+    }
+    let text = unpack_record(json)
+        .ok_or_else(|| anyhow::anyhow!("a held snapshot record cannot be unpacked"))?;
+    rec.values = serde_json::from_slice(&text)?;
+    Ok(())
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -182,7 +220,7 @@ impl<'a> Sink<'a> {
         match self {
             Sink::Hold { held, overflowed } => {
                 if held.len() < HOLD {
-                    held.push(c);
+                    held.push(c.compact());
                 } else if !*overflowed {
                     *overflowed = true;
                     held.clear();
@@ -270,11 +308,13 @@ impl Pages<'_> {
             match c {
                 Change::Upsert {
                     op,
-                    rec,
+                    mut rec,
                     key_sort,
                     digest,
                     json,
-                } => match self.checker.validated(op, rec) {
+                } => match restore(&mut rec, &json, width)
+                    .map(|()| self.checker.validated(op, rec))?
+                {
                     Ok((op, rec)) => {
                         p.state.delivered.push(Delivered {
                             source_key: rec.source_key.clone(),
@@ -408,7 +448,7 @@ struct Merge<'a> {
     prev: Vec<u8>,
     key_ready: bool,
     /// The JSON of the current record (the digest's input, reused).
-    json: Vec<u8>,
+    json: String,
     counts: Counts,
 }
 
@@ -433,7 +473,7 @@ impl<'a> Merge<'a> {
             key: Vec::new(),
             prev: Vec::new(),
             key_ready: false,
-            json: Vec::new(),
+            json: String::new(),
             counts: Counts::default(),
         }
     }
@@ -572,8 +612,8 @@ impl<'a> Merge<'a> {
         let map = self.map.as_ref().expect("columns known");
         let rec = map.map_row(row, key);
         self.json.clear();
-        // Writing a Vec<Json> into a Vec<u8> cannot fail.
-        let _ = serde_json::to_writer(&mut self.json, &rec.values);
+        // The bytes serde_json would write (digests stored before stay valid), written faster.
+        crate::upstream::body::json_array(&mut self.json, &rec.values);
         let digest = Sha256::digest(&self.json);
         let mut hex = [0u8; 64];
         let _ = hex::encode_to_slice(digest, &mut hex);
@@ -585,7 +625,7 @@ impl<'a> Merge<'a> {
             rec,
             key_sort: self.key.clone(),
             digest: String::from_utf8_lossy(&hex).into_owned(),
-            json: pack_record(&self.json),
+            json: pack_record(self.json.as_bytes()),
         })
     }
 }

@@ -159,6 +159,19 @@ impl CallRecords<'_> {
 }
 
 /// A value as serde_json writes it (compact).
+/// `values` as a JSON array, byte for byte what `serde_json::to_writer` writes for them (the
+/// snapshot digest's input: digests stored by earlier versions stay valid).
+pub fn json_array(out: &mut String, values: &[Json]) {
+    out.push('[');
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json(out, v);
+    }
+    out.push(']');
+}
+
 fn push_json(out: &mut String, v: &Json) {
     match v {
         Json::String(s) => push_json_str(out, s),
@@ -558,6 +571,35 @@ pub(crate) mod tests {
                 call(&fields, &held).array(nulls),
                 "{nulls:?}"
             );
+        }
+    }
+
+    #[test]
+    fn arrays_are_the_bytes_serde_json_writes() {
+        let all_ascii: String = (0u8..=0x7F).map(char::from).collect();
+        let cases: Vec<Vec<Json>> = vec![
+            vec![],
+            vec![Json::Null],
+            vec![
+                json!("办件"),
+                json!(1),
+                json!(-7),
+                json!(2.5),
+                json!(1e300),
+                json!(true),
+            ],
+            vec![
+                json!(all_ascii),
+                json!("a\"b\\c\u{1}\u{7f}\u{2028}"),
+                Json::Null,
+            ],
+            vec![json!(u64::MAX), json!(i64::MIN), json!(0.1), json!(false)],
+            vec![json!({"k": [1, "v"]}), json!([null])],
+        ];
+        for values in cases {
+            let mut ours = String::new();
+            json_array(&mut ours, &values);
+            assert_eq!(ours, serde_json::to_string(&values).unwrap(), "{values:?}");
         }
     }
 
