@@ -13,6 +13,18 @@ use qianzhi::mapping::derive_row_guid;
 use qianzhi::value::Value;
 use serde_json::Value as Json;
 
+/// A test app whose config is `edit`ed (the job's mode and columns), else the defaults.
+async fn spawn_edited(which: Which, edit: &dyn Fn(String) -> String) -> Option<TestApp> {
+    spawn_app(
+        which,
+        Spawn {
+            edit,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 /// MariaDB plans a row-value comparison `(cd_time, change_id) > (?, ?)` as a full index scan
 /// (`type = index`): an idle poll of a large, delivered table reads all of it. The page query
 /// must be a range on `accept_changes_ct`, both mid-table and at the end (the idle poll).
@@ -152,15 +164,7 @@ fn ops(got: &[(String, Option<String>)]) -> Vec<&str> {
 }
 
 async fn incremental_detects_inserts_updates_and_deletes(which: Which) {
-    let Some(t) = spawn_app(
-        which,
-        Spawn {
-            edit: &incremental,
-            ..Default::default()
-        },
-    )
-    .await
-    else {
+    let Some(t) = spawn_edited(which, &incremental).await else {
         return;
     };
     create_view(&t).await;
@@ -230,15 +234,7 @@ on_all_backends!(
 /// A crash after a page's operations are settled and before they are committed: nothing was
 /// stored, so the next run settles them again; every change arrives once, under one Cd_Batch.
 async fn incremental_crash_before_commit(which: Which) {
-    let Some(t) = spawn_app(
-        which,
-        Spawn {
-            edit: &incremental,
-            ..Default::default()
-        },
-    )
-    .await
-    else {
+    let Some(t) = spawn_edited(which, &incremental).await else {
         return;
     };
     create_view(&t).await;
@@ -342,15 +338,7 @@ async fn seq_position(t: &TestApp) -> (Option<i64>, Vec<i64>) {
 /// (a key changed twice between polls sent once, as it is now), a soft delete D, a key that
 /// comes back I. With `settle_lag = "0s"` the first run reads at once.
 async fn seq_only_detects_inserts_updates_and_deletes(which: Which) {
-    let Some(t) = spawn_app(
-        which,
-        Spawn {
-            edit: &seq_only("0s"),
-            ..Default::default()
-        },
-    )
-    .await
-    else {
+    let Some(t) = spawn_edited(which, &seq_only("0s")).await else {
         return;
     };
     create_seq_view(&t).await;
@@ -408,15 +396,7 @@ on_all_backends!(seq_only_modes, seq_only_detects_inserts_updates_and_deletes);
 /// observation and committed after it (inserted here after the run that observed) is still
 /// delivered; reading up to the current maximum would have passed it for ever.
 async fn seq_only_waits_for_late_commits(which: Which) {
-    let Some(t) = spawn_app(
-        which,
-        Spawn {
-            edit: &seq_only("1s"),
-            ..Default::default()
-        },
-    )
-    .await
-    else {
+    let Some(t) = spawn_edited(which, &seq_only("1s")).await else {
         return;
     };
     create_seq_view(&t).await;
@@ -466,15 +446,7 @@ async fn changelog_in_seq_order(which: Which) {
             1,
         )
     };
-    let Some(t) = spawn_app(
-        which,
-        Spawn {
-            edit: &edit,
-            ..Default::default()
-        },
-    )
-    .await
-    else {
+    let Some(t) = spawn_edited(which, &edit).await else {
         return;
     };
     let (one, two) = (t.sample("accept", 1), t.sample("accept", 2));
@@ -556,15 +528,7 @@ async fn delete_row(t: &TestApp, id: i64) {
 }
 
 async fn snapshot_detects_inserts_updates_and_deletes(which: Which) {
-    let Some(t) = spawn_app(
-        which,
-        Spawn {
-            edit: &snapshot_of("id"),
-            ..Default::default()
-        },
-    )
-    .await
-    else {
+    let Some(t) = spawn_edited(which, &snapshot_of("id")).await else {
         return;
     };
     create_snapshot_view(&t, "id").await;
@@ -641,15 +605,7 @@ on_all_backends!(snapshot_modes, snapshot_detects_inserts_updates_and_deletes);
 /// bytes) and the merge's agree, so a second snapshot finds nothing to send (no false I/D
 /// pairs), and one changed row is one U.
 async fn snapshot_text_keys_in_byte_order(which: Which) {
-    let Some(t) = spawn_app(
-        which,
-        Spawn {
-            edit: &snapshot_of("code"),
-            ..Default::default()
-        },
-    )
-    .await
-    else {
+    let Some(t) = spawn_edited(which, &snapshot_of("code")).await else {
         return;
     };
     let codes = [
@@ -688,15 +644,7 @@ on_all_backends!(snapshot_text_keys, snapshot_text_keys_in_byte_order);
 /// delivered keys, or reads no row, sends nothing and stops the job with words saying how
 /// to confirm; `once --confirm-deletes` sends the deletes.
 async fn snapshot_safety_valve(which: Which) {
-    let Some(t) = spawn_app(
-        which,
-        Spawn {
-            edit: &snapshot_of("id"),
-            ..Default::default()
-        },
-    )
-    .await
-    else {
+    let Some(t) = spawn_edited(which, &snapshot_of("id")).await else {
         return;
     };
     create_snapshot_view(&t, "id").await;
@@ -753,15 +701,7 @@ on_all_backends!(snapshot_valve, snapshot_safety_valve);
 /// A crash after the diff and before its commit, then a restart: nothing lost, nothing sent
 /// twice, the update under one Cd_Batch.
 async fn snapshot_crash_before_commit(which: Which) {
-    let Some(t) = spawn_app(
-        which,
-        Spawn {
-            edit: &snapshot_of("id"),
-            ..Default::default()
-        },
-    )
-    .await
-    else {
+    let Some(t) = spawn_edited(which, &snapshot_of("id")).await else {
         return;
     };
     create_snapshot_view(&t, "id").await;
@@ -810,15 +750,7 @@ on_all_backends!(snapshot_crash, snapshot_crash_before_commit);
 /// sent again (as I) by the next snapshot, a refused update again as U, and their error rows
 /// are resolved once the platform takes them.
 async fn snapshot_retries_what_the_platform_refused(which: Which) {
-    let Some(t) = spawn_app(
-        which,
-        Spawn {
-            edit: &snapshot_of("id"),
-            ..Default::default()
-        },
-    )
-    .await
-    else {
+    let Some(t) = spawn_edited(which, &snapshot_of("id")).await else {
         return;
     };
     create_snapshot_view(&t, "id").await;
