@@ -46,26 +46,11 @@ enum Change {
 impl Change {
     /// The change as the diff pass holds it: an upsert keeps its record only as the packed
     /// JSON (about a fifth of the memory of the values); `Pages::prepare` restores it.
-    fn compact(self) -> Change {
-        match self {
-            Change::Upsert {
-                op,
-                mut rec,
-                key_sort,
-                digest,
-                json,
-            } => {
-                rec.values = Vec::new();
-                Change::Upsert {
-                    op,
-                    rec,
-                    key_sort,
-                    digest,
-                    json,
-                }
-            }
-            delete => delete,
+    fn compact(mut self) -> Change {
+        if let Change::Upsert { rec, .. } = &mut self {
+            rec.values = Vec::new();
         }
+        self
     }
 }
 
