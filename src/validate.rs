@@ -100,9 +100,7 @@ fn is_blank(v: &Json) -> bool {
         Json::Null => true,
         // Text ending in a character other than white space is not blank: one character is
         // looked at (every optional field of every record asks) before the text is trimmed.
-        Json::String(s) => {
-            s.chars().next_back().is_none_or(char::is_whitespace) && s.trim().is_empty()
-        }
+        Json::String(s) => !crate::value::ends_in_non_space(s) && s.trim().is_empty(),
         _ => false,
     }
 }
@@ -265,7 +263,17 @@ fn is_url(s: &str, schemes: &[String]) -> bool {
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     schemes.iter().any(|x| x.eq_ignore_ascii_case(scheme))
         && !host.is_empty()
-        && !s.chars().any(char::is_whitespace)
+        && !has_white_space(s)
+}
+
+/// `s.chars().any(char::is_whitespace)`, byte by byte for ASCII text (URLs nearly always
+/// are), where only 0x09-0x0D and the space are white space.
+fn has_white_space(s: &str) -> bool {
+    if s.is_ascii() {
+        s.bytes().any(|b| matches!(b, b' ' | 0x09..=0x0D))
+    } else {
+        s.chars().any(char::is_whitespace)
+    }
 }
 
 /// Why a present value breaks its field's format, or None. The message quotes the value only
@@ -692,6 +700,19 @@ fn check_field<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ASCII shortcut agrees with `char::is_whitespace` on every ASCII character and on
+    /// text with other characters.
+    #[test]
+    fn white_space_is_found_as_char_is_whitespace_finds_it() {
+        for c in (0..=0x7Fu8)
+            .map(char::from)
+            .chain(['\u{3000}', '\u{a0}', '中'])
+        {
+            let s = format!("https://a.cn/{c}x");
+            assert_eq!(has_white_space(&s), c.is_whitespace(), "U+{:04X}", c as u32);
+        }
+    }
     use crate::schema::Catalog;
     use serde_json::json;
 

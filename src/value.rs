@@ -106,9 +106,45 @@ impl SourceRow {
     }
 }
 
+/// Whether `s` ends in a character that is not white space (`char::is_whitespace`): nearly
+/// every value does, and mapping and validation ask it of every text value. The last byte
+/// settles it unless it can end a white-space character (ASCII 0x09-0x0D and space; the
+/// others end in 0x80-0x8A, 0x9F, 0xA0, 0xA8, 0xA9 or 0xAF); only then is the last
+/// character decoded.
+#[inline]
+pub fn ends_in_non_space(s: &str) -> bool {
+    let Some(&last) = s.as_bytes().last() else {
+        return false;
+    };
+    match last {
+        b' ' | 0x09..=0x0D | 0x80..=0x8A | 0x9F | 0xA0 | 0xA8 | 0xA9 | 0xAF => {
+            s.chars().next_back().is_some_and(|c| !c.is_whitespace())
+        }
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The last byte decides as the last character would, for every character.
+    #[test]
+    fn ends_in_non_space_agrees_with_char_is_whitespace() {
+        assert!(!ends_in_non_space(""));
+        let mut s = String::new();
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+            s.clear();
+            s.push('x');
+            s.push(c);
+            assert_eq!(
+                ends_in_non_space(&s),
+                !c.is_whitespace(),
+                "U+{:04X}",
+                c as u32
+            );
+        }
+    }
 
     #[test]
     fn whole_numbers_only_from_number_columns() {

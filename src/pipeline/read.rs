@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
@@ -265,14 +266,25 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// Whether the row changed after the settle lag (time order).
-    fn too_recent(&self, row: &SourceRow) -> bool {
-        let Some(cutoff) = self.cutoff else {
-            return false;
-        };
-        row.get(&self.run.job.time_column)
-            .and_then(|v| v.to_naive_datetime())
-            .is_some_and(|t| t > cutoff)
+    /// The first row of a page that changed after the settle lag (time order), if any. The
+    /// time column is found once per page, not by name in every row.
+    fn first_too_recent(&self, rows: &[SourceRow]) -> Option<usize> {
+        let cutoff = self.cutoff?;
+        let column = &self.run.job.time_column;
+        let mut at = None;
+        rows.iter().position(|row| {
+            let i = match at {
+                Some((ref names, i)) if Arc::ptr_eq(names, &row.names) => i,
+                _ => {
+                    let i = row.index_of(column);
+                    at = Some((row.names.clone(), i));
+                    i
+                }
+            };
+            i.and_then(|i| row.values.get(i))
+                .and_then(Value::to_naive_datetime)
+                .is_some_and(|t| t > cutoff)
+        })
     }
 
     /// Maps and validates one page read after `from`. Rows past the settle lag are left for a
@@ -294,7 +306,7 @@ impl<'a> Checker<'a> {
             state: StateChanges::default(),
         };
         // The first row past the settle lag and every row after it wait for a later run.
-        if let Some(n) = rows.iter().position(|row| self.too_recent(row)) {
+        if let Some(n) = self.first_too_recent(&rows) {
             rows.truncate(n);
             p.drained = true;
         }
@@ -424,6 +436,10 @@ fn mark_superseded(
     errors: &mut [ErrorRow],
     error_rows: &[usize],
 ) {
+    // Nearly every page has no error: no map of its keys then.
+    if errors.is_empty() {
+        return;
+    }
     let mut last_valid: HashMap<&str, usize> = HashMap::new();
     for ((_, rec), row) in records.iter().zip(record_rows) {
         last_valid.insert(&rec.source_key, *row);

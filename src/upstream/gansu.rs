@@ -261,7 +261,7 @@ impl GansuClient {
     pub fn from_config(cfg: &GansuConfig, timeout: std::time::Duration) -> Result<Self> {
         let authorization = cfg.authorization.value.clone();
         let codec = Codec::new(cfg, &cfg.key.value)?;
-        let http = super::submit_client(timeout)?;
+        let http = super::submit_client(timeout, &cfg.base_url)?;
         Ok(GansuClient {
             http,
             base_url: cfg.base_url.trim_end_matches('/').to_string(),

@@ -97,7 +97,7 @@ impl GdzwClient {
         token: SecretString,
         timeout: std::time::Duration,
     ) -> Result<Self> {
-        let http = super::submit_client(timeout)?;
+        let http = super::submit_client(timeout, &cfg.api_root)?;
         Ok(GdzwClient {
             http,
             api_root: cfg.api_root.trim_end_matches('/').to_string(),
