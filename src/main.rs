@@ -3,7 +3,66 @@
 // Mapping and serialising allocate many small strings per row; mimalloc handles that
 // pattern markedly faster than the system allocator.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: Mimalloc = Mimalloc;
+
+/// mimalloc as `mimalloc::MiMalloc` uses it, except that a block needing no more than
+/// 8-byte alignment (every `String`, most `Vec`s) comes from `mi_malloc`: every mimalloc
+/// block is aligned to at least the size of a pointer, and `MiMalloc` sends every request
+/// through the aligned entry point, a slower path (about 2% of a run's instructions).
+struct Mimalloc;
+
+/// The alignment every mimalloc block has.
+const MI_WORD: usize = std::mem::size_of::<usize>();
+
+// SAFETY: each method hands the request to mimalloc, aligned or not as above; a block is
+// always freed or resized by mimalloc, which finds its page from the pointer alone.
+unsafe impl std::alloc::GlobalAlloc for Mimalloc {
+    #[inline]
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        use libmimalloc_sys::{mi_malloc, mi_malloc_aligned};
+        // SAFETY: as for `GlobalAlloc::alloc`; mimalloc returns null on failure.
+        unsafe {
+            if layout.align() <= MI_WORD {
+                mi_malloc(layout.size()).cast()
+            } else {
+                mi_malloc_aligned(layout.size(), layout.align()).cast()
+            }
+        }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        use libmimalloc_sys::{mi_zalloc, mi_zalloc_aligned};
+        // SAFETY: as `alloc`, the block zeroed.
+        unsafe {
+            if layout.align() <= MI_WORD {
+                mi_zalloc(layout.size()).cast()
+            } else {
+                mi_zalloc_aligned(layout.size(), layout.align()).cast()
+            }
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: std::alloc::Layout) {
+        // SAFETY: `ptr` came from this allocator.
+        unsafe { libmimalloc_sys::mi_free(ptr.cast()) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        use libmimalloc_sys::{mi_realloc, mi_realloc_aligned};
+        // SAFETY: `ptr` came from this allocator with `layout`; the new block keeps its
+        // alignment as `alloc` gives it.
+        unsafe {
+            if layout.align() <= MI_WORD {
+                mi_realloc(ptr.cast(), new).cast()
+            } else {
+                mi_realloc_aligned(ptr.cast(), new, layout.align()).cast()
+            }
+        }
+    }
+}
 
 /// Runs before `main`, ahead of the first allocation that reserves mimalloc's arena: an arena
 /// committed eagerly keeps freed pages resident, which on a long backlog roughly doubled the
