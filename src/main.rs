@@ -14,33 +14,42 @@ struct Mimalloc;
 /// The alignment every mimalloc block has.
 const MI_WORD: usize = std::mem::size_of::<usize>();
 
+/// A block of `layout` from `plain` (size) when word alignment is enough, else from
+/// `aligned` (size, alignment).
+///
+/// # Safety
+/// As for `GlobalAlloc::alloc`: `layout` has a non-zero size.
+#[inline]
+unsafe fn by_alignment(
+    layout: std::alloc::Layout,
+    plain: unsafe extern "C" fn(usize) -> *mut std::ffi::c_void,
+    aligned: unsafe extern "C" fn(usize, usize) -> *mut std::ffi::c_void,
+) -> *mut u8 {
+    // SAFETY: mimalloc's allocation functions take any size and return null on failure.
+    unsafe {
+        if layout.align() <= MI_WORD {
+            plain(layout.size()).cast()
+        } else {
+            aligned(layout.size(), layout.align()).cast()
+        }
+    }
+}
+
 // SAFETY: each method hands the request to mimalloc, aligned or not as above; a block is
 // always freed or resized by mimalloc, which finds its page from the pointer alone.
 unsafe impl std::alloc::GlobalAlloc for Mimalloc {
     #[inline]
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
         use libmimalloc_sys::{mi_malloc, mi_malloc_aligned};
-        // SAFETY: as for `GlobalAlloc::alloc`; mimalloc returns null on failure.
-        unsafe {
-            if layout.align() <= MI_WORD {
-                mi_malloc(layout.size()).cast()
-            } else {
-                mi_malloc_aligned(layout.size(), layout.align()).cast()
-            }
-        }
+        // SAFETY: as for `GlobalAlloc::alloc`.
+        unsafe { by_alignment(layout, mi_malloc, mi_malloc_aligned) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
         use libmimalloc_sys::{mi_zalloc, mi_zalloc_aligned};
-        // SAFETY: as `alloc`, the block zeroed.
-        unsafe {
-            if layout.align() <= MI_WORD {
-                mi_zalloc(layout.size()).cast()
-            } else {
-                mi_zalloc_aligned(layout.size(), layout.align()).cast()
-            }
-        }
+        // SAFETY: as for `GlobalAlloc::alloc_zeroed`; the block comes zeroed.
+        unsafe { by_alignment(layout, mi_zalloc, mi_zalloc_aligned) }
     }
 
     #[inline]

@@ -73,6 +73,17 @@ impl Backend {
         }
     }
 
+    /// The SQL family a server backend speaks, through its own driver or ODBC alike; SQLite
+    /// is none of them. Code that differs by family asks here, not per backend and dialect.
+    pub fn family(self) -> Option<dialect::Family> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(dialect::Family::Postgres),
+            Backend::Mysql => Some(dialect::Family::Mysql),
+            Backend::Odbc(d) => Some(dialect::Family::of(d)),
+        }
+    }
+
     /// The directory under `sql/` with this backend's control-table DDL.
     pub fn ddl_dir(self) -> &'static str {
         match self {

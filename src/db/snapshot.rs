@@ -37,16 +37,16 @@ pub struct StoredRecord {
 /// asked for in bytes: the database's collation may ignore case, accents or trailing spaces.
 fn is_text(backend: Backend, type_name: &str) -> bool {
     let t = type_name.to_ascii_uppercase();
-    match backend {
-        Backend::Postgres => matches!(t.as_str(), "TEXT" | "VARCHAR" | "BPCHAR" | "CHAR" | "NAME"),
-        Backend::Mysql => t.contains("CHAR") || t.contains("TEXT") || t == "ENUM" || t == "SET",
+    match backend.family() {
+        Some(Family::Postgres) => {
+            matches!(t.as_str(), "TEXT" | "VARCHAR" | "BPCHAR" | "CHAR" | "NAME")
+        }
+        Some(Family::Mysql) => {
+            t.contains("CHAR") || t.contains("TEXT") || t == "ENUM" || t == "SET"
+        }
+        Some(Family::Oracle) => t.contains("CHAR") || t.contains("CLOB"),
         // SQLite types values, not columns: its BINARY collation is asked for on every key.
-        Backend::Sqlite => true,
-        Backend::Odbc(d) => match Family::of(d) {
-            Family::Postgres => is_text(Backend::Postgres, type_name),
-            Family::Mysql => is_text(Backend::Mysql, type_name),
-            Family::Oracle => t.contains("CHAR") || t.contains("CLOB"),
-        },
+        None => true,
     }
 }
 
@@ -55,18 +55,16 @@ fn is_text(backend: Backend, type_name: &str) -> bool {
 /// key's encoding does (`keysort`).
 fn order_expr(backend: Backend, key: &str, text: bool) -> Expr {
     let col = quote(backend, &resolved(backend, key));
-    match (backend, text) {
-        (_, false) => Expr::col(column_name(backend, key)),
-        (Backend::Postgres, true) => Expr::cust(format!("{col} COLLATE \"C\"")),
-        (Backend::Mysql, true) => Expr::cust(format!("CAST({col} AS BINARY)")),
-        (Backend::Sqlite, true) => Expr::cust(format!("{col} COLLATE BINARY")),
-        (Backend::Odbc(d), true) => match Family::of(d) {
-            Family::Postgres => Expr::cust(format!("{col} COLLATE \"C\"")),
-            Family::Mysql => Expr::cust(format!("CAST({col} AS BINARY)")),
-            // Oracle and DM compare VARCHAR2 in binary order unless NLS_SORT says otherwise.
-            Family::Oracle => Expr::cust(format!("NLSSORT({col}, 'NLS_SORT=BINARY')")),
-        },
+    if !text {
+        return Expr::col(column_name(backend, key));
     }
+    Expr::cust(match backend.family() {
+        Some(Family::Postgres) => format!("{col} COLLATE \"C\""),
+        Some(Family::Mysql) => format!("CAST({col} AS BINARY)"),
+        // Oracle and DM compare VARCHAR2 in binary order unless NLS_SORT says otherwise.
+        Some(Family::Oracle) => format!("NLSSORT({col}, 'NLS_SORT=BINARY')"),
+        None => format!("{col} COLLATE BINARY"),
+    })
 }
 
 /// The SELECT of a snapshot: `select` from the view, ordered by the key in byte order.

@@ -46,58 +46,42 @@ pub type SubjectRow = (
 /// MySQL and SQLite keep it. sea-query quotes every name, so the folding is done here; the
 /// tests and the README's examples then address the columns unquoted, as DBAs do.
 fn column(backend: Backend, name: &str) -> String {
-    match backend {
-        Backend::Postgres => name.to_ascii_lowercase(),
-        Backend::Mysql | Backend::Sqlite => name.to_string(),
-        Backend::Odbc(d) => match Family::of(d) {
-            Family::Postgres => name.to_ascii_lowercase(),
-            Family::Mysql => name.to_string(),
-            Family::Oracle => name.to_ascii_uppercase(),
-        },
+    match backend.family() {
+        Some(Family::Postgres) => name.to_ascii_lowercase(),
+        Some(Family::Mysql) | None => name.to_string(),
+        Some(Family::Oracle) => name.to_ascii_uppercase(),
     }
 }
 
 /// The text of a CREATE TABLE in the backend's dialect.
 fn table_sql(backend: Backend, t: &TableCreateStatement) -> String {
-    match backend {
-        Backend::Postgres => t.to_string(PostgresQueryBuilder),
-        Backend::Mysql => t.to_string(MysqlQueryBuilder),
-        Backend::Sqlite => t.to_string(SqliteQueryBuilder),
-        Backend::Odbc(d) => match Family::of(d) {
-            Family::Postgres => t.to_string(PostgresQueryBuilder),
-            Family::Mysql => t.to_string(MysqlQueryBuilder),
-            // sea-query has no schema builder for them; the tools (demo, bench, tests) make
-            // no tables on DM or Oracle.
-            Family::Oracle => panic!("the tools make no tables on DM or Oracle"),
-        },
+    match backend.family() {
+        Some(Family::Postgres) => t.to_string(PostgresQueryBuilder),
+        Some(Family::Mysql) => t.to_string(MysqlQueryBuilder),
+        None => t.to_string(SqliteQueryBuilder),
+        // sea-query has no schema builder for them; the tools (demo, bench, tests) make no
+        // tables on DM or Oracle.
+        Some(Family::Oracle) => panic!("the tools make no tables on DM or Oracle"),
     }
 }
 
 /// The text of a CREATE INDEX in the backend's dialect.
 fn index_sql(backend: Backend, i: &IndexCreateStatement) -> String {
-    match backend {
-        Backend::Postgres => i.to_string(PostgresQueryBuilder),
-        Backend::Mysql => i.to_string(MysqlQueryBuilder),
-        Backend::Sqlite => i.to_string(SqliteQueryBuilder),
-        Backend::Odbc(d) => match Family::of(d) {
-            Family::Postgres => i.to_string(PostgresQueryBuilder),
-            Family::Mysql => i.to_string(MysqlQueryBuilder),
-            Family::Oracle => panic!("the tools make no tables on DM or Oracle"),
-        },
+    match backend.family() {
+        Some(Family::Postgres) => i.to_string(PostgresQueryBuilder),
+        Some(Family::Mysql) => i.to_string(MysqlQueryBuilder),
+        None => i.to_string(SqliteQueryBuilder),
+        Some(Family::Oracle) => panic!("the tools make no tables on DM or Oracle"),
     }
 }
 
 /// The text of an INSERT in the backend's dialect, values inlined and escaped.
 fn insert_sql(backend: Backend, stmt: &InsertStatement) -> String {
-    match backend {
-        Backend::Postgres => stmt.to_string(PostgresQueryBuilder),
-        Backend::Mysql => stmt.to_string(MysqlQueryBuilder),
-        Backend::Sqlite => stmt.to_string(SqliteQueryBuilder),
-        Backend::Odbc(d) => match Family::of(d) {
-            Family::Postgres => stmt.to_string(PostgresQueryBuilder),
-            Family::Mysql => stmt.to_string(MysqlQueryBuilder),
-            Family::Oracle => stmt.to_string(super::oracle::OracleQueryBuilder),
-        },
+    match backend.family() {
+        Some(Family::Postgres) => stmt.to_string(PostgresQueryBuilder),
+        Some(Family::Mysql) => stmt.to_string(MysqlQueryBuilder),
+        None => stmt.to_string(SqliteQueryBuilder),
+        Some(Family::Oracle) => stmt.to_string(super::oracle::OracleQueryBuilder),
     }
 }
 

@@ -30,7 +30,9 @@ pub(super) async fn upload_pending(run: &Run<'_>) -> Result<()> {
     for rows in pending.chunks(upload.rows_per_call()) {
         match upload_rows(run, upload, rows).await? {
             Uploaded::Settled => {}
-            Uploaded::Refused if rows.len() > 1 => {
+            // Only a call of several rows comes back refused (one row is marked failed):
+            // each goes again alone, so only the refused one fails.
+            Uploaded::Refused => {
                 for row in rows {
                     if upload_rows(run, upload, std::slice::from_ref(row)).await? == Uploaded::Wait
                     {
@@ -38,7 +40,6 @@ pub(super) async fn upload_pending(run: &Run<'_>) -> Result<()> {
                     }
                 }
             }
-            Uploaded::Refused => {}
             Uploaded::Wait => return Ok(()),
         }
     }
