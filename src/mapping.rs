@@ -419,7 +419,6 @@ pub fn finish_nulls(fields: &mut serde_json::Map<String, Json>, how: NullFields)
 #[cfg(test)]
 mod tests {
     use super::*;
-
     use crate::schema::Catalog;
     use chrono::NaiveDate;
 

@@ -98,7 +98,7 @@ pub fn first_fullwidth(s: &str) -> Option<(usize, char)> {
 fn is_blank(v: &Json) -> bool {
     match v {
         Json::Null => true,
-        // Text ending in a character other than white space is not blank: one character is
+        // Text ending in a character other than white space is not blank: its last byte is
         // looked at (every optional field of every record asks) before the text is trimmed.
         Json::String(s) => !crate::value::ends_in_non_space(s) && s.trim().is_empty(),
         _ => false,
@@ -700,6 +700,8 @@ fn check_field<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::Catalog;
+    use serde_json::json;
 
     /// The ASCII shortcut agrees with `char::is_whitespace` on every ASCII character and on
     /// text with other characters.
@@ -713,8 +715,6 @@ mod tests {
             assert_eq!(has_white_space(&s), c.is_whitespace(), "U+{:04X}", c as u32);
         }
     }
-    use crate::schema::Catalog;
-    use serde_json::json;
 
     fn good_accept() -> serde_json::Map<String, Json> {
         // Shared with the simulator's end-to-end test.

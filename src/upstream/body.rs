@@ -158,7 +158,6 @@ impl CallRecords<'_> {
     }
 }
 
-/// A value as serde_json writes it (compact).
 /// `values` as a JSON array, byte for byte what `serde_json::to_writer` writes for them (the
 /// snapshot digest's input: digests stored by earlier versions stay valid).
 pub fn json_array(out: &mut String, values: &[Json]) {
@@ -172,6 +171,7 @@ pub fn json_array(out: &mut String, values: &[Json]) {
     out.push(']');
 }
 
+/// A value as serde_json writes it (compact).
 fn push_json(out: &mut String, v: &Json) {
     match v {
         Json::String(s) => push_json_str(out, s),
@@ -315,6 +315,7 @@ pub fn split_array(array: &str) -> anyhow::Result<Vec<String>> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use serde_json::json;
 
     /// Both scans find the first byte JSON escapes, as a byte-by-byte search does: every
     /// escaped and a few neighbouring plain bytes at every place of texts up to 40 bytes,
@@ -342,7 +343,6 @@ pub(crate) mod tests {
             }
         }
     }
-    use serde_json::json;
 
     /// Two records over fields A (text), B (may be null), the three numbered Cd_* fields and
     /// C (a number): what the upstream tests encode.
