@@ -83,7 +83,7 @@ mod tests {
     #[test]
     fn encodings_sort_like_the_binary_order() {
         use Value::*;
-        let t = |s: &str| Text(s.to_string());
+        let t = |s: &str| Text(s.into());
         let ordered: Vec<Vec<Vec<Value>>> = vec![
             vec![
                 vec![Null],

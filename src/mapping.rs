@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::config::{JobConfig, NullFields, UnitConfig};
 use crate::schema::{DataType, FieldType};
-use crate::value::{SourceRow, Value};
+use crate::value::{Field, SourceRow, Value};
 
 pub use crate::schema::PIPELINE_FIELDS;
 
@@ -162,11 +162,11 @@ impl Plan {
     /// identity, `[job.constants]`), as mapping would make it. Mapping leaves these fields
     /// null in each record: the body writer writes them from here and validation checks them
     /// once (see `upstream::Fields::with_constants`, `validate::Prechecked`).
-    pub fn constants(&self) -> Vec<Option<Json>> {
+    pub fn constants(&self) -> Vec<Option<Field>> {
         self.fields
             .iter()
             .map(|(_, _, src)| match src {
-                FieldSource::Constant(j) => Some(tidy(j.clone())).filter(|j| !j.is_null()),
+                FieldSource::Constant(j) => Some(constant_field(j)).filter(|f| !f.is_null()),
                 _ => None,
             })
             .collect()
@@ -176,7 +176,7 @@ impl Plan {
         self.fields.iter().position(|(c, _, _)| c == code)
     }
 
-    pub fn get<'a>(&self, rec: &'a Record, code: &str) -> Option<&'a Json> {
+    pub fn get<'a>(&self, rec: &'a Record, code: &str) -> Option<&'a Field> {
         rec.values.get(self.index_of(code)?)
     }
 
@@ -219,7 +219,7 @@ pub fn needed_columns(view: &[String], plan: &Plan, job: &JobConfig) -> Vec<Stri
 pub struct Record {
     pub source_key: String,
     pub row_guid: String,
-    pub values: Vec<Json>,
+    pub values: Vec<Field>,
 }
 
 /// The source key as text: the value itself for one column, a JSON array for several.
@@ -253,18 +253,21 @@ pub fn derive_row_guid(job: &str, source_key: &str) -> String {
         .to_owned()
 }
 
-/// Blank text counts as absent (a required field of spaces is still missing); trailing
-/// blanks are dropped.
-fn tidy(mut v: Json) -> Json {
-    tidy_in_place(&mut v);
-    v
+/// A constant (TOML text, number or null) as the field value every record has: text as
+/// [`tidy_in_place`] leaves it. Anything else, which TOML constants do not become, is sent as
+/// its JSON text rather than dropped.
+fn constant_field(j: &Json) -> Field {
+    let mut f = Field::from_json(j.clone()).unwrap_or_else(|other| other.to_string().into());
+    tidy_in_place(&mut f);
+    f
 }
 
-/// [`tidy`] where the value lies: the hot path of mapping, which would otherwise move every
-/// value in and out.
+/// Blank text counts as absent (a required field of spaces is still missing); trailing
+/// blanks are dropped. Done where the value lies: the hot path of mapping, which would
+/// otherwise move every value in and out.
 #[inline]
-fn tidy_in_place(v: &mut Json) {
-    let Json::String(s) = v else {
+fn tidy_in_place(v: &mut Field) {
+    let Field::Text(s) = v else {
         return;
     };
     // Text ending in a character other than white space (nearly all) is neither blank nor
@@ -274,7 +277,7 @@ fn tidy_in_place(v: &mut Json) {
     }
     let kept = s.trim_end().len();
     if kept == 0 {
-        *v = Json::Null;
+        *v = Field::Null;
     } else {
         s.truncate(kept);
     }
@@ -282,45 +285,64 @@ fn tidy_in_place(v: &mut Json) {
 
 /// Typed conversion; a value that cannot take the field's type is passed through as text so
 /// that validation names it, rather than being dropped here. Text is moved, not copied.
-pub fn convert(v: Value, ty: FieldType) -> Json {
+pub fn convert(v: Value, ty: FieldType) -> Field {
     match (ty, v) {
-        (_, Value::Null) => Json::Null,
+        (_, Value::Null) => Field::Null,
         (FieldType::Datetime, v) => match v.to_naive_datetime() {
-            Some(t) => Json::String(crate::timefmt::spec_string(&t)),
-            None => Json::String(v.into_text().unwrap_or_default()),
+            Some(t) => crate::timefmt::spec_string(&t).into(),
+            None => as_text(v),
         },
         (FieldType::Date, v) => match v.to_naive_datetime() {
-            Some(t) => Json::String(crate::timefmt::spec_date(t.date())),
-            None => Json::String(v.into_text().unwrap_or_default()),
+            Some(t) => crate::timefmt::spec_date(t.date()).into(),
+            None => as_text(v),
         },
-        (FieldType::Int, Value::Int(i)) => Json::from(i),
-        (FieldType::Int, Value::Bool(b)) => Json::from(b as i64),
+        (FieldType::Int, Value::Int(i)) => Field::from(i),
+        (FieldType::Int, Value::Bool(b)) => Field::from(b as i64),
         (FieldType::Int, Value::Float(f)) if f.fract() == 0.0 && f.abs() < 9e15 => {
-            Json::from(f as i64)
+            Field::from(f as i64)
         }
-        (FieldType::Int, Value::Decimal(s) | Value::Text(s)) => {
-            let t = s.trim();
+        (FieldType::Int, v @ (Value::Decimal(_) | Value::Text(_))) => {
+            let t = number_text(&v).trim();
             let t = t.strip_suffix(".0").unwrap_or(t);
             match t.parse::<i64>() {
-                Ok(i) => Json::from(i),
-                Err(_) => Json::String(s),
+                Ok(i) => Field::from(i),
+                Err(_) => as_text(v),
             }
         }
-        (FieldType::Number, Value::Int(i)) => Json::from(i),
+        (FieldType::Number, Value::Int(i)) => Field::from(i),
         (FieldType::Number, Value::Float(f)) => serde_json::Number::from_f64(f)
-            .map(Json::Number)
-            .unwrap_or(Json::String(f.to_string())),
-        (FieldType::Number, Value::Decimal(s) | Value::Text(s)) => match s
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|f| f.is_finite())
-            .and_then(serde_json::Number::from_f64)
-        {
-            Some(n) => Json::Number(n),
-            None => Json::String(s),
-        },
-        (_, v) => Json::String(v.into_text().unwrap_or_default()),
+            .map(Field::Number)
+            .unwrap_or_else(|| f.to_string().into()),
+        (FieldType::Number, v @ (Value::Decimal(_) | Value::Text(_))) => {
+            match number_text(&v)
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .and_then(serde_json::Number::from_f64)
+            {
+                Some(n) => Field::Number(n),
+                None => as_text(v),
+            }
+        }
+        (_, v) => as_text(v),
+    }
+}
+
+/// The text of a decimal or text value, read as a number.
+fn number_text(v: &Value) -> &str {
+    match v {
+        Value::Decimal(d) => d,
+        Value::Text(t) => t,
+        _ => "",
+    }
+}
+
+/// A value as text: text columns keep their (shared) text, anything else is formatted.
+fn as_text(v: Value) -> Field {
+    match v {
+        Value::Text(t) => Field::Text(t),
+        v => v.into_text().unwrap_or_default().into(),
     }
 }
 
@@ -367,16 +389,16 @@ impl RowMap<'_> {
                 FieldSource::Column(c) => self
                     .take(&mut row, i, c)
                     .map(|v| convert(v, *ty))
-                    .unwrap_or(Json::Null),
+                    .unwrap_or(Field::Null),
                 FieldSource::Constant(j) => {
                     if code == "RowGuid" {
-                        row_guid = tidy(j.clone()).as_str().unwrap_or_default().to_string();
+                        row_guid = constant_field(j).as_str().unwrap_or_default().to_string();
                     }
-                    Json::Null
+                    Field::Null
                 }
-                FieldSource::Pipeline => Json::Null,
-                FieldSource::DerivedGuid => Json::String(derive_row_guid(&plan.job, &source_key)),
-                FieldSource::Unsupplied => Json::Null,
+                FieldSource::Pipeline => Field::Null,
+                FieldSource::DerivedGuid => derive_row_guid(&plan.job, &source_key).into(),
+                FieldSource::Unsupplied => Field::Null,
             };
             values.push(v);
             let v = values.last_mut().expect("just pushed");
@@ -472,7 +494,7 @@ mod tests {
             (Value::Null, FieldType::String, Json::Null),
         ];
         for (v, ty, want) in cases {
-            assert_eq!(convert(v.clone(), ty), want, "{v:?} as {ty:?}");
+            assert_eq!(convert(v.clone(), ty).to_json(), want, "{v:?} as {ty:?}");
         }
     }
 
@@ -536,8 +558,8 @@ mod tests {
         ]);
         let rec = map_row(&plan, row.clone(), key_text(&row, &["id".to_string()]));
         assert_eq!(rec.source_key, "7");
-        assert_eq!(plan.get(&rec, "ProjectNo"), Some(&Json::from("P1")));
-        assert_eq!(plan.get(&rec, "EventName"), Some(&Json::Null));
+        assert_eq!(plan.get(&rec, "ProjectNo"), Some(&Field::from("P1")));
+        assert_eq!(plan.get(&rec, "EventName"), Some(&Field::Null));
         assert_eq!(rec.row_guid, derive_row_guid("p", "7"));
         // Same key, same guid: stable across I, U and D.
         assert_eq!(
@@ -586,7 +608,7 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         assert_eq!(rec.values.len(), keys.len());
-        assert_eq!(plan.get(&rec, "xy10101001"), Some(&Json::from("甲公司")));
+        assert_eq!(plan.get(&rec, "xy10101001"), Some(&Field::from("甲公司")));
         assert_eq!(rec.row_guid, derive_row_guid("g", "3"));
     }
 

@@ -10,6 +10,7 @@ use crate::mask::mask_value;
 use crate::schema::{
     Check, DataType, Field, FieldRules, FieldType, FormatRule, Platform, When, WhenTest,
 };
+use crate::value::Field as FieldValue;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -95,12 +96,12 @@ pub fn first_fullwidth(s: &str) -> Option<(usize, char)> {
 
 /// No value for `required_if` and its conditions: null, or text of spaces only (the request
 /// format sends an empty optional field as "").
-fn is_blank(v: &Json) -> bool {
+fn is_blank(v: &FieldValue) -> bool {
     match v {
-        Json::Null => true,
+        FieldValue::Null => true,
         // Text ending in a character other than white space is not blank: its last byte is
         // looked at (every optional field of every record asks) before the text is trimmed.
-        Json::String(s) => !crate::value::ends_in_non_space(s) && s.trim().is_empty(),
+        FieldValue::Text(s) => !crate::value::ends_in_non_space(s) && s.trim().is_empty(),
         _ => false,
     }
 }
@@ -129,7 +130,7 @@ fn matching_part<'t>(text: &'t str, multi: bool, codes: &[String]) -> Option<&'t
 }
 
 /// Whether a `required_if` condition holds for the record.
-fn holds<'a>(w: &When, dt: &DataType, get: &impl Fn(usize) -> Option<&'a Json>) -> bool {
+fn holds<'a>(w: &When, dt: &DataType, get: &impl Fn(usize) -> Option<&'a FieldValue>) -> bool {
     let Some(v) = get(w.at).filter(|v| !is_blank(v)) else {
         return false;
     };
@@ -139,7 +140,7 @@ fn holds<'a>(w: &When, dt: &DataType, get: &impl Fn(usize) -> Option<&'a Json>) 
             matching_part(&value_text(v), dt.fields[w.at].multi, codes).is_some()
         }
         WhenTest::Nonzero => match v {
-            Json::Number(n) => n.as_f64() != Some(0.0),
+            FieldValue::Number(n) => n.as_f64() != Some(0.0),
             // Text that is no number is not 0; the field's own type check reports it.
             other => value_text(other).trim().parse::<f64>().ok() != Some(0.0),
         },
@@ -160,7 +161,7 @@ fn describe<'a>(
     w: &When,
     dt: &DataType,
     platform: &Platform,
-    get: &impl Fn(usize) -> Option<&'a Json>,
+    get: &impl Fn(usize) -> Option<&'a FieldValue>,
 ) -> String {
     let other = &dt.fields[w.at];
     let text = get(w.at).map(value_text).unwrap_or_default();
@@ -348,46 +349,47 @@ fn format_problem(f: &Field, rule: &FormatRule, text: &str, platform: &Platform)
     }
 }
 
-fn value_text(v: &Json) -> std::borrow::Cow<'_, str> {
+fn value_text(v: &FieldValue) -> std::borrow::Cow<'_, str> {
     match v {
-        Json::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
-        other => std::borrow::Cow::Owned(other.to_string()),
+        FieldValue::Text(s) => std::borrow::Cow::Borrowed(s.as_str()),
+        FieldValue::Number(n) => std::borrow::Cow::Owned(n.to_string()),
+        FieldValue::Null => std::borrow::Cow::Borrowed("null"),
     }
 }
 
-/// Validates a record given as a JSON object keyed by field code (what the platform receives).
+/// Validates a record given as a JSON object keyed by field code (what the platform
+/// receives). A value that is no field value (true, an array, an object) is checked as its
+/// JSON text.
 pub fn validate(
     fields: &serde_json::Map<String, Json>,
     dt: &DataType,
     platform: &Platform,
     unit: LengthUnit,
 ) -> Vec<Violation> {
-    validate_by(|i| fields.get(&dt.fields[i].code), dt, platform, unit)
-}
-
-/// Validates values laid out in the data type's field order (what mapping produces).
-pub fn validate_aligned(
-    values: &[Json],
-    dt: &DataType,
-    platform: &Platform,
-    unit: LengthUnit,
-) -> Vec<Violation> {
-    debug_assert_eq!(values.len(), dt.fields.len());
-    validate_by(|i| values.get(i), dt, platform, unit)
+    let values: Vec<Option<FieldValue>> = dt
+        .fields
+        .iter()
+        .map(|f| {
+            let v = fields.get(&f.code)?.clone();
+            Some(FieldValue::from_json(v).unwrap_or_else(|other| other.to_string().into()))
+        })
+        .collect();
+    validate_present(&values, dt, platform, unit)
 }
 
 /// Validates values in the data type's field order where a field may be absent (None).
 pub fn validate_present(
-    values: &[Option<Json>],
+    values: &[Option<FieldValue>],
     dt: &DataType,
     platform: &Platform,
     unit: LengthUnit,
 ) -> Vec<Violation> {
-    validate_by(
+    validate_record(
         |i| values.get(i).and_then(Option::as_ref),
         dt,
         platform,
         unit,
+        &Prechecked::default(),
     )
 }
 
@@ -403,7 +405,7 @@ impl Prechecked {
     /// required by another's value) and an ID number (checked against its type field) depend
     /// on the record and are always checked there.
     pub fn new<'a>(
-        shared: impl IntoIterator<Item = (usize, &'a Json)>,
+        shared: impl IntoIterator<Item = (usize, &'a FieldValue)>,
         dt: &DataType,
         platform: &Platform,
         unit: LengthUnit,
@@ -415,7 +417,7 @@ impl Prechecked {
                 continue;
             }
             let mut found = Vec::new();
-            check_field(&ctx, i, v, &|_: usize| None::<&Json>, &mut found);
+            check_field(&ctx, i, v, &|_: usize| None::<&FieldValue>, &mut found);
             skip[i] = found.is_empty();
         }
         Prechecked(skip)
@@ -427,9 +429,9 @@ impl Prechecked {
 }
 
 /// Validates one record whose values `get` gives by position, skipping the fields checked
-/// once in `pre`. The same violations as [`validate_aligned`] over the same values.
+/// once in `pre`. The same violations as [`validate`] over the same values.
 pub fn validate_record<'a>(
-    get: impl Fn(usize) -> Option<&'a Json>,
+    get: impl Fn(usize) -> Option<&'a FieldValue>,
     dt: &DataType,
     platform: &Platform,
     unit: LengthUnit,
@@ -438,18 +440,9 @@ pub fn validate_record<'a>(
     let mut out = Vec::new();
     let ctx = Ctx { dt, platform, unit };
     for i in (0..dt.fields.len()).filter(|i| !pre.skips(*i)) {
-        check_field(&ctx, i, get(i).unwrap_or(&Json::Null), &get, &mut out);
+        check_field(&ctx, i, get(i).unwrap_or(&FieldValue::Null), &get, &mut out);
     }
     out
-}
-
-fn validate_by<'a>(
-    get: impl Fn(usize) -> Option<&'a Json>,
-    dt: &DataType,
-    platform: &Platform,
-    unit: LengthUnit,
-) -> Vec<Violation> {
-    validate_record(get, dt, platform, unit, &Prechecked::default())
 }
 
 /// What every field check of one record needs besides the value.
@@ -464,8 +457,8 @@ struct Ctx<'c> {
 fn check_field<'a>(
     ctx: &Ctx<'_>,
     i: usize,
-    v: &Json,
-    get: &impl Fn(usize) -> Option<&'a Json>,
+    v: &FieldValue,
+    get: &impl Fn(usize) -> Option<&'a FieldValue>,
     out: &mut Vec<Violation>,
 ) {
     let (dt, platform, unit) = (ctx.dt, ctx.platform, ctx.unit);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::{Backend, Db, SourcePool, lit};
 use crate::config::{JobConfig, ReadOrder};
-use crate::value::{SourceRow, Value};
+use crate::value::{SourceRow, Text, Value};
 
 /// Where a job reading in time order has read up to: change time and order columns (seq
 /// column or key) of the last row taken.
@@ -363,7 +363,8 @@ fn bind_value(v: Value) -> SqValue {
         Value::Bool(b) => b.into(),
         Value::Int(i) => i.into(),
         Value::Float(f) => f.into(),
-        Value::Decimal(s) | Value::Text(s) => s.into(),
+        Value::Decimal(s) => s.into(),
+        Value::Text(s) => s.into_string().into(),
         Value::Date(d) => SqValue::ChronoDate(Some(d)),
         Value::DateTime(t) => SqValue::ChronoDateTime(Some(t)),
         Value::DateTimeTz(t) => SqValue::ChronoDateTimeUtc(Some(t.with_timezone(&chrono::Utc))),
@@ -378,7 +379,7 @@ fn sqlite_binds(values: Vec<Value>) -> Vec<Value> {
         .into_iter()
         .map(|v| match v {
             Value::Date(_) | Value::DateTime(_) | Value::DateTimeTz(_) | Value::Uuid(_) => {
-                Value::Text(v.to_text().unwrap_or_default())
+                Value::Text(v.to_text().unwrap_or_default().into())
             }
             v => v,
         })
@@ -712,7 +713,7 @@ fn decode_pg_row(
             ),
             PgDecoder::Json => opt(
                 row.try_get_unchecked::<Option<serde_json::Value>, _>(i)?,
-                |j| Value::Text(j.to_string()),
+                |j| Value::Text(j.to_string().into()),
             ),
             PgDecoder::Bytea => opt(
                 row.try_get_unchecked::<Option<Vec<u8>>, _>(i)?,
@@ -720,7 +721,7 @@ fn decode_pg_row(
             ),
             PgDecoder::Time => opt(
                 row.try_get_unchecked::<Option<chrono::NaiveTime>, _>(i)?,
-                |t| Value::Text(t.to_string()),
+                |t| Value::Text(t.to_string().into()),
             ),
             PgDecoder::Text => match row.try_get_raw(i)?.as_bytes() {
                 // Only a NULL has no bytes; text is filled in below, checked all at once.
@@ -757,28 +758,50 @@ impl RowTexts {
         self.ends.push((column, self.bytes.len()));
     }
 
-    /// Puts each text value in its column, emptying `self` for the next row. Valid UTF-8
-    /// side by side is valid one by one when every value starts on a character boundary
-    /// (no value begins with the continuation of the one before); `str::get` checks that.
+    /// Puts each text value in its column, emptying `self` for the next row: all of them
+    /// ranges of one shared buffer, one allocation per row. Valid UTF-8 side by side is
+    /// valid one by one when every value starts on a character boundary (no value begins
+    /// with the continuation of the one before), which is checked here; only when that fails
+    /// is each value checked on its own, to name the column that is not UTF-8.
     fn fill(&mut self, values: &mut [Value], names: &[String]) -> Result<()> {
-        let checked = simdutf8::basic::from_utf8(&self.bytes).ok();
+        if self.ends.is_empty() {
+            return Ok(());
+        }
+        if let Ok(all) = simdutf8::basic::from_utf8(&self.bytes) {
+            let buf: Arc<str> = Arc::from(all);
+            let mut start = 0;
+            let shared = self.ends.iter().all(|&(column, end)| {
+                let Some(text) = Text::shared(&buf, start..end) else {
+                    return false;
+                };
+                values[column] = Value::Text(text);
+                start = end;
+                true
+            });
+            if shared {
+                self.clear();
+                return Ok(());
+            }
+        }
+        let result = self.fill_one_by_one(values, names);
+        self.clear();
+        result
+    }
+
+    /// As [`RowTexts::fill`] when the buffer as a whole is not valid text: each value is
+    /// checked and copied on its own, so the error names the column.
+    fn fill_one_by_one(&self, values: &mut [Value], names: &[String]) -> Result<()> {
         let mut start = 0;
         for &(column, end) in &self.ends {
-            let text = match checked.and_then(|all| all.get(start..end)) {
-                Some(t) => t.to_owned(),
-                None => match std::str::from_utf8(&self.bytes[start..end]) {
-                    Ok(t) => t.to_owned(),
-                    Err(e) => {
-                        let column = names.get(column).map_or("?", String::as_str);
-                        self.clear();
-                        return Err(anyhow!("column {column}: text is not UTF-8: {e}"));
-                    }
-                },
-            };
-            values[column] = Value::Text(text);
+            match std::str::from_utf8(&self.bytes[start..end]) {
+                Ok(t) => values[column] = Value::Text(t.into()),
+                Err(e) => {
+                    let column = names.get(column).map_or("?", String::as_str);
+                    return Err(anyhow!("column {column}: text is not UTF-8: {e}"));
+                }
+            }
             start = end;
         }
-        self.clear();
         Ok(())
     }
 
@@ -872,11 +895,13 @@ fn decode_my_row(
             MyDecoder::Timestamp => {
                 Value::DateTimeTz(row.try_get::<DateTime<Utc>, _>(i)?.fixed_offset())
             }
-            MyDecoder::Json => Value::Text(row.try_get::<serde_json::Value, _>(i)?.to_string()),
+            MyDecoder::Json => {
+                Value::Text(row.try_get::<serde_json::Value, _>(i)?.to_string().into())
+            }
             MyDecoder::Text => match row.try_get::<String, _>(i) {
-                Ok(s) => Value::Text(s),
+                Ok(s) => Value::Text(s.into()),
                 Err(_) => match String::from_utf8(row.try_get::<Vec<u8>, _>(i)?) {
-                    Ok(s) => Value::Text(s),
+                    Ok(s) => Value::Text(s.into()),
                     Err(e) => Value::Bytes(e.into_bytes()),
                 },
             },
@@ -914,7 +939,7 @@ fn decode_lite_row(row: &sqlx::sqlite::SqliteRow, names: &Arc<[String]>) -> Resu
                 "INTEGER" => Value::Int(row.try_get::<i64, _>(i)?),
                 "REAL" => Value::Float(row.try_get::<f64, _>(i)?),
                 "BLOB" => Value::Bytes(row.try_get::<Vec<u8>, _>(i)?),
-                _ => Value::Text(row.try_get::<String, _>(i)?),
+                _ => Value::Text(row.try_get::<String, _>(i)?.into()),
             }
         };
         values.push(v);

@@ -80,7 +80,7 @@ mod tests {
         Record {
             source_key: key.into(),
             row_guid: format!("g-{key}"),
-            values: vec![serde_json::json!(v)],
+            values: vec![v.into()],
         }
     }
 

@@ -15,8 +15,7 @@ use crate::db::source::{Cursor, Position, SeqPosition, SourceSpec};
 use crate::mapping::{Op, Plan, Record, RowMap, key_text};
 use crate::upstream::{CallRecords, Fields};
 use crate::validate::{Prechecked, validate_record};
-use crate::value::{SourceRow, Value};
-use serde_json::Value as Json;
+use crate::value::{Field, SourceRow, Value};
 
 /// One new exchange, mapped and validated, ready to be committed.
 pub(super) struct Prepared {
@@ -216,9 +215,9 @@ pub(super) struct Checker<'a> {
     length_unit: LengthUnit,
     /// Per field, the value every record of the page has: the job's constants, and the
     /// values numbering will give Cd_Time and Cd_Batch. Records hold null there.
-    shared: Vec<Option<Json>>,
+    shared: Vec<Option<Field>>,
     /// Cd_Operation as validation sees it, by operation.
-    ops: [Json; 3],
+    ops: [Field; 3],
     /// The shared values that passed their checks, not checked again per record.
     prechecked: Prechecked,
 }
@@ -241,7 +240,7 @@ impl<'a> Checker<'a> {
             ("Cd_Batch", placeholder_batch),
         ] {
             if let Some(i) = plan.index_of(code) {
-                shared[i] = Some(Json::String(v));
+                shared[i] = Some(Field::from(v));
             }
         }
         let length_unit = run.upstream.length_unit();
@@ -261,7 +260,7 @@ impl<'a> Checker<'a> {
             cd_op: plan.index_of("Cd_Operation"),
             length_unit,
             shared,
-            ops: [Op::Insert, Op::Update, Op::Delete].map(|o| Json::from(o.code())),
+            ops: [Op::Insert, Op::Update, Op::Delete].map(|o| Field::from(o.code())),
             prechecked,
         }
     }

@@ -19,7 +19,7 @@ use crate::db::control::ErrorRow;
 use crate::db::row_state::{Delivered, StateChanges, pack_record, unpack_record};
 use crate::db::snapshot::{StateEntry, snapshot_sql};
 use crate::mapping::{Op, Plan, Record, RowMap, key_text};
-use crate::value::SourceRow;
+use crate::value::{Field, SourceRow};
 
 /// Rows per chunk handed from each stream to the merge.
 const CHUNK: usize = 1024;
@@ -55,15 +55,25 @@ impl Change {
 }
 
 /// The values of a record held compact, from the JSON it was digested from (the same values:
-/// JSON text of strings, integers, floats, booleans and null reads back as it was written).
+/// JSON text of strings, integers, floats and null reads back as it was written).
 fn restore(rec: &mut Record, json: &[u8], width: usize) -> Result<()> {
     if !rec.values.is_empty() || width == 0 {
         return Ok(());
     }
     let text = unpack_record(json)
         .ok_or_else(|| anyhow::anyhow!("a held snapshot record cannot be unpacked"))?;
-    rec.values = serde_json::from_slice(&text)?;
+    rec.values = fields_from_json(&text)?;
     Ok(())
+}
+
+/// A record's values from their JSON array. Mapping makes only text, numbers and null; any
+/// other JSON value (none is ever written) is kept as its JSON text, not dropped.
+fn fields_from_json(text: &[u8]) -> serde_json::Result<Vec<Field>> {
+    let values: Vec<serde_json::Value> = serde_json::from_slice(text)?;
+    Ok(values
+        .into_iter()
+        .map(|v| Field::from_json(v).unwrap_or_else(|other| other.to_string().into()))
+        .collect())
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -319,12 +329,12 @@ impl Pages<'_> {
                         p.errors.push(delete_unsupported(e.source_key, s.row_guid));
                         continue;
                     }
-                    let mut values: Vec<serde_json::Value> = s
+                    let mut values: Vec<Field> = s
                         .record
                         .and_then(|r| unpack_record(&r))
-                        .and_then(|j| serde_json::from_slice(&j).ok())
+                        .and_then(|j| fields_from_json(&j).ok())
                         .unwrap_or_default();
-                    values.resize(width, serde_json::Value::Null);
+                    values.resize(width, Field::Null);
                     let rec = Record {
                         source_key: e.source_key,
                         row_guid: s.row_guid,

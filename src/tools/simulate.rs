@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use crate::config::LengthUnit;
 use crate::schema::{Catalog, FieldType};
 use crate::upstream::gdzw::sign;
+use crate::value::Field;
 
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -517,13 +518,14 @@ fn check_records(
         if let Some(k) = &r.duplicate {
             return Err(format!("第 {n} 条记录的字段 {k} 出现了不止一次"));
         }
-        for (f, v) in dt.fields.iter().zip(&r.values) {
+        for (i, (f, v)) in dt.fields.iter().zip(&r.values).enumerate() {
             let Some(v) = v else { continue };
-            let ok = match f.ty {
-                FieldType::Int => v.is_i64() || v.is_null(),
-                FieldType::Number => v.is_number() || v.is_null(),
-                _ => v.is_string() || v.is_null(),
-            };
+            let ok = r.not_a_field != Some(i)
+                && match f.ty {
+                    FieldType::Int => v.is_i64() || v.is_null(),
+                    FieldType::Number => v.is_number() || v.is_null(),
+                    _ => v.as_str().is_some() || v.is_null(),
+                };
             if !ok {
                 return Err(format!("第 {n} 条记录字段 {} 的 JSON 类型不对", f.code));
             }
@@ -537,7 +539,7 @@ fn check_records(
         }
         let text = |at: Option<usize>| {
             at.and_then(|i| r.values[i].as_ref())
-                .and_then(Json::as_str)
+                .and_then(Field::as_str)
                 .unwrap_or("")
         };
         let cd_batch = text(cd_batch_at);
@@ -587,12 +589,17 @@ mod wire {
     use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
     use serde_json::Value as Json;
     use std::borrow::Cow;
+
+    use crate::value::Field;
     use std::collections::HashMap;
     use std::fmt;
 
     pub struct Record {
         /// Per field of the data type: the value sent, or None when the key was absent.
-        pub values: Vec<Option<Json>>,
+        pub values: Vec<Option<Field>>,
+        /// The first field sent as JSON that is no field value (true, an array, an object);
+        /// it is held as its JSON text.
+        pub not_a_field: Option<usize>,
         pub unknown: Option<String>,
         pub duplicate: Option<String>,
     }
@@ -638,13 +645,17 @@ mod wire {
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
             let mut r = Record {
                 values: vec![None; self.0.len()],
+                not_a_field: None,
                 unknown: None,
                 duplicate: None,
             };
             while let Some(Key(k)) = map.next_key::<Key>()? {
                 match self.0.get(k.as_ref()) {
                     Some(&i) => {
-                        let v: Json = map.next_value()?;
+                        let v = Field::from_json(map.next_value::<Json>()?).unwrap_or_else(|v| {
+                            r.not_a_field.get_or_insert(i);
+                            v.to_string().into()
+                        });
                         if r.values[i].replace(v).is_some() && r.duplicate.is_none() {
                             r.duplicate = Some(k.into_owned());
                         }

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use crate::config::NullFields;
 use crate::mapping::{Op, Record};
+use crate::value::Field;
 
 /// What a field's value is when a record is written: its mapped value, one that numbering
 /// sets (the same for every record of the batch), or a constant of the job.
@@ -48,11 +49,11 @@ impl Fields {
 
     /// The fields whose value is the same in every record (`constants`, by position; the
     /// records hold null there) are written with that value.
-    pub fn with_constants(mut self, constants: &[Option<Json>]) -> Fields {
+    pub fn with_constants(mut self, constants: &[Option<Field>]) -> Fields {
         for (slot, c) in self.slots.iter_mut().zip(constants) {
             if let (Slot::Value, Some(c)) = (&slot, c) {
                 let mut text = String::new();
-                push_json(&mut text, c);
+                push_field(&mut text, c);
                 *slot = Slot::Constant(text);
             }
         }
@@ -84,7 +85,7 @@ impl CallRecords<'_> {
 
     /// Appends record `i` as a JSON object: the fields in order, Cd_* as numbered, nulls as
     /// `nulls` says (numbered fields are always written). Written into a `String` by
-    /// [`push_json`], byte for byte what serde_json writes, so the text needs no UTF-8 check
+    /// [`push_field`], byte for byte what serde_json writes, so the text needs no UTF-8 check
     /// afterwards (that check of every body showed up in profiles).
     pub fn write(&self, i: usize, nulls: NullFields, out: &mut String) {
         let (op, rec) = &self.records[i];
@@ -119,8 +120,8 @@ impl CallRecords<'_> {
             match (numbered, constant, v) {
                 (Some(n), _, _) => push_json_str(out, n),
                 (None, Some(text), _) => out.push_str(text),
-                (None, None, Json::Null) if nulls == NullFields::Empty => out.push_str("\"\""),
-                (None, None, v) => push_json(out, v),
+                (None, None, Field::Null) if nulls == NullFields::Empty => out.push_str("\"\""),
+                (None, None, v) => push_field(out, v),
             }
         }
         out.push('}');
@@ -160,29 +161,26 @@ impl CallRecords<'_> {
 
 /// `values` as a JSON array, byte for byte what `serde_json::to_writer` writes for them (the
 /// snapshot digest's input: digests stored by earlier versions stay valid).
-pub fn json_array(out: &mut String, values: &[Json]) {
+pub fn json_array(out: &mut String, values: &[Field]) {
     out.push('[');
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        push_json(out, v);
+        push_field(out, v);
     }
     out.push(']');
 }
 
-/// A value as serde_json writes it (compact).
-fn push_json(out: &mut String, v: &Json) {
+/// A value as serde_json writes the same JSON value (compact).
+fn push_field(out: &mut String, v: &Field) {
     match v {
-        Json::String(s) => push_json_str(out, s),
-        Json::Null => out.push_str("null"),
-        Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Field::Text(s) => push_json_str(out, s),
+        Field::Null => out.push_str("null"),
         // serde_json prints a number with the same itoa and ryu it serialises it with.
-        Json::Number(n) => {
+        Field::Number(n) => {
             let _ = write!(out, "{n}");
         }
-        // Mapping makes no arrays or objects; should one appear, serde_json writes it.
-        other => out.push_str(&other.to_string()),
     }
 }
 
@@ -317,6 +315,11 @@ pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A JSON string, number or null as a field value.
+    fn field(v: Json) -> Field {
+        Field::from_json(v).expect("a field value")
+    }
+
     /// Both scans find the first byte JSON escapes, as a byte-by-byte search does: every
     /// escaped and a few neighbouring plain bytes at every place of texts up to 40 bytes,
     /// after plain bytes of both kinds (ASCII and the high bytes of UTF-8).
@@ -355,7 +358,9 @@ pub(crate) mod tests {
         let rec = |key: &str, a: Json, b: Json, c: Json| Record {
             source_key: key.into(),
             row_guid: format!("g-{key}"),
-            values: vec![a, b, json!("x"), json!("x"), json!("x"), c],
+            values: [a, b, json!("x"), json!("x"), json!("x"), c]
+                .map(field)
+                .to_vec(),
         };
         let records = vec![
             (
@@ -446,10 +451,10 @@ pub(crate) mod tests {
                 out.extend_from_slice(key.as_bytes());
                 match (numbered, v) {
                     (Some(n), _) => serde_json::to_writer(&mut out, n),
-                    (None, Json::Null) if nulls == NullFields::Empty => {
+                    (None, Field::Null) if nulls == NullFields::Empty => {
                         serde_json::to_writer(&mut out, "")
                     }
-                    (None, v) => serde_json::to_writer(&mut out, v),
+                    (None, v) => serde_json::to_writer(&mut out, &v.to_json()),
                 }
                 .unwrap();
             }
@@ -487,27 +492,34 @@ pub(crate) mod tests {
             json!(-0.0),
             json!(f64::MAX),
             json!(100.0),
-            json!(true),
-            json!([1, "a\u{1}"]),
-            json!({"k": "v\n"}),
             Json::Null,
         ]);
+        let mut values: Vec<Field> = values.into_iter().map(field).collect();
+        // Text shared with the other columns of its row, as read from PostgreSQL.
+        let row: std::sync::Arc<str> = strings.concat().into();
+        let mut at = 0;
+        for s in &strings {
+            values.push(Field::Text(
+                crate::value::Text::shared(&row, at..at + s.len()).unwrap(),
+            ));
+            at += s.len();
+        }
         let mut codes: Vec<String> = (0..values.len()).map(|i| format!("F{i}")).collect();
         codes.extend(["Cd_Operation", "Cd_Time", "Cd_Batch"].map(String::from));
         let fields = Fields::new(codes);
-        let rec = |vals: Vec<Json>| Record {
+        let rec = |vals: Vec<Field>| Record {
             source_key: "k".into(),
             row_guid: "g".into(),
             values: vals
                 .into_iter()
-                .chain([Json::Null, Json::Null, Json::Null])
+                .chain([Field::Null, Field::Null, Field::Null])
                 .collect(),
         };
         // Each value alone, and all of them together (rotated, so neighbours change).
         let mut records: Vec<(Op, Record)> = values
             .iter()
             .map(|v| {
-                let mut vals = vec![Json::Null; values.len()];
+                let mut vals = vec![Field::Null; values.len()];
                 vals[0] = v.clone();
                 (Op::Update, rec(vals))
             })
@@ -537,7 +549,7 @@ pub(crate) mod tests {
             texts
                 .into_iter()
                 .map(|t| {
-                    let values = vec![json!(t)];
+                    let values = vec![Field::from(t)];
                     (
                         Op::Insert,
                         Record {
@@ -562,10 +574,10 @@ pub(crate) mod tests {
                         .fields
                         .iter()
                         .map(|f| match sample.iter().find(|(c, _)| *c == f.code) {
-                            Some((_, Lit::Text(t))) => json!(t),
-                            Some((_, Lit::Int(i))) => json!(i),
-                            Some((_, Lit::Num(n))) => json!(n),
-                            Some((_, Lit::Null)) | None => Json::Null,
+                            Some((_, Lit::Text(t))) => field(json!(t)),
+                            Some((_, Lit::Int(i))) => field(json!(i)),
+                            Some((_, Lit::Num(n))) => field(json!(n)),
+                            Some((_, Lit::Null)) | None => Field::Null,
                         })
                         .collect();
                     (
@@ -606,19 +618,19 @@ pub(crate) mod tests {
         let (fields, records) = sample();
         let constants = vec![
             None,
-            Some(json!("常\"量")),
+            Some(Field::from("常\"量")),
             None,
             None,
             None,
-            Some(json!(7)),
+            Some(Field::from(7)),
         ];
         let with = fields.clone().with_constants(&constants);
         let held: Vec<(Op, Record)> = records
             .iter()
             .map(|(op, r)| {
                 let mut r = r.clone();
-                r.values[1] = json!("常\"量");
-                r.values[5] = json!(7);
+                r.values[1] = Field::from("常\"量");
+                r.values[5] = Field::from(7);
                 (*op, r)
             })
             .collect();
@@ -626,8 +638,8 @@ pub(crate) mod tests {
             .iter()
             .map(|(op, r)| {
                 let mut r = r.clone();
-                r.values[1] = Json::Null;
-                r.values[5] = Json::Null;
+                r.values[1] = Field::Null;
+                r.values[5] = Field::Null;
                 (*op, r)
             })
             .collect();
@@ -652,25 +664,18 @@ pub(crate) mod tests {
         let cases: Vec<Vec<Json>> = vec![
             vec![],
             vec![Json::Null],
-            vec![
-                json!("办件"),
-                json!(1),
-                json!(-7),
-                json!(2.5),
-                json!(1e300),
-                json!(true),
-            ],
+            vec![json!("办件"), json!(1), json!(-7), json!(2.5), json!(1e300)],
             vec![
                 json!(all_ascii),
                 json!("a\"b\\c\u{1}\u{7f}\u{2028}"),
                 Json::Null,
             ],
-            vec![json!(u64::MAX), json!(i64::MIN), json!(0.1), json!(false)],
-            vec![json!({"k": [1, "v"]}), json!([null])],
+            vec![json!(u64::MAX), json!(i64::MIN), json!(0.1)],
         ];
         for values in cases {
             let mut ours = String::new();
-            json_array(&mut ours, &values);
+            let fields: Vec<Field> = values.iter().cloned().map(field).collect();
+            json_array(&mut ours, &fields);
             assert_eq!(ours, serde_json::to_string(&values).unwrap(), "{values:?}");
         }
     }
