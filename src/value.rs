@@ -1,4 +1,5 @@
-//! A source column value as the database gave it, kept typed so positions can be bound back.
+//! A source column value as the database gave it, kept typed so positions can be bound back;
+//! its text, owned or shared by the columns of one row; and a mapped record's field value.
 
 use std::sync::Arc;
 
@@ -65,14 +66,6 @@ impl Value {
         match self {
             Value::Int(i) => Some(*i),
             Value::Decimal(s) => s.parse().ok(),
-            _ => None,
-        }
-    }
-
-    /// The text of a text column, without copying it.
-    pub fn text_ref(&self) -> Option<&str> {
-        match self {
-            Value::Text(t) => Some(t),
             _ => None,
         }
     }
