@@ -257,7 +257,7 @@ pub fn derive_row_guid(job: &str, source_key: &str) -> String {
 /// [`tidy_in_place`] leaves it. Anything else, which TOML constants do not become, is sent as
 /// its JSON text rather than dropped.
 fn constant_field(j: &Json) -> Field {
-    let mut f = Field::from_json(j.clone()).unwrap_or_else(|other| other.to_string().into());
+    let mut f = Field::from_json_or_text(j.clone());
     tidy_in_place(&mut f);
     f
 }

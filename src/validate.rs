@@ -369,10 +369,7 @@ pub fn validate(
     let values: Vec<Option<FieldValue>> = dt
         .fields
         .iter()
-        .map(|f| {
-            let v = fields.get(&f.code)?.clone();
-            Some(FieldValue::from_json(v).unwrap_or_else(|other| other.to_string().into()))
-        })
+        .map(|f| Some(FieldValue::from_json_or_text(fields.get(&f.code)?.clone())))
         .collect();
     validate_present(&values, dt, platform, unit)
 }

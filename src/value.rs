@@ -237,6 +237,12 @@ impl Field {
         }
     }
 
+    /// [`Field::from_json`], keeping anything else (which mapping never makes) as its JSON
+    /// text rather than dropping it.
+    pub fn from_json_or_text(v: Json) -> Field {
+        Field::from_json(v).unwrap_or_else(|other| other.to_string().into())
+    }
+
     pub fn to_json(&self) -> Json {
         match self {
             Field::Null => Json::Null,
@@ -374,6 +380,7 @@ mod tests {
         assert_eq!(Field::from_json(json!(7)), Ok(Field::from(7)));
         assert_eq!(Field::from_json(json!(true)), Err(json!(true)));
         assert_eq!(Field::from_json(json!([1])), Err(json!([1])));
+        assert_eq!(Field::from_json_or_text(json!(true)), Field::from("true"));
         assert!(Field::from(7).is_i64() && Field::from(7).is_number());
         assert!(!Field::from("7").is_number());
         assert_eq!(Field::from(7).to_json(), json!(7));

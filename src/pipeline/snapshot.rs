@@ -70,10 +70,7 @@ fn restore(rec: &mut Record, json: &[u8], width: usize) -> Result<()> {
 /// other JSON value (none is ever written) is kept as its JSON text, not dropped.
 fn fields_from_json(text: &[u8]) -> serde_json::Result<Vec<Field>> {
     let values: Vec<serde_json::Value> = serde_json::from_slice(text)?;
-    Ok(values
-        .into_iter()
-        .map(|v| Field::from_json(v).unwrap_or_else(|other| other.to_string().into()))
-        .collect())
+    Ok(values.into_iter().map(Field::from_json_or_text).collect())
 }
 
 #[derive(Debug, Default, Clone, Copy)]
