@@ -77,39 +77,35 @@ async fn check_privileges(cfg: &Config, db: &Db, migrated: bool) -> usize {
     problems
 }
 
-/// `check` of an `odbc:` URL: the binary has the feature, unixODBC and the driver or DSN are
-/// registered, the server answers, and which dialect the SQL will be in. What follows the
-/// connection in `check` (control tables, sources, privileges) needs the control tables over
-/// ODBC, which this version does not have yet: said plainly rather than passed.
-async fn check_odbc(cfg: &Config, mut problems: usize) -> ExitCode {
+/// `check` of an `odbc:` URL, before the checks every backend gets: the binary has the
+/// feature, unixODBC and the driver or DSN are registered, the server answers, and which
+/// dialect the SQL will be in. The exit code when it stops there.
+async fn check_odbc(cfg: &Config, problems: usize) -> Option<ExitCode> {
     use crate::db::odbc;
     let shown = crate::db::redact_url(&cfg.database.url);
     if !odbc::BUILT {
         println!("✗ database {shown}: {:#}", odbc::not_built());
         println!("{} problem(s) found", problems + 1);
-        return ExitCode::FAILURE;
+        return Some(ExitCode::FAILURE);
     }
     let url = cfg.database.url.clone();
     let dialect = cfg.database.dialect;
     let probe = tokio::task::spawn_blocking(move || odbc::probe(&url, dialect)).await;
     match probe.map_err(anyhow::Error::from).and_then(|p| p) {
-        Ok(p) => println!(
-            "✓ database {shown} reachable through ODBC: DBMS {}, dialect {} (经 ODBC 连接成功)",
-            p.dbms,
-            p.dialect.name()
-        ),
+        Ok(p) => {
+            println!(
+                "✓ database {shown} reachable through ODBC: DBMS {}, dialect {} (经 ODBC 连接成功)",
+                p.dbms,
+                p.dialect.name()
+            );
+            None
+        }
         Err(e) => {
             println!("✗ database: {e:#}");
-            problems += 1;
+            println!("{} problem(s) found", problems + 1);
+            Some(ExitCode::FAILURE)
         }
     }
-    println!(
-        "✗ jobs cannot run over ODBC in this version yet (sources, batches, leases): only the \
-         connection was checked; `qianzhi migrate` works (本版本尚不能经 ODBC 运行任务，仅检查了连接；\
-         migrate 可用)"
-    );
-    println!("{} problem(s) found", problems + 1);
-    ExitCode::FAILURE
 }
 
 /// `qianzhi check`: configuration first (all problems at once), then what only the database
@@ -190,10 +186,12 @@ pub(super) async fn check(cli: &Cli) -> Result<ExitCode> {
         println!("{problems} problem(s) found");
         return Ok(ExitCode::FAILURE);
     }
-    if cfg.database.url.starts_with(crate::config::ODBC_SCHEME) {
-        return Ok(check_odbc(&cfg, problems).await);
+    if cfg.database.url.starts_with(crate::config::ODBC_SCHEME)
+        && let Some(code) = check_odbc(&cfg, problems).await
+    {
+        return Ok(code);
     }
-    let db = match Db::connect(&cfg.database.url, 2).await {
+    let db = match Db::connect_as(&cfg.database.url, cfg.database.dialect, 2).await {
         Ok(db) => {
             println!(
                 "✓ database {} reachable",

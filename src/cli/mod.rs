@@ -265,7 +265,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
                     crate::db::odbc::control(&cfg.database.url, cfg.database.dialect, 2).await?;
                 crate::db::migrate::migrate_with(&exec, backend).await?
             } else {
-                let db = Db::connect(&cfg.database.url, 2).await?;
+                let db = Db::connect_as(&cfg.database.url, cfg.database.dialect, 2).await?;
                 crate::db::migrate::migrate(&db).await?
             };
             if applied.is_empty() {
@@ -392,7 +392,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Status { json } => {
             // Only the database: no secret is read, so any DBA with the config can run it.
             let cfg = load_config_without_secrets(&cli)?;
-            let db = Db::connect(&cfg.database.url, 2).await?;
+            let db = Db::connect_as(&cfg.database.url, cfg.database.dialect, 2).await?;
             let app = crate::status::StatusApp { cfg: &cfg, db: &db };
             let s = crate::status::collect(&app).await?;
             if *json {

@@ -7,10 +7,11 @@
 //! `sql/<backend>/` create, and the sources and subjects views the configuration reads.
 
 use anyhow::{Context, Result};
-use sea_query::{Expr, Func, Query};
+use sea_query::{Expr, ExprTrait, Func, Query};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use super::dialect::Family;
 use super::source::view_ident;
 use super::{Backend, Db};
 use crate::config::Config;
@@ -51,8 +52,8 @@ pub struct Grantee {
 impl Grantee {
     /// `name` or, on MySQL, `name@host`.
     pub fn parse(backend: Backend, text: &str) -> Grantee {
-        match (backend, text.rsplit_once('@')) {
-            (Backend::Mysql, Some((name, host))) => Grantee {
+        match (backend.is(Family::Mysql), text.rsplit_once('@')) {
+            (true, Some((name, host))) => Grantee {
                 name: name.to_string(),
                 host: host.to_string(),
             },
@@ -64,13 +65,14 @@ impl Grantee {
     }
 
     fn render(&self, backend: Backend) -> String {
-        match backend {
-            Backend::Mysql => format!(
+        if backend.is(Family::Mysql) {
+            format!(
                 "'{}'@'{}'",
                 self.name.replace('\'', "''"),
                 self.host.replace('\'', "''")
-            ),
-            _ => view_ident(backend, &self.name),
+            )
+        } else {
+            view_ident(backend, &self.name)
         }
     }
 }
@@ -119,7 +121,7 @@ pub fn needs(backend: Backend, cfg: &Config) -> Vec<Need> {
             why: "control table".into(),
         })
         .collect();
-    if backend == Backend::Postgres {
+    if backend.is(Family::Postgres) {
         out.extend(serials.into_iter().map(|(t, c)| Need {
             kind: Kind::Sequence,
             name: format!("{t}_{c}_seq"),
@@ -139,7 +141,7 @@ pub fn needs(backend: Backend, cfg: &Config) -> Vec<Need> {
     let mut schemas: Vec<Need> = Vec::new();
     for (source, why) in sources {
         // A schema-qualified source on PostgreSQL is out of reach without USAGE on its schema.
-        if backend == Backend::Postgres
+        if backend.is(Family::Postgres)
             && let Some((schema, _)) = source.rsplit_once('.')
         {
             let schema = schema.rsplit('.').next().unwrap_or(schema).to_string();
@@ -177,7 +179,7 @@ pub fn object_text(backend: Backend, name: &str, database: Option<&str>) -> Stri
         .split('.')
         .map(|p| view_ident(backend, &super::source::resolved(backend, p)))
         .collect();
-    if backend == Backend::Mysql
+    if backend.is(Family::Mysql)
         && parts.len() == 1
         && let Some(db) = database
     {
@@ -209,6 +211,15 @@ pub fn grant_statement(
 
 /// The database name of a MySQL URL (`mysql://u@h:3306/dept?x` → `dept`).
 pub fn url_database(url: &str) -> Option<String> {
+    // An ODBC connection string: its Database= (or DB=) key.
+    if let Some(rest) = url.strip_prefix(crate::config::ODBC_SCHEME) {
+        return rest.split(';').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            let k = k.trim().to_ascii_lowercase();
+            let v = v.trim().trim_start_matches('{').trim_end_matches('}');
+            (matches!(k.as_str(), "database" | "db") && !v.is_empty()).then(|| v.to_string())
+        });
+    }
     let u = url::Url::parse(&url.replacen("mariadb://", "mysql://", 1)).ok()?;
     let db = u.path().trim_start_matches('/');
     (!db.is_empty()).then(|| percent_decode(db))
@@ -240,7 +251,7 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
 /// What `qianzhi grants` prints: comments naming what each statement is for, then the
 /// statements, ready for `psql` or `mysql`; for SQLite the file permissions as shell commands.
 pub fn script(cfg: &Config, grantee: &Grantee) -> Result<String> {
-    let backend = Backend::from_url(&cfg.database.url)?;
+    let backend = Backend::with_dialect(&cfg.database.url, cfg.database.dialect)?;
     let mut out = String::new();
     if backend == Backend::Sqlite {
         let Some(path) = sqlite_path(&cfg.database.url) else {
@@ -263,12 +274,12 @@ pub fn script(cfg: &Config, grantee: &Grantee) -> Result<String> {
         ));
         return Ok(out);
     }
-    let database = match backend {
-        Backend::Mysql => Some(
+    let database = match backend.is(Family::Mysql) {
+        true => Some(
             url_database(&cfg.database.url)
                 .context("database.url names no database (连接串中没有库名)")?,
         ),
-        _ => None,
+        false => None,
     };
     let who = grantee.render(backend);
     out.push_str(&format!(
@@ -278,7 +289,7 @@ pub fn script(cfg: &Config, grantee: &Grantee) -> Result<String> {
         backend.name(),
         backend.name()
     ));
-    if backend == Backend::Mysql {
+    if backend.is(Family::Mysql) {
         out.push_str(&format!(
             "-- 账号不存在时先建立 / create the account first if it does not exist:\n\
              --   CREATE USER {who} IDENTIFIED BY '...';\n"
@@ -339,12 +350,13 @@ impl Db {
     /// Tests every privilege of [`needs`] on the account this pool connects as.
     pub async fn check_privileges(&self, cfg: &Config) -> Result<PrivilegeReport> {
         match self.backend {
-            Backend::Postgres => self.pg_privileges(cfg).await,
-            Backend::Mysql => self.my_privileges(cfg).await,
             Backend::Sqlite => Ok(PrivilegeReport::default()),
-            Backend::Odbc(_) => {
-                anyhow::bail!("privileges are not checked over ODBC yet (暂不支持经 ODBC 检查权限)")
-            }
+            b if b.is(Family::Postgres) => self.pg_privileges(cfg).await,
+            b if b.is(Family::Mysql) => self.my_privileges(cfg).await,
+            _ => anyhow::bail!(
+                "privileges are not checked on dm or oracle: `qianzhi grants` prints what the \
+                 service needs (达梦、Oracle 暂不检查权限，请按 qianzhi grants 的输出授权)"
+            ),
         }
     }
 
@@ -369,16 +381,20 @@ impl Db {
                 Kind::Sequence => ("has_sequence_privilege", "to_regclass"),
             };
             let mut q = Query::select();
+            // As integers: psqlODBC sends booleans as the text '1' and '0' by default.
             for p in need.privileges {
                 q.expr(
-                    Func::cust(function)
-                        .arg(Func::cust(lookup).arg(Expr::val(text.clone())))
-                        .arg(Expr::val(*p)),
+                    Expr::from(
+                        Func::cust(function)
+                            .arg(Func::cust(lookup).arg(Expr::val(text.clone())))
+                            .arg(Expr::val(*p)),
+                    )
+                    .cast_as("INT"),
                 );
             }
             let row = self.stmt(&q).fetch_one(&self.any).await?;
             let held: Vec<Option<bool>> = (0..need.privileges.len())
-                .map(|i| sqlx::Row::try_get(&row, i))
+                .map(|i| sqlx::Row::try_get::<Option<i64>, _>(&row, i).map(|h| h.map(|n| n != 0)))
                 .collect::<Result<_, _>>()?;
             report.checked += 1;
             if held.iter().all(Option::is_none) {

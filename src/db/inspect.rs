@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use sea_query::{Alias, Expr, ExprTrait, Query};
 use sqlx::Row;
 
+use super::dialect::Family;
 use super::source::{column_name, table_name};
 use super::{Backend, Db};
 
@@ -57,26 +58,23 @@ impl Db {
         let name = table.rsplit('.').next().unwrap_or(table);
         let name = super::source::resolved(self.backend, name);
         let sql = match self.backend {
-            Backend::Postgres => {
-                "SELECT i.relname::text, a.attname::text FROM pg_index x \
-                 JOIN pg_class t ON t.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid \
-                 CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, n) \
-                 JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum \
-                 WHERE t.relname = $1 AND t.relkind IN ('r', 'p', 'm') ORDER BY i.relname, k.n"
-            }
-            Backend::Mysql => {
-                "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
-                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? \
-                 ORDER BY INDEX_NAME, SEQ_IN_INDEX"
-            }
+            Backend::Postgres => PG_INDEXES,
+            Backend::Mysql => MY_INDEXES,
             Backend::Sqlite => {
                 "SELECT l.name, i.name FROM sqlite_master m, pragma_index_list(m.name) l, \
                  pragma_index_info(l.name) i WHERE m.type = 'table' AND m.name = ? \
                  ORDER BY l.name, i.seqno"
             }
-            // Not looked up through ODBC: `check` says the index could not be checked.
-            Backend::Odbc(_) => return Ok(None),
+            Backend::Odbc(d) => match Family::of(d) {
+                Family::Postgres => PG_INDEXES,
+                Family::Mysql => MY_INDEXES,
+                Family::Oracle => {
+                    "SELECT INDEX_NAME, COLUMN_NAME FROM USER_IND_COLUMNS WHERE TABLE_NAME = ? \
+                     ORDER BY INDEX_NAME, COLUMN_POSITION"
+                }
+            },
         };
+        let sql = placeholders(self.backend, sql);
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(name.clone())
             .fetch_all(&self.any)
@@ -99,23 +97,46 @@ impl Db {
     /// Whether `name` is a base table (not a view) this connection sees.
     async fn is_table(&self, name: &str) -> Result<bool> {
         let sql = match self.backend {
-            Backend::Postgres => {
-                "SELECT COUNT(*) FROM pg_class WHERE relname = $1 AND relkind IN ('r', 'p', 'm')"
-            }
-            Backend::Mysql => {
-                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
-                 AND TABLE_NAME = ? AND TABLE_TYPE = 'BASE TABLE'"
-            }
+            Backend::Postgres => PG_IS_TABLE,
+            Backend::Mysql => MY_IS_TABLE,
             Backend::Sqlite => {
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
             }
-            Backend::Odbc(_) => return Ok(false),
+            Backend::Odbc(d) => match Family::of(d) {
+                Family::Postgres => PG_IS_TABLE,
+                Family::Mysql => MY_IS_TABLE,
+                Family::Oracle => "SELECT COUNT(*) FROM USER_TABLES WHERE TABLE_NAME = ?",
+            },
         };
+        let sql = placeholders(self.backend, sql);
         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(name.to_string())
             .fetch_one(&self.any)
             .await?;
         Ok(n > 0)
+    }
+}
+
+const PG_INDEXES: &str = "SELECT i.relname::text, a.attname::text FROM pg_index x \
+     JOIN pg_class t ON t.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid \
+     CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, n) \
+     JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum \
+     WHERE t.relname = $1 AND t.relkind IN ('r', 'p', 'm') ORDER BY i.relname, k.n";
+
+const MY_INDEXES: &str = "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
+     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX";
+
+const PG_IS_TABLE: &str =
+    "SELECT COUNT(*) FROM pg_class WHERE relname = $1 AND relkind IN ('r', 'p', 'm')";
+
+const MY_IS_TABLE: &str = "SELECT COUNT(*) FROM information_schema.TABLES \
+     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND TABLE_TYPE = 'BASE TABLE'";
+
+/// A catalog query in the placeholders of the connection: ODBC drivers take `?` only.
+fn placeholders(backend: Backend, sql: &str) -> String {
+    match backend {
+        Backend::Odbc(_) => sql.replace("$1", "?"),
+        _ => sql.to_string(),
     }
 }
 

@@ -9,6 +9,8 @@ pub mod lease;
 pub mod migrate;
 pub mod odbc;
 #[cfg(feature = "odbc")]
+pub mod odbc_any;
+#[cfg(feature = "odbc")]
 pub mod odbc_pool;
 pub mod ops;
 pub mod oracle;
@@ -82,6 +84,11 @@ impl Backend {
             Backend::Mysql => Some(dialect::Family::Mysql),
             Backend::Odbc(d) => Some(dialect::Family::of(d)),
         }
+    }
+
+    /// Whether this backend speaks the SQL of `family` (natively or through ODBC).
+    pub fn is(self, family: dialect::Family) -> bool {
+        self.family() == Some(family)
     }
 
     /// The directory under `sql/` with this backend's control-table DDL.
@@ -172,6 +179,25 @@ pub enum SourcePool {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
     Mysql(sqlx::MySqlPool),
+    /// Every value typed by the column type the ODBC driver reports (`odbc_pool`).
+    #[cfg(feature = "odbc")]
+    Odbc(odbc_pool::Pool),
+}
+
+/// sqlx's `Any` drivers: the three built in, and ODBC with the `odbc` feature. Installed
+/// once per process, before the first `Any` connection.
+pub fn install_drivers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        sqlx::any::install_drivers(&[
+            sqlx::postgres::any::DRIVER,
+            sqlx::mysql::any::DRIVER,
+            sqlx::sqlite::any::DRIVER,
+            #[cfg(feature = "odbc")]
+            odbc_any::DRIVER,
+        ])
+        .expect("sqlx Any drivers are installed only here");
+    });
 }
 
 /// Control tables use only text and integers, so one `Any` pool serves all three backends.
@@ -320,7 +346,18 @@ fn param_value_len(v: &str, form: ParamForm) -> usize {
 }
 
 impl Db {
+    /// The database of a URL; an `odbc:` one speaks the dialect its driver's DBMS name gives
+    /// (see [`Db::connect_as`] for a configured one).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
+        Db::connect_as(url, None, max_connections).await
+    }
+
+    /// The database of a URL; `dialect` is `database.dialect`, which only `odbc:` URLs read.
+    pub async fn connect_as(
+        url: &str,
+        dialect: Option<Dialect>,
+        max_connections: u32,
+    ) -> Result<Db> {
         // SQLite keeps a page cache per connection (2 MiB each by default), and the two pools
         // on one file hold up to twice `max_connections` of them: that was most of the
         // difference in peak memory between SQLite and the server backends. The operating
@@ -330,10 +367,10 @@ impl Db {
             (lo..=hi).contains(&max_connections),
             "database.max_connections = {max_connections} is out of range: use {lo} to {hi}"
         );
+        install_drivers();
         if url.starts_with(crate::config::ODBC_SCHEME) {
-            return Err(odbc::not_yet());
+            return Db::connect_odbc(url, dialect, max_connections).await;
         }
-        sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
         let url = url.replacen("mariadb://", "mysql://", 1);
         let shown = redact_url(&url);
@@ -370,7 +407,7 @@ impl Db {
                     .await
                     .with_context(|| format!("cannot connect to {shown}"))?,
             ),
-            Backend::Odbc(_) => return Err(odbc::not_yet()),
+            Backend::Odbc(_) => unreachable!("odbc: URLs connect in connect_odbc"),
         };
         // SQLite: the WAL journal was set by the source pool; the Any pool only needs the
         // busy timeout so writers queue instead of failing.
@@ -402,6 +439,42 @@ impl Db {
         })
     }
 
+    /// An `odbc:` database: sources through the ODBC pool, control tables through sqlx's
+    /// `Any` with the ODBC driver (`odbc_any`), both on the connection string of the URL.
+    #[cfg(feature = "odbc")]
+    async fn connect_odbc(url: &str, dialect: Option<Dialect>, max_connections: u32) -> Result<Db> {
+        let pool = odbc_pool::Pool::connect(url, max_connections).await?;
+        let dialect = match dialect {
+            Some(d) => d,
+            None => {
+                let dbms = pool.dbms_name().await?;
+                dialect::from_dbms_name(&dbms).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the driver reports DBMS \"{dbms}\", which qianzhi does not know: set \
+                         database.dialect (无法从 DBMS 名称判断方言，请配置 database.dialect)"
+                    )
+                })?
+            }
+        };
+        let shown = redact_url(url);
+        let any = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&odbc_any::any_url(&odbc::connection_string(url)?))
+            .await
+            .with_context(|| format!("cannot connect to {shown}"))?;
+        Ok(Db {
+            backend: Backend::Odbc(dialect),
+            any,
+            source: SourcePool::Odbc(pool),
+        })
+    }
+
+    #[cfg(not(feature = "odbc"))]
+    async fn connect_odbc(_: &str, _: Option<Dialect>, _: u32) -> Result<Db> {
+        Err(odbc::not_built())
+    }
+
     /// A transaction that writes control tables. On PostgreSQL its commit is made durable
     /// whatever the server, database or role default says: with `synchronous_commit = off`
     /// a crash right after the outbox commit could lose it, and the same changes would be
@@ -416,7 +489,7 @@ impl Db {
             Backend::Sqlite => self.any.begin_with("BEGIN IMMEDIATE").await?,
             _ => self.any.begin().await?,
         };
-        if self.backend == Backend::Postgres {
+        if self.backend.family() == Some(dialect::Family::Postgres) {
             sqlx::query("SET LOCAL synchronous_commit = on")
                 .execute(&mut *tx)
                 .await?;
@@ -464,6 +537,8 @@ impl Db {
             SourcePool::Sqlite(p) => p.close().await,
             SourcePool::Postgres(p) => p.close().await,
             SourcePool::Mysql(p) => p.close().await,
+            #[cfg(feature = "odbc")]
+            SourcePool::Odbc(p) => p.close().await,
         }
     }
 }

@@ -18,18 +18,6 @@ pub fn not_built() -> anyhow::Error {
     )
 }
 
-/// The error of everything that needs the control tables or sources over ODBC, which this
-/// version does not have yet (only `check` and `migrate` go through ODBC).
-pub fn not_yet() -> anyhow::Error {
-    if !BUILT {
-        return not_built();
-    }
-    anyhow::anyhow!(
-        "jobs cannot run over ODBC in this version yet: `qianzhi check` tests the connection and \
-         `qianzhi migrate` creates the control tables (本版本尚不能经 ODBC 运行任务；check 与 migrate 可用)"
-    )
-}
-
 /// The ODBC connection string of an `odbc:` URL: `odbc:NAME` is the data source NAME of
 /// odbc.ini (`DSN=NAME`); anything with `=` in it is a connection string already
 /// (`Driver={DM8 ODBC DRIVER};Server=...;UID=...;PWD=...`), passed on as written.

@@ -2,13 +2,18 @@
 //! runs on tokio's blocking threads with the connection moved there and back; at most
 //! `max_connections` are open; a transaction is a connection with autocommit off, rolled back
 //! if it is dropped unfinished. Values are bound as parameters (text as UTF-16, integers as
-//! BIGINT); results come back as text or NULL, which is all the control tables hold.
+//! BIGINT, dates and timestamps as ODBC's own structs). `migrate` reads results as text or
+//! NULL; source rows come back typed by the column types the driver reports
+//! ([`Pool::source_rows`]). The control tables of a running job go through sqlx's `Any`
+//! instead (`odbc_any`).
 
 use super::exec::Cell;
+use super::odbc_any::{TextBufs, TextCoding};
+use crate::value::{SourceRow, Value as SourceValue};
 use anyhow::{Context, Result};
 use odbc_api::{
-    Connection, ConnectionOptions, Cursor, Nullable, ResultSetMetadata, parameter::InputParameter,
-    parameter::VarWCharBox,
+    Connection, ConnectionOptions, Cursor, DataType, Nullable, ResultSetMetadata,
+    parameter::InputParameter,
 };
 use sea_query::Value;
 use std::sync::{Arc, Mutex};
@@ -23,7 +28,7 @@ struct Inner {
     conn_str: String,
     /// The URL with its password hidden, for messages.
     shown: String,
-    idle: Mutex<Vec<Connection<'static>>>,
+    idle: Mutex<Vec<(Connection<'static>, TextCoding)>>,
     permits: Arc<Semaphore>,
 }
 
@@ -67,14 +72,97 @@ impl Pool {
         })
     }
 
+    /// Closes the idle connections; those in use close when they come back.
+    pub async fn close(&self) {
+        self.inner.permits.close();
+        let idle = std::mem::take(&mut *self.inner.idle.lock().expect("odbc pool lock"));
+        let _ = tokio::task::spawn_blocking(move || drop(idle)).await;
+    }
+
+    /// The columns of a query's result, each with the SQL type the driver reports, without
+    /// reading a row.
+    pub async fn describe(&self, sql: String) -> Result<Vec<(String, String)>> {
+        self.acquire()
+            .await?
+            .run(move |c, _| {
+                let mut p = c.prepare(&sql).with_context(|| statement_context(&sql))?;
+                let n = u16::try_from(p.num_result_cols()?).unwrap_or(0);
+                (1..=n)
+                    .map(|i| Ok((p.col_name(i)?, type_name(p.col_data_type(i)?))))
+                    .collect()
+            })
+            .await
+    }
+
     /// `SQLGetInfo(SQL_DBMS_NAME)`: `PostgreSQL`, `MariaDB`, `DM`, `Oracle`, ...
     pub async fn dbms_name(&self) -> Result<String> {
         let mut c = self.acquire().await?;
-        c.run(|c| Ok(c.database_management_system_name()?)).await
+        c.run(|c, _| Ok(c.database_management_system_name()?)).await
     }
 
     pub async fn execute(&self, sql: &str, values: Vec<Value>) -> Result<u64> {
         self.acquire().await?.execute(sql, values).await
+    }
+
+    /// The rows of a query on a source, each value typed by its column. With `chunks`, the
+    /// rows go there `chunk` at a time as they are read (a snapshot of a large view) and
+    /// none is returned; reading stops early when the receiver is gone.
+    pub async fn source_rows(
+        &self,
+        sql: String,
+        values: Vec<Value>,
+        chunks: Option<(usize, tokio::sync::mpsc::Sender<Vec<SourceRow>>)>,
+    ) -> Result<Vec<SourceRow>> {
+        let mut conn = self.acquire().await?;
+        conn.run(move |c, coding| {
+            let params = params(values, coding)?;
+            let mut all = Vec::new();
+            let Some(mut cursor) = c
+                .execute(&sql, &params[..], None)
+                .with_context(|| statement_context(&sql))?
+            else {
+                return Ok(all);
+            };
+            let n = u16::try_from(cursor.num_result_cols()?).unwrap_or(0);
+            let mut names = Vec::with_capacity(usize::from(n));
+            let mut kinds = Vec::with_capacity(usize::from(n));
+            for i in 1..=n {
+                names.push(cursor.col_name(i)?);
+                kinds.push(SourceKind::of(cursor.col_data_type(i)?));
+            }
+            let names: Arc<[String]> = names.into();
+            let mut bufs = Bufs::default();
+            let mut batch = Vec::new();
+            while let Some(mut row) = cursor.next_row()? {
+                let mut values = Vec::with_capacity(kinds.len());
+                for (i, kind) in (1..=n).zip(&kinds) {
+                    let v =
+                        read_value(&mut row, i, *kind, coding, &mut bufs).with_context(|| {
+                            format!("column {} ({kind:?})", names[usize::from(i) - 1])
+                        })?;
+                    values.push(v);
+                }
+                batch.push(SourceRow {
+                    names: names.clone(),
+                    values,
+                });
+                if let Some((chunk, tx)) = &chunks
+                    && batch.len() >= *chunk
+                    && tx.blocking_send(std::mem::take(&mut batch)).is_err()
+                {
+                    return Ok(all);
+                }
+            }
+            match &chunks {
+                Some((_, tx)) if !batch.is_empty() => {
+                    let _gone = tx.blocking_send(batch);
+                }
+                Some(_) => {}
+                None => all = batch,
+            }
+            Ok(all)
+        })
+        .await
     }
 
     pub async fn fetch_all(&self, sql: &str, values: Vec<Value>) -> Result<Vec<Vec<Cell>>> {
@@ -82,20 +170,23 @@ impl Pool {
     }
 }
 
-fn open(conn_str: &str, shown: &str) -> Result<Connection<'static>> {
+fn open(conn_str: &str, shown: &str) -> Result<(Connection<'static>, TextCoding)> {
     let env = odbc_api::environment().map_err(|e| {
         anyhow::anyhow!(
             "unixODBC could not start (unixODBC 无法初始化): {}",
             super::redact_url(&e.to_string())
         )
     })?;
-    env.connect_with_connection_string(conn_str, ConnectionOptions::default())
-        .map_err(|e| super::odbc::connect_error(shown, &e))
+    let conn = env
+        .connect_with_connection_string(conn_str, ConnectionOptions::default())
+        .map_err(|e| super::odbc::connect_error(shown, &e))?;
+    let coding = TextCoding::of(&conn).map_err(|e| super::odbc::connect_error(shown, &e))?;
+    Ok((conn, coding))
 }
 
 /// One connection of a [`Pool`], back in it when dropped (rolled back first in a transaction).
 pub struct Conn {
-    conn: Option<Connection<'static>>,
+    conn: Option<(Connection<'static>, TextCoding)>,
     pool: Pool,
     in_tx: bool,
     _permit: OwnedSemaphorePermit,
@@ -106,11 +197,11 @@ impl Conn {
     /// connection stays there and is closed when `f` ends, never reused half-done.
     async fn run<T: Send + 'static>(
         &mut self,
-        f: impl FnOnce(&mut Connection<'static>) -> Result<T> + Send + 'static,
+        f: impl FnOnce(&mut Connection<'static>, TextCoding) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let mut c = self.conn.take().context("ODBC connection lost")?;
         let (c, r) = tokio::task::spawn_blocking(move || {
-            let r = f(&mut c);
+            let r = f(&mut c.0, c.1);
             (c, r)
         })
         .await?;
@@ -121,8 +212,8 @@ impl Conn {
     /// Runs a statement; the rows it changed.
     pub async fn execute(&mut self, sql: &str, values: Vec<Value>) -> Result<u64> {
         let sql = sql.to_string();
-        self.run(move |c| {
-            let params = params(values)?;
+        self.run(move |c, coding| {
+            let params = params(values, coding)?;
             let mut stmt = c.preallocate()?;
             stmt.execute(&sql, &params[..])
                 .with_context(|| statement_context(&sql))?;
@@ -134,8 +225,8 @@ impl Conn {
     /// Runs a query; every row, every column as text or NULL.
     pub async fn fetch_all(&mut self, sql: &str, values: Vec<Value>) -> Result<Vec<Vec<Cell>>> {
         let sql = sql.to_string();
-        self.run(move |c| {
-            let params = params(values)?;
+        self.run(move |c, coding| {
+            let params = params(values, coding)?;
             let mut rows = Vec::new();
             let Some(mut cursor) = c
                 .execute(&sql, &params[..], None)
@@ -144,14 +235,16 @@ impl Conn {
                 return Ok(rows);
             };
             let n = u16::try_from(cursor.num_result_cols()?).unwrap_or(0);
-            let mut buf = Vec::new();
+            let mut bufs = TextBufs::default();
             while let Some(mut row) = cursor.next_row()? {
                 let mut cells = Vec::with_capacity(usize::from(n));
                 for i in 1..=n {
-                    let cell = if row.get_wide_text(i, &mut buf)? {
-                        Cell::Text(String::from_utf16(&buf).context("driver sent bad UTF-16")?)
-                    } else {
-                        Cell::Null
+                    let cell = match coding
+                        .read(&mut row, i, &mut bufs)
+                        .map_err(anyhow::Error::from_boxed)?
+                    {
+                        Some(t) => Cell::Text(t),
+                        None => Cell::Null,
                     };
                     cells.push(cell);
                 }
@@ -163,13 +256,13 @@ impl Conn {
     }
 
     pub async fn begin(&mut self) -> Result<()> {
-        self.run(|c| Ok(c.set_autocommit(false)?)).await?;
+        self.run(|c, _| Ok(c.set_autocommit(false)?)).await?;
         self.in_tx = true;
         Ok(())
     }
 
     pub async fn commit(&mut self) -> Result<()> {
-        self.run(|c| {
+        self.run(|c, _| {
             c.commit()?;
             Ok(c.set_autocommit(true)?)
         })
@@ -179,7 +272,7 @@ impl Conn {
     }
 
     pub async fn rollback(&mut self) -> Result<()> {
-        self.run(|c| {
+        self.run(|c, _| {
             c.rollback()?;
             Ok(c.set_autocommit(true)?)
         })
@@ -191,7 +284,7 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        let Some(c) = self.conn.take() else {
+        let Some((c, coding)) = self.conn.take() else {
             return;
         };
         // An unfinished transaction: rolled back before the connection is used again. The
@@ -199,8 +292,168 @@ impl Drop for Conn {
         if self.in_tx && (c.rollback().is_err() || c.set_autocommit(true).is_err()) {
             return;
         }
-        self.pool.inner.idle.lock().expect("odbc pool lock").push(c);
+        self.pool
+            .inner
+            .idle
+            .lock()
+            .expect("odbc pool lock")
+            .push((c, coding));
     }
+}
+
+/// How a source column's values are read, from the type the driver reports for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SourceKind {
+    Int,
+    Float,
+    /// NUMERIC/DECIMAL (Oracle and DM NUMBER): the exact text, as the native drivers give it.
+    Decimal,
+    Bool,
+    Date,
+    Timestamp,
+    Bytes,
+    Text,
+}
+
+impl SourceKind {
+    pub(crate) fn of(t: DataType) -> SourceKind {
+        match t {
+            DataType::Integer | DataType::SmallInt | DataType::TinyInt | DataType::BigInt => {
+                SourceKind::Int
+            }
+            DataType::Real | DataType::Float { .. } | DataType::Double => SourceKind::Float,
+            // NUMBER(p,0) with p ≤ 18 (Oracle's and DM's integer columns) fits an i64.
+            DataType::Numeric {
+                precision: 1..=18,
+                scale: 0,
+            }
+            | DataType::Decimal {
+                precision: 1..=18,
+                scale: 0,
+            } => SourceKind::Int,
+            DataType::Numeric { .. } | DataType::Decimal { .. } => SourceKind::Decimal,
+            DataType::Bit => SourceKind::Bool,
+            DataType::Date => SourceKind::Date,
+            DataType::Timestamp { .. } => SourceKind::Timestamp,
+            DataType::Binary { .. }
+            | DataType::Varbinary { .. }
+            | DataType::LongVarbinary { .. } => SourceKind::Bytes,
+            _ => SourceKind::Text,
+        }
+    }
+}
+
+/// A column type as `check` and `inspect` show it.
+fn type_name(t: DataType) -> String {
+    let len = |l: Option<std::num::NonZeroUsize>| l.map_or(String::new(), |n| format!("({n})"));
+    match t {
+        DataType::Char { length } => format!("CHAR{}", len(length)),
+        DataType::WChar { length } => format!("NCHAR{}", len(length)),
+        DataType::Varchar { length } => format!("VARCHAR{}", len(length)),
+        DataType::WVarchar { length } => format!("NVARCHAR{}", len(length)),
+        DataType::LongVarchar { .. } | DataType::WLongVarchar { .. } => "CLOB".into(),
+        DataType::Numeric { precision, scale } => format!("NUMERIC({precision},{scale})"),
+        DataType::Decimal { precision, scale } => format!("DECIMAL({precision},{scale})"),
+        DataType::Integer => "INTEGER".into(),
+        DataType::SmallInt => "SMALLINT".into(),
+        DataType::TinyInt => "TINYINT".into(),
+        DataType::BigInt => "BIGINT".into(),
+        DataType::Real => "REAL".into(),
+        DataType::Float { .. } => "FLOAT".into(),
+        DataType::Double => "DOUBLE".into(),
+        DataType::Bit => "BIT".into(),
+        DataType::Date => "DATE".into(),
+        DataType::Time { .. } => "TIME".into(),
+        DataType::Timestamp { .. } => "TIMESTAMP".into(),
+        DataType::Binary { .. } | DataType::Varbinary { .. } => "VARBINARY".into(),
+        DataType::LongVarbinary { .. } => "BLOB".into(),
+        DataType::Other { data_type, .. } => format!("SQL type {}", data_type.0),
+        DataType::Unknown => "UNKNOWN".into(),
+    }
+}
+
+#[derive(Default)]
+struct Bufs {
+    text: TextBufs,
+    bytes: Vec<u8>,
+}
+
+/// One value of a source row.
+fn read_value(
+    row: &mut odbc_api::CursorRow<'_>,
+    i: u16,
+    kind: SourceKind,
+    coding: TextCoding,
+    bufs: &mut Bufs,
+) -> Result<SourceValue> {
+    Ok(match kind {
+        SourceKind::Int => {
+            let mut x = Nullable::<i64>::null();
+            row.get_data(i, &mut x)?;
+            x.into_opt().map_or(SourceValue::Null, SourceValue::Int)
+        }
+        SourceKind::Float => {
+            let mut x = Nullable::<f64>::null();
+            row.get_data(i, &mut x)?;
+            x.into_opt().map_or(SourceValue::Null, SourceValue::Float)
+        }
+        SourceKind::Bool => {
+            let mut x = Nullable::<odbc_api::Bit>::null();
+            row.get_data(i, &mut x)?;
+            x.into_opt()
+                .map_or(SourceValue::Null, |b| SourceValue::Bool(b.as_bool()))
+        }
+        SourceKind::Date => {
+            let mut x = Nullable::<odbc_api::sys::Date>::null();
+            row.get_data(i, &mut x)?;
+            match x.into_opt() {
+                None => SourceValue::Null,
+                Some(d) => SourceValue::Date(
+                    chrono::NaiveDate::from_ymd_opt(d.year.into(), d.month.into(), d.day.into())
+                        .context("the driver sent an impossible date")?,
+                ),
+            }
+        }
+        SourceKind::Timestamp => {
+            let mut x = Nullable::<odbc_api::sys::Timestamp>::null();
+            row.get_data(i, &mut x)?;
+            match x.into_opt() {
+                None => SourceValue::Null,
+                Some(t) => SourceValue::DateTime(
+                    chrono::NaiveDate::from_ymd_opt(t.year.into(), t.month.into(), t.day.into())
+                        .and_then(|d| {
+                            d.and_hms_nano_opt(
+                                t.hour.into(),
+                                t.minute.into(),
+                                t.second.into(),
+                                t.fraction,
+                            )
+                        })
+                        .context("the driver sent an impossible timestamp")?,
+                ),
+            }
+        }
+        SourceKind::Bytes => {
+            if row.get_binary(i, &mut bufs.bytes)? {
+                SourceValue::Bytes(std::mem::take(&mut bufs.bytes))
+            } else {
+                SourceValue::Null
+            }
+        }
+        SourceKind::Decimal | SourceKind::Text => {
+            let Some(s) = coding
+                .read(row, i, &mut bufs.text)
+                .map_err(anyhow::Error::from_boxed)?
+            else {
+                return Ok(SourceValue::Null);
+            };
+            if kind == SourceKind::Decimal {
+                SourceValue::Decimal(s.trim().to_string())
+            } else {
+                SourceValue::Text(s.into())
+            }
+        }
+    })
 }
 
 fn statement_context(sql: &str) -> String {
@@ -210,21 +463,17 @@ fn statement_context(sql: &str) -> String {
 /// The values of a rendered statement as ODBC parameters, in placeholder order. Text goes as
 /// UTF-16 (SQL_C_WCHAR), which every Unicode driver converts to the database's encoding
 /// itself; integers as BIGINT.
-fn params(values: Vec<Value>) -> Result<Vec<Box<dyn InputParameter>>> {
-    values.into_iter().map(param).collect()
+fn params(values: Vec<Value>, coding: TextCoding) -> Result<Vec<Box<dyn InputParameter>>> {
+    values.into_iter().map(|v| param(v, coding)).collect()
 }
 
-fn param(v: Value) -> Result<Box<dyn InputParameter>> {
+fn param(v: Value, coding: TextCoding) -> Result<Box<dyn InputParameter>> {
     let int = |n: Option<i64>| -> Box<dyn InputParameter> {
         Box::new(n.map_or_else(Nullable::null, Nullable::new))
     };
     Ok(match v {
-        Value::String(s) => {
-            Box::new(s.map_or_else(VarWCharBox::null, |s| VarWCharBox::from_str_slice(&s)))
-        }
-        Value::Char(c) => Box::new(c.map_or_else(VarWCharBox::null, |c| {
-            VarWCharBox::from_str_slice(&c.to_string())
-        })),
+        Value::String(s) => coding.param(s.as_deref()),
+        Value::Char(c) => coding.param(c.map(String::from).as_deref()),
         Value::Bool(b) => int(b.map(i64::from)),
         Value::TinyInt(n) => int(n.map(i64::from)),
         Value::SmallInt(n) => int(n.map(i64::from)),
@@ -239,12 +488,43 @@ fn param(v: Value) -> Result<Box<dyn InputParameter>> {
             .context("an unsigned value beyond BIGINT")?),
         Value::Double(f) => Box::new(f.map_or_else(Nullable::null, Nullable::new)),
         Value::Float(f) => Box::new(f.map(f64::from).map_or_else(Nullable::null, Nullable::new)),
+        // A keyset position in a date or timestamp column.
+        Value::ChronoDate(d) => {
+            Box::new(d.map_or_else(Nullable::null, |d| Nullable::new(odbc_date(&d))))
+        }
+        Value::ChronoDateTime(t) => Box::new(odbc_api::parameter::WithDataType::new(
+            t.map_or_else(Nullable::null, |t| Nullable::new(odbc_timestamp(&t))),
+            DataType::Timestamp { precision: 6 },
+        )),
         // Only the type, never the value (it may be a source row's ID number).
         other => anyhow::bail!(
             "ODBC cannot bind a value of this type yet: {}",
             value_kind(&other)
         ),
     })
+}
+
+fn odbc_date(d: &chrono::NaiveDate) -> odbc_api::sys::Date {
+    use chrono::Datelike;
+    odbc_api::sys::Date {
+        year: d.year() as i16,
+        month: d.month() as u16,
+        day: d.day() as u16,
+    }
+}
+
+fn odbc_timestamp(t: &chrono::NaiveDateTime) -> odbc_api::sys::Timestamp {
+    use chrono::Timelike;
+    let d = odbc_date(&t.date());
+    odbc_api::sys::Timestamp {
+        year: d.year,
+        month: d.month,
+        day: d.day,
+        hour: t.hour() as u16,
+        minute: t.minute() as u16,
+        second: t.second() as u16,
+        fraction: t.nanosecond(),
+    }
 }
 
 fn value_kind(v: &Value) -> &'static str {
@@ -254,5 +534,57 @@ fn value_kind(v: &Value) -> &'static str {
         Value::ChronoDateTime(_) => "timestamp",
         Value::Uuid(_) => "uuid",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Source column types as the drivers report them, and how their values are read.
+    #[test]
+    fn source_types_choose_how_values_are_read() {
+        let num = |precision, scale| DataType::Numeric { precision, scale };
+        for (t, k) in [
+            (DataType::Integer, SourceKind::Int),
+            (DataType::BigInt, SourceKind::Int),
+            (num(10, 0), SourceKind::Int),
+            (num(18, 0), SourceKind::Int),
+            (num(19, 0), SourceKind::Decimal),
+            (num(12, 2), SourceKind::Decimal),
+            // Oracle's bare NUMBER: no precision.
+            (num(0, 0), SourceKind::Decimal),
+            (DataType::Double, SourceKind::Float),
+            (DataType::Date, SourceKind::Date),
+            (DataType::Timestamp { precision: 6 }, SourceKind::Timestamp),
+            (DataType::Bit, SourceKind::Bool),
+            (DataType::Varbinary { length: None }, SourceKind::Bytes),
+            (DataType::WVarchar { length: None }, SourceKind::Text),
+            (DataType::LongVarchar { length: None }, SourceKind::Text),
+            (DataType::Time { precision: 0 }, SourceKind::Text),
+        ] {
+            assert_eq!(SourceKind::of(t), k, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn keyset_dates_bind_as_odbc_structs() {
+        let t = chrono::NaiveDate::from_ymd_opt(2026, 11, 20)
+            .unwrap()
+            .and_hms_micro_opt(10, 5, 7, 250)
+            .unwrap();
+        let ts = odbc_timestamp(&t);
+        assert_eq!(
+            (
+                ts.year,
+                ts.month,
+                ts.day,
+                ts.hour,
+                ts.minute,
+                ts.second,
+                ts.fraction
+            ),
+            (2026, 11, 20, 10, 5, 7, 250_000)
+        );
     }
 }

@@ -8,6 +8,7 @@ use sea_query::{
 };
 use sqlx::{Any, Row, Transaction};
 
+use super::dialect::Family;
 use super::lease::Fence;
 use super::retry::retrying;
 use super::source::{column_name, table_name};
@@ -140,9 +141,10 @@ fn ledger_insert(
     page: u32,
     day: &str,
     now: &str,
+    returning: bool,
 ) -> InsertStatement {
-    Query::insert()
-        .into_table("qz_query_ledger")
+    let mut q = Query::insert();
+    q.into_table("qz_query_ledger")
         .columns([
             "provider",
             "job",
@@ -160,9 +162,11 @@ fn ledger_insert(
             Expr::val(day),
             Expr::val(now),
             lit(0i64),
-        ])
-        .returning_col("id")
-        .to_owned()
+        ]);
+    if returning {
+        q.returning_col("id");
+    }
+    q
 }
 
 fn ledger_complete(r: Reserved, c: &CallRecord) -> UpdateStatement {
@@ -406,16 +410,48 @@ impl Db {
         page: u32,
         day: &str,
     ) -> Result<i64> {
-        let q = ledger_insert(provider, job, subject_key, page, day, &now_text());
-        // SQLite's Any driver reports no last insert id, so PostgreSQL and SQLite (3.35+,
-        // bundled) return it; MySQL has no RETURNING and reports it instead.
-        if self.backend != Backend::Mysql {
-            let id: i64 = self.stmt_scalar(&q).fetch_one(&mut **tx).await?;
-            return Ok(id);
+        let now = now_text();
+        let q = ledger_insert(provider, job, subject_key, page, day, &now, true);
+        match self.backend.family() {
+            // SQLite's Any driver reports no last insert id, so PostgreSQL and SQLite (3.35+,
+            // bundled) return it.
+            None | Some(Family::Postgres) => {
+                let id: i64 = self.stmt_scalar(&q).fetch_one(&mut **tx).await?;
+                Ok(id)
+            }
+            // MySQL has no RETURNING: its driver reports the id, or (ODBC) the same
+            // connection asks for it.
+            Some(Family::Mysql) => {
+                let q = ledger_insert(provider, job, subject_key, page, day, &now, false);
+                let r = self.stmt(&q).execute(&mut **tx).await?;
+                if let Some(id) = r.last_insert_id() {
+                    return Ok(id);
+                }
+                let last = Query::select()
+                    .expr(Expr::cust("LAST_INSERT_ID()"))
+                    .to_owned();
+                let id: i64 = self.stmt_scalar(&last).fetch_one(&mut **tx).await?;
+                Ok(id)
+            }
+            // Oracle and DM return values only INTO variables: the row just inserted is
+            // found again by everything it holds (the job's lease keeps others off it).
+            Some(Family::Oracle) => {
+                let q = ledger_insert(provider, job, subject_key, page, day, &now, false);
+                self.stmt(&q).execute(&mut **tx).await?;
+                let find = Query::select()
+                    .expr(Expr::col("id").max())
+                    .from("qz_query_ledger")
+                    .and_where(Expr::col("provider").eq(provider))
+                    .and_where(Expr::col("job").eq(job))
+                    .and_where(Expr::col("subject_key").eq(subject_key))
+                    .and_where(Expr::col("page").eq(i64::from(page)))
+                    .and_where(Expr::col("call_day").eq(day))
+                    .and_where(Expr::col("called_at").eq(now.as_str()))
+                    .to_owned();
+                let id: Option<i64> = self.stmt_scalar(&find).fetch_one(&mut **tx).await?;
+                id.context("the ledger row just inserted was not found again")
+            }
         }
-        let r = self.stmt(&q).execute(&mut **tx).await?;
-        r.last_insert_id()
-            .context("the database did not report the ledger row's id")
     }
 
     pub async fn complete_call(&self, fence: &Fence, r: Reserved, c: &CallRecord) -> Result<()> {
@@ -695,7 +731,7 @@ mod tests {
             ),
             (
                 "ledger row",
-                render(&ledger_insert("p", "j", "k", 1, "d", "n")),
+                render(&ledger_insert("p", "j", "k", 1, "d", "n", true)),
                 [
                     r#"INSERT INTO "qz_query_ledger" ("provider", "job", "subject_key", "page", "call_day", "called_at", "billed") VALUES ($1, $2, $3, $4, $5, $6, 0) RETURNING "id""#,
                     r#"INSERT INTO `qz_query_ledger` (`provider`, `job`, `subject_key`, `page`, `call_day`, `called_at`, `billed`) VALUES (?, ?, ?, ?, ?, ?, 0)"#,

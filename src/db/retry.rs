@@ -50,6 +50,9 @@ pub enum DbCode {
     Postgres(String),
     /// SQLite extended result code (the primary code is its low byte).
     Sqlite(i32),
+    /// What an ODBC driver reports: the SQLSTATE (the server's own through psqlODBC) and the
+    /// native error number (MySQL's through MariaDB Connector/ODBC, DM's, Oracle's).
+    Odbc { state: String, native: i32 },
 }
 
 /// Whether an error with this code is worth running the transaction again for.
@@ -70,6 +73,17 @@ pub fn classify(code: &DbCode) -> Option<Transient> {
             6 => Some(Transient::Locked),
             _ => None,
         },
+        // MySQL's numbers first: MariaDB's driver says 40001 for a deadlock and a snapshot
+        // conflict alike. DM (-6403) and Oracle (ORA-00060) deadlocks come as 40001 too.
+        DbCode::Odbc { state, native } => match (state.as_str(), native) {
+            (_, 1213) => Some(Transient::Deadlock),
+            (_, 1205) => Some(Transient::LockTimeout),
+            (_, 1020) => Some(Transient::Serialization),
+            ("40P01", _) => Some(Transient::Deadlock),
+            ("55P03" | "HYT00", _) => Some(Transient::LockTimeout),
+            ("40001", _) => Some(Transient::Serialization),
+            _ => None,
+        },
     }
 }
 
@@ -86,6 +100,13 @@ fn code_of_sqlx(e: &sqlx::Error) -> Option<DbCode> {
     }
     if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
         return d.code()?.parse().ok().map(DbCode::Sqlite);
+    }
+    #[cfg(feature = "odbc")]
+    if let Some(o) = d.try_downcast_ref::<super::odbc_any::OdbcDatabaseError>() {
+        return Some(DbCode::Odbc {
+            state: o.state.clone(),
+            native: o.native,
+        });
     }
     None
 }
@@ -174,6 +195,7 @@ where
 pub(crate) mod failpoint {
     use super::DbCode;
     use crate::db::Backend;
+    use crate::db::dialect::Family;
     use anyhow::Result;
     use sqlx::{Any, Transaction};
     use std::sync::OnceLock;
@@ -214,18 +236,18 @@ pub(crate) mod failpoint {
         {
             return Ok(());
         }
-        let raise = match backend {
-            Backend::Mysql => {
+        let raise = match backend.family() {
+            Some(Family::Mysql) => {
                 "SIGNAL SQLSTATE '40001' SET MYSQL_ERRNO = 1213, \
                  MESSAGE_TEXT = 'Deadlock found when trying to get lock (QIANZHI_FAILPOINT)'"
             }
-            Backend::Postgres => {
+            Some(Family::Postgres) => {
                 "DO $$ BEGIN RAISE EXCEPTION 'deadlock detected (QIANZHI_FAILPOINT)' \
                  USING ERRCODE = '40P01'; END $$"
             }
-            Backend::Sqlite => return Err(Injected(DbCode::Sqlite(517)).into()),
-            Backend::Odbc(_) => {
-                anyhow::bail!("QIANZHI_FAILPOINT transient: is not available over ODBC yet")
+            None => return Err(Injected(DbCode::Sqlite(517)).into()),
+            Some(Family::Oracle) => {
+                anyhow::bail!("QIANZHI_FAILPOINT transient: is not available for dm or oracle")
             }
         };
         sqlx::raw_sql(sqlx::AssertSqlSafe(raise))
@@ -242,6 +264,10 @@ mod tests {
     #[test]
     fn classifies_each_backends_codes() {
         let pg = |s: &str| DbCode::Postgres(s.to_string());
+        let odbc = |s: &str, native| DbCode::Odbc {
+            state: s.to_string(),
+            native,
+        };
         let cases = [
             (DbCode::Mysql(1213), Some(Transient::Deadlock)),
             (DbCode::Mysql(1205), Some(Transient::LockTimeout)),
@@ -258,6 +284,12 @@ mod tests {
             (pg("42P01"), None),
             (pg("57014"), None),
             (pg("40002"), None),
+            (odbc("40001", 1213), Some(Transient::Deadlock)),
+            (odbc("HY000", 1205), Some(Transient::LockTimeout)),
+            (odbc("40001", 7), Some(Transient::Serialization)),
+            (odbc("40P01", 7), Some(Transient::Deadlock)),
+            (odbc("23505", 7), None),
+            (odbc("23000", 1062), None),
             (DbCode::Sqlite(5), Some(Transient::Busy)),
             (DbCode::Sqlite(261), Some(Transient::Busy)),
             (DbCode::Sqlite(517), Some(Transient::Busy)),

@@ -126,6 +126,13 @@ impl Db {
     ) -> Result<()> {
         let backend = self.backend;
         let ctx = || format!("reading source {source} (snapshot)");
+        #[cfg(feature = "odbc")]
+        if let SourcePool::Odbc(p) = &self.source {
+            p.source_rows(sql, Vec::new(), Some((chunk, tx)))
+                .await
+                .with_context(ctx)?;
+            return Ok(());
+        }
         let sql = sqlx::AssertSqlSafe(sql);
         let run = async {
             match &self.source {
@@ -144,6 +151,8 @@ impl Db {
                         decode_lite_rows(rows, backend, source)
                     })
                 }
+                #[cfg(feature = "odbc")]
+                SourcePool::Odbc(_) => unreachable!("streamed above"),
             }
             Ok::<(), anyhow::Error>(())
         };
@@ -192,6 +201,12 @@ impl Db {
                 }
                 SourcePool::Sqlite(p) => {
                     stream_chunks!(sqlx::query_with(sql, values).fetch(p), chunk, tx, entries)
+                }
+                // The control tables over ODBC are `Any`'s (`odbc_any`).
+                #[cfg(feature = "odbc")]
+                SourcePool::Odbc(_) => {
+                    let rows = sqlx::query_with(sql, values).fetch(&self.any);
+                    stream_chunks!(rows, chunk, tx, entries)
                 }
             }
             Ok::<(), anyhow::Error>(())

@@ -12,6 +12,7 @@ use sqlx::{Column, Executor, Row, Statement, TypeInfo, ValueRef};
 
 use std::sync::Arc;
 
+use super::dialect::Family;
 use super::{Backend, Db, SourcePool, lit};
 use crate::config::{JobConfig, ReadOrder};
 use crate::value::{SourceRow, Text, Value};
@@ -135,18 +136,19 @@ impl<'a> SourceSpec<'a> {
 
 /// A configured name part as the database resolves it, for sea-query to quote. A plain name
 /// (ASCII letters, digits, `_`, `$`) means what it would mean written bare: PostgreSQL folds
-/// it to lower case (`CD_TIME` is `cd_time` there), so it is folded here before quoting;
-/// MySQL and SQLite match names without regard to case, quoted or not. Anything else (e.g.
+/// it to lower case (`CD_TIME` is `cd_time` there) and Oracle and DM to upper case, so it is
+/// folded here before quoting; MySQL and SQLite match names without regard to case, quoted
+/// or not. Anything else (e.g.
 /// Chinese column names) is kept exactly. Config validation has already rejected quote
 /// characters.
 pub(crate) fn resolved(backend: Backend, part: &str) -> String {
     let plain = part
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
-    if plain && backend == Backend::Postgres {
-        part.to_ascii_lowercase()
-    } else {
-        part.to_string()
+    match backend.family() {
+        Some(Family::Postgres) if plain => part.to_ascii_lowercase(),
+        Some(Family::Oracle) if plain => part.to_ascii_uppercase(),
+        _ => part.to_string(),
     }
 }
 
@@ -173,9 +175,10 @@ pub(crate) fn column_name(backend: Backend, name: &str) -> ColumnName {
 /// A name exactly as the database reported it, always quoted, so that its case and every
 /// character survive (PostgreSQL folds an unquoted name to lower case).
 pub fn quote(backend: Backend, name: &str) -> String {
-    match backend {
-        Backend::Mysql => format!("`{}`", name.replace('`', "``")),
-        _ => format!("\"{}\"", name.replace('"', "\"\"")),
+    if backend.is(Family::Mysql) {
+        format!("`{}`", name.replace('`', "``"))
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
     }
 }
 
@@ -186,8 +189,8 @@ pub(crate) fn view_ident(backend: Backend, name: &str) -> String {
         && name.chars().all(|c| {
             c == '_'
                 || c.is_ascii_digit()
-                || c.is_ascii_lowercase()
-                || (c.is_ascii_uppercase() && backend != Backend::Postgres)
+                || (c.is_ascii_lowercase() && !backend.is(Family::Oracle))
+                || (c.is_ascii_uppercase() && !backend.is(Family::Postgres))
         });
     if bare {
         name.to_string()
@@ -247,7 +250,8 @@ fn keyset(backend: Backend, spec: &SourceSpec<'_>) -> Vec<ColumnName> {
 /// yet), and at most `upto` in seq order. PostgreSQL and SQLite compare
 /// `(time, key...) > (...)` as a row value and plan it as a range on the keyset index; MySQL
 /// and MariaDB use no index for a row value (a full index scan: an idle poll of a large table
-/// reads all of it), so there it is spelled out as
+/// reads all of it), and Oracle and DM compare row values only for equality, so there it is
+/// spelled out as
 /// `a > ? OR (a = ? AND b > ?) OR (a = ? AND b = ? AND c > ?)`, which they plan as a range. A
 /// keyset of one column (seq order) is a plain `a > ?` everywhere.
 fn after_filter(backend: Backend, spec: &SourceSpec<'_>, after: Option<Vec<Value>>) -> Expr {
@@ -258,7 +262,8 @@ fn after_filter(backend: Backend, spec: &SourceSpec<'_>, after: Option<Vec<Value
         // `lead <= upto` leaves out the NULLs too.
         return upto.unwrap_or_else(|| lead.is_not_null());
     };
-    let after = if backend != Backend::Mysql && cols.len() > 1 {
+    let row_value = !backend.is(Family::Mysql) && !backend.is(Family::Oracle);
+    let after = if row_value && cols.len() > 1 {
         Expr::tuple(cols.into_iter().map(Expr::col)).gt(Expr::tuple(
             values.into_iter().map(|v| Expr::val(bind_value(v))),
         ))
@@ -424,8 +429,12 @@ impl Db {
         values: SqlxValues,
         table: &str,
     ) -> Result<Vec<SourceRow>> {
-        let sql = sqlx::AssertSqlSafe(sql);
         let ctx = || format!("reading source {table}");
+        #[cfg(feature = "odbc")]
+        if let SourcePool::Odbc(p) = &self.source {
+            return p.source_rows(sql, values.0.0, None).await.with_context(ctx);
+        }
+        let sql = sqlx::AssertSqlSafe(sql);
         Ok(match &self.source {
             SourcePool::Postgres(p) => {
                 let q = sqlx::query_with(sql, values);
@@ -442,6 +451,8 @@ impl Db {
                 let rows = q.fetch_all(p).await.with_context(ctx)?;
                 decode_lite_rows(rows, self.backend, table)?
             }
+            #[cfg(feature = "odbc")]
+            SourcePool::Odbc(_) => unreachable!("read above"),
         })
     }
 
@@ -500,11 +511,22 @@ impl Db {
         let (sql, values) = self
             .backend
             .build(&count_select(self.backend, spec, after, cap));
+        #[cfg(feature = "odbc")]
+        if let SourcePool::Odbc(p) = &self.source {
+            let rows = p.source_rows(sql, values.0.0, None).await?;
+            return rows
+                .first()
+                .and_then(|r| r.values.first())
+                .and_then(Value::to_i64)
+                .context("COUNT answered no number");
+        }
         let sql = sqlx::AssertSqlSafe(sql);
         Ok(match &self.source {
             SourcePool::Postgres(p) => sqlx::query_scalar_with(sql, values).fetch_one(p).await?,
             SourcePool::Mysql(p) => sqlx::query_scalar_with(sql, values).fetch_one(p).await?,
             SourcePool::Sqlite(p) => sqlx::query_scalar_with(sql, values).fetch_one(p).await?,
+            #[cfg(feature = "odbc")]
+            SourcePool::Odbc(_) => unreachable!("counted above"),
         })
     }
 
@@ -556,6 +578,19 @@ impl Db {
             SourcePool::Sqlite(p) => {
                 describe(p.prepare(q()).await.with_context(ctx)?.columns(), |_| true)
             }
+            // The driver converts any type it has to text, so every column can be read.
+            #[cfg(feature = "odbc")]
+            SourcePool::Odbc(p) => p
+                .describe(sql.clone())
+                .await
+                .with_context(ctx)?
+                .into_iter()
+                .map(|(name, type_name)| SourceColumn {
+                    name,
+                    type_name,
+                    readable: true,
+                })
+                .collect(),
         })
     }
 

@@ -240,7 +240,7 @@ fn database_name(name: &str) -> Result<&str> {
 }
 
 async fn admin_pool(server_url: &str) -> Result<sqlx::AnyPool> {
-    sqlx::any::install_default_drivers();
+    super::install_drivers();
     sqlx::AnyPool::connect(server_url)
         .await
         .with_context(|| format!("cannot connect to {}", super::redact_url(server_url)))

@@ -72,7 +72,12 @@ impl App {
                 list.join("\n")
             );
         }
-        let db = Db::connect(&cfg.database.url, cfg.database.max_connections).await?;
+        let db = Db::connect_as(
+            &cfg.database.url,
+            cfg.database.dialect,
+            cfg.database.max_connections,
+        )
+        .await?;
         let upstreams = Upstreams::from_config(&cfg, &catalog)?;
         let query = crate::query::client::Clients::new(&cfg)?;
         let metrics = Metrics::new(

@@ -95,9 +95,21 @@ async fn fresh_database(
             crate::db::tools::create_database(url, name, true).await?,
             None,
         )),
-        Backend::Odbc(_) => anyhow::bail!(
-            "bench --database odbc: is not available yet (暂不支持经 ODBC 运行性能测试)"
-        ),
+        // ODBC cannot make a database everywhere (DM has none to make): the one named is used,
+        // and it must hold no control tables, so a bench never writes over a department's.
+        Backend::Odbc(_) => {
+            let db = Db::connect(url, 1).await?;
+            let used = db.source_columns("qz_batch").await.is_ok();
+            db.close().await;
+            anyhow::ensure!(
+                !used,
+                "bench --database odbc: needs an empty database, and {} holds qianzhi's control \
+                 tables: create a new one for the bench (经 ODBC 测试需使用空库，该库已有 qz_ 控制表，\
+                 请新建一个库)",
+                crate::db::redact_url(url)
+            );
+            Ok((url.to_string(), None))
+        }
     }
 }
 
@@ -229,8 +241,8 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     }
     let (url, _tmp) =
         fresh_database(&args.database, &args.db_name, args.prepare_only.as_deref()).await?;
-    let backend = Backend::from_url(&url)?;
     let db = Db::connect(&url, 4).await?;
+    let backend = db.backend;
     crate::db::migrate::migrate(&db).await?;
     let catalog = crate::schema::Catalog::load(None)?;
     let gansu = args.upstream == "gansu";

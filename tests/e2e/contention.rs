@@ -19,7 +19,11 @@ fn knob(name: &str, default: u64) -> u64 {
 /// How long rows keep arriving: the acceptance test asks for 30 s on MySQL, where the
 /// deadlocks were; PostgreSQL and SQLite get a shorter run of the same scenario.
 fn feed_for(which: Which) -> Duration {
-    let default = if which == Which::Mysql { 30 } else { 10 };
+    let default = if which.native() == Which::Mysql {
+        30
+    } else {
+        10
+    };
     Duration::from_secs(knob("SECS", default))
 }
 
@@ -173,7 +177,7 @@ async fn seven_jobs_in_run(which: Which) {
         feed_for(which)
     );
     assert!(status.success(), "{status:?}\n{log}");
-    if which == Which::Mysql {
+    if which.native() == Which::Mysql {
         // Numbering batches takes the sequence row's lock at its first touch: the jobs queue
         // on it instead of deadlocking (with INSERT IGNORE and UPDATE they did, ~2 a second).
         let numbering = log

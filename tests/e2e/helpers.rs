@@ -48,6 +48,29 @@ pub enum Which {
     Sqlite,
     Postgres,
     Mysql,
+    /// PostgreSQL through psqlODBC (`database.url = "odbc:..."`, dialect postgres).
+    OdbcPostgres,
+    /// MariaDB through MariaDB Connector/ODBC (dialect mysql).
+    OdbcMysql,
+}
+
+impl Which {
+    /// The server a scratch database is made on, through its native URL.
+    pub fn native(self) -> Which {
+        match self {
+            Which::OdbcPostgres => Which::Postgres,
+            Which::OdbcMysql => Which::Mysql,
+            w => w,
+        }
+    }
+
+    pub fn odbc_dialect(self) -> Option<&'static str> {
+        match self {
+            Which::OdbcPostgres => Some("postgres"),
+            Which::OdbcMysql => Some("mysql"),
+            _ => None,
+        }
+    }
 }
 
 /// The server URL for a backend, or None when the suite for it is switched off.
@@ -58,6 +81,14 @@ pub fn server(which: Which) -> Option<String> {
             .ok()
             .filter(|s| !s.is_empty()),
         Which::Mysql => std::env::var("QIANZHI_TEST_MYSQL")
+            .ok()
+            .filter(|s| !s.is_empty()),
+        // A connection string without a database: `;Database=` of the scratch one is added.
+        Which::OdbcPostgres | Which::OdbcMysql if !qianzhi::db::odbc::BUILT => None,
+        Which::OdbcPostgres => std::env::var("QIANZHI_TEST_ODBC_PG")
+            .ok()
+            .filter(|s| !s.is_empty()),
+        Which::OdbcMysql => std::env::var("QIANZHI_TEST_ODBC_MYSQL")
             .ok()
             .filter(|s| !s.is_empty()),
     }
@@ -103,7 +134,7 @@ impl Default for Spawn<'_> {
 }
 
 pub async fn spawn_app(which: Which, opts: Spawn<'_>) -> Option<TestApp> {
-    let server = server(which)?;
+    let conn = server(which)?;
     let dir = tempfile::tempdir().unwrap();
     let name = format!("qz_t_{}", uuid::Uuid::new_v4().simple());
     let (db_url, cleanup) = match which {
@@ -111,12 +142,17 @@ pub async fn spawn_app(which: Which, opts: Spawn<'_>) -> Option<TestApp> {
             format!("sqlite://{}", dir.path().join("dept.db").display()),
             None,
         ),
-        _ => (
-            create_database(&server, &name, false)
+        _ => {
+            let native = server(which.native()).expect("the ODBC suites need the native URL too");
+            let url = create_database(&native, &name, false)
                 .await
-                .expect("test database server reachable"),
-            Some((server.clone(), name.clone())),
-        ),
+                .expect("test database server reachable");
+            let url = match which.odbc_dialect() {
+                Some(_) => format!("{conn};Database={name}"),
+                None => url,
+            };
+            (url, Some((native, name.clone())))
+        }
     };
     let mut sim_cfg = SimConfig {
         token: TOKEN.into(),
@@ -166,6 +202,13 @@ pub async fn spawn_app(which: Which, opts: Spawn<'_>) -> Option<TestApp> {
         cfg_text = cfg_text.replacen(
             "[database]\n",
             &format!("schema_dir = \"{}\"\n[database]\n", d.display()),
+            1,
+        );
+    }
+    if let Some(d) = which.odbc_dialect() {
+        cfg_text = cfg_text.replacen(
+            "[database]\n",
+            &format!("[database]\ndialect = \"{d}\"\n"),
             1,
         );
     }
@@ -395,6 +438,26 @@ macro_rules! on_all_backends {
             async fn mysql() {
                 require(Which::Mysql);
                 $body(Which::Mysql).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(qianzhi_test_odbc_pg),
+                ignore = "QIANZHI_TEST_ODBC_PG not set or built without --features odbc: ODBC PostgreSQL suite off"
+            )]
+            async fn odbc_postgres() {
+                require(Which::OdbcPostgres);
+                require(Which::Postgres);
+                $body(Which::OdbcPostgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(qianzhi_test_odbc_mysql),
+                ignore = "QIANZHI_TEST_ODBC_MYSQL not set or built without --features odbc: ODBC MariaDB suite off"
+            )]
+            async fn odbc_mysql() {
+                require(Which::OdbcMysql);
+                require(Which::Mysql);
+                $body(Which::OdbcMysql).await
             }
         }
     };

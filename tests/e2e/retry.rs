@@ -12,18 +12,20 @@ const UNIT: &str = qianzhi::schema::sample::SAMPLE_UNIT;
 
 /// What the failpoint raises on each backend, as the error shows it.
 fn raised(which: Which) -> &'static str {
-    match which {
+    match which.native() {
         Which::Mysql => "Deadlock found when trying to get lock (QIANZHI_FAILPOINT)",
         Which::Postgres => "deadlock detected (QIANZHI_FAILPOINT)",
         Which::Sqlite => "database is locked (Sqlite(517)), injected by QIANZHI_FAILPOINT",
+        Which::OdbcPostgres | Which::OdbcMysql => unreachable!("native() is no ODBC one"),
     }
 }
 
 /// How the retry log line names the cause on each backend.
 fn cause(which: Which) -> &'static str {
-    match which {
+    match which.native() {
         Which::Mysql | Which::Postgres => "死锁 deadlock",
         Which::Sqlite => "数据库忙 database busy",
+        Which::OdbcPostgres | Which::OdbcMysql => unreachable!("native() is no ODBC one"),
     }
 }
 

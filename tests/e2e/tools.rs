@@ -46,8 +46,10 @@ async fn scratch_database_is_replaced(which: Which) {
     let Some(server) = server(which) else {
         return;
     };
-    if which == Which::Sqlite {
-        return; // SQLite scratch databases are files in a temporary directory
+    if which == Which::Sqlite || which.odbc_dialect().is_some() {
+        // SQLite scratch databases are files in a temporary directory; ODBC ones are made
+        // through the native URL, tested here already.
+        return;
     }
     use qianzhi::db::tools::{create_database, drop_database};
     let name = format!("qz_s_{}", uuid::Uuid::new_v4().simple());
