@@ -9,13 +9,16 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
 
 /// `RUST_LOG` wins over the configured level so an operator can raise it for one run. The
-/// scheduler's own info lines (one per interval run) are kept out of the configured level.
+/// scheduler's own info lines (one per interval run) are kept out of the configured level, and
+/// so are odbc-api's: it logs every driver diagnostic at warn, also those qianzhi reports itself
+/// with their context and those that mean nothing (a driver of ODBC 3.0 answering a 3.5 request).
 /// Colours only on a terminal (never into files or the journal); under systemd
 /// (`JOURNAL_STREAM` set) every line starts with its syslog priority, so
 /// `journalctl -p err` finds `JOB STOPPED`.
 pub fn init(level: &str, format: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},tokio_cron_scheduler=warn")));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!("{level},tokio_cron_scheduler=warn,odbc_api=error"))
+    });
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

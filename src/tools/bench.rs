@@ -78,7 +78,12 @@ async fn fresh_database(
     name: &str,
     keep: Option<&std::path::Path>,
 ) -> Result<(String, Option<tempfile::TempDir>)> {
-    match Backend::from_url(url)? {
+    // An odbc: URL's dialect is the driver's (Db::connect asks it).
+    let backend = match url.starts_with(crate::config::ODBC_SCHEME) {
+        true => Backend::Odbc(crate::config::Dialect::Postgres),
+        false => Backend::from_url(url)?,
+    };
+    match backend {
         Backend::Sqlite => {
             let dir = match keep {
                 Some(_) => None,

@@ -1,0 +1,321 @@
+//! Values across the ODBC driver: result rows typed by their column types, bound parameters,
+//! text as UTF-16 or UTF-8 ([`TextCoding`]), and driver errors with their SQLSTATE.
+
+use odbc_api::parameter::{InputParameter, VarBinaryBox, VarCharBox, VarWCharBox};
+use odbc_api::{Bit, Cursor, CursorImpl, DataType, Nullable, ResultSetMetadata};
+use sqlx_core::any::{AnyColumn, AnyRow, AnyTypeInfo, AnyTypeInfoKind, AnyValue, AnyValueKind};
+use sqlx_core::error::{DatabaseError, Error, ErrorKind};
+use sqlx_core::ext::ustr::UStr;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+/// Every row of a result, each value typed by its column.
+pub(super) fn read_rows(
+    mut cursor: CursorImpl<odbc_api::handles::StatementRef<'_>>,
+    coding: TextCoding,
+) -> Result<Vec<AnyRow>, Error> {
+    let n = u16::try_from(cursor.num_result_cols().map_err(odbc_error)?).unwrap_or(0);
+    let mut columns = Vec::with_capacity(usize::from(n));
+    let mut kinds = Vec::with_capacity(usize::from(n));
+    let mut names = sqlx_core::HashMap::new();
+    for i in 1..=n {
+        let name = cursor.col_name(i).map_err(odbc_error)?;
+        let kind = Kind::of(cursor.col_data_type(i).map_err(odbc_error)?);
+        let ordinal = usize::from(i - 1);
+        names.insert(UStr::new(&name), ordinal);
+        columns.push(AnyColumn {
+            ordinal,
+            name: UStr::new(&name),
+            type_info: AnyTypeInfo {
+                kind: kind.type_kind(),
+            },
+        });
+        kinds.push(kind);
+    }
+    let names = Arc::new(names);
+    let mut rows = Vec::new();
+    let mut text = TextBufs::default();
+    let mut bytes = Vec::new();
+    while let Some(mut row) = cursor.next_row().map_err(odbc_error)? {
+        let mut values = Vec::with_capacity(kinds.len());
+        for (i, kind) in (1..=n).zip(&kinds) {
+            let null = AnyValueKind::Null(kind.type_kind());
+            let v = match kind {
+                Kind::Int => {
+                    let mut x = Nullable::<i64>::null();
+                    row.get_data(i, &mut x).map_err(odbc_error)?;
+                    x.into_opt().map_or(null, AnyValueKind::BigInt)
+                }
+                Kind::Float => {
+                    let mut x = Nullable::<f64>::null();
+                    row.get_data(i, &mut x).map_err(odbc_error)?;
+                    x.into_opt().map_or(null, AnyValueKind::Double)
+                }
+                Kind::Bool => {
+                    let mut x = Nullable::<Bit>::null();
+                    row.get_data(i, &mut x).map_err(odbc_error)?;
+                    x.into_opt()
+                        .map_or(null, |b| AnyValueKind::Bool(b.as_bool()))
+                }
+                Kind::Blob => {
+                    if row.get_binary(i, &mut bytes).map_err(odbc_error)? {
+                        AnyValueKind::Blob(Arc::new(std::mem::take(&mut bytes)))
+                    } else {
+                        null
+                    }
+                }
+                Kind::Text | Kind::Numeric => {
+                    match coding.read(&mut row, i, &mut text).map_err(Error::Decode)? {
+                        Some(s) => match (kind, s.trim().parse::<i64>()) {
+                            (Kind::Numeric, Ok(n)) => AnyValueKind::BigInt(n),
+                            _ => AnyValueKind::Text(Arc::new(s)),
+                        },
+                        None => null,
+                    }
+                }
+            };
+            values.push(AnyValue { kind: v });
+        }
+        rows.push(AnyRow {
+            column_names: names.clone(),
+            columns: columns.clone(),
+            values,
+        });
+    }
+    Ok(rows)
+}
+
+/// How text crosses the driver: as UTF-16 (SQL_C_WCHAR), which every Unicode driver converts
+/// to and from the database's encoding itself, except on MariaDB and MySQL. Their
+/// Connector/ODBC (3.1) miscounts a wide value whose UTF-8 form is longer than its UTF-16 one
+/// (all Chinese): it stores a NUL after it and drops its last character when reading it back.
+/// There text goes as UTF-8 (SQL_C_CHAR), the connection's character set (utf8mb4 unless the
+/// connection string sets CHARSET= otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TextCoding {
+    Wide,
+    Utf8,
+}
+
+/// The buffers text values are fetched into, kept over the rows of a result. odbc-api clears
+/// a buffer's whole capacity before every value, so they start small and a large one (a long
+/// CLOB) is given back after its value.
+pub(crate) struct TextBufs {
+    wide: Vec<u16>,
+    narrow: Vec<u8>,
+}
+
+/// Units a text buffer starts with, and the most it keeps between values.
+const TEXT_START: usize = 256;
+const TEXT_KEPT: usize = 16 * 1024;
+
+impl Default for TextBufs {
+    fn default() -> Self {
+        TextBufs {
+            wide: Vec::with_capacity(TEXT_START),
+            narrow: Vec::with_capacity(TEXT_START),
+        }
+    }
+}
+
+impl TextCoding {
+    /// The coding of a connection just opened, by the DBMS the driver reports.
+    pub(crate) fn of(conn: &odbc_api::Connection<'_>) -> Result<TextCoding, odbc_api::Error> {
+        let dbms = conn.database_management_system_name()?;
+        if !(dbms.contains("MariaDB") || dbms.contains("MySQL")) {
+            return Ok(TextCoding::Wide);
+        }
+        Ok(TextCoding::Utf8)
+    }
+
+    pub(crate) fn param(self, s: Option<&str>) -> Box<dyn InputParameter> {
+        match (self, s) {
+            (TextCoding::Wide, Some(s)) => Box::new(VarWCharBox::from_str_slice(s)),
+            (TextCoding::Wide, None) => Box::new(VarWCharBox::null()),
+            (TextCoding::Utf8, Some(s)) => Box::new(VarCharBox::from_string(s.to_string())),
+            (TextCoding::Utf8, None) => Box::new(VarCharBox::null()),
+        }
+    }
+
+    /// One text value of the current row, or None for NULL.
+    pub(crate) fn read(
+        self,
+        row: &mut odbc_api::CursorRow<'_>,
+        col: u16,
+        bufs: &mut TextBufs,
+    ) -> Result<Option<String>, sqlx_core::error::BoxDynError> {
+        if bufs.wide.capacity() > TEXT_KEPT {
+            bufs.wide = Vec::with_capacity(TEXT_START);
+        }
+        if bufs.narrow.capacity() > TEXT_KEPT {
+            bufs.narrow = Vec::with_capacity(TEXT_START);
+        }
+        Ok(match self {
+            TextCoding::Wide => match row.get_wide_text(col, &mut bufs.wide)? {
+                true => Some(String::from_utf16(&bufs.wide)?),
+                false => None,
+            },
+            TextCoding::Utf8 => match row.get_text(col, &mut bufs.narrow)? {
+                true => Some(String::from_utf8(bufs.narrow.clone())?),
+                false => None,
+            },
+        })
+    }
+}
+
+/// How a column's values are fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Int,
+    Float,
+    Bool,
+    Blob,
+    /// NUMERIC/DECIMAL: an integer when the value is one, its exact text otherwise.
+    Numeric,
+    Text,
+}
+
+impl Kind {
+    pub(super) fn of(t: DataType) -> Kind {
+        match t {
+            DataType::Integer | DataType::SmallInt | DataType::TinyInt | DataType::BigInt => {
+                Kind::Int
+            }
+            DataType::Real | DataType::Float { .. } | DataType::Double => Kind::Float,
+            DataType::Bit => Kind::Bool,
+            DataType::Binary { .. }
+            | DataType::Varbinary { .. }
+            | DataType::LongVarbinary { .. } => Kind::Blob,
+            DataType::Numeric { .. } | DataType::Decimal { .. } => Kind::Numeric,
+            _ => Kind::Text,
+        }
+    }
+
+    fn type_kind(self) -> AnyTypeInfoKind {
+        match self {
+            Kind::Int | Kind::Numeric => AnyTypeInfoKind::BigInt,
+            Kind::Float => AnyTypeInfoKind::Double,
+            Kind::Bool => AnyTypeInfoKind::Bool,
+            Kind::Blob => AnyTypeInfoKind::Blob,
+            Kind::Text => AnyTypeInfoKind::Text,
+        }
+    }
+}
+
+/// One bound value as an ODBC parameter (text as [`TextCoding`] says).
+pub(super) fn param(v: AnyValueKind, coding: TextCoding) -> Result<Box<dyn InputParameter>, Error> {
+    let int = |n: Option<i64>| -> Box<dyn InputParameter> {
+        Box::new(n.map_or_else(Nullable::null, Nullable::new))
+    };
+    let float = |f: Option<f64>| -> Box<dyn InputParameter> {
+        Box::new(f.map_or_else(Nullable::null, Nullable::new))
+    };
+    Ok(match v {
+        AnyValueKind::Null(k) => match k {
+            AnyTypeInfoKind::SmallInt | AnyTypeInfoKind::Integer | AnyTypeInfoKind::BigInt => {
+                int(None)
+            }
+            AnyTypeInfoKind::Real | AnyTypeInfoKind::Double => float(None),
+            AnyTypeInfoKind::Blob => Box::new(VarBinaryBox::null()),
+            _ => coding.param(None),
+        },
+        AnyValueKind::Bool(b) => Box::new(Nullable::new(Bit::from_bool(b))),
+        AnyValueKind::SmallInt(n) => int(Some(n.into())),
+        AnyValueKind::Integer(n) => int(Some(n.into())),
+        AnyValueKind::BigInt(n) => int(Some(n)),
+        AnyValueKind::Real(f) => float(Some(f.into())),
+        AnyValueKind::Double(f) => float(Some(f)),
+        AnyValueKind::Text(s) => coding.param(Some(&s)),
+        AnyValueKind::TextSlice(s) => coding.param(Some(&s)),
+        AnyValueKind::Blob(b) => Box::new(VarBinaryBox::from_vec(b.to_vec())),
+        // Only the kind, never the value (it may be a source row's ID number).
+        other => {
+            return Err(Error::Encode(
+                format!(
+                    "ODBC cannot bind a value of this kind: {}",
+                    kind_name(&other)
+                )
+                .into(),
+            ));
+        }
+    })
+}
+
+fn kind_name(v: &AnyValueKind) -> &'static str {
+    match v {
+        AnyValueKind::Null(_) => "null",
+        AnyValueKind::Blob(_) => "blob",
+        _ => "other",
+    }
+}
+
+/// An error the driver reported, with its SQLSTATE and native code, for
+/// `retry::db_code`; the text has any password hidden.
+#[derive(Debug)]
+pub struct OdbcDatabaseError {
+    pub state: String,
+    pub native: i32,
+    message: String,
+}
+
+impl std::fmt::Display for OdbcDatabaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for OdbcDatabaseError {}
+
+impl DatabaseError for OdbcDatabaseError {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(&self.state))
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> ErrorKind {
+        match self.state.as_str() {
+            "23505" => ErrorKind::UniqueViolation,
+            "23503" => ErrorKind::ForeignKeyViolation,
+            "23502" => ErrorKind::NotNullViolation,
+            "23514" => ErrorKind::CheckViolation,
+            // MySQL/MariaDB and many drivers report every integrity error as 23000.
+            "23000" if self.native == 1062 => ErrorKind::UniqueViolation,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+pub(super) fn odbc_error(e: odbc_api::Error) -> Error {
+    // On one line, as log lines are read and searched.
+    let text = e
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = crate::db::redact_url(&text);
+    match &e {
+        odbc_api::Error::Diagnostics { record, .. } => {
+            Error::Database(Box::new(OdbcDatabaseError {
+                state: record.state.as_str().to_string(),
+                native: record.native_error,
+                message,
+            }))
+        }
+        _ => Error::Io(std::io::Error::other(message)),
+    }
+}
