@@ -17,8 +17,10 @@ use crate::schema::sample::sample_fields;
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// 测试用的数据库服务器：在其上删除并新建 qianzhi_bench 库（PostgreSQL、MySQL），sqlite:
-    /// 则用临时文件 / Server to benchmark on; a database `qianzhi_bench` is dropped and created
-    /// there (PostgreSQL, MySQL), or a temporary file is used (sqlite:)
+    /// 则用临时文件，odbc: 则直接用所给的库（须是没有 qz_ 控制表的空库） / Server to benchmark
+    /// on; a database `qianzhi_bench` is dropped and created there (PostgreSQL, MySQL), a
+    /// temporary file is used (sqlite:), or the database named is used as it is (odbc:, which
+    /// must hold no qz_ control tables)
     #[arg(
         long,
         env = "QIANZHI_BENCH_DATABASE",
