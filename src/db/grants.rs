@@ -274,12 +274,13 @@ pub fn script(cfg: &Config, grantee: &Grantee) -> Result<String> {
         ));
         return Ok(out);
     }
-    let database = match backend.is(Family::Mysql) {
-        true => Some(
+    let database = if backend.is(Family::Mysql) {
+        Some(
             url_database(&cfg.database.url)
                 .context("database.url names no database (连接串中没有库名)")?,
-        ),
-        false => None,
+        )
+    } else {
+        None
     };
     let who = grantee.render(backend);
     out.push_str(&format!(

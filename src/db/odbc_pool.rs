@@ -303,7 +303,7 @@ impl Drop for Conn {
 
 /// How a source column's values are read, from the type the driver reports for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SourceKind {
+pub(crate) enum SourceKind {
     Int,
     Float,
     /// NUMERIC/DECIMAL (Oracle and DM NUMBER): the exact text, as the native drivers give it.

@@ -80,12 +80,10 @@ async fn fresh_database(
     name: &str,
     keep: Option<&std::path::Path>,
 ) -> Result<(String, Option<tempfile::TempDir>)> {
-    // An odbc: URL's dialect is the driver's (Db::connect asks it).
-    let backend = match url.starts_with(crate::config::ODBC_SCHEME) {
-        true => Backend::Odbc(crate::config::Dialect::Postgres),
-        false => Backend::from_url(url)?,
-    };
-    match backend {
+    if url.starts_with(crate::config::ODBC_SCHEME) {
+        return empty_odbc_database(url).await;
+    }
+    match Backend::from_url(url)? {
         Backend::Sqlite => {
             let dir = match keep {
                 Some(_) => None,
@@ -102,22 +100,24 @@ async fn fresh_database(
             crate::db::tools::create_database(url, name, true).await?,
             None,
         )),
-        // ODBC cannot make a database everywhere (DM has none to make): the one named is used,
-        // and it must hold no control tables, so a bench never writes over a department's.
-        Backend::Odbc(_) => {
-            let db = Db::connect(url, 1).await?;
-            let used = db.source_columns("qz_batch").await.is_ok();
-            db.close().await;
-            anyhow::ensure!(
-                !used,
-                "bench --database odbc: needs an empty database, and {} holds qianzhi's control \
-                 tables: create a new one for the bench (经 ODBC 测试需使用空库，该库已有 qz_ 控制表，\
-                 请新建一个库)",
-                crate::db::redact_url(url)
-            );
-            Ok((url.to_string(), None))
-        }
+        Backend::Odbc(_) => unreachable!("odbc: URLs are taken above"),
     }
+}
+
+/// ODBC cannot make a database everywhere (DM has none to make): the one named is used, and it
+/// must hold no control tables, so a bench never writes over a department's.
+async fn empty_odbc_database(url: &str) -> Result<(String, Option<tempfile::TempDir>)> {
+    let db = Db::connect(url, 1).await?;
+    let used = db.source_columns("qz_batch").await.is_ok();
+    db.close().await;
+    anyhow::ensure!(
+        !used,
+        "bench --database odbc: needs an empty database, and {} holds qianzhi's control \
+         tables: create a new one for the bench (经 ODBC 测试需使用空库，该库已有 qz_ 控制表，\
+         请新建一个库)",
+        crate::db::redact_url(url)
+    );
+    Ok((url.to_string(), None))
 }
 
 /// Starts `qianzhi simulate --count-only` on a free port and reads its address.

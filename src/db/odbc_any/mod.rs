@@ -206,6 +206,18 @@ impl OdbcConnection {
         r
     }
 
+    /// Commits or rolls back, then turns autocommit back on.
+    async fn end_transaction(&mut self, commit: bool) -> Result<(), Error> {
+        self.run(move |c| {
+            let end = if commit { c.commit() } else { c.rollback() };
+            end.map_err(odbc_error)?;
+            c.set_autocommit(true).map_err(odbc_error)
+        })
+        .await?;
+        self.depth = 0;
+        Ok(())
+    }
+
     async fn query(
         &mut self,
         sql: SqlStr,
@@ -282,27 +294,11 @@ impl AnyConnectionBackend for OdbcConnection {
     }
 
     fn commit(&mut self) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(async move {
-            self.run(|c| {
-                c.commit().map_err(odbc_error)?;
-                c.set_autocommit(true).map_err(odbc_error)
-            })
-            .await?;
-            self.depth = 0;
-            Ok(())
-        })
+        Box::pin(self.end_transaction(true))
     }
 
     fn rollback(&mut self) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(async move {
-            self.run(|c| {
-                c.rollback().map_err(odbc_error)?;
-                c.set_autocommit(true).map_err(odbc_error)
-            })
-            .await?;
-            self.depth = 0;
-            Ok(())
-        })
+        Box::pin(self.end_transaction(false))
     }
 
     fn start_rollback(&mut self) {

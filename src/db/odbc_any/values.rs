@@ -176,18 +176,17 @@ pub(super) enum Kind {
 }
 
 impl Kind {
+    /// As a source column of that type is read (`odbc_pool::SourceKind`), with dates and
+    /// times as text: the control tables hold none, and `Any` has no kind for them.
     pub(super) fn of(t: DataType) -> Kind {
-        match t {
-            DataType::Integer | DataType::SmallInt | DataType::TinyInt | DataType::BigInt => {
-                Kind::Int
-            }
-            DataType::Real | DataType::Float { .. } | DataType::Double => Kind::Float,
-            DataType::Bit => Kind::Bool,
-            DataType::Binary { .. }
-            | DataType::Varbinary { .. }
-            | DataType::LongVarbinary { .. } => Kind::Blob,
-            DataType::Numeric { .. } | DataType::Decimal { .. } => Kind::Numeric,
-            _ => Kind::Text,
+        use crate::db::odbc_pool::SourceKind;
+        match SourceKind::of(t) {
+            SourceKind::Int => Kind::Int,
+            SourceKind::Float => Kind::Float,
+            SourceKind::Bool => Kind::Bool,
+            SourceKind::Bytes => Kind::Blob,
+            SourceKind::Decimal => Kind::Numeric,
+            SourceKind::Date | SourceKind::Timestamp | SourceKind::Text => Kind::Text,
         }
     }
 
@@ -229,24 +228,13 @@ pub(super) fn param(v: AnyValueKind, coding: TextCoding) -> Result<Box<dyn Input
         AnyValueKind::TextSlice(s) => coding.param(Some(&s)),
         AnyValueKind::Blob(b) => Box::new(VarBinaryBox::from_vec(b.to_vec())),
         // Only the kind, never the value (it may be a source row's ID number).
-        other => {
+        // A kind a later sqlx adds; never the value (it may be a source row's ID number).
+        _ => {
             return Err(Error::Encode(
-                format!(
-                    "ODBC cannot bind a value of this kind: {}",
-                    kind_name(&other)
-                )
-                .into(),
+                "ODBC cannot bind a value of this kind".into(),
             ));
         }
     })
-}
-
-fn kind_name(v: &AnyValueKind) -> &'static str {
-    match v {
-        AnyValueKind::Null(_) => "null",
-        AnyValueKind::Blob(_) => "blob",
-        _ => "other",
-    }
 }
 
 /// An error the driver reported, with its SQLSTATE and native code, for
