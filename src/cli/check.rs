@@ -94,10 +94,20 @@ async fn check_odbc(cfg: &Config, problems: usize) -> Option<ExitCode> {
     match probe.map_err(anyhow::Error::from).and_then(|p| p) {
         Ok(p) => {
             println!(
-                "✓ database {shown} reachable through ODBC: DBMS {}, dialect {} (经 ODBC 连接成功)",
+                "✓ database {shown} reachable through ODBC: DBMS {}, dialect {}, text {} (经 ODBC 连接成功)",
                 p.dbms,
-                p.dialect.name()
+                p.dialect.name(),
+                if p.text_utf8 { "UTF-8" } else { "UTF-16" }
             );
+            if !p.text_utf8 {
+                // Correct either way; UTF-16 costs the driver a conversion per value.
+                println!(
+                    "  note: the driver converts text to UTF-16 because the process locale is not \
+                     UTF-8; LANG=C.UTF-8 (or zh_CN.UTF-8) in the service's environment lets text \
+                     pass unchanged and faster (进程区域设置非 UTF-8，文本经 UTF-16 转换；\
+                     在服务环境中设置 LANG=C.UTF-8 可免去转换、更快)"
+                );
+            }
             None
         }
         Err(e) => {

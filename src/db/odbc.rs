@@ -87,6 +87,9 @@ pub struct Probe {
     pub dbms: String,
     /// `database.dialect`, or the one the DBMS name gives.
     pub dialect: Dialect,
+    /// How text crosses the driver: UTF-8 where it passes through unchanged (a UTF-8 locale,
+    /// MariaDB/MySQL), else UTF-16 (slower: `check` says how to change it).
+    pub text_utf8: bool,
 }
 
 /// Connects once through unixODBC and asks the driver what it is (a blocking call: run it on
@@ -116,7 +119,14 @@ pub fn probe(url: &str, configured: Option<Dialect>) -> Result<Probe> {
              (无法从 DBMS 名称判断方言，请配置 database.dialect)"
         ),
     };
-    Ok(Probe { dbms, dialect })
+    let text_utf8 = super::odbc_any::TextCoding::of(&conn)
+        .map_err(|e| connect_error(&shown, &e))?
+        == super::odbc_any::TextCoding::Utf8;
+    Ok(Probe {
+        dbms,
+        dialect,
+        text_utf8,
+    })
 }
 
 /// The control tables' connection of an `odbc:` URL and its backend (the dialect configured,

@@ -61,14 +61,21 @@ fn config(dir: &std::path::Path, url: &str, extra: &str) -> std::path::PathBuf {
 }
 
 fn qianzhi(cfg: &std::path::Path, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_qianzhi"))
-        .arg("--config")
+    qianzhi_in(cfg, args, None)
+}
+
+/// As [`qianzhi`], with LC_ALL set to `locale` when given.
+fn qianzhi_in(cfg: &std::path::Path, args: &[&str], locale: Option<&str>) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_qianzhi"));
+    cmd.arg("--config")
         .arg(cfg)
         .args(args)
         .env_remove("RUST_LOG")
-        .env_remove("QIANZHI_DATABASE__URL")
-        .output()
-        .unwrap()
+        .env_remove("QIANZHI_DATABASE__URL");
+    if let Some(l) = locale {
+        cmd.env("LC_ALL", l);
+    }
+    cmd.output().unwrap()
 }
 
 fn text(o: &Output) -> String {
@@ -158,6 +165,15 @@ async fn migrate_and_check(driver: Driver) {
         assert!(out.contains("✓ privileges"), "{out}");
         assert!(out.contains("accept_changes cannot be read"), "{out}");
         assert!(!out.contains("Zq7"), "password shown: {out}");
+    }
+    // How text crosses the driver, by locale: psqlODBC converts narrow text to the locale's
+    // encoding, so UTF-8 only in a UTF-8 locale (and `check` says how to get it); MariaDB
+    // always UTF-8.
+    for (locale, utf8) in [("C.UTF-8", true), ("C", matches!(driver, Driver::Mysql))] {
+        let out = text(&qianzhi_in(&cfg, &["check"], Some(locale)));
+        let want = if utf8 { "text UTF-8" } else { "text UTF-16" };
+        assert!(out.contains(want), "{locale}: {out}");
+        assert_eq!(out.contains("LANG=C.UTF-8"), !utf8, "{locale}: {out}");
     }
     #[cfg(feature = "odbc")]
     statements_through_the_pool(&url, driver).await;

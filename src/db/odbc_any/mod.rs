@@ -4,8 +4,9 @@
 //! dialect (`Backend::Odbc`, `?` placeholders); this module only carries it to the driver.
 //!
 //! odbc-api calls block, so each one runs on tokio's blocking threads with the connection
-//! moved there and back. A transaction is autocommit off; one dropped unfinished is rolled
-//! back before the connection runs anything else. Result values come back as the column
+//! moved there and back. A transaction is autocommit off, turned off with its first statement
+//! (one thread hop fewer per transaction); one dropped unfinished is rolled back before the
+//! connection runs anything else. Result values come back as the column
 //! types say: integers as BIGINT, floats as DOUBLE, binary as BLOB, everything else as text
 //! (an integral NUMERIC, as `SUM()` gives on PostgreSQL, as BIGINT).
 //!
@@ -140,6 +141,7 @@ impl ConnectOptions for OdbcConnectOptions {
             conn: Some(conn),
             coding,
             depth: 0,
+            begin_pending: false,
             rollback_pending: false,
         })
     }
@@ -161,6 +163,9 @@ pub struct OdbcConnection {
     coding: TextCoding,
     /// 1 inside a transaction (ODBC has no savepoints through this driver).
     depth: usize,
+    /// A transaction has begun and nothing has run in it yet: autocommit is turned off
+    /// before the next statement, on the same blocking thread.
+    begin_pending: bool,
     /// A transaction was dropped unfinished: rolled back before the next call.
     rollback_pending: bool,
 }
@@ -176,7 +181,7 @@ impl std::fmt::Debug for OdbcConnection {
 
 impl OdbcConnection {
     /// Runs `f` with the connection on a blocking thread, after the rollback of a transaction
-    /// dropped unfinished.
+    /// dropped unfinished and the start of one just begun.
     async fn run<T: Send + 'static>(
         &mut self,
         f: impl FnOnce(&mut odbc_api::Connection<'static>) -> Result<T, Error> + Send + 'static,
@@ -187,11 +192,15 @@ impl OdbcConnection {
             ))
         })?;
         let rollback = std::mem::take(&mut self.rollback_pending);
+        let begin = std::mem::take(&mut self.begin_pending);
         let (c, r) = tokio::task::spawn_blocking(move || {
             let r = (|| {
                 if rollback {
                     c.rollback().map_err(odbc_error)?;
                     c.set_autocommit(true).map_err(odbc_error)?;
+                }
+                if begin {
+                    c.set_autocommit(false).map_err(odbc_error)?;
                 }
                 f(&mut c)
             })();
@@ -200,14 +209,15 @@ impl OdbcConnection {
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))?;
         self.conn = Some(c);
-        if rollback {
-            self.depth = 0;
-        }
         r
     }
 
-    /// Commits or rolls back, then turns autocommit back on.
+    /// Commits or rolls back, then turns autocommit back on; nothing to do when nothing ran.
     async fn end_transaction(&mut self, commit: bool) -> Result<(), Error> {
+        if std::mem::take(&mut self.begin_pending) {
+            self.depth = 0;
+            return Ok(());
+        }
         self.run(move |c| {
             let end = if commit { c.commit() } else { c.rollback() };
             end.map_err(odbc_error)?;
@@ -286,8 +296,7 @@ impl AnyConnectionBackend for OdbcConnection {
             if self.depth > 0 {
                 return Err(Error::InvalidSavePointStatement);
             }
-            self.run(|c| c.set_autocommit(false).map_err(odbc_error))
-                .await?;
+            self.begin_pending = true;
             self.depth = 1;
             Ok(())
         })
@@ -302,13 +311,18 @@ impl AnyConnectionBackend for OdbcConnection {
     }
 
     fn start_rollback(&mut self) {
-        if self.depth > 0 {
+        if self.depth == 0 {
+            return;
+        }
+        // Begun with nothing run: autocommit is still on, nothing to roll back.
+        if !std::mem::take(&mut self.begin_pending) {
             self.rollback_pending = true;
         }
+        self.depth = 0;
     }
 
     fn get_transaction_depth(&self) -> usize {
-        if self.rollback_pending { 0 } else { self.depth }
+        self.depth
     }
 
     fn shrink_buffers(&mut self) {}

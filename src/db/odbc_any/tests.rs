@@ -49,6 +49,9 @@ mod server_tests {
     //! Against the servers of QIANZHI_TEST_ODBC_PG / QIANZHI_TEST_ODBC_MYSQL (their default
     //! databases), when set.
 
+    use super::{ConnectionOptions, TextBufs, TextCoding};
+    use odbc_api::Cursor;
+
     async fn round_trip(var: &str, db: &str) {
         let Some(conn) = std::env::var(var).ok().filter(|v| !v.is_empty()) else {
             eprintln!("{var} not set: skipped");
@@ -95,10 +98,103 @@ mod server_tests {
     #[tokio::test]
     async fn chinese_text_round_trips_through_psqlodbc() {
         round_trip("QIANZHI_TEST_ODBC_PG", "test").await;
+        // UTF-16 always works; UTF-8 only in a UTF-8 locale (in another, psqlODBC refuses or
+        // mangles narrow Chinese: "Could not convert the current data ... to wide chars"),
+        // which is why a connection asks first (the next test).
+        coded_round_trip("QIANZHI_TEST_ODBC_PG", "test", TextCoding::Wide);
+        if utf8_locale() {
+            coded_round_trip("QIANZHI_TEST_ODBC_PG", "test", TextCoding::Utf8);
+        }
     }
 
     #[tokio::test]
     async fn chinese_text_round_trips_through_mariadb_odbc() {
         round_trip("QIANZHI_TEST_ODBC_MYSQL", "test").await;
+        // Always UTF-8 there (TextCoding: Connector/ODBC 3.1 mangles wide Chinese).
+        coded_round_trip("QIANZHI_TEST_ODBC_MYSQL", "test", TextCoding::Utf8);
+    }
+
+    /// A new connection picks UTF-8 exactly when the driver passes narrow text unchanged:
+    /// always on MariaDB; on psqlODBC when the process's locale is UTF-8 (psqlODBC converts
+    /// narrow text to the locale's encoding otherwise).
+    #[test]
+    fn the_text_coding_follows_the_driver_and_the_locale() {
+        for (var, utf8) in [
+            ("QIANZHI_TEST_ODBC_PG", utf8_locale()),
+            ("QIANZHI_TEST_ODBC_MYSQL", true),
+        ] {
+            let Some(conn_str) = conn_str(var, "test") else {
+                continue;
+            };
+            let env = odbc_api::environment().unwrap();
+            let conn = env
+                .connect_with_connection_string(&conn_str, ConnectionOptions::default())
+                .unwrap();
+            let want = if utf8 {
+                TextCoding::Utf8
+            } else {
+                TextCoding::Wide
+            };
+            assert_eq!(TextCoding::of(&conn).unwrap(), want, "{var}");
+        }
+    }
+
+    /// The codeset of the locale this process runs in, as setlocale(LC_CTYPE, "") reads it.
+    fn utf8_locale() -> bool {
+        let locale = ["LC_ALL", "LC_CTYPE", "LANG"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        locale.ends_with(".utf-8") || locale.ends_with(".utf8")
+    }
+
+    fn conn_str(var: &str, db: &str) -> Option<String> {
+        let Some(url) = std::env::var(var).ok().filter(|v| !v.is_empty()) else {
+            eprintln!("{var} not set: skipped");
+            return None;
+        };
+        let s = url.strip_prefix("odbc:").unwrap_or(&url);
+        Some(format!("{s};Database={db}"))
+    }
+
+    /// Chinese text bound and read back with one coding, straight through odbc-api.
+    fn coded_round_trip(var: &str, db: &str, coding: TextCoding) {
+        let Some(conn_str) = conn_str(var, db) else {
+            return;
+        };
+        let env = odbc_api::environment().unwrap();
+        let conn = env
+            .connect_with_connection_string(&conn_str, ConnectionOptions::default())
+            .unwrap();
+        let table = format!("qz_ct_{}", uuid::Uuid::new_v4().simple());
+        conn.execute(&format!("CREATE TABLE {table} (v VARCHAR(40))"), (), None)
+            .unwrap();
+        for text in [
+            "黄埔海关 ABC 123",
+            "进出口货物收发货人",
+            "𠀀𠀁 前置机",
+            "a",
+            "",
+        ] {
+            conn.execute(&format!("DELETE FROM {table}"), (), None)
+                .unwrap();
+            let params = [coding.param(Some(text))];
+            conn.execute(
+                &format!("INSERT INTO {table} (v) VALUES (?)"),
+                &params[..],
+                None,
+            )
+            .unwrap();
+            let mut cursor = conn
+                .execute(&format!("SELECT v FROM {table}"), (), None)
+                .unwrap()
+                .unwrap();
+            let mut row = cursor.next_row().unwrap().unwrap();
+            let got = coding.read(&mut row, 1, &mut TextBufs::default()).unwrap();
+            assert_eq!(got.as_deref(), Some(text), "{var} {coding:?}");
+        }
+        conn.execute(&format!("DROP TABLE {table}"), (), None)
+            .unwrap();
     }
 }

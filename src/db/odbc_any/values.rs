@@ -85,12 +85,18 @@ pub(super) fn read_rows(
     Ok(rows)
 }
 
-/// How text crosses the driver: as UTF-16 (SQL_C_WCHAR), which every Unicode driver converts
-/// to and from the database's encoding itself, except on MariaDB and MySQL. Their
-/// Connector/ODBC (3.1) miscounts a wide value whose UTF-8 form is longer than its UTF-16 one
-/// (all Chinese): it stores a NUL after it and drops its last character when reading it back.
-/// There text goes as UTF-8 (SQL_C_CHAR), the connection's character set (utf8mb4 unless the
-/// connection string sets CHARSET= otherwise).
+/// How text crosses the driver: as UTF-8 (SQL_C_CHAR) where the driver passes it through
+/// unchanged, as UTF-16 (SQL_C_WCHAR) otherwise.
+///
+/// A Unicode driver converts narrow text between the database and the process's locale: with
+/// a UTF-8 locale (`LANG=C.UTF-8`, `zh_CN.UTF-8`) and a UTF-8 connection that is no conversion
+/// at all, and UTF-8 saves the driver a conversion per value each way (psqlODBC: about a third
+/// of the time of a run). In any other locale narrow Chinese text would be mangled, so a new
+/// connection asks ([`TextCoding::of`]) and falls back to UTF-16, which every Unicode driver
+/// converts itself. MariaDB and MySQL always use UTF-8: their Connector/ODBC (3.1) miscounts
+/// a wide value whose UTF-8 form is longer than its UTF-16 one (all Chinese), storing a NUL
+/// after it and dropping its last character when reading it back; their narrow text is the
+/// connection's character set (utf8mb4 unless the connection string sets CHARSET= otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TextCoding {
     Wide,
@@ -103,29 +109,38 @@ pub(crate) enum TextCoding {
 pub(crate) struct TextBufs {
     wide: Vec<u16>,
     narrow: Vec<u8>,
+    /// A wide value decoded, so that both codings lend a `&str` ([`TextCoding::read_str`]).
+    decoded: String,
 }
 
 /// Units a text buffer starts with, and the most it keeps between values.
 const TEXT_START: usize = 256;
 const TEXT_KEPT: usize = 16 * 1024;
 
+/// The text a new connection sends and reads back narrow: Chinese, and a character outside
+/// the BMP (four bytes in UTF-8, a surrogate pair in UTF-16).
+const PROBE: &str = "前置机 𠀀";
+
 impl Default for TextBufs {
     fn default() -> Self {
         TextBufs {
             wide: Vec::with_capacity(TEXT_START),
             narrow: Vec::with_capacity(TEXT_START),
+            decoded: String::new(),
         }
     }
 }
 
 impl TextCoding {
-    /// The coding of a connection just opened, by the DBMS the driver reports.
+    /// The coding of a connection just opened: UTF-8 on MariaDB and MySQL; elsewhere UTF-8
+    /// when a Chinese literal and the same text bound as a parameter both come back narrow
+    /// byte for byte, UTF-16 when they do not or the probe fails.
     pub(crate) fn of(conn: &odbc_api::Connection<'_>) -> Result<TextCoding, odbc_api::Error> {
         let dbms = conn.database_management_system_name()?;
-        if !(dbms.contains("MariaDB") || dbms.contains("MySQL")) {
-            return Ok(TextCoding::Wide);
+        if dbms.contains("MariaDB") || dbms.contains("MySQL") || narrow_round_trips(conn) {
+            return Ok(TextCoding::Utf8);
         }
-        Ok(TextCoding::Utf8)
+        Ok(TextCoding::Wide)
     }
 
     pub(crate) fn param(self, s: Option<&str>) -> Box<dyn InputParameter> {
@@ -144,23 +159,63 @@ impl TextCoding {
         col: u16,
         bufs: &mut TextBufs,
     ) -> Result<Option<String>, sqlx_core::error::BoxDynError> {
+        Ok(self.read_str(row, col, bufs)?.map(str::to_owned))
+    }
+
+    /// One text value of the current row, lent from `bufs` until the next value: the caller
+    /// makes the one copy it keeps (a source row's values are `Arc<str>`).
+    pub(crate) fn read_str<'b>(
+        self,
+        row: &mut odbc_api::CursorRow<'_>,
+        col: u16,
+        bufs: &'b mut TextBufs,
+    ) -> Result<Option<&'b str>, sqlx_core::error::BoxDynError> {
         if bufs.wide.capacity() > TEXT_KEPT {
             bufs.wide = Vec::with_capacity(TEXT_START);
         }
         if bufs.narrow.capacity() > TEXT_KEPT {
             bufs.narrow = Vec::with_capacity(TEXT_START);
         }
+        if bufs.decoded.capacity() > TEXT_KEPT {
+            bufs.decoded = String::new();
+        }
         Ok(match self {
-            TextCoding::Wide => match row.get_wide_text(col, &mut bufs.wide)? {
-                true => Some(String::from_utf16(&bufs.wide)?),
-                false => None,
-            },
+            TextCoding::Wide => {
+                if !row.get_wide_text(col, &mut bufs.wide)? {
+                    return Ok(None);
+                }
+                bufs.decoded.clear();
+                for c in char::decode_utf16(bufs.wide.iter().copied()) {
+                    bufs.decoded.push(c?);
+                }
+                Some(&bufs.decoded)
+            }
             TextCoding::Utf8 => match row.get_text(col, &mut bufs.narrow)? {
-                true => Some(String::from_utf8(bufs.narrow.clone())?),
+                true => Some(std::str::from_utf8(&bufs.narrow)?),
                 false => None,
             },
         })
     }
+}
+
+/// Whether [`PROBE`] comes back unchanged as narrow text, as a literal and as a parameter.
+/// `FROM DUAL` for DM and Oracle; any error means no.
+fn narrow_round_trips(conn: &odbc_api::Connection<'_>) -> bool {
+    for from in ["", " FROM DUAL"] {
+        let sql = format!("SELECT '{PROBE}', CAST(? AS VARCHAR(40)){from}");
+        let param = VarCharBox::from_string(PROBE.to_string());
+        let Ok(Some(mut cursor)) = conn.execute(&sql, &param, None) else {
+            continue;
+        };
+        let Ok(Some(mut row)) = cursor.next_row() else {
+            return false;
+        };
+        let mut buf = Vec::new();
+        return [1, 2]
+            .into_iter()
+            .all(|col| matches!(row.get_text(col, &mut buf), Ok(true)) && buf == PROBE.as_bytes());
+    }
+    false
 }
 
 /// How a column's values are fetched.
