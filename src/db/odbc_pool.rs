@@ -9,6 +9,7 @@
 
 use super::exec::Cell;
 use super::odbc_any::{TextBufs, TextCoding};
+use super::source::RowTexts;
 use crate::value::{SourceRow, Value as SourceValue};
 use anyhow::{Context, Result};
 use odbc_api::{
@@ -133,28 +134,16 @@ impl Pool {
             let names: Arc<[String]> = names.into();
             let mut bufs = Bufs::default();
             let mut batch = Vec::new();
-            let mut spans = Vec::new();
             while let Some(mut row) = cursor.next_row()? {
                 let mut values = Vec::with_capacity(kinds.len());
-                if bufs.row_text.capacity() > ROW_TEXT_KEPT {
-                    // A long CLOB's buffer is not kept for the rows after it.
-                    bufs.row_text = String::new();
-                }
-                bufs.row_text.clear();
                 for (i, kind) in (1..=n).zip(&kinds) {
-                    let read =
+                    let v =
                         read_value(&mut row, i, *kind, coding, &mut bufs).with_context(|| {
                             format!("column {} ({kind:?})", names[usize::from(i) - 1])
                         })?;
-                    match read {
-                        Read::Value(v) => values.push(v),
-                        Read::Text(range) => {
-                            spans.push((values.len(), range));
-                            values.push(SourceValue::Null);
-                        }
-                    }
+                    values.push(v);
                 }
-                share_row_text(&bufs.row_text, &mut spans, &mut values);
+                bufs.row_texts.fill(&mut values, &names)?;
                 batch.push(SourceRow {
                     names: names.clone(),
                     values,
@@ -389,48 +378,20 @@ fn type_name(t: DataType) -> String {
 struct Bufs {
     text: TextBufs,
     bytes: Vec<u8>,
-    /// The text values of the row being read, one after another ([`share_row_text`]).
-    row_text: String,
+    /// The row's text values, checked and shared as the native PostgreSQL decoder does: one
+    /// allocation per row.
+    row_texts: RowTexts,
 }
 
-/// The most a row's text buffer keeps between rows.
-const ROW_TEXT_KEPT: usize = 64 * 1024;
-
-/// A value of a source row as read: a text value is a range of the row's text buffer
-/// (`Bufs::row_text`) until the row is complete.
-enum Read {
-    Value(SourceValue),
-    Text(std::ops::Range<usize>),
-}
-
-/// Gives the text values of a row (`spans`: where each goes among `values`, and its range of
-/// `row_text`) one shared allocation, as the native PostgreSQL decoder does, instead of one
-/// each.
-fn share_row_text(
-    row_text: &str,
-    spans: &mut Vec<(usize, std::ops::Range<usize>)>,
-    values: &mut [SourceValue],
-) {
-    if spans.is_empty() {
-        return;
-    }
-    let buf: Arc<str> = Arc::from(row_text);
-    for (at, range) in spans.drain(..) {
-        let text =
-            crate::value::Text::shared(&buf, range.clone()).unwrap_or_else(|| buf[range].into());
-        values[at] = SourceValue::Text(text);
-    }
-}
-
-/// One value of a source row.
+/// One value of a source row; a text value is NULL until `bufs.row_texts` fills it in.
 fn read_value(
     row: &mut odbc_api::CursorRow<'_>,
     i: u16,
     kind: SourceKind,
     coding: TextCoding,
     bufs: &mut Bufs,
-) -> Result<Read> {
-    Ok(Read::Value(match kind {
+) -> Result<SourceValue> {
+    Ok(match kind {
         SourceKind::Int => {
             let mut x = Nullable::<i64>::null();
             row.get_data(i, &mut x)?;
@@ -485,21 +446,20 @@ fn read_value(
             }
         }
         SourceKind::Decimal | SourceKind::Text => {
-            let Some(s) = coding
-                .read_str(row, i, &mut bufs.text)
+            let Some(bytes) = coding
+                .read_utf8(row, i, &mut bufs.text)
                 .map_err(anyhow::Error::from_boxed)?
             else {
-                return Ok(Read::Value(SourceValue::Null));
+                return Ok(SourceValue::Null);
             };
             if kind == SourceKind::Decimal {
-                SourceValue::Decimal(s.trim().to_string())
+                SourceValue::Decimal(std::str::from_utf8(bytes)?.trim().to_string())
             } else {
-                let start = bufs.row_text.len();
-                bufs.row_text.push_str(s);
-                return Ok(Read::Text(start..bufs.row_text.len()));
+                bufs.row_texts.push(usize::from(i) - 1, bytes);
+                SourceValue::Null
             }
         }
-    }))
+    })
 }
 
 fn statement_context(sql: &str) -> String {
@@ -586,33 +546,6 @@ fn value_kind(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A row's text values end up in their own columns, whatever lies between them; the
-    /// other values are left alone.
-    #[test]
-    fn a_rows_text_values_share_one_buffer() {
-        let row_text = "黄埔海关ABC进出口";
-        let mut values = vec![
-            SourceValue::Null,
-            SourceValue::Int(7),
-            SourceValue::Null,
-            SourceValue::Null,
-        ];
-        // 黄埔海关 is 12 bytes, ABC 3, 进出口 9; column 3 is an empty text.
-        let mut spans = vec![(0, 0..12), (2, 15..24), (3, 24..24)];
-        share_row_text(row_text, &mut spans, &mut values);
-        assert!(spans.is_empty());
-        let shown: Vec<String> = values
-            .iter()
-            .map(|v| match v {
-                SourceValue::Text(t) => format!("text {}", t.as_str()),
-                SourceValue::Int(n) => format!("int {n}"),
-                SourceValue::Null => "null".into(),
-                _ => "other".into(),
-            })
-            .collect();
-        assert_eq!(shown, ["text 黄埔海关", "int 7", "text 进出口", "text "]);
-    }
 
     /// Source column types as the drivers report them, and how their values are read.
     #[test]

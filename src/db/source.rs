@@ -781,14 +781,14 @@ fn decode_pg_row(
 /// under 64 bytes to std, and std's check of each short value was 7.5% of a run's
 /// instructions; one check of the row's text together is a few hundred.
 #[derive(Default)]
-struct RowTexts {
+pub(super) struct RowTexts {
     bytes: Vec<u8>,
     /// (column, end in `bytes`) per text value, in column order.
     ends: Vec<(usize, usize)>,
 }
 
 impl RowTexts {
-    fn push(&mut self, column: usize, bytes: &[u8]) {
+    pub(super) fn push(&mut self, column: usize, bytes: &[u8]) {
         self.bytes.extend_from_slice(bytes);
         self.ends.push((column, self.bytes.len()));
     }
@@ -798,7 +798,7 @@ impl RowTexts {
     /// valid one by one when every value starts on a character boundary (no value begins
     /// with the continuation of the one before), which is checked here; only when that fails
     /// is each value checked on its own, to name the column that is not UTF-8.
-    fn fill(&mut self, values: &mut [Value], names: &[String]) -> Result<()> {
+    pub(super) fn fill(&mut self, values: &mut [Value], names: &[String]) -> Result<()> {
         if self.ends.is_empty() {
             return Ok(());
         }

@@ -6,9 +6,9 @@
 //! odbc-api calls block, so each one runs on tokio's blocking threads with the connection
 //! moved there and back. A transaction is autocommit off, turned off with its first statement
 //! (one thread hop fewer per transaction); one dropped unfinished is rolled back before the
-//! connection runs anything else. Result values come back as the column
-//! types say: integers as BIGINT, floats as DOUBLE, binary as BLOB, everything else as text
-//! (an integral NUMERIC, as `SUM()` gives on PostgreSQL, as BIGINT).
+//! connection runs anything else. Result values come back as the column types say: integers
+//! as BIGINT, floats as DOUBLE, binary as BLOB, everything else as text (an integral NUMERIC,
+//! as `SUM()` gives on PostgreSQL, as BIGINT).
 //!
 //! sqlx's `Database` trait wants a full set of types; `Any` uses only the connection's
 //! [`AnyConnectionBackend`] side, so the row, value and argument types (`types.rs`) are thin

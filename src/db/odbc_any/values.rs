@@ -109,7 +109,7 @@ pub(crate) enum TextCoding {
 pub(crate) struct TextBufs {
     wide: Vec<u16>,
     narrow: Vec<u8>,
-    /// A wide value decoded, so that both codings lend a `&str` ([`TextCoding::read_str`]).
+    /// A wide value decoded, so that both codings lend UTF-8 ([`TextCoding::read_utf8`]).
     decoded: String,
 }
 
@@ -159,17 +159,22 @@ impl TextCoding {
         col: u16,
         bufs: &mut TextBufs,
     ) -> Result<Option<String>, sqlx_core::error::BoxDynError> {
-        Ok(self.read_str(row, col, bufs)?.map(str::to_owned))
+        match self.read_utf8(row, col, bufs)? {
+            Some(bytes) => Ok(Some(std::str::from_utf8(bytes)?.to_owned())),
+            None => Ok(None),
+        }
     }
 
-    /// One text value of the current row, lent from `bufs` until the next value: the caller
-    /// makes the one copy it keeps (a source row's values are `Arc<str>`).
-    pub(crate) fn read_str<'b>(
+    /// One text value of the current row as UTF-8 bytes lent from `bufs` until the next
+    /// value, or None for NULL. Narrow values are as the driver gave them, not yet checked
+    /// (a source row checks its text values together, `source::RowTexts`); wide ones are
+    /// decoded, so valid.
+    pub(crate) fn read_utf8<'b>(
         self,
         row: &mut odbc_api::CursorRow<'_>,
         col: u16,
         bufs: &'b mut TextBufs,
-    ) -> Result<Option<&'b str>, sqlx_core::error::BoxDynError> {
+    ) -> Result<Option<&'b [u8]>, sqlx_core::error::BoxDynError> {
         if bufs.wide.capacity() > TEXT_KEPT {
             bufs.wide = Vec::with_capacity(TEXT_START);
         }
@@ -188,10 +193,10 @@ impl TextCoding {
                 for c in char::decode_utf16(bufs.wide.iter().copied()) {
                     bufs.decoded.push(c?);
                 }
-                Some(&bufs.decoded)
+                Some(bufs.decoded.as_bytes())
             }
             TextCoding::Utf8 => match row.get_text(col, &mut bufs.narrow)? {
-                true => Some(std::str::from_utf8(&bufs.narrow)?),
+                true => Some(&bufs.narrow),
                 false => None,
             },
         })
@@ -282,7 +287,6 @@ pub(super) fn param(v: AnyValueKind, coding: TextCoding) -> Result<Box<dyn Input
         AnyValueKind::Text(s) => coding.param(Some(&s)),
         AnyValueKind::TextSlice(s) => coding.param(Some(&s)),
         AnyValueKind::Blob(b) => Box::new(VarBinaryBox::from_vec(b.to_vec())),
-        // Only the kind, never the value (it may be a source row's ID number).
         // A kind a later sqlx adds; never the value (it may be a source row's ID number).
         _ => {
             return Err(Error::Encode(
