@@ -94,10 +94,15 @@ async fn check_odbc(cfg: &Config, problems: usize) -> Option<ExitCode> {
     match probe.map_err(anyhow::Error::from).and_then(|p| p) {
         Ok(p) => {
             println!(
-                "✓ database {shown} reachable through ODBC: DBMS {}, dialect {}, text {} (经 ODBC 连接成功)",
+                "✓ database {shown} reachable through ODBC: DBMS {}, dialect {}, text {}, rows {} (经 ODBC 连接成功)",
                 p.dbms,
                 p.dialect.name(),
-                if p.text_utf8 { "UTF-8" } else { "UTF-16" }
+                if p.text_utf8 { "UTF-8" } else { "UTF-16" },
+                if p.bound_rows {
+                    "bound"
+                } else {
+                    "value by value"
+                }
             );
             if !p.text_utf8 {
                 // Correct either way; UTF-16 costs the driver a conversion per value.

@@ -90,6 +90,9 @@ pub struct Probe {
     /// How text crosses the driver: UTF-8 where it passes through unchanged (a UTF-8 locale,
     /// MariaDB/MySQL), else UTF-16 (slower: `check` says how to change it).
     pub text_utf8: bool,
+    /// Source rows are fetched a row at a time into bound buffers; false: value by value
+    /// (slower), where the driver cannot read a bound column again.
+    pub bound_rows: bool,
 }
 
 /// Connects once through unixODBC and asks the driver what it is (a blocking call: run it on
@@ -122,10 +125,12 @@ pub fn probe(url: &str, configured: Option<Dialect>) -> Result<Probe> {
     let text_utf8 = super::odbc_any::TextCoding::of(&conn)
         .map_err(|e| connect_error(&shown, &e))?
         == super::odbc_any::TextCoding::Utf8;
+    let bound_rows = super::odbc_pool::bound_rows_work(&conn);
     Ok(Probe {
         dbms,
         dialect,
         text_utf8,
+        bound_rows,
     })
 }
 

@@ -23,7 +23,7 @@ pub use types::{
     OdbcArguments, OdbcColumn, OdbcRow, OdbcStatement, OdbcTypeInfo, OdbcValue, OdbcValueRef,
 };
 pub use values::OdbcDatabaseError;
-pub(crate) use values::{TextBufs, TextCoding};
+pub(crate) use values::{TextBufs, TextCoding, column_type};
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;

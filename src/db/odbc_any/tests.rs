@@ -50,7 +50,7 @@ mod server_tests {
     //! databases), when set.
 
     use super::{ConnectionOptions, TextBufs, TextCoding};
-    use odbc_api::Cursor;
+    use odbc_api::{Cursor, ResultSetMetadata};
 
     async fn round_trip(var: &str, db: &str) {
         let Some(conn) = std::env::var(var).ok().filter(|v| !v.is_empty()) else {
@@ -136,6 +136,50 @@ mod server_tests {
                 TextCoding::Wide
             };
             assert_eq!(TextCoding::of(&conn).unwrap(), want, "{var}");
+        }
+    }
+
+    /// Column types asked without the catalog (`column_type`) are the ones odbc-api's
+    /// concise-type path gives, for every type a source or control table uses.
+    #[test]
+    fn column_types_match_the_concise_types() {
+        for (var, ddl) in [
+            (
+                "QIANZHI_TEST_ODBC_PG",
+                "i INTEGER, b BIGINT, s SMALLINT, f DOUBLE PRECISION, r REAL, d DATE, \
+                 ts TIMESTAMP, t6 TIMESTAMP(3), tm TIME, m NUMERIC(12,2), n NUMERIC(18,0), \
+                 v VARCHAR(36), c CHAR(1), x TEXT, y BYTEA, z BOOLEAN",
+            ),
+            (
+                "QIANZHI_TEST_ODBC_MYSQL",
+                "i INTEGER, b BIGINT, s SMALLINT, f DOUBLE, r FLOAT, d DATE, \
+                 ts DATETIME, t6 DATETIME(3), tm TIME, m DECIMAL(12,2), n DECIMAL(18,0), \
+                 v VARCHAR(36), c CHAR(1), x TEXT, y LONGBLOB, z TINYINT(1)",
+            ),
+        ] {
+            let Some(conn_str) = conn_str(var, "test") else {
+                continue;
+            };
+            let env = odbc_api::environment().unwrap();
+            let conn = env
+                .connect_with_connection_string(&conn_str, ConnectionOptions::default())
+                .unwrap();
+            let table = format!("qz_types_{}", uuid::Uuid::new_v4().simple());
+            conn.execute(&format!("CREATE TABLE {table} ({ddl})"), (), None)
+                .unwrap();
+            let mut cursor = conn
+                .execute(&format!("SELECT * FROM {table}"), (), None)
+                .unwrap()
+                .unwrap();
+            let n = cursor.num_result_cols().unwrap() as u16;
+            assert_eq!(n, 16, "{var}");
+            for i in 1..=n {
+                let ours = super::super::column_type(&mut cursor, i).unwrap();
+                assert_eq!(ours, cursor.col_data_type(i).unwrap(), "{var} column {i}");
+            }
+            drop(cursor);
+            conn.execute(&format!("DROP TABLE {table}"), (), None)
+                .unwrap();
         }
     }
 

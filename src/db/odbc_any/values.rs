@@ -20,7 +20,7 @@ pub(super) fn read_rows(
     let mut names = sqlx_core::HashMap::new();
     for i in 1..=n {
         let name = cursor.col_name(i).map_err(odbc_error)?;
-        let kind = Kind::of(cursor.col_data_type(i).map_err(odbc_error)?);
+        let kind = Kind::of(column_type(&mut cursor, i).map_err(odbc_error)?);
         let ordinal = usize::from(i - 1);
         names.insert(UStr::new(&name), ordinal);
         columns.push(AnyColumn {
@@ -83,6 +83,80 @@ pub(super) fn read_rows(
         });
     }
     Ok(rows)
+}
+
+/// The SQL type of a result column, as `ResultSetMetadata::col_data_type` gives it, but asked
+/// as SQL_DESC_TYPE rather than SQL_DESC_CONCISE_TYPE where the two are the same (all but
+/// dates and times): psqlODBC answers the concise type by looking the column up in the catalog
+/// of its table (about 50,000 instructions a column, and a catalog query the first time on each
+/// connection), the other from the result's own description.
+pub(crate) fn column_type(
+    cursor: &mut impl ResultSetMetadata,
+    col: u16,
+) -> Result<DataType, odbc_api::Error> {
+    use odbc_api::handles::Statement;
+    use odbc_api::sys::{Desc, SqlDataType};
+    let verbose = {
+        let mut stmt = cursor.as_stmt_ref();
+        // SAFETY: SQL_DESC_TYPE is a numeric attribute.
+        unsafe { stmt.numeric_col_attribute(Desc::Type, col) }.into_result(&stmt)?
+    };
+    if verbose == 9 {
+        // SQL_DATETIME: which one only the concise type says (psqlODBC and MariaDB do not
+        // give SQL_DESC_DATETIME_INTERVAL_CODE), so these few columns are asked that way.
+        return cursor.col_data_type(col);
+    }
+    let small = |n: isize| i16::try_from(n).unwrap_or(0);
+    let size = |n: isize| usize::try_from(n).unwrap_or(0);
+    Ok(match SqlDataType(i16::try_from(verbose).unwrap_or(0)) {
+        SqlDataType::EXT_VAR_BINARY => DataType::Varbinary {
+            length: cursor.col_octet_length(col)?,
+        },
+        SqlDataType::EXT_LONG_VAR_BINARY => DataType::LongVarbinary {
+            length: cursor.col_octet_length(col)?,
+        },
+        SqlDataType::EXT_BINARY => DataType::Binary {
+            length: cursor.col_octet_length(col)?,
+        },
+        SqlDataType::EXT_W_VARCHAR => DataType::WVarchar {
+            length: cursor.col_display_size(col)?,
+        },
+        SqlDataType::EXT_W_CHAR => DataType::WChar {
+            length: cursor.col_display_size(col)?,
+        },
+        SqlDataType::EXT_LONG_VARCHAR => DataType::LongVarchar {
+            length: cursor.col_display_size(col)?,
+        },
+        SqlDataType::EXT_W_LONG_VARCHAR => DataType::WLongVarchar {
+            length: cursor.col_display_size(col)?,
+        },
+        SqlDataType::CHAR => DataType::Char {
+            length: cursor.col_display_size(col)?,
+        },
+        SqlDataType::VARCHAR => DataType::Varchar {
+            length: cursor.col_display_size(col)?,
+        },
+        SqlDataType::NUMERIC => DataType::Numeric {
+            precision: size(cursor.col_precision(col)?),
+            scale: small(cursor.col_scale(col)?),
+        },
+        SqlDataType::DECIMAL => DataType::Decimal {
+            precision: size(cursor.col_precision(col)?),
+            scale: small(cursor.col_scale(col)?),
+        },
+        SqlDataType::INTEGER => DataType::Integer,
+        SqlDataType::SMALLINT => DataType::SmallInt,
+        SqlDataType::FLOAT => DataType::Float {
+            precision: size(cursor.col_precision(col)?),
+        },
+        SqlDataType::REAL => DataType::Real,
+        SqlDataType::DOUBLE => DataType::Double,
+        SqlDataType::EXT_BIG_INT => DataType::BigInt,
+        SqlDataType::EXT_TINY_INT => DataType::TinyInt,
+        SqlDataType::EXT_BIT => DataType::Bit,
+        // Anything else as odbc-api describes it (read as text).
+        _ => cursor.col_data_type(col)?,
+    })
 }
 
 /// How text crosses the driver: as UTF-8 (SQL_C_CHAR) where the driver passes it through
@@ -149,6 +223,14 @@ impl TextCoding {
             (TextCoding::Wide, None) => Box::new(VarWCharBox::null()),
             (TextCoding::Utf8, Some(s)) => Box::new(VarCharBox::from_string(s.to_string())),
             (TextCoding::Utf8, None) => Box::new(VarCharBox::null()),
+        }
+    }
+
+    /// As [`TextCoding::param`] for a string the parameter can keep (UTF-8: not copied).
+    pub(crate) fn param_string(self, s: String) -> Box<dyn InputParameter> {
+        match self {
+            TextCoding::Wide => Box::new(VarWCharBox::from_str_slice(&s)),
+            TextCoding::Utf8 => Box::new(VarCharBox::from_string(s)),
         }
     }
 
@@ -284,7 +366,8 @@ pub(super) fn param(v: AnyValueKind, coding: TextCoding) -> Result<Box<dyn Input
         AnyValueKind::BigInt(n) => int(Some(n)),
         AnyValueKind::Real(f) => float(Some(f.into())),
         AnyValueKind::Double(f) => float(Some(f)),
-        AnyValueKind::Text(s) => coding.param(Some(&s)),
+        // Owned where the value is not shared: a call body can be hundreds of kilobytes.
+        AnyValueKind::Text(s) => coding.param_string(Arc::unwrap_or_clone(s)),
         AnyValueKind::TextSlice(s) => coding.param(Some(&s)),
         AnyValueKind::Blob(b) => Box::new(VarBinaryBox::from_vec(b.to_vec())),
         // A kind a later sqlx adds; never the value (it may be a source row's ID number).
