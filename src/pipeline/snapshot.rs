@@ -293,7 +293,6 @@ impl Pages<'_> {
             errors: Vec::new(),
             last: None,
             rows: changes.len(),
-            drained: false,
             state: StateChanges::default(),
         };
         for c in changes {
