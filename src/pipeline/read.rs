@@ -4,7 +4,6 @@
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::task::Poll;
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
@@ -27,6 +26,8 @@ pub(super) struct Prepared {
     /// The position after the page's last row, stored with it.
     pub last: Option<Cursor>,
     pub rows: usize,
+    /// The page ended at the settle lag (or was short): no more rows to read now.
+    pub drained: bool,
     /// The row states the exchange changes (snapshot mode; incremental mode settles them at
     /// commit).
     pub state: StateChanges,
@@ -73,35 +74,30 @@ pub(super) async fn read_pages(
     } else {
         0
     };
-    let mut page = read_page(run, &spec, &select, &plan, position.as_ref()).await?;
     loop {
         if run.cancel.is_cancelled() {
             out.interrupted = true;
             break;
         }
-        if page.rows.is_empty() {
-            break;
-        }
-        let (last, drained) = (page.last.clone(), page.drained);
-        // The next page is asked for before this one is mapped and checked, so the database
-        // (or an ODBC blocking thread) works on it meanwhile; pages still go on in order.
-        let mut next = std::pin::pin!(async {
-            match drained {
-                true => Ok(None),
-                false => read_page(run, &spec, &select, &plan, last.as_ref())
-                    .await
-                    .map(Some),
-            }
-        });
-        let started = std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await;
-        let t_check = std::time::Instant::now();
-        let prep = page.checker.check_page(page.rows, page.last);
+        let t_read = std::time::Instant::now();
+        let after = position.as_ref().and_then(Cursor::after);
+        let rows = app
+            .db
+            .read_changes(&spec, &select, after.as_deref(), job.batch_size)
+            .await?;
+        let page_full = rows.len() == job.batch_size;
+        let t_prep = std::time::Instant::now();
+        let prep = Checker::new(run, &plan).prepare(rows, page_full, position.as_ref())?;
         debug!(
             rows = prep.rows,
-            read_ms = page.read_ms,
-            prepare_ms = t_check.elapsed().as_millis() as u64,
+            read_ms = (t_prep - t_read).as_millis() as u64,
+            prepare_ms = t_prep.elapsed().as_millis() as u64,
             "page read"
         );
+        if prep.rows == 0 {
+            break;
+        }
+        let (last, drained) = (prep.last.clone(), prep.drained);
         match &tx {
             None => {
                 dry_seq += 1;
@@ -114,53 +110,12 @@ pub(super) async fn read_pages(
                 }
             }
         }
-        let next = match started {
-            Poll::Ready(r) => r,
-            Poll::Pending => next.await,
-        };
-        match next? {
-            Some(p) => page = p,
-            None => break,
+        position = last;
+        if drained {
+            break;
         }
     }
     Ok(out)
-}
-
-/// A page as read: its rows up to the settle lag, the position after them, and the checker
-/// that cut them (its settle lag as of the read).
-struct Page<'a> {
-    rows: Vec<SourceRow>,
-    last: Option<Cursor>,
-    drained: bool,
-    checker: Checker<'a>,
-    read_ms: u64,
-}
-
-async fn read_page<'a>(
-    run: &'a Run<'a>,
-    spec: &SourceSpec<'_>,
-    select: &[String],
-    plan: &'a Plan,
-    position: Option<&Cursor>,
-) -> Result<Page<'a>> {
-    let t_read = std::time::Instant::now();
-    let after = position.and_then(Cursor::after);
-    let rows = run
-        .app
-        .db
-        .read_changes(spec, select, after.as_deref(), run.job.batch_size)
-        .await?;
-    let page_full = rows.len() == run.job.batch_size;
-    let read_ms = t_read.elapsed().as_millis() as u64;
-    let checker = Checker::new(run, plan);
-    let (rows, last, drained) = checker.cut(rows, page_full, position)?;
-    Ok(Page {
-        rows,
-        last,
-        drained,
-        checker,
-        read_ms,
-    })
 }
 
 /// A dry run's page: its records as they would be sent under the `seq`th Cd_Batch of the day
@@ -331,37 +286,31 @@ impl<'a> Checker<'a> {
         })
     }
 
-    /// The rows of a page read after `from` that are settled (the first row past the settle
-    /// lag and every row after it wait for a later run), the position after them, and whether
-    /// the source is drained for now.
-    fn cut(
+    /// Maps and validates one page read after `from`. Rows past the settle lag are left for a
+    /// later run.
+    fn prepare(
         &self,
         mut rows: Vec<SourceRow>,
         page_full: bool,
         from: Option<&Cursor>,
-    ) -> Result<(Vec<SourceRow>, Option<Cursor>, bool)> {
-        let mut drained = !page_full;
-        if let Some(n) = self.first_too_recent(&rows) {
-            rows.truncate(n);
-            drained = true;
-        }
-        let last = rows
-            .last()
-            .map(|row| advance(self.run.job, from, row))
-            .transpose()?;
-        Ok((rows, last, drained))
-    }
-
-    /// Maps and validates the rows [`Checker::cut`] kept.
-    fn check_page(&self, rows: Vec<SourceRow>, last: Option<Cursor>) -> Prepared {
+    ) -> Result<Prepared> {
+        let job = self.run.job;
         let mut p = Prepared {
             fields: Fields::default(),
             records: Vec::new(),
             errors: Vec::new(),
-            last,
-            rows: rows.len(),
+            last: None,
+            rows: 0,
+            drained: !page_full,
             state: StateChanges::default(),
         };
+        // The first row past the settle lag and every row after it wait for a later run.
+        if let Some(n) = self.first_too_recent(&rows) {
+            rows.truncate(n);
+            p.drained = true;
+        }
+        p.rows = rows.len();
+        p.last = rows.last().map(|row| advance(job, from, row)).transpose()?;
         // Page row number (from 1) of each error row and of each record, to tell earlier
         // from later.
         let mut error_rows: Vec<usize> = Vec::new();
@@ -383,7 +332,7 @@ impl<'a> Checker<'a> {
         }
         p.fields = self.fields();
         mark_superseded(&p.records, &record_rows, &mut p.errors, &error_rows);
-        p
+        Ok(p)
     }
 
     /// The fields of the page's records, with the values they all share.

@@ -293,6 +293,7 @@ impl Pages<'_> {
             errors: Vec::new(),
             last: None,
             rows: changes.len(),
+            drained: false,
             state: StateChanges::default(),
         };
         for c in changes {
