@@ -123,13 +123,9 @@ mod server_tests {
             ("QIANZHI_TEST_ODBC_PG", utf8_locale()),
             ("QIANZHI_TEST_ODBC_MYSQL", true),
         ] {
-            let Some(conn_str) = conn_str(var, "test") else {
+            let Some(conn) = connect(var, "test") else {
                 continue;
             };
-            let env = odbc_api::environment().unwrap();
-            let conn = env
-                .connect_with_connection_string(&conn_str, ConnectionOptions::default())
-                .unwrap();
             let want = if utf8 {
                 TextCoding::Utf8
             } else {
@@ -157,13 +153,9 @@ mod server_tests {
                  v VARCHAR(36), c CHAR(1), x TEXT, y LONGBLOB, z TINYINT(1)",
             ),
         ] {
-            let Some(conn_str) = conn_str(var, "test") else {
+            let Some(conn) = connect(var, "test") else {
                 continue;
             };
-            let env = odbc_api::environment().unwrap();
-            let conn = env
-                .connect_with_connection_string(&conn_str, ConnectionOptions::default())
-                .unwrap();
             let table = format!("qz_types_{}", uuid::Uuid::new_v4().simple());
             conn.execute(&format!("CREATE TABLE {table} ({ddl})"), (), None)
                 .unwrap();
@@ -202,15 +194,21 @@ mod server_tests {
         Some(format!("{s};Database={db}"))
     }
 
+    /// A connection straight through odbc-api to `db` on the server of `var`, when set.
+    fn connect(var: &str, db: &str) -> Option<odbc_api::Connection<'static>> {
+        let conn_str = conn_str(var, db)?;
+        let env = odbc_api::environment().unwrap();
+        Some(
+            env.connect_with_connection_string(&conn_str, ConnectionOptions::default())
+                .unwrap(),
+        )
+    }
+
     /// Chinese text bound and read back with one coding, straight through odbc-api.
     fn coded_round_trip(var: &str, db: &str, coding: TextCoding) {
-        let Some(conn_str) = conn_str(var, db) else {
+        let Some(conn) = connect(var, db) else {
             return;
         };
-        let env = odbc_api::environment().unwrap();
-        let conn = env
-            .connect_with_connection_string(&conn_str, ConnectionOptions::default())
-            .unwrap();
         let table = format!("qz_ct_{}", uuid::Uuid::new_v4().simple());
         conn.execute(&format!("CREATE TABLE {table} (v VARCHAR(40))"), (), None)
             .unwrap();
