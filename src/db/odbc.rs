@@ -99,18 +99,8 @@ pub struct Probe {
 /// a blocking thread). Every message has the password of the URL hidden.
 #[cfg(feature = "odbc")]
 pub fn probe(url: &str, configured: Option<Dialect>) -> Result<Probe> {
-    use odbc_api::{ConnectionOptions, Environment};
     let shown = super::redact_url(url);
-    let conn_str = connection_string(url)?;
-    let env = Environment::new().map_err(|e| {
-        anyhow::anyhow!(
-            "unixODBC could not start (unixODBC 无法初始化): {}",
-            super::redact_url(&e.to_string())
-        )
-    })?;
-    let conn = env
-        .connect_with_connection_string(&conn_str, ConnectionOptions::default())
-        .map_err(|e| connect_error(&shown, &e))?;
+    let (conn, driver) = super::odbc_pool::open(&connection_string(url)?, &shown)?;
     let dbms = conn
         .database_management_system_name()
         .map_err(|e| connect_error(&shown, &e))?;
@@ -122,15 +112,11 @@ pub fn probe(url: &str, configured: Option<Dialect>) -> Result<Probe> {
              (无法从 DBMS 名称判断方言，请配置 database.dialect)"
         ),
     };
-    let text_utf8 = super::odbc_any::TextCoding::of(&conn)
-        .map_err(|e| connect_error(&shown, &e))?
-        == super::odbc_any::TextCoding::Utf8;
-    let bound_rows = super::odbc_pool::bound_rows_work(&conn);
     Ok(Probe {
         dbms,
         dialect,
-        text_utf8,
-        bound_rows,
+        text_utf8: driver.coding == super::odbc_any::TextCoding::Utf8,
+        bound_rows: driver.bound_rows,
     })
 }
 

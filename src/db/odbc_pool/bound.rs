@@ -71,7 +71,7 @@ impl Column {
         let (bytes, room): (&[u8], usize) = match &self.slot {
             Slot::Narrow(b) => (b, b.len() - 1),
             Slot::Binary(b) => (b, b.len()),
-            Slot::Wide(w) => (bytemuck_u16(w), (w.len() - 1) * 2),
+            Slot::Wide(w) => (u16_bytes(w), (w.len() - 1) * 2),
             _ => return None,
         };
         let len = usize::try_from(self.ind).ok()?;
@@ -80,7 +80,7 @@ impl Column {
 }
 
 /// UTF-16 units as their bytes, in memory order.
-fn bytemuck_u16(w: &[u16]) -> &[u8] {
+fn u16_bytes(w: &[u16]) -> &[u8] {
     // SAFETY: u16 has no padding and u8 has alignment 1; the length is in bytes.
     unsafe { std::slice::from_raw_parts(w.as_ptr().cast::<u8>(), std::mem::size_of_val(w)) }
 }
@@ -175,7 +175,7 @@ unsafe impl CDataMut for Chunk<'_> {
 }
 
 /// Reads a value whole into `out` (its bytes, without a terminator) with SQLGetData, part by
-/// part; false for NULL.
+/// part straight into `out`; false for NULL.
 fn get_whole(
     stmt: &mut StatementRef<'_>,
     col: u16,
@@ -188,16 +188,22 @@ fn get_whole(
         _ => 0,
     };
     out.clear();
-    let mut buf = vec![0u8; WIDTH_CAP + term];
+    // Room for the next part, without its terminator (even, so UTF-16 units stay whole).
+    let mut room = WIDTH_CAP;
     loop {
+        let start = out.len();
+        out.resize(start + room + term, 0);
         let mut chunk = Chunk {
             ctype,
-            buf: &mut buf,
+            buf: &mut out[start..],
             ind: 0,
         };
         match stmt.get_data(col, &mut chunk) {
-            // Nothing more: the last part ended exactly at the end of the buffer.
-            SqlResult::NoData => return Ok(true),
+            // Nothing more: the last part ended exactly at the end of its room.
+            SqlResult::NoData => {
+                out.truncate(start);
+                return Ok(true);
+            }
             SqlResult::Success(()) | SqlResult::SuccessWithInfo(()) => {}
             r => {
                 r.into_result_without_logging(stmt)?;
@@ -206,20 +212,20 @@ fn get_whole(
         }
         let ind = chunk.ind;
         if ind == NULL_DATA {
+            out.clear();
             return Ok(false);
         }
-        let room = buf.len() - term;
         match usize::try_from(ind) {
             Ok(len) if len <= room => {
-                out.extend_from_slice(&buf[..len]);
+                out.truncate(start + len);
                 return Ok(true);
             }
             Ok(len) => {
-                out.extend_from_slice(&buf[..room]);
+                out.truncate(start + room);
                 // The rest in one more call.
-                buf.resize(len - room + term, 0);
+                room = len - room;
             }
-            Err(_) if ind == NO_TOTAL => out.extend_from_slice(&buf[..room]),
+            Err(_) if ind == NO_TOTAL => out.truncate(start + room),
             Err(_) => bail!("the driver gave a length of {ind} for column {col}"),
         }
     }
@@ -231,6 +237,8 @@ pub(super) struct BoundRow {
     /// A value read again whole, and a UTF-16 one decoded.
     long: Vec<u8>,
     decoded: String,
+    /// The row's text values, shared as the native PostgreSQL decoder does.
+    texts: RowTexts,
 }
 
 impl BoundRow {
@@ -239,23 +247,24 @@ impl BoundRow {
             columns: types.iter().map(|t| Column::new(*t, coding)).collect(),
             long: Vec::new(),
             decoded: String::new(),
+            texts: RowTexts::default(),
         }
     }
 
-    /// Binds the buffers, hands every row to `each` until it says stop, and unbinds them.
+    /// Binds the buffers, hands every row to `each` until it says stop (false), and unbinds
+    /// them.
     pub(super) fn read(
         &mut self,
         mut stmt: StatementRef<'_>,
         names: &[String],
-        texts: &mut RowTexts,
-        mut each: impl FnMut(Vec<SourceValue>) -> Result<bool>,
+        mut each: impl FnMut(Vec<SourceValue>) -> bool,
     ) -> Result<()> {
         for (i, col) in (1u16..).zip(self.columns.iter_mut()) {
             // SAFETY: `columns` is a boxed slice that is neither moved nor resized while
             // bound, and is unbound below before `self` can be dropped or used otherwise.
             unsafe { stmt.bind_col(i, col) }.into_result(&stmt)?;
         }
-        let result = self.rows(&mut stmt, names, texts, &mut each);
+        let result = self.rows(&mut stmt, names, &mut each);
         let unbound = stmt.unbind_cols().into_result(&stmt);
         result?;
         unbound?;
@@ -266,8 +275,7 @@ impl BoundRow {
         &mut self,
         stmt: &mut StatementRef<'_>,
         names: &[String],
-        texts: &mut RowTexts,
-        each: &mut impl FnMut(Vec<SourceValue>) -> Result<bool>,
+        each: &mut impl FnMut(Vec<SourceValue>) -> bool,
     ) -> Result<()> {
         loop {
             // SAFETY: the bound buffers live in `self.columns` (see `read`).
@@ -282,14 +290,21 @@ impl BoundRow {
             }
             let mut values = Vec::with_capacity(self.columns.len());
             for (i, col) in (1u16..).zip(self.columns.iter()) {
-                let v = value(stmt, i, col, &mut self.long, &mut self.decoded, texts)
-                    .with_context(|| {
-                        format!("column {} ({:?})", names[usize::from(i) - 1], col.kind)
-                    })?;
+                let v = value(
+                    stmt,
+                    i,
+                    col,
+                    &mut self.long,
+                    &mut self.decoded,
+                    &mut self.texts,
+                )
+                .with_context(|| {
+                    format!("column {} ({:?})", names[usize::from(i) - 1], col.kind)
+                })?;
                 values.push(v);
             }
-            texts.fill(&mut values, names)?;
-            if !each(values)? {
+            self.texts.fill(&mut values, names)?;
+            if !each(values) {
                 return Ok(());
             }
         }
@@ -357,32 +372,19 @@ pub(super) fn works(conn: &odbc_api::Connection<'_>) -> bool {
         let Ok(Some(mut cursor)) = conn.execute(&sql, (), None) else {
             continue;
         };
-        let mut row = BoundRow {
-            columns: Box::new([
-                Column {
-                    kind: SourceKind::Text,
-                    slot: Slot::Narrow(vec![0; 8].into()),
-                    ind: 0,
-                },
-                Column {
-                    kind: SourceKind::Int,
-                    slot: Slot::Int(0),
-                    ind: 0,
-                },
-            ]),
-            long: Vec::new(),
-            decoded: String::new(),
+        // VARCHAR(1): a buffer of five bytes, far shorter than the literal.
+        let one = DataType::Varchar {
+            length: std::num::NonZeroUsize::new(1),
         };
-        let mut texts = RowTexts::default();
+        let mut row = BoundRow::new(&[one, DataType::BigInt], TextCoding::Utf8);
         let mut seen = Vec::new();
         let names = ["a".to_string(), "b".to_string()];
         let read = row.read(
             odbc_api::handles::AsStatementRef::as_stmt_ref(&mut cursor),
             &names,
-            &mut texts,
             |values| {
                 seen.push(values);
-                Ok(true)
+                true
             },
         );
         return read.is_ok()

@@ -37,18 +37,12 @@ struct Inner {
     permits: Arc<Semaphore>,
 }
 
-/// Whether a connection's driver lets source rows be fetched into bound buffers
-/// ([`bound::works`]); `check` shows it.
-pub(crate) fn bound_rows_work(conn: &Connection<'_>) -> bool {
-    bound::works(conn)
-}
-
-/// What a connection's driver was found to do when it was opened.
+/// What a connection's driver was found to do when it was opened (`check` shows both).
 #[derive(Debug, Clone, Copy)]
-struct Driver {
-    coding: TextCoding,
+pub(crate) struct Driver {
+    pub(crate) coding: TextCoding,
     /// Source rows are fetched into bound buffers ([`bound::works`]).
-    bound_rows: bool,
+    pub(crate) bound_rows: bool,
 }
 
 impl std::fmt::Debug for Pool {
@@ -142,7 +136,9 @@ impl Pool {
     }
 }
 
-fn open(conn_str: &str, shown: &str) -> Result<(Connection<'static>, Driver)> {
+/// A new connection and what its driver does; every message has the password hidden
+/// (`shown` is the URL as messages give it).
+pub(crate) fn open(conn_str: &str, shown: &str) -> Result<(Connection<'static>, Driver)> {
     let env = odbc_api::environment().map_err(|e| {
         anyhow::anyhow!(
             "unixODBC could not start (unixODBC 无法初始化): {}",
@@ -384,17 +380,12 @@ fn read_source(
         rows: Vec::new(),
         chunks,
     };
-    let mut bufs = Bufs::default();
     if driver.bound_rows {
         let mut row = bound::BoundRow::new(&types, coding);
-        row.read(
-            cursor.as_stmt_ref(),
-            &names,
-            &mut bufs.row_texts,
-            |values| Ok(sink.push(values)),
-        )?;
+        row.read(cursor.as_stmt_ref(), &names, |values| sink.push(values))?;
         return Ok(sink.finish());
     }
+    let mut bufs = Bufs::default();
     let kinds: Vec<SourceKind> = types.into_iter().map(SourceKind::of).collect();
     while let Some(mut row) = cursor.next_row()? {
         let mut values = Vec::with_capacity(kinds.len());
