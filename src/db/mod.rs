@@ -20,6 +20,7 @@ pub mod row_state;
 pub mod snapshot;
 pub mod source;
 pub mod tools;
+pub(crate) mod writes;
 
 use crate::config::Dialect;
 use anyhow::{Context, Result};
@@ -161,15 +162,6 @@ impl Sql {
             sqlx::AssertSqlSafe(self.0.clone()),
             SqlxValues(sea_query::Values(values)),
         )
-    }
-
-    /// The statement with arguments bound by the caller, for values too large to copy twice
-    /// (see `control::outbox_args`).
-    pub(crate) fn with_args<'q>(
-        &self,
-        args: sqlx::any::AnyArguments,
-    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-        sqlx::query_with(sqlx::AssertSqlSafe(self.0.clone()), args)
     }
 }
 

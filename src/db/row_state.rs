@@ -7,6 +7,7 @@ use sqlx::{Any, Row, Transaction};
 use std::collections::HashSet;
 
 use super::Db;
+use super::writes::Writes;
 
 /// The columns of a qz_row_state row, in the order `write_row_state` gives them.
 const STATE_COLS: [&str; 7] = [
@@ -92,13 +93,13 @@ impl Db {
 
     /// Writes one exchange's row states inside its transaction (`commit_exchange`): no key
     /// counts as delivered unless the records that deliver it are in the outbox.
-    pub(crate) async fn write_row_state(
+    pub(crate) fn write_row_state(
         &self,
-        tx: &mut Transaction<'_, Any>,
+        w: &mut Writes,
         job: &str,
         changes: &StateChanges,
         now: &str,
-    ) -> Result<()> {
+    ) {
         for chunk in changes.delivered.chunks(CHUNK_KEYS) {
             let mut q = Query::insert();
             q.into_table("qz_row_state").columns(STATE_COLS);
@@ -118,7 +119,7 @@ impl Db {
                     .update_columns(STATE_COLS[2..].iter().copied())
                     .to_owned(),
             );
-            self.stmt(&q).execute(&mut **tx).await?;
+            w.push(&q);
         }
         for chunk in changes.deleted.chunks(CHUNK_KEYS) {
             let q = Query::delete()
@@ -126,9 +127,8 @@ impl Db {
                 .and_where(Expr::col("job").eq(job))
                 .and_where(Expr::col("source_key").is_in(chunk.iter().map(String::as_str)))
                 .to_owned();
-            self.stmt(&q).execute(&mut **tx).await?;
+            w.push(&q);
         }
-        Ok(())
     }
 
     /// Forgets what the platform refused (inside the transaction that writes its error rows):

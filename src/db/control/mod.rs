@@ -11,6 +11,7 @@ use sqlx::{Any, Row, Transaction};
 use super::lease::Fence;
 use super::retry::retrying;
 use super::row_state::StateChanges;
+use super::writes::Writes;
 use super::{Db, Sql, lit, slots};
 use crate::batch::{batch_day, format_cd_batch};
 use crate::timefmt::{fmt_spec, now_text};
@@ -124,19 +125,6 @@ impl Db {
         Ok(last.unwrap_or(0) + 1)
     }
 
-    async fn upsert_cursor(
-        &self,
-        tx: &mut Transaction<'_, Any>,
-        job: &str,
-        position: &str,
-        exchange_no: i64,
-    ) -> Result<()> {
-        self.stmt(&cursor_upsert(job, position, &now_text(), exchange_no))
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
-    }
-
     /// Next Cd_Batch for the unit and Beijing day; the row lock on qz_batch_seq serialises
     /// concurrent jobs. A transaction rolled back into a retry undoes its increment: the
     /// number it held was never stored nor sent, so the retry numbering the batch again
@@ -214,25 +202,22 @@ impl Db {
         let t_build = std::time::Instant::now();
         let rows = build(cd_batch.as_deref())?;
         let t_insert = std::time::Instant::now();
+        // Nothing below is read back: the writes go together (one hop through ODBC).
+        let mut w = Writes::new(self.backend);
         if let (Some(id), Some(b)) = (&cd_batch, batch) {
             let count = rows.iter().map(|c| c.records.len() as i64).sum::<i64>();
             let at = fmt_spec(&b.at);
-            self.stmt(&batch_insert(id, job, b, count, &at, &now, exchange_no))
-                .execute(&mut *tx)
-                .await?;
+            w.push(&batch_insert(id, job, b, count, &at, &now, exchange_no));
             let insert = Sql::new(self.backend, &outbox_insert());
             for call in &rows {
-                insert
-                    .with_args(outbox_args(id, call)?)
-                    .execute(&mut *tx)
-                    .await?;
+                w.push_args(&insert, outbox_args(id, call)?);
             }
         }
         let at = (cd_batch.as_deref(), Some(exchange_no));
-        self.insert_errors(&mut tx, job, errors, at, &now).await?;
-        self.write_row_state(&mut tx, job, state, &now).await?;
-        self.upsert_cursor(&mut tx, job, position, exchange_no)
-            .await?;
+        self.insert_errors(&mut w, job, errors, at, &now);
+        self.write_row_state(&mut w, job, state, &now);
+        w.push(&cursor_upsert(job, position, &now_text(), exchange_no));
+        w.run(&mut tx).await?;
         let t_commit = std::time::Instant::now();
         tracing::debug!(
             build_ms = (t_insert - t_build).as_millis() as u64,
@@ -255,14 +240,14 @@ impl Db {
     /// qz_error row is written here, so this is where messages are masked: a rule that quotes
     /// the offending value (code set, date, USCC, ...) would otherwise store an ID or mobile
     /// number put in the wrong column as it is.
-    async fn insert_errors(
+    fn insert_errors(
         &self,
-        tx: &mut Transaction<'_, Any>,
+        w: &mut Writes,
         job: &str,
         errors: &[ErrorRow],
         at: (Option<&str>, Option<i64>),
         now: &str,
-    ) -> Result<()> {
+    ) {
         // Every chunk but the last has CHUNK_ROWS rows: at most two texts are rendered.
         let mut insert: Option<(usize, Sql)> = None;
         for chunk in errors.chunks(CHUNK_ROWS) {
@@ -275,10 +260,9 @@ impl Db {
                 error_values(&mut values, job, e, at, now);
             }
             if let Some((_, sql)) = &insert {
-                sql.with(values).execute(&mut **tx).await?;
+                w.push_values(sql, values);
             }
         }
-        Ok(())
     }
 
     pub async fn pending_batches(&self, job: &str) -> Result<Vec<BatchRow>> {
@@ -452,8 +436,9 @@ impl Db {
                     })
                     .collect();
                 let at = (Some(b.cd_batch.as_str()), b.exchange_no);
-                self.insert_errors(&mut tx, job, &errors, at, &now_text())
-                    .await?;
+                let mut w = Writes::new(self.backend);
+                self.insert_errors(&mut w, job, &errors, at, &now_text());
+                w.run(&mut tx).await?;
                 let refused: Vec<(&str, &str)> = newly
                     .iter()
                     .map(|i| &call.records[*i])
@@ -586,20 +571,29 @@ impl Db {
             platform_batch_num.clone(),
             platform_id,
         );
-        self.stmt(&q).execute(&mut *tx).await?;
+        // The closing writes are not read back: they go together (one hop through ODBC).
+        let mut w = Writes::new(self.backend);
+        w.push(&q);
         let recon = ReconRow {
             cd_batch: b.cd_batch.clone(),
             table_name: b.table_name.clone(),
             cd_count: acked,
             cd_time: b.cd_time.clone(),
         };
-        let q = recon_insert(&recon, job, &now, upload_state, platform_batch_num);
-        self.stmt(&q).execute(&mut *tx).await?;
-        let q = Query::delete()
-            .from_table("qz_outbox")
-            .and_where(of_batch())
-            .to_owned();
-        self.stmt(&q).execute(&mut *tx).await?;
+        w.push(&recon_insert(
+            &recon,
+            job,
+            &now,
+            upload_state,
+            platform_batch_num,
+        ));
+        w.push(
+            &Query::delete()
+                .from_table("qz_outbox")
+                .and_where(of_batch())
+                .to_owned(),
+        );
+        w.run(&mut tx).await?;
         self.commit_write(tx, "finish_batch").await?;
         Ok(recon)
     }

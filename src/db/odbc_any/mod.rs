@@ -235,23 +235,21 @@ impl OdbcConnection {
     ) -> Result<(Vec<AnyRow>, u64), Error> {
         let values = args.map(|a| a.values.0).unwrap_or_default();
         let coding = self.coding;
-        self.run(move |c| {
-            let params = values
-                .into_iter()
-                .map(|v| param(v, coding))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut stmt = c.preallocate().map_err(odbc_error)?;
-            let rows = match stmt
-                .execute(sql.as_str(), &params[..])
-                .map_err(odbc_error)?
-            {
-                Some(cursor) => return Ok((read_rows(cursor, coding)?, 0)),
-                None => Vec::new(),
-            };
-            let affected = stmt.row_count().map_err(odbc_error)?.unwrap_or(0) as u64;
-            Ok((rows, affected))
-        })
-        .await
+        if let Some(batch) = Batch::parse(sql.as_str(), values.len())? {
+            return self
+                .run(move |c| {
+                    let mut values = values.into_iter();
+                    let mut affected = 0;
+                    for (text, n) in batch.statements() {
+                        let part = values.by_ref().take(n).collect();
+                        affected += execute(c, text, part, coding)?.1;
+                    }
+                    Ok((Vec::new(), affected))
+                })
+                .await;
+        }
+        self.run(move |c| execute(c, sql.as_str(), values, coding))
+            .await
     }
 }
 
@@ -374,6 +372,89 @@ impl AnyConnectionBackend for OdbcConnection {
                 columns: Vec::new(),
             })
         })
+    }
+}
+
+/// Runs one statement: its rows, or the number of rows it changed.
+fn execute(
+    c: &mut odbc_api::Connection<'static>,
+    sql: &str,
+    values: Vec<AnyValueKind>,
+    coding: TextCoding,
+) -> Result<(Vec<AnyRow>, u64), Error> {
+    let params = values
+        .into_iter()
+        .map(|v| param(v, coding))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut stmt = c.preallocate().map_err(odbc_error)?;
+    if let Some(cursor) = stmt.execute(sql, &params[..]).map_err(odbc_error)? {
+        return Ok((read_rows(cursor, coding)?, 0));
+    }
+    let affected = stmt.row_count().map_err(odbc_error)?.unwrap_or(0) as u64;
+    Ok((Vec::new(), affected))
+}
+
+/// How a batch's text begins: the number of arguments of each statement follows, then the
+/// statements, each after a record separator (a character no statement of `db/` contains).
+const BATCH_HEAD: &str = "/* qianzhi batch:";
+const BATCH_SEP: char = '\u{1e}';
+
+/// Statements run in one hop to the blocking thread, in order, each with its own share of the
+/// arguments (see `db::writes`); their rows are not read, their changed rows are added up.
+/// Without the driver's help: ODBC has no portable way to send several statements at once.
+pub(crate) fn batch_sql(
+    items: Vec<(Arc<str>, AnyArguments)>,
+) -> Result<(String, AnyArguments), Error> {
+    let mut head = String::from(BATCH_HEAD);
+    let mut body = String::new();
+    let mut all = AnyArguments::default();
+    for (i, (sql, args)) in items.into_iter().enumerate() {
+        if sql.contains(BATCH_SEP) {
+            return Err(Error::Protocol(format!(
+                "statement {} of a batch contains the batch separator",
+                i + 1
+            )));
+        }
+        if i > 0 {
+            head.push(',');
+        }
+        head.push_str(&args.values.0.len().to_string());
+        body.push(BATCH_SEP);
+        body.push_str(&sql);
+        all.values.0.extend(args.values.0);
+    }
+    head.push_str(" */");
+    head.push_str(&body);
+    Ok((head, all))
+}
+
+/// A batch's statements and how many arguments each takes.
+struct Batch {
+    statements: Vec<(String, usize)>,
+}
+
+impl Batch {
+    /// The batch `sql` is, if it is one, checked against the `values` it came with.
+    fn parse(sql: &str, values: usize) -> Result<Option<Batch>, Error> {
+        let Some(rest) = sql.strip_prefix(BATCH_HEAD) else {
+            return Ok(None);
+        };
+        let bad = || Error::Protocol(format!("malformed statement batch: {sql:.80}"));
+        let (counts, texts) = rest.split_once(" */").ok_or_else(bad)?;
+        let counts = counts
+            .split(',')
+            .map(|n| n.parse::<usize>().map_err(|_| bad()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let texts: Vec<&str> = texts.split(BATCH_SEP).skip(1).collect();
+        if texts.len() != counts.len() || counts.iter().sum::<usize>() != values {
+            return Err(bad());
+        }
+        let statements = texts.into_iter().map(str::to_string).zip(counts).collect();
+        Ok(Some(Batch { statements }))
+    }
+
+    fn statements(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.statements.iter().map(|(s, n)| (s.as_str(), *n))
     }
 }
 

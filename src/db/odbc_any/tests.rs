@@ -45,6 +45,52 @@ mod unit {
     }
 }
 
+mod batch {
+    use super::*;
+    use sqlx::Arguments;
+
+    fn args(values: &[i64]) -> AnyArguments {
+        let mut a = AnyArguments::default();
+        for v in values {
+            a.add(*v).unwrap();
+        }
+        a
+    }
+
+    #[test]
+    fn a_batch_splits_back_into_its_statements_and_arguments() {
+        let items: Vec<(Arc<str>, AnyArguments)> = vec![
+            ("INSERT INTO t (a, b) VALUES (?, ?)".into(), args(&[1, 2])),
+            ("DELETE FROM t WHERE a = 'x;y'".into(), args(&[])),
+            ("UPDATE t SET b = ? WHERE a = ?".into(), args(&[3, 4])),
+        ];
+        let (sql, all) = batch_sql(items).unwrap();
+        assert_eq!(all.values.0.len(), 4);
+        let b = Batch::parse(&sql, 4).unwrap().unwrap();
+        let got: Vec<(&str, usize)> = b.statements().collect();
+        assert_eq!(
+            got,
+            [
+                ("INSERT INTO t (a, b) VALUES (?, ?)", 2),
+                ("DELETE FROM t WHERE a = 'x;y'", 0),
+                ("UPDATE t SET b = ? WHERE a = ?", 2),
+            ]
+        );
+    }
+
+    #[test]
+    fn other_statements_and_broken_batches_are_told_apart() {
+        assert!(Batch::parse("SELECT 1", 0).unwrap().is_none());
+        let (sql, _) = batch_sql(vec![("DELETE FROM t".into(), args(&[1]))]).unwrap();
+        // The arguments that came with it do not add up.
+        assert!(Batch::parse(&sql, 2).is_err());
+        assert!(Batch::parse("/* qianzhi batch:x */\u{1e}DELETE FROM t", 0).is_err());
+        assert!(Batch::parse("/* qianzhi batch:1,1 */\u{1e}DELETE FROM t", 2).is_err());
+        let bad: Vec<(Arc<str>, AnyArguments)> = vec![("a\u{1e}b".into(), args(&[]))];
+        assert!(batch_sql(bad).is_err());
+    }
+}
+
 mod server_tests {
     //! Against the servers of QIANZHI_TEST_ODBC_PG / QIANZHI_TEST_ODBC_MYSQL (their default
     //! databases), when set.
@@ -93,6 +139,87 @@ mod server_tests {
         pool.execute_script(&format!("DROP TABLE {table}"))
             .await
             .unwrap();
+    }
+
+    /// Writes gathered into one batch inside a transaction: all stored when it commits;
+    /// when one statement fails, its error comes back and nothing of the batch stays.
+    async fn gathered_writes(var: &str, db: &str) {
+        use crate::db::writes::Writes;
+        use sea_query::{Expr, ExprTrait, Query};
+        let Some(conn) = std::env::var(var).ok().filter(|v| !v.is_empty()) else {
+            eprintln!("{var} not set: skipped");
+            return;
+        };
+        let db = crate::db::Db::connect(&format!("{conn};Database={db}"), 1)
+            .await
+            .unwrap();
+        let table = format!("qz_wr_{}", uuid::Uuid::new_v4().simple());
+        db.execute_script(&format!(
+            "CREATE TABLE {table} (k BIGINT PRIMARY KEY, v VARCHAR(40))"
+        ))
+        .await
+        .unwrap();
+        let insert = |k: i64, v: &str| {
+            Query::insert()
+                .into_table(table.clone())
+                .columns(["k", "v"])
+                .values_panic([Expr::val(k), Expr::val(v)])
+                .to_owned()
+        };
+        let rows = |db: &crate::db::Db| {
+            let sql = format!("SELECT k, v FROM {table} ORDER BY k");
+            let db = db.clone();
+            async move { db.text_rows(&sql).await.unwrap() }
+        };
+
+        let mut tx = db.any.begin().await.unwrap();
+        let mut w = Writes::new(db.backend);
+        w.push(&insert(1, "黄埔海关"));
+        w.push(&insert(2, "b"));
+        w.push(
+            &Query::update()
+                .table(table.clone())
+                .value("v", "二")
+                .and_where(Expr::col("k").eq(2))
+                .to_owned(),
+        );
+        w.run(&mut tx).await.unwrap();
+        tx.commit().await.unwrap();
+        let want = |pairs: &[(&str, &str)]| -> Vec<Vec<Option<String>>> {
+            pairs
+                .iter()
+                .map(|(k, v)| vec![Some(k.to_string()), Some(v.to_string())])
+                .collect()
+        };
+        assert_eq!(rows(&db).await, want(&[("1", "黄埔海关"), ("2", "二")]));
+
+        // The second insert repeats a key: the first must not stay either.
+        let mut tx = db.any.begin().await.unwrap();
+        let mut w = Writes::new(db.backend);
+        w.push(&insert(3, "c"));
+        w.push(&insert(1, "again"));
+        w.push(&insert(4, "d"));
+        let err = w.run(&mut tx).await.unwrap_err();
+        assert!(
+            format!("{err:#}").to_lowercase().contains("dup"),
+            "the driver's error comes back: {err:#}"
+        );
+        tx.rollback().await.unwrap();
+        assert_eq!(rows(&db).await, want(&[("1", "黄埔海关"), ("2", "二")]));
+        db.execute_script(&format!("DROP TABLE {table}"))
+            .await
+            .unwrap();
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn gathered_writes_run_as_one_batch_through_psqlodbc() {
+        gathered_writes("QIANZHI_TEST_ODBC_PG", "test").await;
+    }
+
+    #[tokio::test]
+    async fn gathered_writes_run_as_one_batch_through_mariadb_odbc() {
+        gathered_writes("QIANZHI_TEST_ODBC_MYSQL", "test").await;
     }
 
     #[tokio::test]
