@@ -235,21 +235,19 @@ impl OdbcConnection {
     ) -> Result<(Vec<AnyRow>, u64), Error> {
         let values = args.map(|a| a.values.0).unwrap_or_default();
         let coding = self.coding;
-        if let Some(batch) = Batch::parse(sql.as_str(), values.len())? {
-            return self
-                .run(move |c| {
-                    let mut values = values.into_iter();
-                    let mut affected = 0;
-                    for (text, n) in batch.statements() {
-                        let part = values.by_ref().take(n).collect();
-                        affected += execute(c, text, part, coding)?.1;
-                    }
-                    Ok((Vec::new(), affected))
-                })
-                .await;
-        }
-        self.run(move |c| execute(c, sql.as_str(), values, coding))
-            .await
+        self.run(move |c| {
+            let Some(batch) = split_batch(sql.as_str(), values.len())? else {
+                return execute(c, sql.as_str(), values, coding);
+            };
+            let mut values = values.into_iter();
+            let mut affected = 0;
+            for (text, n) in batch {
+                let part = values.by_ref().take(n).collect();
+                affected += execute(c, text, part, coding)?.1;
+            }
+            Ok((Vec::new(), affected))
+        })
+        .await
     }
 }
 
@@ -428,34 +426,23 @@ pub(crate) fn batch_sql(
     Ok((head, all))
 }
 
-/// A batch's statements and how many arguments each takes.
-struct Batch {
-    statements: Vec<(String, usize)>,
-}
-
-impl Batch {
-    /// The batch `sql` is, if it is one, checked against the `values` it came with.
-    fn parse(sql: &str, values: usize) -> Result<Option<Batch>, Error> {
-        let Some(rest) = sql.strip_prefix(BATCH_HEAD) else {
-            return Ok(None);
-        };
-        let bad = || Error::Protocol(format!("malformed statement batch: {sql:.80}"));
-        let (counts, texts) = rest.split_once(" */").ok_or_else(bad)?;
-        let counts = counts
-            .split(',')
-            .map(|n| n.parse::<usize>().map_err(|_| bad()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let texts: Vec<&str> = texts.split(BATCH_SEP).skip(1).collect();
-        if texts.len() != counts.len() || counts.iter().sum::<usize>() != values {
-            return Err(bad());
-        }
-        let statements = texts.into_iter().map(str::to_string).zip(counts).collect();
-        Ok(Some(Batch { statements }))
+/// The statements of a batch ([`batch_sql`]) with the number of arguments each takes, checked
+/// against the `values` that came with it; None for any other statement.
+fn split_batch(sql: &str, values: usize) -> Result<Option<Vec<(&str, usize)>>, Error> {
+    let Some(rest) = sql.strip_prefix(BATCH_HEAD) else {
+        return Ok(None);
+    };
+    let bad = || Error::Protocol(format!("malformed statement batch: {sql:.80}"));
+    let (counts, texts) = rest.split_once(" */").ok_or_else(bad)?;
+    let counts = counts
+        .split(',')
+        .map(|n| n.parse::<usize>().map_err(|_| bad()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let texts: Vec<&str> = texts.split(BATCH_SEP).skip(1).collect();
+    if texts.len() != counts.len() || counts.iter().sum::<usize>() != values {
+        return Err(bad());
     }
-
-    fn statements(&self) -> impl Iterator<Item = (&str, usize)> {
-        self.statements.iter().map(|(s, n)| (s.as_str(), *n))
-    }
+    Ok(Some(texts.into_iter().zip(counts).collect()))
 }
 
 /// The rows of a finished query as the stream `fetch_many` gives: every row, then the count
