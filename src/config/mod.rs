@@ -128,6 +128,10 @@ pub struct DatabaseConfig {
     /// `database.dialect`: the SQL an `odbc:` URL speaks; `None` elsewhere, and for an
     /// `odbc:` URL without it (then the driver's DBMS name decides, see `db::odbc`).
     pub dialect: Option<Dialect>,
+    /// `database.odbc_packed_rows`: PostgreSQL through psqlODBC sends each source row as one
+    /// text value, `ROW(...)::text`, split by qianzhi (`db::odbc_pool::packed`); true by
+    /// default, read only with `dialect = "postgres"` over ODBC.
+    pub odbc_packed_rows: bool,
 }
 
 /// The SQL dialect behind an ODBC data source (`database.dialect`). KingbaseES and openGauss
@@ -371,6 +375,7 @@ impl DatabaseConfig {
             url: url.unwrap_or_default(),
             max_connections: t.number_or("max_connections", 5, ranges::MAX_CONNECTIONS),
             dialect,
+            odbc_packed_rows: t.flag("odbc_packed_rows", true),
         }
     }
 }

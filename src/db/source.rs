@@ -307,10 +307,45 @@ fn page_sql(
     after: Option<Vec<Value>>,
     limit: usize,
 ) -> (String, SqlxValues) {
+    let columns = |q: &mut sea_query::SelectStatement| {
+        for c in select {
+            q.column(c.clone());
+        }
+    };
+    page_sql_of(backend, spec, columns, after, limit)
+}
+
+/// As [`page_sql`], each row's columns packed into one text value, `ROW("a", "b")::text`:
+/// PostgreSQL read through psqlODBC (see `odbc_pool::packed`).
+#[cfg_attr(not(feature = "odbc"), allow(dead_code))]
+fn packed_page_sql(
+    backend: Backend,
+    spec: &SourceSpec<'_>,
+    select: &[String],
+    after: Option<Vec<Value>>,
+    limit: usize,
+) -> (String, SqlxValues) {
+    let list = select
+        .iter()
+        .map(|c| quote(backend, c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let columns = |q: &mut sea_query::SelectStatement| {
+        q.expr(Expr::cust(format!("ROW({list})::text")));
+    };
+    page_sql_of(backend, spec, columns, after, limit)
+}
+
+/// A page's SELECT with the select list `columns` writes.
+fn page_sql_of(
+    backend: Backend,
+    spec: &SourceSpec<'_>,
+    columns: impl FnOnce(&mut sea_query::SelectStatement),
+    after: Option<Vec<Value>>,
+    limit: usize,
+) -> (String, SqlxValues) {
     let mut q = Query::select();
-    for c in select {
-        q.column(c.clone());
-    }
+    columns(&mut q);
     q.from(table_name(backend, spec.table))
         .and_where(after_filter(backend, spec, after));
     for c in keyset(backend, spec) {
@@ -418,8 +453,52 @@ impl Db {
         limit: usize,
     ) -> Result<Vec<SourceRow>> {
         let after = self.position_binds(after);
+        #[cfg(feature = "odbc")]
+        if let Some(rows) = self.read_packed(spec, select, after.clone(), limit).await? {
+            return Ok(rows);
+        }
         let (sql, values) = page_sql(self.backend, spec, select, after, limit);
         self.source_rows(sql, values, spec.table).await
+    }
+
+    /// A page of PostgreSQL through psqlODBC read packed, a row a value
+    /// (`odbc_pool::packed`); None when it is read column by column instead: another
+    /// dialect, `database.odbc_packed_rows = false`, a column of a type packed text would
+    /// not give alike, or a value on this page that psqlODBC would read otherwise.
+    #[cfg(feature = "odbc")]
+    async fn read_packed(
+        &self,
+        spec: &SourceSpec<'_>,
+        select: &[String],
+        after: Option<Vec<Value>>,
+        limit: usize,
+    ) -> Result<Option<Vec<SourceRow>>> {
+        let (SourcePool::Odbc(p), Backend::Odbc(crate::config::Dialect::Postgres)) =
+            (&self.source, self.backend)
+        else {
+            return Ok(None);
+        };
+        if !p.packs_rows() {
+            return Ok(None);
+        }
+        let table = spec.table;
+        let key = super::odbc_pool::packing_key(table, select);
+        let (plain, _) = page_sql(self.backend, spec, select, None, 1);
+        let Some(packing) = p.packing(&key, plain).await? else {
+            return Ok(None);
+        };
+        let (sql, values) = packed_page_sql(self.backend, spec, select, after, limit);
+        let rows = p
+            .packed_page(sql, values.0.0, packing)
+            .await
+            .with_context(|| format!("reading source {table}"))?;
+        if rows.is_none() {
+            tracing::debug!(
+                table,
+                "a value of this page is read column by column (packed text would differ)"
+            );
+        }
+        Ok(rows)
     }
 
     /// The rows of a statement on the source, decoded as the pages are.
@@ -578,19 +657,22 @@ impl Db {
             SourcePool::Sqlite(p) => {
                 describe(p.prepare(q()).await.with_context(ctx)?.columns(), |_| true)
             }
-            // The driver converts any type it has to text, so every column can be read.
+            // The driver converts any type it has to text, so every column can be read. A
+            // run starts here: how its pages are packed is found again from these columns.
             #[cfg(feature = "odbc")]
-            SourcePool::Odbc(p) => p
-                .describe(sql.clone())
-                .await
-                .with_context(ctx)?
-                .into_iter()
-                .map(|(name, type_name)| SourceColumn {
-                    name,
-                    type_name,
-                    readable: true,
-                })
-                .collect(),
+            SourcePool::Odbc(p) => {
+                p.forget_packings(table);
+                p.describe(sql.clone())
+                    .await
+                    .with_context(ctx)?
+                    .into_iter()
+                    .map(|(name, type_name)| SourceColumn {
+                        name,
+                        type_name,
+                        readable: true,
+                    })
+                    .collect()
+            }
         })
     }
 
@@ -1220,6 +1302,29 @@ mod tests {
         }
         assert_eq!(quote(Backend::Postgres, "a\"b"), "\"a\"\"b\"");
         assert_eq!(quote(Backend::Mysql, "a`b"), "`a``b`");
+
+        // PostgreSQL through psqlODBC: the same page, each row packed into one value.
+        let odbc = Backend::Odbc(crate::config::Dialect::Postgres);
+        let names = ["cd_time", "ID", "a\"b", "办件号"].map(String::from);
+        let (sql, values) = packed_page_sql(odbc, &spec, &names, pos(), 500);
+        assert_eq!(
+            (sql, values.0.0.len()),
+            (
+                r#"SELECT ROW("cd_time", "ID", "a""b", "办件号")::text FROM "ods"."accept_changes" WHERE ("cd_time", "id", "办件号") > (?, ?, ?) ORDER BY "cd_time" ASC, "id" ASC, "办件号" ASC LIMIT 500"#
+                    .to_string(),
+                3
+            )
+        );
+        let (plain, _) = page_sql(odbc, &spec, &names, pos(), 500);
+        assert_eq!(
+            plain.replacen(r#""cd_time", "ID", "a""b", "办件号""#, "", 1),
+            sql_without_row(&packed_page_sql(odbc, &spec, &names, pos(), 500).0),
+            "the packed page differs from the page only in its select list"
+        );
+    }
+
+    fn sql_without_row(sql: &str) -> String {
+        sql.replacen(r#"ROW("cd_time", "ID", "a""b", "办件号")::text"#, "", 1)
     }
 
     /// Position values reach the native drivers as the Rust types they were bound as before.

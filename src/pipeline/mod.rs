@@ -78,6 +78,7 @@ impl App {
             cfg.database.max_connections,
         )
         .await?;
+        db.set_odbc_packed_rows(cfg.database.odbc_packed_rows);
         let upstreams = Upstreams::from_config(&cfg, &catalog)?;
         let query = crate::query::client::Clients::new(&cfg)?;
         let metrics = Metrics::new(

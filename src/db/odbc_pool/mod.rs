@@ -5,10 +5,14 @@
 //! [`TextCoding`], integers as BIGINT, dates and timestamps as ODBC's own structs). `migrate`
 //! reads results as text or NULL; source rows come back typed by the column types the driver
 //! reports ([`Pool::source_rows`]), a row per SQLFetch into bound buffers where the driver
-//! allows it (`bound`). The control tables of a running job go through sqlx's `Any` instead
-//! (`odbc_any`).
+//! allows it (`bound`), or for PostgreSQL through psqlODBC one packed text value a row
+//! ([`Pool::packed_page`], `packed`). The control tables of a running job go through sqlx's
+//! `Any` instead (`odbc_any`).
 
 mod bound;
+mod packed;
+
+pub(crate) use packed::Packing;
 
 use super::exec::Cell;
 use super::odbc_any::{TextBufs, TextCoding, column_type};
@@ -35,6 +39,13 @@ struct Inner {
     shown: String,
     idle: Mutex<Vec<(Connection<'static>, Driver)>>,
     permits: Arc<Semaphore>,
+    /// Whether the pages of a source query are read packed ([`packed`]), found once per
+    /// query shape.
+    packings: Mutex<std::collections::HashMap<String, Option<Arc<Packing>>>>,
+    /// `database.odbc_packed_rows` (true until set otherwise).
+    packed_rows: std::sync::atomic::AtomicBool,
+    /// Pages read packed so far.
+    packed_pages: std::sync::atomic::AtomicU64,
 }
 
 /// What a connection's driver was found to do when it was opened (`check` shows both).
@@ -60,6 +71,9 @@ impl Pool {
                 shown: super::redact_url(url),
                 idle: Mutex::new(Vec::new()),
                 permits: Arc::new(Semaphore::new(max_connections.max(1) as usize)),
+                packings: Mutex::default(),
+                packed_rows: std::sync::atomic::AtomicBool::new(true),
+                packed_pages: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         drop(pool.acquire().await?);
@@ -134,6 +148,99 @@ impl Pool {
     pub async fn fetch_all(&self, sql: &str, values: Vec<Value>) -> Result<Vec<Vec<Cell>>> {
         self.acquire().await?.fetch_all(sql, values).await
     }
+
+    /// `database.odbc_packed_rows`: whether PostgreSQL pages may be read packed at all.
+    pub fn set_packed_rows(&self, on: bool) {
+        use std::sync::atomic::Ordering;
+        self.inner.packed_rows.store(on, Ordering::Relaxed);
+    }
+
+    pub fn packs_rows(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.inner.packed_rows.load(Ordering::Relaxed)
+    }
+
+    /// How many pages were read packed so far (their rows given by `packed_page`).
+    pub fn packed_pages(&self) -> u64 {
+        use std::sync::atomic::Ordering;
+        self.inner.packed_pages.load(Ordering::Relaxed)
+    }
+
+    /// Forgets how the pages of `table` are read, so that the next page finds it again from
+    /// the columns as they are now (a view may have been changed since).
+    pub fn forget_packings(&self, table: &str) {
+        let prefix = packing_key(table, &[]);
+        self.inner
+            .packings
+            .lock()
+            .expect("odbc pool lock")
+            .retain(|k, _| !k.starts_with(&prefix));
+    }
+
+    /// How the pages of a source query `key` (see [`packing_key`]) are read packed, or None when they are not:
+    /// found once from the columns `sql` would give (their PostgreSQL type names and kinds)
+    /// and kept. Packed text must cross as UTF-8, so a connection that reads text as UTF-16
+    /// (a locale other than UTF-8) reads column by column.
+    pub(crate) async fn packing(&self, key: &str, sql: String) -> Result<Option<Arc<Packing>>> {
+        if let Some(p) = self.inner.packings.lock().expect("odbc pool lock").get(key) {
+            return Ok(p.clone());
+        }
+        let packing = self
+            .acquire()
+            .await?
+            .run(move |c, driver| {
+                if driver.coding != TextCoding::Utf8 {
+                    return Ok(None);
+                }
+                Ok(packed::packing_of(c, &sql)?.map(Arc::new))
+            })
+            .await?;
+        self.inner
+            .packings
+            .lock()
+            .expect("odbc pool lock")
+            .insert(key.to_string(), packing.clone());
+        Ok(packing)
+    }
+
+    /// The rows of a packed page (`SELECT ROW(...)::text`), or None when one of its values
+    /// must be read column by column instead.
+    pub(crate) async fn packed_page(
+        &self,
+        sql: String,
+        values: Vec<Value>,
+        packing: Arc<Packing>,
+    ) -> Result<Option<Vec<SourceRow>>> {
+        let mut conn = self.acquire().await?;
+        let rows = conn
+            .run(move |c, driver| {
+                let params = params(values, driver.coding)?;
+                let Some(cursor) = c
+                    .execute(&sql, &params[..], None)
+                    .with_context(|| statement_context(&sql))?
+                else {
+                    return Ok(Some(Vec::new()));
+                };
+                packed::read(cursor, &packing)
+            })
+            .await?;
+        if rows.is_some() {
+            use std::sync::atomic::Ordering;
+            self.inner.packed_pages.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(rows)
+    }
+}
+
+/// The key of the packing of a page of `table` selecting `select`; the key of the table alone
+/// begins every key of its pages.
+pub(crate) fn packing_key(table: &str, select: &[String]) -> String {
+    let mut key = format!("{table}\u{1f}");
+    for c in select {
+        key.push_str(c);
+        key.push('\u{1f}');
+    }
+    key
 }
 
 /// A new connection and what its driver does; every message has the password hidden
@@ -656,11 +763,13 @@ mod tests {
     /// QIANZHI_TEST_ODBC_PG / QIANZHI_TEST_ODBC_MYSQL when set: the same values either way, in
     /// both text codings where the driver has them, with text longer than its buffer read
     /// again whole.
-    mod server_tests {
+    pub(super) mod server_tests {
         use super::*;
         use crate::value::Value as V;
 
-        fn connect(var: &str) -> Option<(Connection<'static>, Driver)> {
+        pub(in crate::db::odbc_pool) fn connect(
+            var: &str,
+        ) -> Option<(Connection<'static>, Driver)> {
             let Some(url) = std::env::var(var).ok().filter(|v| !v.is_empty()) else {
                 eprintln!("{var} not set: skipped");
                 return None;
@@ -787,7 +896,7 @@ mod tests {
         }
 
         /// Rows compared value by value, a failure shown short (the long text is 32 KB).
-        fn same(got: &[Vec<V>], want: &[Vec<V>], what: &str) {
+        pub(in crate::db::odbc_pool) fn same(got: &[Vec<V>], want: &[Vec<V>], what: &str) {
             assert_eq!(got.len(), want.len(), "{what}: rows");
             for (r, (g, w)) in got.iter().zip(want).enumerate() {
                 for (c, (g, w)) in g.iter().zip(w).enumerate() {
