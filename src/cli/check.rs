@@ -208,6 +208,7 @@ pub(super) async fn check(cli: &Cli) -> Result<ExitCode> {
     }
     let db = match Db::connect_as(&cfg.database.url, cfg.database.dialect, 2).await {
         Ok(db) => {
+            db.set_odbc_packed_rows(cfg.database.odbc_packed_rows);
             println!(
                 "✓ database {} reachable",
                 crate::db::redact_url(&cfg.database.url)
@@ -323,6 +324,7 @@ pub(super) async fn check(cli: &Cli) -> Result<ExitCode> {
         }
         if columns_present {
             problems += check_capture(&db, job).await;
+            check_packing(&db, job, &needed).await;
         }
     }
     for q in &cfg.queries {
@@ -364,6 +366,26 @@ pub(super) async fn check(cli: &Cli) -> Result<ExitCode> {
     } else {
         println!("{problems} problem(s) found");
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// `check` of how a job's pages cross psqlODBC (PostgreSQL through ODBC only): packed, a row
+/// a value, or column by column (slower) and which column keeps them so. Never a problem.
+async fn check_packing(db: &Db, job: &crate::config::JobConfig, select: &[String]) {
+    let spec = crate::db::source::SourceSpec::of(job);
+    match db.odbc_packing(&spec, select).await {
+        Ok(None) => {}
+        Ok(Some(Ok(()))) => println!(
+            "✓ job {}: pages read packed through psqlODBC, a row a value (整行打包读取)",
+            job.name
+        ),
+        Ok(Some(Err(why))) => println!(
+            "⚠ job {}: pages read column by column through psqlODBC (slower: the driver converts every value): {why}; \
+             cast it in the view (to TEXT or INTEGER) to read packed \
+             (逐列读取，较慢；在视图中把该列转为 TEXT 或 INTEGER 即可整行打包读取)",
+            job.name
+        ),
+        Err(e) => println!("⚠ job {}: {e:#}", job.name),
     }
 }
 

@@ -501,6 +501,26 @@ impl Db {
         Ok(rows)
     }
 
+    /// For `check`: None when pages of `table` are never packed here (another source or
+    /// dialect, or `database.odbc_packed_rows = false`), else whether the columns a job
+    /// selects are packed, or why they are read column by column.
+    pub async fn odbc_packing(
+        &self,
+        spec: &SourceSpec<'_>,
+        select: &[String],
+    ) -> Result<Option<Result<(), String>>> {
+        #[cfg(feature = "odbc")]
+        if let (SourcePool::Odbc(p), Backend::Odbc(crate::config::Dialect::Postgres)) =
+            (&self.source, self.backend)
+            && p.packs_rows()
+        {
+            let (plain, _) = page_sql(self.backend, spec, select, None, 1);
+            return Ok(Some(p.explain_packing(plain).await?));
+        }
+        let _ = (spec, select);
+        Ok(None)
+    }
+
     /// The rows of a statement on the source, decoded as the pages are.
     async fn source_rows(
         &self,

@@ -177,6 +177,44 @@ async fn migrate_and_check(driver: Driver) {
         // Both drivers read a bound column again, so rows are fetched into bound buffers.
         assert!(out.contains("rows bound"), "{locale}: {out}");
     }
+    // How a job's pages cross the driver: PostgreSQL packs a row into one value unless a
+    // selected column has a type psqlODBC writes otherwise; MariaDB never packs.
+    let db = Db::connect(&native_url, 1).await.unwrap();
+    let catalog = qianzhi::schema::Catalog::load(None).unwrap();
+    let dt = catalog.data_type("gdzw", "accept").unwrap();
+    db.create_change_table(dt, "accept_changes").await.unwrap();
+    let out = text(&qianzhi_in(&cfg, &["check"], Some("C.UTF-8")));
+    let packed = matches!(driver, Driver::Postgres);
+    assert_eq!(
+        out.contains("✓ job accept: pages read packed"),
+        packed,
+        "{out}"
+    );
+    assert!(!out.contains("read column by column"), "{out}");
+    if packed {
+        db.execute_script(
+            "ALTER TABLE accept_changes ALTER COLUMN address TYPE BOOLEAN USING (address <> '')",
+        )
+        .await
+        .unwrap();
+        let out = text(&qianzhi_in(&cfg, &["check"], Some("C.UTF-8")));
+        assert!(
+            out.contains(
+                "⚠ job accept: pages read column by column through psqlODBC (slower: the driver \
+                 converts every value): column address is bool"
+            ),
+            "{out}"
+        );
+        // Switched off, nothing is said.
+        let off = config(
+            dir.path(),
+            &url,
+            "dialect = \"postgres\"\nodbc_packed_rows = false\n",
+        );
+        let out = text(&qianzhi_in(&off, &["check"], Some("C.UTF-8")));
+        assert!(!out.contains("pages read"), "{out}");
+    }
+    db.close().await;
     #[cfg(feature = "odbc")]
     statements_through_the_pool(&url, driver).await;
     drop_database(&native, &name).await.unwrap();

@@ -177,6 +177,21 @@ impl Pool {
             .retain(|k, _| !k.starts_with(&prefix));
     }
 
+    /// Whether the pages of `sql` would be read packed, or why not (`check`); not kept.
+    pub(crate) async fn explain_packing(&self, sql: String) -> Result<Result<(), String>> {
+        self.acquire()
+            .await?
+            .run(move |c, driver| {
+                if driver.coding != TextCoding::Utf8 {
+                    return Ok(Err(
+                        "text crosses the driver as UTF-16 (not a UTF-8 locale)".into(),
+                    ));
+                }
+                Ok(packed::packing_of(c, &sql)?.map(|_| ()))
+            })
+            .await
+    }
+
     /// How the pages of a source query `key` (see [`packing_key`]) are read packed, or None when they are not:
     /// found once from the columns `sql` would give (their PostgreSQL type names and kinds)
     /// and kept. Packed text must cross as UTF-8, so a connection that reads text as UTF-16
@@ -192,7 +207,7 @@ impl Pool {
                 if driver.coding != TextCoding::Utf8 {
                     return Ok(None);
                 }
-                Ok(packed::packing_of(c, &sql)?.map(Arc::new))
+                Ok(packed::packing_of(c, &sql)?.ok().map(Arc::new))
             })
             .await?;
         self.inner

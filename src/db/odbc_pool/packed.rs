@@ -25,55 +25,61 @@ pub(crate) struct Packing {
 
 impl Packing {
     /// A packing for columns of these PostgreSQL type names (SQL_DESC_TYPE_NAME as psqlODBC
-    /// gives it) read as these kinds; None when one of them is not written alike (`bool`
-    /// comes through psqlODBC as `1`/`0`, `bytea` as bytes, `time` reformatted, ...).
-    pub(crate) fn of(names: Vec<String>, columns: &[(String, SourceKind)]) -> Option<Packing> {
-        let alike = |(name, kind): &(String, SourceKind)| {
-            let name = name.as_str();
-            match kind {
-                // psqlODBC names an identity or serial column by its serial type.
-                SourceKind::Int => matches!(
-                    name,
-                    "int2" | "int4" | "int8" | "numeric" | "smallserial" | "serial" | "bigserial"
-                ),
-                SourceKind::Float => matches!(name, "float4" | "float8"),
-                SourceKind::Decimal => name == "numeric",
-                SourceKind::Date => name == "date",
-                SourceKind::Timestamp => matches!(
-                    name,
-                    "timestamp"
-                        | "timestamp without time zone"
-                        | "timestamptz"
-                        | "timestamp with time zone"
-                ),
-                SourceKind::Text => {
-                    matches!(name, "varchar" | "text" | "char" | "bpchar" | "name")
-                }
-                SourceKind::Bool | SourceKind::Bytes => false,
-            }
+    /// gives it) read as these kinds; or why not: the first column whose type is not written
+    /// alike (`bool` comes through psqlODBC as `1`/`0`, `bytea` as bytes, `time` reformatted,
+    /// ...), as `column ok is bool`.
+    pub(crate) fn of(
+        names: Vec<String>,
+        columns: &[(String, SourceKind)],
+    ) -> Result<Packing, String> {
+        let alike = |name: &str, kind: SourceKind| match kind {
+            // psqlODBC names an identity or serial column by its serial type.
+            SourceKind::Int => matches!(
+                name,
+                "int2" | "int4" | "int8" | "numeric" | "smallserial" | "serial" | "bigserial"
+            ),
+            SourceKind::Float => matches!(name, "float4" | "float8"),
+            SourceKind::Decimal => name == "numeric",
+            SourceKind::Date => name == "date",
+            SourceKind::Timestamp => matches!(
+                name,
+                "timestamp"
+                    | "timestamp without time zone"
+                    | "timestamptz"
+                    | "timestamp with time zone"
+            ),
+            SourceKind::Text => matches!(name, "varchar" | "text" | "char" | "bpchar" | "name"),
+            SourceKind::Bool | SourceKind::Bytes => false,
         };
-        if columns.is_empty() || !columns.iter().all(alike) {
-            return None;
+        if columns.is_empty() {
+            return Err("no columns".into());
         }
-        Some(Packing {
+        if let Some(((type_name, _), name)) =
+            columns.iter().zip(&names).find(|((t, k), _)| !alike(t, *k))
+        {
+            return Err(format!("column {name} is {type_name}"));
+        }
+        Ok(Packing {
             names: names.into(),
             kinds: columns.iter().map(|(_, k)| *k).collect(),
         })
     }
 }
 
-/// The packing of the columns `sql` gives (see `Pool::packing`).
-pub(super) fn packing_of(c: &Connection<'_>, sql: &str) -> Result<Option<Packing>> {
+/// The packing of the columns `sql` gives (see `Pool::packing`), or why they are read column
+/// by column.
+pub(super) fn packing_of(c: &Connection<'_>, sql: &str) -> Result<Result<Packing, String>> {
     let mut p = c.prepare(sql).with_context(|| statement_context(sql))?;
     let n = u16::try_from(p.num_result_cols()?).unwrap_or(0);
     let mut names = Vec::with_capacity(usize::from(n));
     let mut columns = Vec::with_capacity(usize::from(n));
     for i in 1..=n {
-        names.push(p.col_name(i)?);
+        let name = p.col_name(i)?;
         let kind = SourceKind::of(column_type(&mut p, i)?);
         let Some(type_name) = pg_type_name(&mut p, i) else {
-            return Ok(None);
+            return Ok(Err(format!("the driver names no type for column {name}")));
         };
+        names.push(name);
         columns.push((type_name, kind));
     }
     Ok(Packing::of(names, &columns))
@@ -406,7 +412,7 @@ mod tests {
             ("timestamp", SourceKind::Timestamp),
             ("numeric", SourceKind::Decimal),
         ]);
-        assert!(Packing::of(names(5), &ok).is_some());
+        assert!(Packing::of(names(5), &ok).is_ok());
         for odd in [
             ("bool", SourceKind::Text),
             ("bytea", SourceKind::Bytes),
@@ -416,9 +422,10 @@ mod tests {
         ] {
             let mut c = ok.clone();
             c.push((odd.0.to_string(), odd.1));
-            assert!(Packing::of(names(6), &c).is_none(), "{odd:?}");
+            let why = Packing::of(names(6), &c).err();
+            assert_eq!(why, Some(format!("column c5 is {}", odd.0)), "{odd:?}");
         }
-        assert!(Packing::of(Vec::new(), &[]).is_none());
+        assert!(Packing::of(Vec::new(), &[]).is_err());
     }
 
     /// Through the local PostgreSQL's psqlODBC (QIANZHI_TEST_ODBC_PG), as the other server
@@ -458,7 +465,9 @@ mod tests {
                  (3, -1, 0, -1e300, 1.5e-7, '0001-01-01', '2026-01-01 00:00:00', \
                   '2026-01-01 00:00:00.5-03:30', -0.01, -9, '', '', ' ', false), \
                  (4, 0, 0, 'Infinity', '-Infinity', '9999-12-31', '2026-11-20 23:59:59.999999', \
-                  NULL, 0, 0, ',', '\"', '()', NULL)"
+                  NULL, 0, 0, ',', '\"', '()', NULL), \
+                 (5, 1, 1, 1, 1, '2026-11-20', '2026-11-20 10:00:00', NULL, 1, 1, 'x', 'y', \
+                  repeat('黄埔海关 \"A\", (B) ', 3000), NULL)"
             );
             conn.execute(&insert, (), None).unwrap();
             let cols = [
@@ -484,11 +493,17 @@ mod tests {
             let got = values(got);
             assert_eq!(got[0][12], V::Text("a \"q\" b, (c) \\ d\ne".into()));
             assert_eq!(got[2][10], V::Text("".into()));
+            // Longer than any buffer: read whole.
+            let long = "黄埔海关 \"A\", (B) ".repeat(3000);
+            assert_eq!(got[4][12], V::Text(long.as_str().into()));
             same(&got, &values(want), "packed");
 
             // A boolean comes through psqlODBC as 1 or 0: not packed.
             let with_bool = format!("SELECT id, ok FROM {table} ORDER BY id");
-            assert!(packing_of(&conn, &with_bool).unwrap().is_none());
+            assert_eq!(
+                packing_of(&conn, &with_bool).unwrap().err().as_deref(),
+                Some("column ok is bool")
+            );
             // A date past 9999 is psqlODBC's to read.
             conn.execute(
                 &format!("INSERT INTO {table} (id, d) VALUES (5, '12026-01-01')"),
