@@ -229,42 +229,36 @@ pub(super) fn split(text: &[u8], fields: &mut Fields) -> Result<(), ()> {
             i += 1;
             let from = fields.unquoted.len();
             loop {
-                match *inner.get(i).ok_or(())? {
-                    b'"' if inner.get(i + 1) == Some(&b'"') => {
-                        fields.unquoted.push(b'"');
-                        i += 2;
-                    }
-                    b'"' => {
-                        i += 1;
-                        break;
-                    }
-                    b'\\' => {
-                        fields.unquoted.push(*inner.get(i + 1).ok_or(())?);
-                        i += 2;
-                    }
-                    c => {
-                        fields.unquoted.push(c);
-                        i += 1;
-                    }
+                // Runs between the characters quoting doubles are copied whole.
+                let rest = &inner[i..];
+                let n = memchr::memchr2(b'"', b'\\', rest).ok_or(())?;
+                fields.unquoted.extend_from_slice(&rest[..n]);
+                i += n;
+                let next = inner.get(i + 1).copied();
+                if inner[i] == b'"' && next != Some(b'"') {
+                    i += 1;
+                    break;
                 }
+                fields.unquoted.push(next.ok_or(())?);
+                i += 2;
             }
             fields
                 .ranges
                 .push(Some(Field::Unquoted(from..fields.unquoted.len())));
         } else {
-            let end = inner[i..]
-                .iter()
-                .position(|c| *c == b',')
-                .map_or(inner.len(), |n| i + n);
-            let v = &inner[i..end];
-            if v.iter().any(|c| matches!(c, b'"' | b'\\' | b'(' | b')')) {
+            let rest = &inner[i..];
+            let n = memchr::memchr(b',', rest).unwrap_or(rest.len());
+            let v = &rest[..n];
+            // An unquoted field holds none of the characters that would have quoted it.
+            if memchr::memchr3(b'"', b'\\', b'(', v).is_some() || memchr::memchr(b')', v).is_some()
+            {
                 return Err(());
             }
             // +1: ranges of `text`, past its opening parenthesis.
             fields
                 .ranges
-                .push((!v.is_empty()).then(|| Field::Plain(i + 1..end + 1)));
-            i = end;
+                .push((!v.is_empty()).then(|| Field::Plain(i + 1..i + n + 1)));
+            i += n;
         }
         match inner.get(i) {
             None => return Ok(()),
