@@ -344,26 +344,6 @@ impl Db {
         Db::connect_as(url, None, max_connections).await
     }
 
-    /// `database.odbc_packed_rows`; only an `odbc:` source reads it.
-    pub fn set_odbc_packed_rows(&self, on: bool) {
-        #[cfg(feature = "odbc")]
-        if let SourcePool::Odbc(p) = &self.source {
-            p.set_packed_rows(on);
-        }
-        #[cfg(not(feature = "odbc"))]
-        let _ = on;
-    }
-
-    /// Source pages read packed so far (PostgreSQL through psqlODBC, `odbc_pool::packed`);
-    /// 0 on every other source.
-    pub fn odbc_packed_pages(&self) -> u64 {
-        #[cfg(feature = "odbc")]
-        if let SourcePool::Odbc(p) = &self.source {
-            return p.packed_pages();
-        }
-        0
-    }
-
     /// The database of a URL; `dialect` is `database.dialect`, which only `odbc:` URLs read.
     pub async fn connect_as(
         url: &str,

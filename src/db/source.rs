@@ -461,6 +461,26 @@ impl Db {
         self.source_rows(sql, values, spec.table).await
     }
 
+    /// `database.odbc_packed_rows`; only an `odbc:` source reads it.
+    pub fn set_odbc_packed_rows(&self, on: bool) {
+        #[cfg(feature = "odbc")]
+        if let SourcePool::Odbc(p) = &self.source {
+            p.set_packed_rows(on);
+        }
+        #[cfg(not(feature = "odbc"))]
+        let _ = on;
+    }
+
+    /// Source pages read packed so far (PostgreSQL through psqlODBC, `odbc_pool::packed`);
+    /// 0 on every other source.
+    pub fn odbc_packed_pages(&self) -> u64 {
+        #[cfg(feature = "odbc")]
+        if let SourcePool::Odbc(p) = &self.source {
+            return p.packed_pages();
+        }
+        0
+    }
+
     /// A page of PostgreSQL through psqlODBC read packed, a row a value
     /// (`odbc_pool::packed`); None when it is read column by column instead: another
     /// dialect, `database.odbc_packed_rows = false`, a column of a type packed text would
@@ -483,7 +503,7 @@ impl Db {
         }
         let table = spec.table;
         let key = super::odbc_pool::packing_key(table, select);
-        let (plain, _) = page_sql(self.backend, spec, select, None, 1);
+        let plain = || page_sql(self.backend, spec, select, None, 1).0;
         let Some(packing) = p.packing(&key, plain).await? else {
             return Ok(None);
         };

@@ -7,14 +7,140 @@
 //! packed text cannot give exactly as psqlODBC would (a year past 9999, BC, infinity) sends
 //! its page back to the per-column read ([`read`] answers None).
 
-use super::{SourceKind, statement_context};
-use crate::db::odbc_any::column_type;
+use super::{Driver, Pool, SourceKind, params, statement_context};
+use crate::db::odbc_any::{TextCoding, column_type};
 use crate::db::source::RowTexts;
 use crate::value::{SourceRow, Value as SourceValue};
 use anyhow::{Context, Result, bail};
 use odbc_api::handles::AsStatementRef;
 use odbc_api::{Connection, Cursor, ResultSetMetadata};
-use std::sync::Arc;
+use sea_query::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A pool's packing state: `database.odbc_packed_rows`, what was found for each query shape,
+/// and how many pages were read packed.
+pub(super) struct Packings {
+    on: AtomicBool,
+    /// By [`packing_key`]: the packing, or None for column by column.
+    found: Mutex<HashMap<String, Option<Arc<Packing>>>>,
+    pages: AtomicU64,
+}
+
+impl Default for Packings {
+    fn default() -> Packings {
+        Packings {
+            on: AtomicBool::new(true),
+            found: Mutex::default(),
+            pages: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The key of the packing of a page of `table` selecting `select`; the key of the table alone
+/// begins every key of its pages.
+pub(crate) fn packing_key(table: &str, select: &[String]) -> String {
+    let mut key = format!("{table}\u{1f}");
+    for c in select {
+        key.push_str(c);
+        key.push('\u{1f}');
+    }
+    key
+}
+
+impl Pool {
+    /// `database.odbc_packed_rows`: whether PostgreSQL pages may be read packed at all.
+    pub fn set_packed_rows(&self, on: bool) {
+        self.inner.packings.on.store(on, Ordering::Relaxed);
+    }
+
+    pub fn packs_rows(&self) -> bool {
+        self.inner.packings.on.load(Ordering::Relaxed)
+    }
+
+    /// How many pages were read packed so far (their rows given by `packed_page`).
+    pub fn packed_pages(&self) -> u64 {
+        self.inner.packings.pages.load(Ordering::Relaxed)
+    }
+
+    fn found(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<Arc<Packing>>>> {
+        self.inner.packings.found.lock().expect("odbc pool lock")
+    }
+
+    /// Forgets how the pages of `table` are read, so that the next page finds it again from
+    /// the columns as they are now (a view may have been changed since).
+    pub fn forget_packings(&self, table: &str) {
+        let prefix = packing_key(table, &[]);
+        self.found().retain(|k, _| !k.starts_with(&prefix));
+    }
+
+    /// Whether the pages of `sql` would be read packed, or why not (`check`); not kept.
+    pub(crate) async fn explain_packing(&self, sql: String) -> Result<Result<(), String>> {
+        let mut conn = self.acquire().await?;
+        conn.run(move |c, driver| Ok(decide(c, driver, &sql)?.map(|_| ())))
+            .await
+    }
+
+    /// How the pages of a source query `key` (see [`packing_key`]) are read packed, or None
+    /// when they are not: found once from the columns `sql()` would give (their PostgreSQL
+    /// type names and kinds) and kept.
+    pub(crate) async fn packing(
+        &self,
+        key: &str,
+        sql: impl FnOnce() -> String,
+    ) -> Result<Option<Arc<Packing>>> {
+        if let Some(p) = self.found().get(key) {
+            return Ok(p.clone());
+        }
+        let sql = sql();
+        let mut conn = self.acquire().await?;
+        let packing = conn
+            .run(move |c, driver| Ok(decide(c, driver, &sql)?.ok().map(Arc::new)))
+            .await?;
+        self.found().insert(key.to_string(), packing.clone());
+        Ok(packing)
+    }
+
+    /// The rows of a packed page (`SELECT ROW(...)::text`), or None when one of its values
+    /// must be read column by column instead.
+    pub(crate) async fn packed_page(
+        &self,
+        sql: String,
+        values: Vec<Value>,
+        packing: Arc<Packing>,
+    ) -> Result<Option<Vec<SourceRow>>> {
+        let mut conn = self.acquire().await?;
+        let rows = conn
+            .run(move |c, driver| {
+                let params = params(values, driver.coding)?;
+                let Some(cursor) = c
+                    .execute(&sql, &params[..], None)
+                    .with_context(|| statement_context(&sql))?
+                else {
+                    return Ok(Some(Vec::new()));
+                };
+                read(cursor, &packing)
+            })
+            .await?;
+        if rows.is_some() {
+            self.inner.packings.pages.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(rows)
+    }
+}
+
+/// The packing of the columns `sql` gives on this connection, or why they are read column by
+/// column. Packed text must cross as UTF-8, so a connection that reads text as UTF-16 (a
+/// locale other than UTF-8) never packs.
+fn decide(c: &Connection<'_>, driver: Driver, sql: &str) -> Result<Result<Packing, String>> {
+    if driver.coding != TextCoding::Utf8 {
+        return Ok(Err(
+            "text crosses the driver as UTF-16 (not a UTF-8 locale)".into(),
+        ));
+    }
+    packing_of(c, sql)
+}
 
 /// How the columns of a packed page are typed again.
 #[derive(Debug)]
